@@ -1,0 +1,29 @@
+# landcloud — two commands: `make run` (a fresh machine to a running platform) and `make test`.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export LANDCLOUD_DATA_DIR ?= ./data
+
+.PHONY: install run test system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,demo]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/landcloud init
+	$(BIN)/landcloud demo
+	$(BIN)/landcloud serve --host 127.0.0.1 --port 8000
+
+system-deps:
+	@scripts/system-deps.sh
+
+test: $(STAMP) system-deps
+	scripts/run-tests.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

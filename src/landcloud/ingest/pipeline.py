@@ -1,0 +1,444 @@
+"""The submission pipeline (汇交): read, convert to CGCS2000, check, and load as one new version.
+
+The whole load is one database transaction: features are staged, checked, merged into a new
+version and recorded, and only then committed. A rejected or interrupted submission leaves
+the store exactly as it was (the transaction is rolled back, or never committed).
+Memory stays bounded: the source is read in batches and nothing holds the whole layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from landcloud.access import units as units_ref
+from landcloud.catalog import datasets as catalog
+from landcloud.codes.schemas import StandardSchema, get_schema
+from landcloud.config import Settings
+from landcloud.geo.area import survey_areas
+from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
+from landcloud.ingest import transformations
+from landcloud.ingest.crs_detect import decide_crs
+from landcloud.ingest.overlap import find_overlaps
+from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
+from landcloud.ingest.report import Finding
+from landcloud.ingest.rules import Batch, RuleConfig, RuleRunner
+from landcloud.messages import LandcloudError
+from landcloud.store.features import StageRow, feature_store_for
+
+Mode = Literal["replace", "incremental"]
+OP_VALUES = {
+    "add": "add", "a": "add", "i": "add", "insert": "add", "新增": "add",
+    "modify": "modify", "m": "modify", "u": "modify", "update": "modify", "修改": "modify", "变更": "modify",
+    "delete": "delete", "d": "delete", "删除": "delete", "灭失": "delete",
+    "upsert": "upsert", "": "upsert",
+}
+USAGE_SOURCE_ERRORS = {"source.ambiguous_layer", "source.unknown_layer"}
+
+
+class SubmissionUsageError(LandcloudError):
+    """The request itself is incomplete (exit 2 / HTTP 400): nothing was read or changed."""
+
+
+@dataclass
+class SubmitOptions:
+    dataset_id: str
+    unit: str | None = None
+    layer: str | None = None
+    crs: str | None = None
+    encoding: str | None = None
+    mode: Mode = "replace"
+    key: str | None = None
+    schema: str | None = None
+    repair: bool = False
+    title: str | None = None
+    theme: str | None = None
+    op_field: str = "_op"
+    dlbm_system: Literal["any", "gbt21010", "sandiao"] = "any"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SubmissionResult:
+    accepted: bool
+    dataset_id: str
+    version: int | None
+    report: dict[str, Any]
+    findings: list[Finding] = field(default_factory=list)
+
+
+ProgressFn = Callable[[int], None]
+
+
+def validate_options(opts: SubmitOptions) -> None:
+    catalog.validate_dataset_id(opts.dataset_id)
+    if opts.mode not in ("replace", "incremental"):
+        raise SubmissionUsageError(
+            "submission.bad_mode",
+            f"汇交方式“{opts.mode}”无效，应为 replace（整体替换）或 incremental（增量）",
+            f"invalid mode '{opts.mode}': use replace or incremental",
+        )
+    if opts.schema is not None and get_schema(opts.schema) is None:
+        raise SubmissionUsageError(
+            "submission.unknown_schema", f"未知的标准结构“{opts.schema}”", f"unknown standard schema '{opts.schema}'"
+        )
+
+
+def _choose_schema(opts: SubmitOptions, field_names: set[str], ds: catalog.Dataset | None) -> StandardSchema | None:
+    """The named schema, the dataset's, or DLTB when every DLTB required field is present."""
+    name = opts.schema or (ds.standard_schema if ds else None)
+    if name:
+        return get_schema(name)
+    dltb = get_schema("DLTB")
+    if dltb and all(f.name in field_names for f in dltb.fields if f.required):
+        return dltb
+    return None
+
+
+def _sanitize(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _finding_from_error(rule: str, zh: str, en: str) -> Finding:
+    return Finding(rule=rule, severity="error", message_zh=zh, message_en=en)
+
+
+class _Rejected(Exception):
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+
+
+def run_submission(
+    engine: Engine,
+    settings: Settings,
+    path: str | Path,
+    opts: SubmitOptions,
+    *,
+    submission_id: str | None = None,
+    progress: ProgressFn | None = None,
+) -> SubmissionResult:
+    """Check and load one file as a new version of a dataset; never a partial change."""
+    validate_options(opts)
+    workdir = Path(tempfile.mkdtemp(prefix="landcloud-ingest-", dir=settings.data_dir if settings.data_dir.exists() else None))
+    try:
+        return _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(
+    engine: Engine,
+    settings: Settings,
+    path: Path,
+    opts: SubmitOptions,
+    submission_id: str | None,
+    progress: ProgressFn | None,
+    workdir: Path,
+) -> SubmissionResult:
+    ds = catalog.get_dataset(engine, opts.dataset_id)
+    if ds is not None:
+        catalog.check_owner(ds, opts.unit)
+        unit = opts.unit or ds.owner_unit
+    else:
+        if not opts.unit:
+            raise SubmissionUsageError(
+                "submission.unit_required",
+                f"数据集“{opts.dataset_id}”尚不存在：首次汇交必须用 --unit 指明汇交单位（它将成为数据集的唯一权属单位）",
+                f"dataset '{opts.dataset_id}' does not exist yet: the first submission must name the submitting unit "
+                "with --unit (it becomes the dataset's one owner unit)",
+            )
+        unit = opts.unit
+    if opts.mode == "incremental" and ds is None:
+        raise SubmissionUsageError(
+            "submission.incremental_new",
+            f"数据集“{opts.dataset_id}”尚不存在，首次汇交只能整体替换（replace）",
+            f"dataset '{opts.dataset_id}' does not exist yet; its first submission must be a full replacement",
+        )
+    units_index = units_ref.division_index(engine)
+    if units_index is not None and unit not in units_index:
+        raise SubmissionUsageError(
+            "submission.unknown_unit",
+            f"汇交单位代码 {unit} 不在已加载的行政区划/单位列表中",
+            f"submitting unit {unit} is not in the loaded division/unit list",
+        )
+    source: dict[str, Any] = {"filename": path.name}
+    try:
+        info = open_source(path, layer=opts.layer, encoding=opts.encoding, workdir=workdir)
+    except SourceError as exc:
+        if exc.message.code in USAGE_SOURCE_ERRORS:
+            raise SubmissionUsageError(exc.message.code, exc.message.zh, exc.message.en, **exc.details) from exc
+        return _rejected(opts, source, [_finding_from_error(exc.message.code, exc.message.zh, exc.message.en)])
+    source.update(_describe_source(info))
+    try:
+        decision = decide_crs(info, opts.crs, sample_coordinates(info))
+        transformation = None
+        if decision.crs != GCJ02 and datum_of(decision.crs) in ("xian80", "beijing54"):
+            transformation = transformations.find_for(engine, datum_of(decision.crs), unit)
+        transformer = make_transformer(decision.crs, transformation)
+    except CRSRefused as exc:
+        return _rejected(opts, source, [_finding_from_error(exc.code, exc.message_zh, exc.message_en)])
+    source["crs"] = {
+        "submitted": "GCJ02" if decision.crs == GCJ02 else decision.crs.to_string(),
+        "submitted_wkt": None if decision.crs == GCJ02 else decision.crs.to_wkt(),
+        "how": decision.how,
+        "message_zh": decision.message_zh,
+        "message_en": decision.message_en,
+        "transformation": transformer.description,
+        "transformation_set": transformation.name if transformation else None,
+    }
+    field_names = {f.name for f in info.fields}
+    schema = _choose_schema(opts, field_names, ds)
+    key_field = opts.key or (ds.key_field if ds else None) or (
+        schema.key_field if schema and schema.key_field in field_names else None
+    )
+    if opts.mode == "incremental" and not key_field:
+        raise SubmissionUsageError(
+            "submission.key_required",
+            "增量汇交需要用 --key 指明稳定的要素标识字段（如 BSM）",
+            "an incremental submission needs a stable feature key field given with --key (e.g. BSM)",
+        )
+    if key_field and key_field not in field_names:
+        raise SubmissionUsageError(
+            "submission.unknown_key",
+            f"标识字段“{key_field}”不在数据的字段中：{', '.join(sorted(field_names))}",
+            f"key field '{key_field}' is not among the data's fields: {', '.join(sorted(field_names))}",
+        )
+    op_field = opts.op_field if opts.mode == "incremental" and opts.op_field in field_names else None
+    rules = RuleRunner(
+        RuleConfig(
+            schema=schema,
+            key_field=key_field,
+            dlbm_system=opts.dlbm_system,
+            divisions=units_index,
+            jurisdiction_code=unit if units_index is not None else None,
+            jurisdiction_geometry=units_ref.boundary(engine, unit),
+            area_tolerance_rel=settings.area_tolerance_rel,
+            area_tolerance_abs=settings.area_tolerance_abs_m2,
+            repair=opts.repair,
+        )
+    )
+    fields = _dataset_fields(info, schema, op_field)
+    store = feature_store_for(engine)
+    findings: list[Finding] = []
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        trans = conn.begin()
+        try:
+            if ds is None:
+                ds = catalog.create_dataset(
+                    conn,
+                    opts.dataset_id,
+                    unit,
+                    title=opts.title,
+                    fields=fields,
+                    standard_schema=schema.id if schema else None,
+                    key_field=key_field,
+                    jurisdiction_field=schema.jurisdiction_field if schema and schema.jurisdiction_field in field_names else None,
+                    theme=opts.theme or ("land_survey" if schema and schema.id == "DLTB" else "other"),
+                )
+            version = ds.current_version + 1
+            store.begin_stage(conn)
+            polygonal = _stage_all(conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress)
+            rules.finish()
+            findings = list(rules.findings)
+            if opts.mode == "incremental":
+                findings += _incremental_findings(store.stage_problems(conn, ds.id))
+            if any(f.severity == "error" for f in findings):
+                raise _Rejected(findings)
+            counts = store.merge_stage(conn, ds.id, version, opts.mode)
+            if polygonal:
+                overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
+                findings += overlaps
+                if overlaps:
+                    raise _Rejected(findings)
+            feature_count, extent = store.summary(conn, ds.id, version)
+            report = _report("accepted", opts, source, findings, rules.counts, feature_count, counts.__dict__, version)
+            catalog.record_version(
+                conn,
+                ds,
+                version=version,
+                mode=opts.mode,
+                unit=unit,
+                submission_id=submission_id,
+                feature_count=feature_count,
+                added=counts.added,
+                removed=counts.removed,
+                changed=counts.changed,
+                extent=extent,
+                source=source,
+                report=report,
+                fields=fields,
+            )
+            trans.commit()
+        except _Rejected as rej:
+            trans.rollback()
+            return _rejected(opts, source, rej.findings, rules.counts)
+        except BaseException:
+            trans.rollback()
+            raise
+    return SubmissionResult(True, ds.id, version, report, findings)
+
+
+def _stage_all(
+    conn: sa.Connection,
+    store: Any,
+    info: SourceInfo,
+    transformer: Any,
+    rules: RuleRunner,
+    key_field: str | None,
+    op_field: str | None,
+    batch_size: int,
+    progress: ProgressFn | None,
+) -> bool:
+    """Read, convert, check and stage every batch; returns whether the layer is polygonal."""
+    occurrences: Counter[str] = Counter()
+    polygonal = True
+    seen_geometry = False
+    total = 0
+    for raw in iter_batches(info, batch_size=batch_size):
+        geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
+        geoms = transformer.transform_geometries(geoms)
+        props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
+        ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
+        geoms = rules.check(Batch(start=raw.start, geometries=geoms, properties=props))
+        present = geoms[~shapely.is_missing(geoms)]
+        if len(present):
+            seen_geometry = True
+            polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
+        store.stage(conn, _stage_rows(geoms, props, key_field, ops, occurrences))
+        total += len(props)
+        if progress:
+            progress(total)
+    return polygonal and seen_geometry
+
+
+def _stage_rows(
+    geoms: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None, occurrences: Counter[str]
+) -> list[StageRow]:
+    wkbs = shapely.to_wkb(geoms, output_dimension=3)
+    bounds = shapely.bounds(geoms)
+    areas = survey_areas(geoms)
+    rows = []
+    for i, p in enumerate(props):
+        props_json = json.dumps(p, ensure_ascii=False, default=str)
+        wkb = wkbs[i]
+        chash = hashlib.blake2b(props_json.encode() + (wkb or b""), digest_size=16).hexdigest()
+        if key_field:
+            value = p.get(key_field)
+            fkey = "" if value is None else str(value).strip()
+        else:
+            occurrences[chash] += 1
+            fkey = f"h:{chash}:{occurrences[chash]}"
+        bbox = None if wkb is None or math.isnan(bounds[i][0]) else tuple(float(x) for x in bounds[i])
+        rows.append(
+            StageRow(fkey, props_json, wkb, bbox, float(areas[i]) if wkb is not None else None, chash, ops[i] if ops else "upsert")
+        )
+    return rows
+
+
+def _incremental_findings(problems: list[tuple[str, str]]) -> list[Finding]:
+    out = []
+    for op, key in problems:
+        if op == "add":
+            zh, en = f"新增的要素标识“{key}”已存在", f"feature key '{key}' to add already exists"
+        else:
+            zh, en = f"要{op == 'delete' and '删除' or '修改'}的要素标识“{key}”在当前版本中不存在", f"feature key '{key}' to {op} is not in the current version"
+        out.append(Finding(rule=f"incremental.{op}_conflict", severity="error", message_zh=zh, message_en=en, feature_key=key))
+    return out
+
+
+def _describe_source(info: SourceInfo) -> dict[str, Any]:
+    enc = info.encoding
+    return {
+        "format": info.format,
+        "layer": info.layer,
+        "layers": info.layers,
+        "geometry_type": info.geometry_type,
+        "feature_count": info.feature_count,
+        "encoding": None
+        if enc is None
+        else {"encoding": enc.encoding, "how": enc.how, "message_zh": enc.message_zh, "message_en": enc.message_en},
+        "notes": [n.to_dict() for n in info.notes],
+    }
+
+
+def _dataset_fields(info: SourceInfo, schema: StandardSchema | None, op_field: str | None) -> list[dict[str, Any]]:
+    aliases = {f.name: f.alias_zh for f in schema.fields} if schema else {}
+    return [
+        {"name": f.name, "type": f.type, "alias_zh": aliases.get(f.name, "")}
+        for f in info.fields
+        if f.name != op_field
+    ]
+
+
+def _summary(findings: list[Finding], counts: dict[tuple[str, str], int] | None) -> dict[str, Any]:
+    by_rule: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    if counts:
+        for (rule, severity), n in counts.items():
+            by_rule[f"{severity}:{rule}"] += n
+            totals[severity] += n
+    listed = Counter(f"{f.severity}:{f.rule}" for f in findings)
+    for name, n in listed.items():
+        if name not in by_rule:
+            by_rule[name] = n
+            totals[name.split(":", 1)[0]] += n
+    return {"errors": totals["error"], "warnings": totals["warning"], "by_rule": dict(sorted(by_rule.items()))}
+
+
+def _report(
+    status: str,
+    opts: SubmitOptions,
+    source: dict[str, Any],
+    findings: list[Finding],
+    counts: dict[tuple[str, str], int] | None,
+    feature_count: int | None,
+    changes: dict[str, int] | None,
+    version: int | None,
+) -> dict[str, Any]:
+    summary = _summary(findings, counts)
+    summary.update(status=status, feature_count=feature_count, version=version)
+    if changes:
+        summary.update(changes)
+    return {
+        "status": status,
+        "dataset_id": opts.dataset_id,
+        "options": opts.to_dict(),
+        "summary": summary,
+        "source": source,
+        "findings": [f.to_dict() for f in findings],
+    }
+
+
+def _rejected(
+    opts: SubmitOptions,
+    source: dict[str, Any],
+    findings: list[Finding],
+    counts: dict[tuple[str, str], int] | None = None,
+) -> SubmissionResult:
+    report = _report("rejected", opts, source, findings, counts, None, None, None)
+    return SubmissionResult(False, opts.dataset_id, None, report, findings)
+
+
+def stderr_progress(total: int) -> None:
+    print(f"… {total} features read / 已读取 {total} 个要素", file=sys.stderr, flush=True)

@@ -1,0 +1,498 @@
+"""The FeatureStore: versioned features on SQLite or PostGIS, one behaviour.
+
+Everything that differs between the two engines lives in the two small subclasses at the
+bottom (how a bounding box is searched, how geometry is written and read, how rows are
+bulk-loaded); the versioning logic (what "replace", "incremental", "rollback" and "diff" mean)
+is written once, in SQL that both engines run.
+
+A row is visible in version N when `v_from <= N AND (v_to IS NULL OR v_to > N)`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from landcloud.store.db import BackendKind, backend_of
+
+BBox = tuple[float, float, float, float]
+DiffKind = Literal["added", "removed", "changed"]
+
+
+@dataclass(frozen=True)
+class StoredFeature:
+    """One row of one version, as read back."""
+
+    id: int
+    fkey: str
+    props: dict[str, Any]
+    wkb: bytes | None
+    v_from: int
+    v_to: int | None
+    area_m2: float | None
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One incoming feature, ready to be staged: geometry as WKB in EPSG:4490."""
+
+    fkey: str
+    props_json: str
+    wkb: bytes | None
+    bbox: BBox | None
+    area_m2: float | None
+    chash: str
+    op: str = "upsert"  # upsert | add | modify | delete
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    added: int
+    removed: int
+    changed: int
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    kind: DiffKind
+    fkey: str
+    before: StoredFeature | None
+    after: StoredFeature | None
+
+
+def visible_in(version_param: str = "version") -> str:
+    """SQL condition for rows of table alias `f` visible in a version bound as :version_param."""
+    return f"(f.v_from <= :{version_param} AND (f.v_to IS NULL OR f.v_to > :{version_param}))"
+
+
+_FEATURE_COLUMNS = "f.id, f.fkey, f.props, {geom} AS wkb, f.v_from, f.v_to, f.area_m2"
+
+
+class FeatureStore:
+    """Reads and writes versioned features; the dialect-specific parts are overridden below."""
+
+    kind: BackendKind
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- dialect hooks -------------------------------------------------------------------
+    geom_read_sql: str = "f.geom"
+
+    def _bbox_condition(self, bbox_params: str = "b") -> str:
+        raise NotImplementedError
+
+    def _create_stage(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+        raise NotImplementedError
+
+    def _geom_from_stage_sql(self) -> str:
+        raise NotImplementedError
+
+    def _after_insert(self, conn: Connection, dataset_id: str, version: int) -> None:
+        """Keep side indexes (SQLite's R*Tree) in step with rows inserted for a version."""
+
+    def _decode_props(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, (str, bytes)):
+            return json.loads(value)
+        return dict(value)
+
+    # -- reading -------------------------------------------------------------------------
+    def _row_to_feature(self, row: Any) -> StoredFeature:
+        wkb = row.wkb
+        if wkb is not None and not isinstance(wkb, bytes):
+            wkb = bytes(wkb)
+        return StoredFeature(row.id, row.fkey, self._decode_props(row.props), wkb, row.v_from, row.v_to, row.area_m2)
+
+    def iter_features(
+        self,
+        dataset_id: str,
+        version: int,
+        *,
+        bbox: BBox | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        batch_size: int = 5000,
+        conn: Connection | None = None,
+    ) -> Iterator[StoredFeature]:
+        """Stream the features of one version in a stable order (by row id).
+
+        `bbox` selects features whose geometry intersects the box (exactly, not just by
+        envelope); the envelope search uses the spatial index of the backend.
+        """
+        params: dict[str, Any] = {"d": dataset_id, "version": version}
+        where = ["f.dataset_id = :d", visible_in()]
+        if bbox is not None:
+            where.append(self._bbox_condition())
+            params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
+        sql = (
+            f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f "
+            f"WHERE {' AND '.join(where)} ORDER BY f.id"
+        )
+        exact_box = shapely.box(*bbox) if bbox is not None and self.kind == "sqlite" else None
+        if exact_box is None:
+            if limit is not None:
+                sql += " LIMIT :limit OFFSET :offset"
+                params.update(limit=limit, offset=offset)
+            elif offset:
+                sql += " OFFSET :offset" if self.kind == "postgis" else " LIMIT -1 OFFSET :offset"
+                params.update(offset=offset)
+        yield from self._stream(sql, params, batch_size, conn, exact_box, limit, offset)
+
+    def _stream(
+        self,
+        sql: str,
+        params: dict[str, Any],
+        batch_size: int,
+        conn: Connection | None,
+        exact_box: shapely.Geometry | None,
+        limit: int | None,
+        offset: int,
+    ) -> Iterator[StoredFeature]:
+        def run(c: Connection) -> Iterator[StoredFeature]:
+            result = c.execute(sa.text(sql).execution_options(yield_per=batch_size), params)
+            skipped = produced = 0
+            for partition in result.partitions():
+                feats = [self._row_to_feature(r) for r in partition]
+                if exact_box is not None:
+                    geoms = shapely.from_wkb([f.wkb for f in feats], on_invalid="ignore")
+                    keep = shapely.intersects(geoms, exact_box)
+                    feats = [f for f, k in zip(feats, keep) if k]
+                for feat in feats:
+                    if exact_box is not None:
+                        if skipped < offset:
+                            skipped += 1
+                            continue
+                        if limit is not None and produced >= limit:
+                            return
+                    produced += 1
+                    yield feat
+
+        if conn is not None:
+            yield from run(conn)
+        else:
+            with self.engine.connect() as c:
+                yield from run(c)
+
+    def get_feature(self, dataset_id: str, version: int, fkey: str, conn: Connection | None = None) -> StoredFeature | None:
+        sql = (
+            f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f "
+            f"WHERE f.dataset_id = :d AND f.fkey = :k AND {visible_in()}"
+        )
+        with _maybe_connect(self.engine, conn) as c:
+            row = c.execute(sa.text(sql), {"d": dataset_id, "k": fkey, "version": version}).first()
+            return self._row_to_feature(row) if row else None
+
+    def count(self, dataset_id: str, version: int, bbox: BBox | None = None) -> int:
+        if bbox is not None:
+            return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox))
+        with self.engine.connect() as c:
+            return int(
+                c.execute(
+                    sa.text(f"SELECT count(*) FROM features f WHERE f.dataset_id = :d AND {visible_in()}"),
+                    {"d": dataset_id, "version": version},
+                ).scalar_one()
+            )
+
+    def summary(self, conn: Connection, dataset_id: str, version: int) -> tuple[int, BBox | None]:
+        """Feature count and extent of a version (from the stored envelopes)."""
+        row = conn.execute(
+            sa.text(
+                "SELECT count(*) AS n, min(f.minx) AS a, min(f.miny) AS b, max(f.maxx) AS c, max(f.maxy) AS d "
+                f"FROM features f WHERE f.dataset_id = :d AND {visible_in()}"
+            ),
+            {"d": dataset_id, "version": version},
+        ).one()
+        extent = None if row.a is None else (float(row.a), float(row.b), float(row.c), float(row.d))
+        return int(row.n), extent
+
+    # -- writing a version ---------------------------------------------------------------
+    def begin_stage(self, conn: Connection) -> None:
+        """Create the (transaction-local) staging table for one incoming version."""
+        self._create_stage(conn)
+
+    def stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+        if rows:
+            self._write_stage(conn, rows)
+
+    def stage_problems(self, conn: Connection, dataset_id: str, limit: int = 1000) -> list[tuple[str, str]]:
+        """Incremental operations that contradict the current version: (op, fkey) pairs."""
+        current = "SELECT 1 FROM features f WHERE f.dataset_id = :d AND f.v_to IS NULL AND f.fkey = s.fkey"
+        rows = conn.execute(
+            sa.text(
+                f"SELECT s.op, s.fkey FROM stage s WHERE (s.op IN ('modify', 'delete') AND NOT EXISTS ({current})) "
+                f"OR (s.op = 'add' AND EXISTS ({current})) ORDER BY s.ord LIMIT :lim"
+            ),
+            {"d": dataset_id, "lim": limit},
+        )
+        return [(r.op, r.fkey) for r in rows]
+
+    def merge_stage(self, conn: Connection, dataset_id: str, version: int, mode: Literal["replace", "incremental"]) -> MergeCounts:
+        """Turn the staged rows into version `version` on top of the current version.
+
+        replace: the staged rows are the whole new version; incremental: they are upserts and
+        deletes by key. Unchanged features (same key, same content hash) keep their row.
+        """
+        p = {"d": dataset_id, "n": version}
+        cur = "features.dataset_id = :d AND features.v_to IS NULL"
+        changed = conn.execute(
+            sa.text(
+                f"UPDATE features SET v_to = :n WHERE {cur} AND EXISTS (SELECT 1 FROM stage s "
+                "WHERE s.fkey = features.fkey AND s.op <> 'delete' AND s.chash <> features.chash)"
+            ),
+            p,
+        ).rowcount
+        if mode == "replace":
+            gone = "NOT EXISTS (SELECT 1 FROM stage s WHERE s.fkey = features.fkey)"
+        else:
+            gone = "EXISTS (SELECT 1 FROM stage s WHERE s.fkey = features.fkey AND s.op = 'delete')"
+        removed = conn.execute(sa.text(f"UPDATE features SET v_to = :n WHERE {cur} AND {gone}"), p).rowcount
+        inserted = conn.execute(
+            sa.text(
+                "INSERT INTO features (dataset_id, fkey, v_from, v_to, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+                f"SELECT CAST(:d AS VARCHAR(64)), s.fkey, :n, NULL, {self._props_from_stage_sql()}, {self._geom_from_stage_sql()}, "
+                "s.minx, s.miny, s.maxx, s.maxy, s.area_m2, s.chash FROM stage s "
+                "WHERE s.op <> 'delete' AND NOT EXISTS (SELECT 1 FROM features f WHERE f.dataset_id = :d "
+                "AND f.v_to IS NULL AND f.fkey = s.fkey) ORDER BY s.ord"
+            ),
+            p,
+        ).rowcount
+        self._after_insert(conn, dataset_id, version)
+        return MergeCounts(added=inserted - changed, removed=removed, changed=changed)
+
+    def _props_from_stage_sql(self) -> str:
+        return "s.props"
+
+    def restore_version(self, conn: Connection, dataset_id: str, source_version: int, new_version: int) -> MergeCounts:
+        """Make `new_version` equal to `source_version` by closing and re-inserting rows (rollback)."""
+        p = {"d": dataset_id, "n": new_version, "src": source_version}
+        src_visible = "(g.v_from <= :src AND (g.v_to IS NULL OR g.v_to > :src))"
+        # current rows whose key is absent from the source version, or present with other content
+        changed = conn.execute(
+            sa.text(
+                "UPDATE features SET v_to = :n WHERE features.dataset_id = :d AND features.v_to IS NULL "
+                f"AND EXISTS (SELECT 1 FROM features g WHERE g.dataset_id = :d AND {src_visible} "
+                "AND g.fkey = features.fkey AND g.chash <> features.chash)"
+            ),
+            p,
+        ).rowcount
+        removed = conn.execute(
+            sa.text(
+                "UPDATE features SET v_to = :n WHERE features.dataset_id = :d AND features.v_to IS NULL "
+                f"AND NOT EXISTS (SELECT 1 FROM features g WHERE g.dataset_id = :d AND {src_visible} "
+                "AND g.fkey = features.fkey)"
+            ),
+            p,
+        ).rowcount
+        inserted = conn.execute(
+            sa.text(
+                "INSERT INTO features (dataset_id, fkey, v_from, v_to, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+                "SELECT g.dataset_id, g.fkey, :n, NULL, g.props, g.geom, g.minx, g.miny, g.maxx, g.maxy, g.area_m2, g.chash "
+                f"FROM features g WHERE g.dataset_id = :d AND {src_visible} AND NOT EXISTS (SELECT 1 FROM features f "
+                "WHERE f.dataset_id = :d AND f.v_to IS NULL AND f.fkey = g.fkey) ORDER BY g.id"
+            ),
+            p,
+        ).rowcount
+        self._after_insert(conn, dataset_id, new_version)
+        return MergeCounts(added=inserted - changed, removed=removed, changed=changed)
+
+    def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
+        """Pairs of current rows whose envelopes meet, at least one of them new in `version`."""
+        raise NotImplementedError
+
+    def fetch_geometries(self, conn: Connection, ids: Iterable[int]) -> dict[int, tuple[str, bytes | None]]:
+        """Row id → (fkey, WKB) for a set of row ids."""
+        id_list = list(ids)
+        out: dict[int, tuple[str, bytes | None]] = {}
+        for i in range(0, len(id_list), 900):
+            chunk = id_list[i : i + 900]
+            stmt = sa.text(f"SELECT f.id, f.fkey, {self.geom_read_sql} AS wkb FROM features f WHERE f.id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            )
+            for row in conn.execute(stmt, {"ids": chunk}):
+                wkb = row.wkb if row.wkb is None or isinstance(row.wkb, bytes) else bytes(row.wkb)
+                out[row.id] = (row.fkey, wkb)
+        return out
+
+    # -- comparing versions --------------------------------------------------------------
+    def _diff_sql(self, kind: DiffKind) -> str:
+        a_vis = "(a.v_from <= :va AND (a.v_to IS NULL OR a.v_to > :va))"
+        b_vis = "(b.v_from <= :vb AND (b.v_to IS NULL OR b.v_to > :vb))"
+        if kind == "added":
+            return (
+                f"SELECT b.id AS bid, CAST(NULL AS BIGINT) AS aid, b.fkey FROM features b WHERE b.dataset_id = :d AND {b_vis} "
+                f"AND NOT EXISTS (SELECT 1 FROM features a WHERE a.dataset_id = :d AND a.fkey = b.fkey AND {a_vis})"
+            )
+        if kind == "removed":
+            return (
+                f"SELECT CAST(NULL AS BIGINT) AS bid, a.id AS aid, a.fkey FROM features a WHERE a.dataset_id = :d AND {a_vis} "
+                f"AND NOT EXISTS (SELECT 1 FROM features b WHERE b.dataset_id = :d AND b.fkey = a.fkey AND {b_vis})"
+            )
+        return (
+            f"SELECT b.id AS bid, a.id AS aid, a.fkey FROM features a JOIN features b ON b.dataset_id = :d "
+            f"AND b.fkey = a.fkey AND {b_vis} WHERE a.dataset_id = :d AND {a_vis} AND a.chash <> b.chash"
+        )
+
+    def diff_counts(self, dataset_id: str, a: int, b: int) -> dict[DiffKind, int]:
+        p = {"d": dataset_id, "va": a, "vb": b}
+        with self.engine.connect() as c:
+            return {
+                kind: int(c.execute(sa.text(f"SELECT count(*) FROM ({self._diff_sql(kind)}) q"), p).scalar_one())
+                for kind in ("added", "removed", "changed")
+            }
+
+    def iter_diff(
+        self, dataset_id: str, a: int, b: int, kinds: Sequence[DiffKind] = ("added", "removed", "changed"), limit: int | None = None, offset: int = 0
+    ) -> Iterator[DiffEntry]:
+        """Stream the differences between versions a and b, ordered by kind then key."""
+        union = " UNION ALL ".join(f"SELECT '{k}' AS kind, q.* FROM ({self._diff_sql(k)}) q" for k in kinds)
+        sql = f"SELECT * FROM ({union}) u ORDER BY u.kind, u.fkey"
+        p: dict[str, Any] = {"d": dataset_id, "va": a, "vb": b}
+        if limit is not None:
+            sql += " LIMIT :limit OFFSET :offset"
+            p.update(limit=limit, offset=offset)
+        with self.engine.connect() as c:
+            for part in c.execute(sa.text(sql).execution_options(yield_per=2000), p).partitions():
+                ids = [x for r in part for x in (r.aid, r.bid) if x is not None]
+                rows = self._fetch_rows(c, ids)
+                for r in part:
+                    yield DiffEntry(r.kind, r.fkey, rows.get(r.aid), rows.get(r.bid))
+
+    def _fetch_rows(self, conn: Connection, ids: list[int]) -> dict[int, StoredFeature]:
+        out: dict[int, StoredFeature] = {}
+        for i in range(0, len(ids), 900):
+            stmt = sa.text(
+                f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f WHERE f.id IN :ids"
+            ).bindparams(sa.bindparam("ids", expanding=True))
+            for row in conn.execute(stmt, {"ids": ids[i : i + 900]}):
+                out[row.id] = self._row_to_feature(row)
+        return out
+
+
+class SQLiteFeatureStore(FeatureStore):
+    """Embedded store: WKB in a BLOB, envelopes in an R*Tree virtual table."""
+
+    kind: BackendKind = "sqlite"
+
+    def _bbox_condition(self, bbox_params: str = "b") -> str:
+        return (
+            "f.id IN (SELECT r.id FROM features_rtree r WHERE r.minx <= :bmaxx AND r.maxx >= :bminx "
+            "AND r.miny <= :bmaxy AND r.maxy >= :bminy)"
+        )
+
+    def _create_stage(self, conn: Connection) -> None:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS temp.stage")
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE stage (ord INTEGER PRIMARY KEY, fkey TEXT NOT NULL, props TEXT NOT NULL, geom BLOB, "
+            "minx REAL, miny REAL, maxx REAL, maxy REAL, area_m2 REAL, chash TEXT NOT NULL, op TEXT NOT NULL)"
+        )
+        conn.exec_driver_sql("CREATE INDEX temp.ix_stage_fkey ON stage (fkey)")
+
+    def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.executemany(
+            "INSERT INTO stage (fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash, op) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (r.fkey, r.props_json, r.wkb, *(r.bbox or (None, None, None, None)), r.area_m2, r.chash, r.op)
+                for r in rows
+            ],
+        )
+        cur.close()
+
+    def _geom_from_stage_sql(self) -> str:
+        return "s.geom"
+
+    def _after_insert(self, conn: Connection, dataset_id: str, version: int) -> None:
+        conn.execute(
+            sa.text(
+                "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) SELECT id, minx, maxx, miny, maxy "
+                "FROM features WHERE dataset_id = :d AND v_from = :n AND minx IS NOT NULL"
+            ),
+            {"d": dataset_id, "n": version},
+        )
+
+    def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
+        sql = (
+            "SELECT a.id AS a, b.id AS b FROM features a "
+            "JOIN features_rtree ra ON ra.id = a.id "
+            "JOIN features_rtree rb ON rb.minx <= ra.maxx AND rb.maxx >= ra.minx AND rb.miny <= ra.maxy AND rb.maxy >= ra.miny "
+            "JOIN features b ON b.id = rb.id "
+            "WHERE a.dataset_id = :d AND a.v_from = :n AND b.dataset_id = :d AND b.v_to IS NULL "
+            "AND b.id <> a.id AND (b.v_from < :n OR b.id > a.id)"
+        )
+        for row in conn.execute(sa.text(sql), {"d": dataset_id, "n": version}):
+            yield row.a, row.b
+
+
+class PostGISFeatureStore(FeatureStore):
+    """Production store: geometry(Geometry, 4490) with a GiST index; bulk loads through COPY."""
+
+    kind: BackendKind = "postgis"
+    geom_read_sql = "ST_AsBinary(f.geom)"
+
+    def _bbox_condition(self, bbox_params: str = "b") -> str:
+        return "ST_Intersects(f.geom, ST_MakeEnvelope(:bminx, :bminy, :bmaxx, :bmaxy, 4490))"
+
+    def _decode_props(self, value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else super()._decode_props(value)
+
+    def _create_stage(self, conn: Connection) -> None:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS pg_temp.stage")
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE stage (ord bigserial PRIMARY KEY, fkey text NOT NULL, props jsonb NOT NULL, geom bytea, "
+            "minx float8, miny float8, maxx float8, maxy float8, area_m2 float8, chash text NOT NULL, op text NOT NULL) "
+            "ON COMMIT DROP"
+        )
+        conn.exec_driver_sql("CREATE INDEX ON stage (fkey)")
+
+    def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cur.copy(
+            "COPY stage (fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash, op) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row(
+                    (r.fkey, r.props_json, r.wkb, *(r.bbox or (None, None, None, None)), r.area_m2, r.chash, r.op)
+                )
+        cur.close()
+
+    def _geom_from_stage_sql(self) -> str:
+        return "ST_GeomFromWKB(s.geom, 4490)"
+
+    def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
+        sql = (
+            "SELECT a.id AS a, b.id AS b FROM features a JOIN features b ON a.geom && b.geom "
+            "WHERE a.dataset_id = :d AND a.v_from = :n AND b.dataset_id = :d AND b.v_to IS NULL "
+            "AND b.id <> a.id AND (b.v_from < :n OR b.id > a.id)"
+        )
+        for row in conn.execute(sa.text(sql).execution_options(yield_per=10000), {"d": dataset_id, "n": version}):
+            yield row.a, row.b
+
+
+class _maybe_connect:
+    """Use the caller's connection (inside its transaction) or open a short-lived one."""
+
+    def __init__(self, engine: Engine, conn: Connection | None) -> None:
+        self.engine, self.conn, self.owned = engine, conn, None
+
+    def __enter__(self) -> Connection:
+        if self.conn is not None:
+            return self.conn
+        self.owned = self.engine.connect()
+        return self.owned
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned is not None:
+            self.owned.close()
+
+
+def feature_store_for(engine: Engine) -> FeatureStore:
+    return SQLiteFeatureStore(engine) if backend_of(engine) == "sqlite" else PostGISFeatureStore(engine)

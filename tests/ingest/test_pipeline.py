@@ -1,0 +1,293 @@
+"""The submission pipeline end to end, on both stores: accepted, rejected, converted, never half-done."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+import sqlalchemy as sa
+from pyproj import Transformer
+
+from landcloud.access import units
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+from landcloud.geo.area import survey_areas
+from landcloud.geo.crs import TransformationSet
+from landcloud.geo.helmert import Helmert7
+from landcloud.ingest import transformations
+from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, run_submission
+from landcloud.messages import Forbidden
+from landcloud.store.features import feature_store_for
+
+from builders import HARBIN, grid_parcels, write_geojson, write_shapefile
+from conftest import REFERENCE, needs_data, table_counts
+
+
+def submit(engine: sa.Engine, settings: Settings, path: Path, **kw: object):  # type: ignore[no-untyped-def]
+    opts = SubmitOptions(dataset_id=str(kw.pop("dataset_id", "dltb")), unit=str(kw.pop("unit", "230102")), **kw)  # type: ignore[arg-type]
+    return run_submission(engine, settings, path, opts)
+
+
+def rules_of(result) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    return result.report["summary"]["by_rule"]
+
+
+def test_dltb_accepted_creates_a_secure_dataset(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(3)
+    result = submit(engine, settings, write_geojson(tmp_path / "dltb.geojson", feats))
+    assert result.accepted, result.report["findings"]
+    assert result.version == 1
+    ds = catalog.require_dataset(engine, "dltb")
+    assert (ds.owner_unit, ds.openness, ds.security_level) == ("230102", "not_open", "internal")
+    assert ds.standard_schema == "DLTB" and ds.key_field == "BSM" and ds.jurisdiction_field == "ZLDWDM"
+    assert ds.feature_count == 9
+    aliases = {f["name"]: f["alias_zh"] for f in ds.fields}
+    assert aliases["DLBM"] == "地类编码" and aliases["TBMJ"] == "图斑面积"
+    stored = feature_store_for(engine).get_feature("dltb", 1, "230102000005")
+    assert stored is not None and stored.props["DLMC"] == feats[4]["properties"]["DLMC"]
+    assert shapely.equals_exact(shapely.from_wkb(stored.wkb), shapely.geometry.shape(feats[4]["geometry"]), 1e-12)
+    assert stored.area_m2 == pytest.approx(feats[4]["properties"]["TBMJ"], abs=0.01)
+    assert ds.extent == pytest.approx([HARBIN[0], HARBIN[1], HARBIN[0] + 0.006, HARBIN[1] + 0.006])
+
+
+def test_errors_reject_and_change_nothing(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    submit(engine, settings, write_geojson(tmp_path / "v1.geojson", grid_parcels(3)))
+    before = table_counts(engine)
+    feats = grid_parcels(3)
+    feats[0]["properties"]["DLBM"] = "9999"
+    feats[1]["properties"]["BSM"] = feats[2]["properties"]["BSM"]
+    result = submit(engine, settings, write_geojson(tmp_path / "bad.geojson", feats))
+    assert not result.accepted
+    assert rules_of(result) == {"error:code.dlbm_invalid": 1, "error:key.duplicate": 1}
+    bad = next(f for f in result.findings if f.rule == "code.dlbm_invalid")
+    assert bad.feature_index == 0 and "9999" in bad.message_zh and "9999" in bad.message_en
+    assert table_counts(engine) == before
+    assert catalog.require_dataset(engine, "dltb").current_version == 1
+
+
+def test_rejected_first_submission_creates_no_dataset(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    feats[0]["properties"]["DLBM"] = "011"  # a 2007 three-digit code
+    result = submit(engine, settings, write_geojson(tmp_path / "bad.geojson", feats))
+    assert not result.accepted
+    assert catalog.get_dataset(engine, "dltb") is None
+    assert table_counts(engine)["datasets"] == 0
+
+
+def test_one_data_one_source(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "dltb.geojson", grid_parcels(2))
+    assert submit(engine, settings, path).accepted
+    with pytest.raises(Forbidden) as exc:
+        submit(engine, settings, path, unit="230103")
+    assert exc.value.message.code == "dataset.not_owner" and "230102" in exc.value.message.zh
+    assert catalog.require_dataset(engine, "dltb").current_version == 1
+
+
+def test_overlapping_parcels_are_rejected(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    moved = shapely.affinity.translate(shapely.geometry.shape(feats[3]["geometry"]), -0.001, 0)
+    feats[3]["geometry"] = shapely.geometry.mapping(moved)
+    feats[3]["properties"]["TBMJ"] = feats[0]["properties"]["TBMJ"]
+    result = submit(engine, settings, write_geojson(tmp_path / "overlap.geojson", feats))
+    assert not result.accepted
+    overlaps = [f for f in result.findings if f.rule == "topology.overlap"]
+    # the moved square covers the right half of its western neighbour only (the others just touch)
+    assert len(overlaps) == 1
+    pair = tuple(sorted((overlaps[0].feature_key, overlaps[0].details["other_key"])))
+    assert pair == ("230102000002", "230102000004")
+    expected = shapely.intersection(moved, shapely.geometry.shape(feats[1]["geometry"]))
+    assert overlaps[0].details["overlap_m2"] == pytest.approx(float(survey_areas(np.array([expected]))[0]), abs=0.01)
+    assert shapely.contains_xy(expected, *overlaps[0].location)
+    assert table_counts(engine)["features"] == 0
+
+
+def test_warnings_are_accepted_and_kept_with_the_version(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    feats[1]["properties"]["TBMJ"] = round(feats[1]["properties"]["TBMJ"] * 1.05, 2)
+    result = submit(engine, settings, write_geojson(tmp_path / "warn.geojson", feats))
+    assert result.accepted
+    assert rules_of(result) == {"warning:area.inconsistent": 1}
+    kept = catalog.get_version(engine, "dltb", 1).report
+    assert kept["summary"]["warnings"] == 1
+    assert kept["findings"][0]["feature_key"] == "230102000002"
+
+
+def test_incremental_by_key_with_operations(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    submit(engine, settings, write_geojson(tmp_path / "v1.geojson", feats))
+    change = copy.deepcopy(feats[:2])
+    change[0]["properties"].update(DLBM="0702", DLMC="农村宅基地", _op="modify")
+    change[1]["properties"]["_op"] = "删除"
+    result = submit(engine, settings, write_geojson(tmp_path / "v2.geojson", change), mode="incremental", key="BSM")
+    assert result.accepted, result.report["findings"]
+    s = result.report["summary"]
+    assert (s["added"], s["removed"], s["changed"], s["feature_count"]) == (0, 1, 1, 3)
+    stored = feature_store_for(engine).get_feature("dltb", 2, "230102000001")
+    assert stored is not None and stored.props["DLBM"] == "0702" and "_op" not in stored.props
+    bad = copy.deepcopy(feats[1:2])
+    bad[0]["properties"]["_op"] = "modify"  # deleted in v2: cannot be modified
+    before = table_counts(engine)
+    result = submit(engine, settings, write_geojson(tmp_path / "v3.geojson", bad), mode="incremental", key="BSM")
+    assert not result.accepted
+    assert rules_of(result) == {"error:incremental.modify_conflict": 1}
+    assert table_counts(engine) == before
+
+
+def test_gbk_shapefile_without_cpg_reads_correctly(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    shp = write_shapefile(tmp_path / "dltb_gbk.shp", feats, encoding="GBK", keep_cpg=False)
+    assert not shp.with_suffix(".cpg").exists()
+    result = submit(engine, settings, shp)
+    assert result.accepted, result.report["findings"]
+    enc = result.report["source"]["encoding"]
+    assert enc["encoding"] in ("GBK", "GB18030") and enc["how"] == "detected"
+    stored = feature_store_for(engine).get_feature("dltb", 1, "230102000001")
+    assert stored is not None and stored.props["DLMC"] == "水田" and stored.props["QSDWMC"] == "测试村"
+
+
+def test_gauss_kruger_zone_inferred_from_prefixed_eastings(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    shp = write_shapefile(tmp_path / "gk.shp", feats, project_to="EPSG:4530", crs=None)
+    assert not shp.with_suffix(".prj").exists()
+    result = submit(engine, settings, shp)
+    assert result.accepted, result.report["findings"]
+    crs = result.report["source"]["crs"]
+    assert crs["how"] == "inferred_gk_zone" and "4530" in crs["submitted"] and "42" in crs["message_zh"]
+    stored = feature_store_for(engine).get_feature("dltb", 1, "230102000004")
+    original = shapely.geometry.shape(feats[3]["geometry"])
+    assert shapely.hausdorff_distance(shapely.from_wkb(stored.wkb), original) < 1e-8  # type: ignore[union-attr]
+
+
+def test_unprefixed_projected_file_without_crs_is_refused(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    shp = write_shapefile(tmp_path / "cm126.shp", grid_parcels(2), project_to="EPSG:4551", crs=None)
+    result = submit(engine, settings, shp)
+    assert not result.accepted
+    finding = result.findings[0]
+    assert finding.rule == "crs.missing_projected" and "EPSG" in finding.message_en and "--crs" in finding.message_en
+    assert table_counts(engine)["datasets"] == 0
+    # naming the CRS makes it acceptable
+    assert submit(engine, settings, shp, crs="EPSG:4551").accepted
+
+
+XIAN80_GK42 = "EPSG:2366"  # Xian 1980 / 3-degree Gauss-Kruger zone 42 (with prefix)
+HELMERT = Helmert7(tx=-15.4, ty=118.2, tz=65.3, rx=0.31, ry=-1.12, rz=2.05, ds=-2.6, convention="position_vector")
+
+
+def test_xian80_needs_a_registered_7_parameter_set(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    shp = write_shapefile(tmp_path / "xian80.shp", feats, project_to=XIAN80_GK42)
+    before = table_counts(engine)
+    refused = submit(engine, settings, shp)
+    assert not refused.accepted and refused.findings[0].rule == "crs.needs_transformation"
+    assert table_counts(engine) == before
+    transformations.register(engine, TransformationSet("hrb-80-2000", "xian80", "230100", "helmert7", helmert7=HELMERT))
+    result = submit(engine, settings, shp)
+    assert result.accepted, result.report["findings"]
+    assert result.report["source"]["crs"]["transformation_set"] == "hrb-80-2000"
+    # the same conversion done independently by a PROJ pipeline
+    pipeline = (
+        "+proj=pipeline +step +proj=tmerc +lat_0=0 +lon_0=126 +k=1 +x_0=42500000 +y_0=0 +a=6378140 +rf=298.257 +inv "
+        "+step +proj=cart +a=6378140 +rf=298.257 "
+        f"+step +proj=helmert +x={HELMERT.tx} +y={HELMERT.ty} +z={HELMERT.tz} +rx={HELMERT.rx} +ry={HELMERT.ry} "
+        f"+rz={HELMERT.rz} +s={HELMERT.ds} +convention=position_vector "
+        "+step +proj=cart +a=6378137 +rf=298.257222101 +inv +step +proj=unitconvert +xy_in=rad +xy_out=deg"
+    )
+    proj = Transformer.from_pipeline(pipeline)
+    to_xian = Transformer.from_crs("EPSG:4490", XIAN80_GK42, always_xy=True)
+    original = shapely.geometry.shape(feats[0]["geometry"])
+    xy = shapely.get_coordinates(original)
+    e, n = to_xian.transform(xy[:, 0], xy[:, 1])
+    lon, lat = proj.transform(e, n)
+    stored = feature_store_for(engine).get_feature("dltb", 1, "230102000001")
+    expected = shapely.Polygon(np.column_stack([lon, lat]))
+    got = shapely.from_wkb(stored.wkb)  # type: ignore[union-attr]
+    assert shapely.hausdorff_distance(got, expected) < 1e-9  # the shapefile writer only reorders the ring
+    assert shapely.hausdorff_distance(got, original) > 1e-4  # and the datum shift is real (≈ 100 m here)
+
+
+def test_multi_layer_geopackage_needs_a_layer(engine: sa.Engine, settings: Settings) -> None:
+    gpkg = needs_data("osm-harbin", "harbin_osm_2024-11.gpkg")
+    with pytest.raises(SubmissionUsageError) as exc:
+        submit(engine, settings, gpkg, dataset_id="osm")
+    assert exc.value.message.code == "source.ambiguous_layer"
+    assert "multipolygons" in exc.value.message.zh and "points" in exc.value.message.en
+
+
+def test_harbin_osm_broken_rings_are_reported_not_crashing(engine: sa.Engine, settings: Settings) -> None:
+    gpkg = needs_data("osm-harbin", "harbin_osm_2024-11.gpkg")
+    result = submit(engine, settings, gpkg, dataset_id="osm", layer="multipolygons", key="osm_way_id")
+    assert not result.accepted
+    by_rule = rules_of(result)
+    assert by_rule["error:geometry.unreadable"] == 23
+    assert by_rule["error:geometry.invalid"] == 58
+    unreadable = [f for f in result.findings if f.rule == "geometry.unreadable"]
+    assert all(f.feature_index is not None for f in unreadable)
+    assert table_counts(engine)["features"] == 0
+
+
+def test_osm_points_are_accepted_as_wgs84(engine: sa.Engine, settings: Settings) -> None:
+    gpkg = needs_data("osm-harbin", "harbin_osm_2024-11.gpkg")
+    result = submit(engine, settings, gpkg, dataset_id="osm-points", layer="points")
+    assert result.accepted, result.report["findings"][:3]
+    assert result.report["summary"]["feature_count"] == 5073
+    assert "4326" in result.report["source"]["crs"]["submitted"]
+
+
+def _to_gk42(geom: shapely.Geometry) -> shapely.Geometry:
+    tr = Transformer.from_crs("EPSG:4490", "EPSG:4530", always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def test_gcj02_counties_line_up_with_osm_boundaries(engine: sa.Engine, settings: Settings) -> None:
+    """The Amap county outlines, declared GCJ-02, land on OpenStreetMap's (WGS84) boundaries.
+
+    The extract holds OSM's street-level (街道) boundaries, which nest inside the districts, so
+    the district borders are among their edges: after conversion many OSM boundary vertices lie
+    on the converted county outlines; before it, almost none do.
+    """
+    counties = needs_data("cnmaps-heilongjiang", "heilongjiang_counties_merged_gcj02.geojson")
+    result = submit(engine, settings, counties, dataset_id="hlj-counties", unit="230000", crs="GCJ02", key="adcode")
+    assert result.accepted, result.report["findings"][:5]
+    assert result.report["summary"]["feature_count"] == 122
+    import pyogrio
+
+    osm = pyogrio.read_dataframe(
+        needs_data("osm-harbin", "harbin_osm_2024-11.gpkg"), layer="multipolygons", where="boundary = 'administrative'"
+    )
+    assert len(osm) > 50
+    vertices = shapely.points(shapely.get_coordinates(_to_gk42(shapely.union_all(osm.geometry.boundary.values))))
+    raw = json.loads(counties.read_text(encoding="utf-8"))
+    harbin = [str(f["properties"]["adcode"]) for f in raw["features"] if str(f["properties"]["adcode"]).startswith("2301")]
+    store = feature_store_for(engine)
+    converted = shapely.union_all([shapely.from_wkb(store.get_feature("hlj-counties", 1, c).wkb).boundary for c in harbin])  # type: ignore[union-attr]
+    original = shapely.union_all([shapely.geometry.shape(f["geometry"]).boundary for f in raw["features"]
+                                  if str(f["properties"]["adcode"]) in harbin])
+    d_after = shapely.distance(vertices, _to_gk42(converted))
+    d_before = shapely.distance(vertices, _to_gk42(original))
+    on_after, on_before = int((d_after < 10).sum()), int((d_before < 10).sum())
+    assert on_after >= 150 and on_after >= 8 * on_before, (on_after, on_before)
+    assert float(np.median(d_after[d_after < 100])) < 20  # measured 14 m (the raw GCJ-02 outline: 42 m)
+
+
+def test_extent_and_unit_codes_checked_against_loaded_divisions(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    units.load_divisions(engine, REFERENCE / "admin_heilongjiang.csv")
+    units.set_boundary(engine, "230102", shapely.box(126.59, 45.73, 126.61, 45.75))
+    feats = grid_parcels(2)  # 126.600–126.604, inside the box except the second column
+    feats[0]["properties"]["ZLDWDM"] = "230103101201"  # 南岗区: outside the submitting unit
+    feats[1]["properties"]["QSDWDM"] = "999999101201"
+    far = shapely.box(126.70, 45.74, 126.702, 45.742)
+    feats[3]["geometry"] = shapely.geometry.mapping(far)
+    feats[3]["properties"]["TBMJ"] = round(float(shapely.area(far)), 2)
+    result = submit(engine, settings, write_geojson(tmp_path / "x.geojson", feats))
+    by_rule = rules_of(result)
+    assert not result.accepted
+    assert by_rule["error:jurisdiction.outside_code"] == 1
+    assert by_rule["error:code.unit_unknown"] == 1
+    assert by_rule["error:jurisdiction.outside_extent"] == 1
+    with pytest.raises(SubmissionUsageError) as exc:
+        submit(engine, settings, tmp_path / "x.geojson", unit="999999")
+    assert exc.value.message.code == "submission.unknown_unit"

@@ -1,0 +1,132 @@
+"""The versioned FeatureStore, on both backends: replace, incremental, history, diff, rollback, bbox."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import shapely
+import sqlalchemy as sa
+
+from landcloud.catalog import datasets as catalog
+from landcloud.catalog import history
+from landcloud.store.features import StageRow, feature_store_for
+
+
+def row(key: str, props: dict, geom: shapely.Geometry, op: str = "upsert") -> StageRow:
+    pj = json.dumps(props, ensure_ascii=False)
+    wkb = shapely.to_wkb(geom)
+    return StageRow(key, pj, wkb, tuple(geom.bounds), 1.0, hashlib.blake2b(pj.encode() + wkb, digest_size=16).hexdigest(), op)
+
+
+def square(x: float, y: float, d: float = 0.001) -> shapely.Geometry:
+    return shapely.box(x, y, x + d, y + d)
+
+
+def load(engine: sa.Engine, rows: list[StageRow], mode: str = "replace", ds_id: str = "t1") -> int:
+    store = feature_store_for(engine)
+    with engine.connect() as conn:
+        with conn.begin():
+            ds = catalog.get_dataset(conn, ds_id) or catalog.create_dataset(conn, ds_id, "230100")
+            version = ds.current_version + 1
+            store.begin_stage(conn)
+            store.stage(conn, rows)
+            counts = store.merge_stage(conn, ds_id, version, mode)  # type: ignore[arg-type]
+            n, extent = store.summary(conn, ds_id, version)
+            catalog.record_version(
+                conn, ds, version=version, mode=mode, unit="230100", submission_id=None, feature_count=n,
+                added=counts.added, removed=counts.removed, changed=counts.changed, extent=extent, source={}, report={},
+            )
+    return version
+
+
+def keys(engine: sa.Engine, version: int, **kw: object) -> list[str]:
+    return [f.fkey for f in feature_store_for(engine).iter_features("t1", version, **kw)]  # type: ignore[arg-type]
+
+
+def test_replace_keeps_history_and_counts_changes(engine: sa.Engine) -> None:
+    v1 = load(engine, [row("A", {"DLBM": "0101"}, square(126.6, 45.7)), row("B", {"DLBM": "0103"}, square(126.61, 45.7)),
+                       row("C", {"DLBM": "0301"}, square(126.62, 45.7))])
+    v2 = load(engine, [row("A", {"DLBM": "0101"}, square(126.6, 45.7)), row("B", {"DLBM": "0702"}, square(126.61, 45.7)),
+                       row("D", {"DLBM": "1101"}, square(126.63, 45.7))])
+    assert (v1, v2) == (1, 2)
+    assert keys(engine, 1) == ["A", "B", "C"]
+    assert sorted(keys(engine, 2)) == ["A", "B", "D"]
+    versions = catalog.list_versions(engine, "t1")
+    assert [(v.added, v.removed, v.changed, v.feature_count) for v in versions] == [(3, 0, 0, 3), (1, 1, 1, 3)]
+    store = feature_store_for(engine)
+    assert store.get_feature("t1", 1, "B").props == {"DLBM": "0103"}  # type: ignore[union-attr]
+    assert store.get_feature("t1", 2, "B").props == {"DLBM": "0702"}  # type: ignore[union-attr]
+    assert store.get_feature("t1", 2, "C") is None
+    # the unchanged feature keeps its row: nothing is rewritten
+    assert store.get_feature("t1", 1, "A").id == store.get_feature("t1", 2, "A").id  # type: ignore[union-attr]
+
+
+def test_diff_lists_added_removed_changed(engine: sa.Engine) -> None:
+    load(engine, [row("A", {"v": 1}, square(126.6, 45.7)), row("B", {"v": 1}, square(126.61, 45.7))])
+    load(engine, [row("A", {"v": 2}, square(126.6, 45.7)), row("C", {"v": 1}, square(126.62, 45.7))])
+    ds = catalog.require_dataset(engine, "t1")
+    assert history.diff_counts(engine, ds, 1, 2) == {"added": 1, "removed": 1, "changed": 1}
+    entries = {(e.kind, e.fkey): e for e in history.iter_diff(engine, ds, 1, 2)}
+    assert set(entries) == {("added", "C"), ("removed", "B"), ("changed", "A")}
+    assert history.changed_fields(entries[("changed", "A")]) == ["v"]
+    assert entries[("changed", "A")].before.props == {"v": 1}  # type: ignore[union-attr]
+    # and backwards
+    assert history.diff_counts(engine, ds, 2, 1) == {"added": 1, "removed": 1, "changed": 1}
+
+
+def test_incremental_upserts_and_deletes_by_key(engine: sa.Engine) -> None:
+    load(engine, [row("A", {"v": 1}, square(126.6, 45.7)), row("B", {"v": 1}, square(126.61, 45.7))])
+    load(engine, [row("A", {"v": 2}, square(126.6, 45.7)), row("B", {}, square(0, 0), op="delete"),
+                  row("C", {"v": 1}, square(126.62, 45.7), op="add")], mode="incremental")
+    assert sorted(keys(engine, 2)) == ["A", "C"]
+    assert keys(engine, 1) == ["A", "B"]
+    v = catalog.get_version(engine, "t1", 2)
+    assert (v.added, v.removed, v.changed) == (1, 1, 1)
+
+
+def test_incremental_conflicts_are_detected_before_merge(engine: sa.Engine) -> None:
+    load(engine, [row("A", {"v": 1}, square(126.6, 45.7))])
+    store = feature_store_for(engine)
+    with engine.connect() as conn:
+        with conn.begin():
+            store.begin_stage(conn)
+            store.stage(conn, [row("A", {"v": 3}, square(126.6, 45.7), op="add"), row("Z", {}, square(0, 0), op="delete"),
+                               row("Y", {}, square(0, 0), op="modify"), row("N", {"v": 1}, square(1, 1), op="add")])
+            assert store.stage_problems(conn, "t1") == [("add", "A"), ("delete", "Z"), ("modify", "Y")]
+
+
+def test_rollback_is_a_new_version_equal_to_the_old(engine: sa.Engine) -> None:
+    load(engine, [row("A", {"v": 1}, square(126.6, 45.7)), row("B", {"v": 1}, square(126.61, 45.7))])
+    load(engine, [row("A", {"v": 2}, square(126.6, 45.7)), row("C", {"v": 1}, square(126.62, 45.7))])
+    result = history.rollback(engine, "t1", 1)
+    assert result["version"] == 3 and result["feature_count"] == 2
+    ds = catalog.require_dataset(engine, "t1")
+    assert ds.current_version == 3
+    assert history.diff_counts(engine, ds, 1, 3) == {"added": 0, "removed": 0, "changed": 0}
+    assert history.diff_counts(engine, ds, 2, 3) == {"added": 1, "removed": 1, "changed": 1}
+    assert sorted(keys(engine, 2)) == ["A", "C"]  # the rolled-back-from version is still readable
+    assert catalog.get_version(engine, "t1", 3).mode == "rollback"
+
+
+def test_bbox_selects_exact_intersections_with_paging(engine: sa.Engine) -> None:
+    # an L-shaped polygon whose envelope meets the box but whose shape does not
+    ell = shapely.Polygon([(126.0, 45.0), (126.1, 45.0), (126.1, 45.01), (126.01, 45.01), (126.01, 45.1), (126.0, 45.1)])
+    rows = [row(f"P{i:02d}", {"i": i}, square(126.05 + i * 0.0001, 45.05)) for i in range(10)] + [row("L", {}, ell)]
+    load(engine, rows)
+    box = (126.04, 45.04, 126.09, 45.09)
+    assert keys(engine, 1, bbox=box) == [f"P{i:02d}" for i in range(10)]
+    assert keys(engine, 1, bbox=box, limit=3, offset=4) == ["P04", "P05", "P06"]
+    assert feature_store_for(engine).count("t1", 1, bbox=box) == 10
+    assert feature_store_for(engine).count("t1", 1) == 11
+
+
+def test_unknown_version_and_dataset_are_clear_errors(engine: sa.Engine) -> None:
+    load(engine, [row("A", {}, square(126.6, 45.7))])
+    ds = catalog.require_dataset(engine, "t1")
+    with pytest.raises(catalog.NotFound) as exc:
+        catalog.resolve_version(ds, 5)
+    assert exc.value.message.code == "version.not_found"
+    with pytest.raises(catalog.NotFound):
+        catalog.require_dataset(engine, "nope")

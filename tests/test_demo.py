@@ -1,0 +1,36 @@
+"""`landcloud demo` loads real boundaries and labelled synthetic parcels through the one way in."""
+
+from __future__ import annotations
+
+import shapely
+import sqlalchemy as sa
+
+from conftest import table_counts
+from landcloud.access import units
+from landcloud.catalog import datasets as catalog
+from landcloud.catalog import history
+from landcloud.config import Settings
+from landcloud.demo.load import BOUNDARY_DATASET, PARCEL_DATASET, load_demo
+from landcloud.store.features import feature_store_for
+
+
+def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings) -> None:
+    lines = list(load_demo(engine, settings))
+    assert any("version 2" in line for line in lines)
+    xzq = catalog.require_dataset(engine, BOUNDARY_DATASET)
+    assert xzq.feature_count == 122 and (xzq.openness, xzq.security_level) == ("open", "public")
+    parcels = catalog.require_dataset(engine, PARCEL_DATASET)
+    assert parcels.current_version == 2 and parcels.extra["synthetic"] is True
+    assert "SYNTHETIC" in parcels.description
+    counts = history.diff_counts(engine, parcels, 1, 2)
+    assert counts["added"] == 0 and counts["removed"] == 0 and 0 < counts["changed"] <= 25
+    # parcels tile their district: the areas add up to the district's area
+    daoli = units.boundary(engine, "230102")
+    assert daoli is not None
+    feats = [f for f in feature_store_for(engine).iter_features(PARCEL_DATASET, 2) if f.fkey.startswith("230102")]
+    union = shapely.union_all(shapely.from_wkb([f.wkb for f in feats]))
+    assert abs(union.area - daoli.area) / daoli.area < 1e-6
+    assert all(f.props["ZLDWDM"].startswith("230102") for f in feats)
+    before = table_counts(engine)
+    assert list(load_demo(engine, settings)) == ["demo data already loaded / 演示数据已加载"]
+    assert table_counts(engine) == before
