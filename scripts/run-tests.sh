@@ -12,4 +12,5 @@ if [ -z "${LANDCLOUD_TEST_PG_DSN:-}" ]; then
     echo "could not start a PostGIS cluster; PostGIS tests will be skipped unless LANDCLOUD_REQUIRE_POSTGIS=1" >&2
   fi
 fi
+.venv/bin/ruff check src tests
 .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

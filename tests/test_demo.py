@@ -5,13 +5,14 @@ from __future__ import annotations
 import shapely
 import sqlalchemy as sa
 
-from conftest import table_counts
 from landcloud.access import units
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
 from landcloud.config import Settings
 from landcloud.demo.load import BOUNDARY_DATASET, PARCEL_DATASET, load_demo
 from landcloud.store.features import feature_store_for
+
+from conftest import table_counts
 
 
 def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings) -> None:

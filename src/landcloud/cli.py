@@ -97,6 +97,7 @@ def ingest(
     schema: Annotated[Optional[str], typer.Option(help="Standard schema, e.g. DLTB")] = None,
     repair: Annotated[bool, typer.Option(help="Repair invalid polygons (reported as warnings)")] = False,
     title: Annotated[Optional[str], typer.Option(help="Title of a new dataset")] = None,
+    dlbm_system: Annotated[str, typer.Option(help="DLBM classification: any | gbt21010 | sandiao")] = "any",
     report: Annotated[Optional[Path], typer.Option(help="Write the full JSON report here")] = None,
     report_html: Annotated[Optional[Path], typer.Option("--report-html", help="Write the HTML report here")] = None,
 ) -> None:
@@ -111,7 +112,7 @@ def ingest(
     upgrade(engine)
     opts = SubmitOptions(
         dataset_id=dataset, unit=unit, layer=layer, crs=crs, encoding=encoding, mode=mode,  # type: ignore[arg-type]
-        key=key, schema=schema, repair=repair, title=title,
+        key=key, schema=schema, repair=repair, title=title, dlbm_system=dlbm_system,  # type: ignore[arg-type]
     )
     try:
         result = run_submission(engine, get_settings(), path, opts, progress=stderr_progress)

@@ -94,6 +94,12 @@ def validate_options(opts: SubmitOptions) -> None:
             f"汇交方式“{opts.mode}”无效，应为 replace（整体替换）或 incremental（增量）",
             f"invalid mode '{opts.mode}': use replace or incremental",
         )
+    if opts.dlbm_system not in ("any", "gbt21010", "sandiao"):
+        raise SubmissionUsageError(
+            "submission.bad_dlbm_system",
+            f"地类分类“{opts.dlbm_system}”无效，应为 any、gbt21010 或 sandiao",
+            f"invalid land-use classification '{opts.dlbm_system}': use any, gbt21010 or sandiao",
+        )
     if opts.schema is not None and get_schema(opts.schema) is None:
         raise SubmissionUsageError(
             "submission.unknown_schema", f"未知的标准结构“{opts.schema}”", f"unknown standard schema '{opts.schema}'"

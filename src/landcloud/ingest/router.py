@@ -45,14 +45,15 @@ def create_submission(
     encoding: Annotated[str | None, Form()] = None,
     mode: Annotated[Literal["replace", "incremental"], Form()] = "replace",
     key: Annotated[str | None, Form()] = None,
-    schema: Annotated[str | None, Form()] = None,
+    standard_schema: Annotated[str | None, Form(alias="schema", description="Standard schema, e.g. DLTB")] = None,
     repair: Annotated[bool, Form()] = False,
     title: Annotated[str | None, Form()] = None,
+    dlbm_system: Annotated[Literal["any", "gbt21010", "sandiao"], Form(description="Land-use classification for DLBM")] = "any",
 ) -> JSONResponse:
     gate.require_operator(principal)
     opts = SubmitOptions(
         dataset_id=dataset, unit=unit or principal.unit, layer=layer or None, crs=crs or None, encoding=encoding or None,
-        mode=mode, key=key or None, schema=schema or None, repair=repair, title=title or None,
+        mode=mode, key=key or None, schema=standard_schema or None, repair=repair, title=title or None, dlbm_system=dlbm_system,
     )
     validate_options(opts)
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
