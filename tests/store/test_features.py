@@ -130,3 +130,19 @@ def test_unknown_version_and_dataset_are_clear_errors(engine: sa.Engine) -> None
     assert exc.value.message.code == "version.not_found"
     with pytest.raises(catalog.NotFound):
         catalog.require_dataset(engine, "nope")
+
+
+def test_identical_keyless_features_get_distinct_stable_keys(engine: sa.Engine) -> None:
+    store = feature_store_for(engine)
+    same = row("h:x", {"a": 1}, square(126.6, 45.7))
+    hashed = [StageRow(f"h:{r.chash}", r.props_json, r.wkb, r.bbox, r.area_m2, r.chash) for r in (same, same, row("o", {"a": 2}, square(1, 1)), same)]
+    with engine.connect() as conn:
+        with conn.begin():
+            catalog.create_dataset(conn, "t1", "230100")
+            store.begin_stage(conn)
+            store.stage(conn, hashed)
+            store.number_duplicate_keys(conn)
+            store.merge_stage(conn, "t1", 1, "replace")
+    keys_ = sorted(f.fkey for f in store.iter_features("t1", 1))
+    h = f"h:{same.chash}"
+    assert keys_ == sorted([h, f"{h}:2", f"{h}:3", f"h:{hashed[2].chash}"])  # the 3rd copy is the 3rd of its hash

@@ -317,7 +317,6 @@ def _stage_all(
     progress: ProgressFn | None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal."""
-    occurrences: Counter[str] = Counter()
     polygonal = True
     seen_geometry = False
     total = 0
@@ -331,16 +330,17 @@ def _stage_all(
         if len(present):
             seen_geometry = True
             polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
-        store.stage(conn, _stage_rows(geoms, props, key_field, ops, occurrences))
+        store.stage(conn, _stage_rows(geoms, props, key_field, ops))
         total += len(props)
         if progress:
             progress(total)
+    if not key_field:
+        store.number_duplicate_keys(conn)
     return polygonal and seen_geometry
 
 
-def _stage_rows(
-    geoms: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None, occurrences: Counter[str]
-) -> list[StageRow]:
+def _stage_rows(geoms: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None) -> list[StageRow]:
+    """Rows for the stage; without a key field a feature is identified by its content hash."""
     wkbs = shapely.to_wkb(geoms, output_dimension=3)
     bounds = shapely.bounds(geoms)
     areas = survey_areas(geoms)
@@ -353,8 +353,7 @@ def _stage_rows(
             value = p.get(key_field)
             fkey = "" if value is None else str(value).strip()
         else:
-            occurrences[chash] += 1
-            fkey = f"h:{chash}:{occurrences[chash]}"
+            fkey = f"h:{chash}"
         bbox = None if wkb is None or math.isnan(bounds[i][0]) else tuple(float(x) for x in bounds[i])
         rows.append(
             StageRow(fkey, props_json, wkb, bbox, float(areas[i]) if wkb is not None else None, chash, ops[i] if ops else "upsert")

@@ -223,6 +223,18 @@ class FeatureStore:
         if rows:
             self._write_stage(conn, rows)
 
+    def number_duplicate_keys(self, conn: Connection) -> None:
+        """Make content-hash keys unique: the 2nd, 3rd … identical feature gets :2, :3 in file order.
+
+        Done in the database so that a keyless province-sized layer needs no in-memory map;
+        only duplicates are rewritten, counted on the (unchanging) content hash.
+        """
+        earlier = "FROM stage s2 WHERE s2.chash = stage.chash AND s2.ord"
+        conn.exec_driver_sql(
+            f"UPDATE stage SET fkey = fkey || ':' || CAST((SELECT count(*) {earlier} <= stage.ord) AS TEXT) "
+            f"WHERE EXISTS (SELECT 1 {earlier} < stage.ord)"
+        )
+
     def stage_problems(self, conn: Connection, dataset_id: str, limit: int = 1000) -> list[tuple[str, str]]:
         """Incremental operations that contradict the current version: (op, fkey) pairs."""
         current = "SELECT 1 FROM features f WHERE f.dataset_id = :d AND f.v_to IS NULL AND f.fkey = s.fkey"
@@ -395,6 +407,7 @@ class SQLiteFeatureStore(FeatureStore):
             "minx REAL, miny REAL, maxx REAL, maxy REAL, area_m2 REAL, chash TEXT NOT NULL, op TEXT NOT NULL)"
         )
         conn.exec_driver_sql("CREATE INDEX temp.ix_stage_fkey ON stage (fkey)")
+        conn.exec_driver_sql("CREATE INDEX temp.ix_stage_chash ON stage (chash)")
 
     def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -452,6 +465,7 @@ class PostGISFeatureStore(FeatureStore):
             "ON COMMIT DROP"
         )
         conn.exec_driver_sql("CREATE INDEX ON stage (fkey)")
+        conn.exec_driver_sql("CREATE INDEX ON stage (chash)")
 
     def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
