@@ -22,7 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
 REFERENCE = SHARED / "reference"
-TABLES = ("features", "dataset_versions", "datasets", "units", "submissions", "transformation_sets")
+TABLES = (
+    "features", "dataset_versions", "grants", "applications", "datasets", "api_tokens", "sessions", "signin_failures",
+    "users", "units", "submissions", "transformation_sets", "audit_log", "audit_head",
+)
 
 
 def _require_postgis() -> bool:
@@ -66,8 +69,8 @@ def settings(tmp_path: Path, backend: str, pg_url: str | None) -> Settings:
             if _require_postgis():
                 pytest.fail(message)
             pytest.skip(message)
-        return Settings(data_dir=data_dir, database_url=pg_url, admin_token="test-operator-token")
-    return Settings(data_dir=data_dir, admin_token="test-operator-token")
+        return Settings(data_dir=data_dir, database_url=pg_url, secret_key="test-secret", cookie_secure=False, rate_limit_signin_per_minute=10_000)
+    return Settings(data_dir=data_dir, secret_key="test-secret", cookie_secure=False, rate_limit_signin_per_minute=10_000)
 
 
 @pytest.fixture
@@ -80,7 +83,8 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
     division_index.cache_clear()
     yield eng
     if eng.dialect.name == "postgresql":
-        with eng.begin() as conn:
+        with eng.begin() as conn:  # the audit log refuses TRUNCATE: bypass its triggers, as only a test may
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
             conn.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     else:
         eng.dispose()
@@ -98,3 +102,13 @@ def needs_data(*parts: str) -> Path:
     if not path.exists():
         pytest.fail(f"shared test data missing: {path}")
     return path
+
+
+@pytest.fixture
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2id parameters for tests that create many users (the real ones are tested on their own)."""
+    from argon2 import PasswordHasher, Type
+
+    from landcloud.access import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, type=Type.ID))

@@ -15,7 +15,7 @@ from landcloud.store.features import feature_store_for
 from conftest import table_counts
 
 
-def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings) -> None:
+def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings, cheap_passwords: None) -> None:
     lines = list(load_demo(engine, settings))
     assert any("version 2" in line for line in lines)
     xzq = catalog.require_dataset(engine, BOUNDARY_DATASET)
@@ -32,6 +32,18 @@ def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings) -> 
     union = shapely.union_all(shapely.from_wkb([f.wkb for f in feats]))
     assert abs(union.area - daoli.area) / daoli.area < 1e-6
     assert all(f.props["ZLDWDM"].startswith("230102") for f in feats)
+    # demo accounts, and the gate at work on them: a county sees its own parcels only
+    accounts = (settings.data_dir / "demo-accounts.txt").read_text(encoding="utf-8")
+    assert all(name in accounts for name in ("hrb-submitter", "daoli-viewer", "bank-viewer", "hrb-admin", "audit-admin"))
+    assert (settings.data_dir / "demo-accounts.txt").stat().st_mode & 0o077 == 0
+    from landcloud.access import gate
+    from landcloud.access.auth import principal_for
+    from landcloud.access.users import get_user_row
+
+    daoli = principal_for(engine, get_user_row(engine, "daoli-viewer"), via="bearer")
+    ds, access = gate.dataset_for_read(engine, daoli, PARCEL_DATASET)
+    seen = list(gate.read_features(engine, daoli, ds, access))
+    assert len(seen) == len(feats) and all(f.props["ZLDWDM"].startswith("230102") for f in seen)
     before = table_counts(engine)
     assert list(load_demo(engine, settings)) == ["demo data already loaded / 演示数据已加载"]
     assert table_counts(engine) == before

@@ -10,8 +10,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from landcloud import __version__
+from landcloud.access.admin_router import router as admin_router
+from landcloud.access.audit_router import router as audit_router
+from landcloud.access.auth_router import router as auth_router
+from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders
+from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
 from landcloud.config import Settings, get_settings
 from landcloud.ingest import submissions
@@ -63,10 +69,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "store": backend_of(engine), "version": __version__}
 
+    app.include_router(auth_router)
     app.include_router(datasets_router)
     app.include_router(submissions_router)
+    app.include_router(sharing_router)
+    app.include_router(audit_router)
+    app.include_router(admin_router)
+    # outermost last: limits and headers apply to every response, errors included
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(RateLimit, settings=settings)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
 def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": e.get("type", "")} for e in errors]
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of the application, including those of included routers.
+
+    FastAPI keeps included routers as nested entries, not as a flat list; the route-guard test
+    walks them all through this one function.
+    """
+    out: list[APIRoute] = []
+    stack: list[Any] = list(app.routes)
+    while stack:
+        route = stack.pop(0)
+        if isinstance(route, APIRoute):
+            out.append(route)
+        elif hasattr(route, "original_router"):
+            stack.extend(route.original_router.routes)
+    return out

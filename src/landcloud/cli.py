@@ -25,6 +25,14 @@ app.add_typer(units_app, name="units")
 app.add_typer(tr_app, name="transformations")
 
 
+def _mount_access_commands() -> None:
+    from landcloud.access.audit_cli import audit_app
+    from landcloud.access.users_cli import users_app
+
+    app.add_typer(users_app, name="users", help="Users: add, list, roles, TOTP, disable")
+    app.add_typer(audit_app, name="audit", help="The audit chain: verify, export")
+
+
 def _engine() -> Any:
     from landcloud.store.engine import get_engine
 
@@ -45,17 +53,15 @@ def _echo_json(data: Any) -> None:
 @app.command()
 def init() -> None:
     """Create or upgrade the store (migrations) — safe to run again."""
-    from landcloud.access.gate import admin_token
+    from landcloud.access.secrets import secret_key
     from landcloud.store.db import backend_of
     from landcloud.store.migrate import upgrade
 
     settings = get_settings()
     engine = _engine()
     upgrade(engine)
-    token = admin_token(settings)
+    secret_key(settings)
     typer.echo(f"store ready / 存储已就绪: {backend_of(engine)} ({engine.url.render_as_string(hide_password=True)})")
-    if not settings.admin_token:
-        typer.echo(f"operator token / 运维令牌: {settings.data_dir / 'admin_token'} ({len(token)} chars)")
 
 
 @app.command()
@@ -174,6 +180,8 @@ def datasets_show(dataset_id: str) -> None:
 @datasets_app.command("set")
 def datasets_set(dataset_id: str, assignments: Annotated[list[str], typer.Argument(help="key=value …")]) -> None:
     """Edit metadata, e.g. `openness=open security_level=public title=…`."""
+    from landcloud.access import audit
+    from landcloud.access.principal import system_principal
     from landcloud.catalog.datasets import update_metadata
 
     changes: dict[str, Any] = {}
@@ -187,6 +195,7 @@ def datasets_set(dataset_id: str, assignments: Annotated[list[str], typer.Argume
     except LandcloudError as exc:
         _fail(exc)
         return
+    audit.record(_engine(), system_principal(), "dataset.update", dataset_id=dataset_id, detail={"changes": changes})
     typer.echo(f"updated / 已更新 {ds.id}: " + ", ".join(f"{k}={getattr(ds, k)}" for k in changes))
 
 
@@ -224,6 +233,8 @@ def datasets_diff(dataset_id: str, a: int, b: int, limit: int = 50) -> None:
 @datasets_app.command("rollback")
 def datasets_rollback(dataset_id: str, to: Annotated[int, typer.Option("--to", help="Version to return to")]) -> None:
     """A new version equal to an old one (nothing is deleted)."""
+    from landcloud.access import audit
+    from landcloud.access.principal import system_principal
     from landcloud.catalog.history import rollback
 
     try:
@@ -231,6 +242,7 @@ def datasets_rollback(dataset_id: str, to: Annotated[int, typer.Option("--to", h
     except LandcloudError as exc:
         _fail(exc)
         return
+    audit.record(_engine(), system_principal(), "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result)
     typer.echo(f"version {result['version']} = version {result['rollback_to']} ({result['feature_count']} features)")
 
 
@@ -243,15 +255,18 @@ def datasets_export(
     encoding: Annotated[str, typer.Option(help="Shapefile attribute encoding (UTF-8 or GBK)")] = "UTF-8",
 ) -> None:
     """Export a version (as the operator) to a file in EPSG:4490."""
-    from landcloud.access.gate import OPERATOR, dataset_for_read, read_features
+    from landcloud.access.gate import dataset_for_read, read_features
+    from landcloud.access.principal import system_principal
     from landcloud.catalog.datasets import resolve_version
     from landcloud.publish.export import export_features
 
     engine = _engine()
+    me = system_principal()
     try:
-        ds = dataset_for_read(engine, OPERATOR, dataset_id)
+        ds, access = dataset_for_read(engine, me, dataset_id)
         v = resolve_version(ds, version)
-        n = export_features(read_features(engine, OPERATOR, ds, v), ds.fields, out, fmt, f"{ds.id}_v{v}", encoding)  # type: ignore[arg-type]
+        feats = read_features(engine, me, ds, access, v, action="data.export", detail={"format": fmt, "file": str(out)})
+        n = export_features(feats, ds.fields, out, fmt, f"{ds.id}_v{v}", encoding)  # type: ignore[arg-type]
     except LandcloudError as exc:
         _fail(exc)
         return
@@ -338,11 +353,36 @@ def transformations_list() -> None:
 
 
 def main() -> None:
+    _mount_access_commands()
     try:
         app()
     except LandcloudError as exc:  # pragma: no cover - last resort: never a stack trace for a user error
         typer.echo(f"错误 error: {exc.message.zh}\n{exc.message.en}", err=True)
         sys.exit(2)
+
+
+@units_app.command("add")
+def units_add(
+    code: str,
+    name: str,
+    kind: Annotated[str, typer.Option(help="department (administrative units come from the division list)")] = "department",
+    region: Annotated[str, typer.Option(help="The region (administrative code) the department belongs to")] = "",
+) -> None:
+    """Add an external department (court, tax, bank …) attached to a region."""
+    from landcloud.access import audit
+    from landcloud.access.principal import system_principal
+    from landcloud.access.units import add_department
+
+    if kind != "department":
+        _fail(LandcloudError("unit.bad_kind", "只能添加部门；行政单位请用 units load 加载区划表",
+                             "only departments can be added; load administrative units with `units load`"))
+    try:
+        unit = add_department(_engine(), code, name, region)
+    except LandcloudError as exc:
+        _fail(exc)
+        return
+    audit.record(_engine(), system_principal(), "unit.create", detail={"code": code, "name": name, "region": region})
+    typer.echo(f"added / 已添加 {unit['code']} {unit['name']} (department of {unit['parent']})")
 
 
 if __name__ == "__main__":

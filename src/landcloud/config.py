@@ -21,10 +21,24 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; default a SQLite file in the data dir; postgresql+psycopg://… selects PostGIS",
     )
-    admin_token: str | None = Field(
+    secret_key: str | None = Field(
         default=None,
-        description="Bearer token of the platform operator until units and users exist (issue: access)",
+        description="Signs tokens and encrypts TOTP secrets; otherwise generated into the data dir",
     )
+    token_ttl_minutes: int = Field(default=60, description="Lifetime of a bearer token from /api/auth/token")
+    session_ttl_hours: int = Field(default=8, description="Lifetime of a browser session")
+    cookie_secure: bool = Field(default=True, description="Session cookies only over HTTPS (browsers treat localhost as secure)")
+    lockout_failures: int = Field(default=5, description="Failed sign-ins that lock an account …")
+    lockout_window_minutes: int = Field(default=15, description="… within this window, and for this long")
+    password_min_length: int = Field(default=12, description="Password policy: minimum length")
+    api_token_max_days: int = Field(default=365, description="Longest lifetime of a personal API token")
+    rate_limit_signin_per_minute: int = Field(default=10, description="Sign-in attempts per client IP and minute")
+    rate_limit_public_per_minute: int = Field(default=600, description="Anonymous requests per client IP and minute")
+    max_request_mb: int = Field(default=16, description="Largest request body outside submissions")
+    oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer URL (the province's identity system)")
+    oidc_client_id: str | None = Field(default=None, description="OpenID Connect client id")
+    oidc_client_secret: str | None = Field(default=None, description="OpenID Connect client secret")
+    oidc_unit_claim: str = Field(default="unit", description="ID-token claim holding the user's unit code")
     max_upload_mb: int = Field(default=2048, description="Largest accepted submission file")
     area_tolerance_rel: float = Field(default=0.01, description="TBMJ vs ellipsoidal area, relative")
     area_tolerance_abs_m2: float = Field(default=1.0, description="TBMJ vs ellipsoidal area, absolute (m²)")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
-from landcloud.access.gate import Principal, principal_from_token
+from landcloud.access.principal import Principal
 from landcloud.config import Settings
 
 
@@ -19,10 +19,11 @@ def get_app_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_principal(request: Request, settings: Annotated[Settings, Depends(get_app_settings)]) -> Principal:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    return principal_from_token(settings, token)
+def get_principal(request: Request) -> Principal:
+    """Who is calling: a bearer token, a personal API token, a session cookie, or the public."""
+    from landcloud.access.auth import authenticate
+
+    return authenticate(request.app.state.engine, request.app.state.settings, request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

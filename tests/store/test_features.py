@@ -146,3 +146,26 @@ def test_identical_keyless_features_get_distinct_stable_keys(engine: sa.Engine) 
     keys_ = sorted(f.fkey for f in store.iter_features("t1", 1))
     h = f"h:{same.chash}"
     assert keys_ == sorted([h, f"{h}:2", f"{h}:3", f"h:{hashed[2].chash}"])  # the 3rd copy is the 3rd of its hash
+
+
+def test_row_filters_by_code_prefix_and_by_area(engine: sa.Engine) -> None:
+    from landcloud.store.features import RowFilter
+
+    rows = [row(f"P{i}", {"ZLDWDM": code}, square(126.6 + i * 0.01, 45.7)) for i, code in
+            enumerate(["230102101201", "230102102201", "230103101201", "230104101201"])]
+    load(engine, rows)
+    store = feature_store_for(engine)
+    daoli = RowFilter(prefixes=(("ZLDWDM", "230102"),))
+    assert keys(engine, 1, rows=daoli) == ["P0", "P1"]
+    assert store.count("t1", 1, rows=daoli) == 2
+    assert store.get_feature("t1", 1, "P2", rows=daoli) is None
+    assert store.get_feature("t1", 1, "P1", rows=daoli) is not None
+    two = RowFilter(prefixes=(("ZLDWDM", "230102"), ("ZLDWDM", "230104")))
+    assert keys(engine, 1, rows=two, limit=2, offset=1) == ["P1", "P3"]
+    area = RowFilter(areas=(shapely.to_wkb(shapely.box(126.615, 45.69, 126.625, 45.71)),))  # only P2's square
+    assert keys(engine, 1, rows=area) == ["P2"]
+    mixed = RowFilter(prefixes=(("ZLDWDM", "230104"),), areas=area.areas)
+    assert keys(engine, 1, rows=mixed) == ["P2", "P3"]
+    assert keys(engine, 1, rows=RowFilter()) == []
+    with pytest.raises(ValueError):
+        RowFilter(prefixes=(("ZLDWDM", "23%' OR 1=1 --"),))

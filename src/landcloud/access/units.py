@@ -7,6 +7,7 @@ they never read the `units` table themselves.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from landcloud.access.tables import units
 from landcloud.codes.admin import AdminDivision, DivisionIndex, parse_divisions
-from landcloud.messages import LandcloudError, NotFound
+from landcloud.messages import Conflict, LandcloudError, NotFound
 from landcloud.store.db import backend_of
 
 
@@ -102,3 +103,41 @@ def boundary(engine: Engine, code: str | None) -> shapely.Geometry | None:
     with engine.connect() as conn:
         wkb = conn.execute(sa.select(col).where(units.c.code == code)).scalar()
     return shapely.from_wkb(bytes(wkb)) if wkb is not None else None
+
+
+DEPARTMENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
+
+
+def add_department(engine: Engine, code: str, name: str, region: str) -> dict[str, object]:
+    """An external department (court, tax, bank …) attached to a region of the hierarchy."""
+    if not DEPARTMENT_CODE.match(code or ""):
+        raise LandcloudError(
+            "unit.bad_code",
+            f"部门代码“{code}”无效：3–32 位字母、数字、. _ -",
+            f"invalid department code '{code}': 3–32 letters, digits, . _ -",
+        )
+    if not (name or "").strip():
+        raise LandcloudError("unit.no_name", "部门名称不能为空", "the department needs a name")
+    index = division_index(engine)
+    if index is None or region not in index:
+        raise LandcloudError(
+            "unit.unknown_region", f"所属区域 {region} 不在行政区划列表中", f"region {region} is not in the division list"
+        )
+    with engine.begin() as conn:
+        if conn.execute(sa.select(units.c.code).where(units.c.code == code)).first() is not None:
+            raise Conflict("unit.exists", f"单位代码 {code} 已存在", f"unit {code} already exists")
+        conn.execute(
+            units.insert().values(
+                code=code, name=name.strip(), level="department", parent=region, kind="department", updated_at=datetime.now(UTC)
+            )
+        )
+    division_index.cache_clear()
+    return get_unit(engine, code)
+
+
+def list_units(engine: Engine, kind: str | None = None) -> list[dict[str, object]]:
+    query = sa.select(units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind).order_by(units.c.code)
+    if kind:
+        query = query.where(units.c.kind == kind)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

@@ -56,6 +56,7 @@ EDITABLE: dict[str, Any] = {
     "jurisdiction_field": "field",
     "key_field": "field",
     "standard_schema": str,
+    "sensitive_fields": "fields",
 }
 
 
@@ -240,6 +241,19 @@ def _coerce(ds: Dataset, key: str, value: Any) -> Any:
             return [v.strip() for v in re.split(r"[,，;；]", value) if v.strip()]
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
+    if kind == "fields":
+        names = [v.strip() for v in (re.split(r"[,，;；]", value) if isinstance(value, str) else value or []) if v.strip()]
+        known = {f["name"] for f in ds.fields}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise LandcloudError(
+                "dataset.unknown_field",
+                f"数据集“{ds.id}”没有字段：{', '.join(unknown)}",
+                f"dataset '{ds.id}' has no field(s): {', '.join(unknown)}",
+                key=key,
+                fields=unknown,
+            )
+        return names
     if kind == "field":
         if value in (None, ""):
             return None
@@ -267,6 +281,9 @@ def update_metadata(engine: Engine, dataset_id: str, changes: Mapping[str, Any])
         values = {key: _coerce(ds, key, value) for key, value in changes.items()}
         if not values:
             return ds
+        if "sensitive_fields" in values:
+            marked = set(values.pop("sensitive_fields"))
+            values["fields"] = [{**f, "sensitive": f["name"] in marked} for f in ds.fields]
         conn.execute(datasets.update().where(datasets.c.id == dataset_id).values(**values, updated_at=now()))
         return require_dataset(conn, dataset_id)
 

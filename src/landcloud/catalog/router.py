@@ -1,4 +1,8 @@
-"""JSON API of the catalogue: datasets, their metadata, versions, differences, features, rollback."""
+"""JSON API of the catalogue: datasets, their metadata, versions, differences, features, rollback.
+
+Every handler asks the gate: what the caller may see (datasets, rows, fields) and whether it
+may change something. Nothing here reads the store directly.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
 
-from landcloud.access import gate
+from landcloud.access import audit, gate
+from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
 from landcloud.deps import EngineDep, PrincipalDep
 from landcloud.messages import LandcloudError
 from landcloud.publish.geojson import feature_collection
-from landcloud.store.features import BBox
+from landcloud.store.features import BBox, DiffEntry, DiffKind
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+DIFF_KINDS: tuple[DiffKind, ...] = ("added", "removed", "changed")
 
 
 def parse_bbox(bbox: str | None) -> BBox | None:
@@ -25,7 +31,7 @@ def parse_bbox(bbox: str | None) -> BBox | None:
         parts = [float(x) for x in bbox.split(",")]
     except ValueError:
         parts = []
-    if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3]:
+    if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3] or any(p != p for p in parts):
         raise LandcloudError(
             "request.bad_bbox",
             "bbox 应为 minx,miny,maxx,maxy 四个数（经度、纬度，CGCS2000）",
@@ -36,34 +42,54 @@ def parse_bbox(bbox: str | None) -> BBox | None:
 
 @router.get("")
 def list_datasets(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    items = [ds.to_dict() for ds in gate.visible_datasets(engine, principal)]
+    items = [gate.dataset_metadata(ds, access) for ds, access in gate.visible_datasets(engine, principal)]
     return {"datasets": items, "count": len(items)}
 
 
 @router.get("/{dataset_id}")
 def get_dataset(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    return gate.dataset_for_read(engine, principal, dataset_id).to_dict()
+    ds, access = gate.dataset_for_catalogue(engine, principal, dataset_id)
+    return gate.dataset_metadata(ds, access)
 
 
 @router.patch("/{dataset_id}")
 def patch_dataset(
     dataset_id: str, engine: EngineDep, principal: PrincipalDep, changes: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
-    gate.dataset_for_write(engine, principal, dataset_id)
-    return catalog.update_metadata(engine, dataset_id, changes).to_dict()
+    ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
+    gate.require_dataset_admin(principal, ds)
+    updated = catalog.update_metadata(engine, dataset_id, changes)
+    audit.record(engine, principal, "dataset.update", dataset_id=dataset_id, detail={"changes": changes})
+    return gate.dataset_metadata(updated, gate.access_for(engine, principal, updated))
 
 
 @router.get("/{dataset_id}/versions")
 def list_versions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    gate.dataset_for_read(engine, principal, dataset_id)
+    _, access = gate.dataset_for_catalogue(engine, principal, dataset_id)
     versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id)]
+    if not access.visible:  # listed only: the history, not where the data lies
+        for v in versions:
+            v["extent"] = None
     return {"dataset_id": dataset_id, "versions": versions}
 
 
 @router.get("/{dataset_id}/versions/{version}")
 def get_version(dataset_id: str, version: int, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    gate.dataset_for_read(engine, principal, dataset_id)
-    return catalog.get_version(engine, dataset_id, version).to_dict(with_report=True)
+    """A version; its quality report (feature keys and locations) only for the owner unit's staff."""
+    ds, _ = gate.dataset_for_read(engine, principal, dataset_id)
+    full = gate.may_see_submissions_of(principal, ds.owner_unit)
+    return catalog.get_version(engine, dataset_id, version).to_dict(with_report=full)
+
+
+def _shaped_entry(access: Access, entry: DiffEntry) -> dict[str, Any] | None:
+    before_f = gate.shape_feature(access, entry.before) if entry.before else None
+    after_f = gate.shape_feature(access, entry.after) if entry.after else None
+    if before_f is None and after_f is None:
+        return None
+    before = before_f.props if before_f else None
+    after = after_f.props if after_f else None
+    changed = [f for f in history.changed_fields(entry) if f == "geometry" or f in (before or {}) or f in (after or {})]
+    return {"kind": entry.kind, "key": entry.fkey, "changed_fields": changed, "before": before, "after": after}
 
 
 @router.get("/{dataset_id}/versions/{a}/diff/{b}")
@@ -76,20 +102,25 @@ def diff_versions(
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Counts of added, removed and changed features, and the first `limit` of them."""
-    ds = gate.dataset_for_read(engine, principal, dataset_id)
-    counts = history.diff_counts(engine, ds, a, b)
-    entries = []
-    for e in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset):
-        entries.append(
-            {
-                "kind": e.kind,
-                "key": e.fkey,
-                "changed_fields": history.changed_fields(e),
-                "before": e.before.props if e.before else None,
-                "after": e.after.props if e.after else None,
-            }
-        )
+    """Counts of added, removed and changed features, and the first `limit` of them (rows the caller may see)."""
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
+    if access.rows is None:
+        counts = history.diff_counts(engine, ds, a, b)
+        entries = [e for e in (_shaped_entry(access, x) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
+    else:  # restricted rows: count what the caller may see, one streamed pass
+        counts = {k: 0 for k in DIFF_KINDS}
+        entries = []
+        seen = 0
+        for x in history.iter_diff(engine, ds, a, b):
+            shaped = _shaped_entry(access, x)
+            if shaped is None:
+                continue
+            counts[x.kind] += 1
+            if offset <= seen < offset + limit:
+                entries.append(shaped)
+            seen += 1
+    if access.audited:
+        audit.record(engine, principal, "data.diff", dataset_id=ds.id, detail={"from": a, "to": b, "count": sum(counts.values())})
     return {"dataset_id": dataset_id, "from": a, "to": b, "counts": counts, "entries": entries, "limit": limit, "offset": offset}
 
 
@@ -97,8 +128,11 @@ def diff_versions(
 def rollback(
     dataset_id: str, engine: EngineDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)]
 ) -> dict[str, Any]:
-    gate.dataset_for_write(engine, principal, dataset_id)
-    return history.rollback(engine, dataset_id, to)
+    ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
+    gate.require_dataset_admin(principal, ds)
+    result = history.rollback(engine, dataset_id, to)
+    audit.record(engine, principal, "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result)
+    return result
 
 
 @router.get("/{dataset_id}/features")
@@ -111,8 +145,8 @@ def features(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
-    """A version's features as GeoJSON (EPSG:4490 lon/lat), streamed."""
-    ds = gate.dataset_for_read(engine, principal, dataset_id)
+    """A version's features as GeoJSON (EPSG:4490 lon/lat), streamed; only the rows and fields the caller may see."""
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     v = catalog.resolve_version(ds, version)
-    feats = gate.read_features(engine, principal, ds, v, bbox=parse_bbox(bbox), limit=limit, offset=offset)
+    feats = gate.read_features(engine, principal, ds, access, v, bbox=parse_bbox(bbox), limit=limit, offset=offset)
     return StreamingResponse(feature_collection(feats, {"dataset": ds.id, "version": v}), media_type="application/geo+json")

@@ -7,6 +7,7 @@ the quality reports, the GCJ-02 conversion and the version history.
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,9 +94,9 @@ def load_demo(engine: Engine, settings: Settings, force: bool = False) -> Iterat
         ))
         catalog.update_metadata(engine, PARCEL_DATASET, {
             "title_en": "Harbin land-use parcels (demo)",
-            "description": SYNTHETIC_NOTE + "。图斑按真实区界做 Voronoi 剖分生成。 Parcels are a Voronoi tessellation of real district boundaries.",
-            "openness": "open", "security_level": "public", "keywords": "地类图斑,三调,演示,synthetic",
-            "update_frequency": "yearly",
+            "description": SYNTHETIC_NOTE + "。图斑按真实区界做 Voronoi 剖分生成；内部数据，区县只能看到本辖区图斑。"
+            " Parcels are a Voronoi tessellation of real district boundaries; internal data: a county sees its own parcels only.",
+            "keywords": "地类图斑,三调,演示,synthetic", "update_frequency": "yearly",
         })
         yield f"{PARCEL_DATASET}: version {v1} ({sum(PARCEL_COUNTIES.values())} synthetic parcels)"
         change = Path(tmp) / "harbin_dltb_change.geojson"
@@ -108,6 +109,42 @@ def load_demo(engine: Engine, settings: Settings, force: bool = False) -> Iterat
         _write_geojson(change, iter(changed))
         v2 = _submit(engine, settings, change, SubmitOptions(dataset_id=PARCEL_DATASET, unit="230100", mode="incremental", key="BSM"))
         yield f"{PARCEL_DATASET}: version {v2} (annual change: {len(changed)} parcels → 0702)"
-    ds = catalog.require_dataset(engine, PARCEL_DATASET)
-    extra_note = {"synthetic": True, "note": SYNTHETIC_NOTE}
-    catalog.set_extra(engine, ds.id, extra_note)
+    catalog.set_extra(engine, PARCEL_DATASET, {"synthetic": True, "note": SYNTHETIC_NOTE})
+    yield from demo_accounts(engine, settings)
+
+
+DEMO_BANK = "BANK-HRB-DEMO"
+DEMO_ACCOUNTS = [
+    ("hrb-submitter", "230100", ["viewer", "submitter"], "哈尔滨市汇交员 Harbin submitter"),
+    ("daoli-viewer", "230102", ["viewer"], "道里区查看员 Daoli viewer (sees its own parcels only)"),
+    ("bank-viewer", DEMO_BANK, ["viewer"], "银行查看员 bank viewer (applies for data)"),
+    ("hrb-admin", "230100", ["data_admin"], "哈尔滨市数据管理员 Harbin data administrator"),
+    ("security-admin", "230000", ["secadmin"], "安全管理员 security administrator"),
+    ("system-admin", "230000", ["sysadmin"], "系统管理员 system administrator"),
+    ("audit-admin", "230000", ["auditadmin"], "审计管理员 audit administrator"),
+]
+
+
+def demo_accounts(engine: Engine, settings: Settings) -> Iterator[str]:
+    """Demo users with generated passwords (and TOTP for administrators), written to a private file."""
+    from landcloud.access import users
+    from landcloud.access.roles import needs_totp
+
+    if units.list_units(engine, "department") == []:
+        units.add_department(engine, DEMO_BANK, "演示银行哈尔滨分行（演示）", "230100")
+    lines = ["# landcloud demo accounts — generated; keep private / 演示账号（自动生成，请妥善保管）", ""]
+    for name, unit, roles, label in DEMO_ACCOUNTS:
+        if users.find_user(engine, name) is not None:
+            continue
+        password = secrets.token_urlsafe(12) + "-Aa1"
+        users.create_user(engine, settings, name, unit, roles, password, label)
+        line = f"{name}\t{password}\t{unit}\t{','.join(roles)}\t{label}"
+        if needs_totp(roles):
+            secret, uri = users.enrol_totp(engine, settings, name)
+            line += f"\n    TOTP secret {secret}  {uri}"
+        lines.append(line)
+    path = settings.data_dir / "demo-accounts.txt"
+    if len(lines) > 2:
+        path.touch(mode=0o600)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        yield f"demo accounts / 演示账号: {path}"

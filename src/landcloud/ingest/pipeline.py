@@ -198,14 +198,15 @@ def _run(
     try:
         decision = decide_crs(info, opts.crs, sample_coordinates(info))
         transformation = None
-        if decision.crs != GCJ02 and datum_of(decision.crs) in ("xian80", "beijing54"):
+        is_gcj = isinstance(decision.crs, str)  # the GCJ02 sentinel (comparing a CRS to a string parses it: slow)
+        if not is_gcj and datum_of(decision.crs) in ("xian80", "beijing54"):
             transformation = transformations.find_for(engine, datum_of(decision.crs), unit)
         transformer = make_transformer(decision.crs, transformation)
     except CRSRefused as exc:
         return _rejected(opts, source, [_finding_from_error(exc.code, exc.message_zh, exc.message_en)])
     source["crs"] = {
-        "submitted": "GCJ02" if decision.crs == GCJ02 else decision.crs.to_string(),
-        "submitted_wkt": None if decision.crs == GCJ02 else decision.crs.to_wkt(),
+        "submitted": GCJ02 if is_gcj else decision.crs.to_string(),
+        "submitted_wkt": None if is_gcj else decision.crs.to_wkt(),
         "how": decision.how,
         "message_zh": decision.message_zh,
         "message_en": decision.message_en,
@@ -244,6 +245,9 @@ def _run(
         )
     )
     fields = _dataset_fields(info, schema, op_field)
+    if ds is not None:  # a new version keeps the owner's sensitive-field markings
+        sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
+        fields = [{**f, "sensitive": True} if f["name"] in sensitive else f for f in fields]
     store = feature_store_for(engine)
     findings: list[Finding] = []
     with engine.connect() as conn:

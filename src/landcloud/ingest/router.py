@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from landcloud.access import gate
+from landcloud.access import audit, gate
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.ingest import submissions
 from landcloud.ingest.pipeline import SubmitOptions, validate_options
 from landcloud.ingest.report_html import render_report
-from landcloud.messages import LandcloudError
+from landcloud.messages import LandcloudError, NotFound
 
 router = APIRouter(prefix="/api/submissions", tags=["submissions"])
 SAFE_NAME = "".join(chr(c) for c in range(128) if chr(c).isalnum()) + "._-"
@@ -50,9 +50,8 @@ def create_submission(
     title: Annotated[str | None, Form()] = None,
     dlbm_system: Annotated[Literal["any", "gbt21010", "sandiao"], Form(description="Land-use classification for DLBM")] = "any",
 ) -> JSONResponse:
-    gate.require_operator(principal)
     opts = SubmitOptions(
-        dataset_id=dataset, unit=unit or principal.unit, layer=layer or None, crs=crs or None, encoding=encoding or None,
+        dataset_id=dataset, unit=gate.submitting_unit(principal, unit), layer=layer or None, crs=crs or None, encoding=encoding or None,
         mode=mode, key=key or None, schema=standard_schema or None, repair=repair, title=title or None, dlbm_system=dlbm_system,
     )
     validate_options(opts)
@@ -74,6 +73,7 @@ def create_submission(
                 )
             out.write(chunk)
     sid = submissions.create(engine, opts, target.name)
+    audit.record(engine, principal, "submission.create", dataset_id=dataset, detail={"submission": sid, "file": target.name, "size": size})
     background.add_task(submissions.process, engine, settings, sid, target)
     return JSONResponse(
         status_code=202,
@@ -81,14 +81,21 @@ def create_submission(
     )
 
 
+def _visible_submission(engine: Any, principal: Any, submission_id: str) -> dict[str, Any]:
+    """A submission is seen by its unit's submitters, reviewers and data administrators only."""
+    gate.require_signed_in(principal)
+    sub = submissions.get(engine, submission_id)
+    if not gate.may_see_submissions_of(principal, sub["unit"]):
+        raise NotFound("submission.not_found", f"汇交 {submission_id} 不存在", f"submission {submission_id} does not exist")
+    return sub
+
+
 @router.get("/{submission_id}")
 def get_submission(submission_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    gate.require_operator(principal)
-    return submissions.get(engine, submission_id)
+    return _visible_submission(engine, principal, submission_id)
 
 
 @router.get("/{submission_id}/report.html", response_class=HTMLResponse)
 def submission_report_html(submission_id: str, engine: EngineDep, principal: PrincipalDep) -> HTMLResponse:
-    gate.require_operator(principal)
-    sub = submissions.get(engine, submission_id)
+    sub = _visible_submission(engine, principal, submission_id)
     return HTMLResponse(render_report(sub.get("report") or {"status": sub["status"], "summary": {}, "findings": []}))

@@ -11,10 +11,11 @@ A row is visible in version N when `v_from <= N AND (v_to IS NULL OR v_to > N)`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -36,6 +37,31 @@ class StoredFeature:
     v_from: int
     v_to: int | None
     area_m2: float | None
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """The rows a reader may see: any row whose code field starts with one of the prefixes, or
+    whose geometry intersects one of the areas. An empty filter admits no row; "no filter"
+    (every row) is expressed by passing None instead.
+    """
+
+    prefixes: tuple[tuple[str, str], ...] = ()  # (field, administrative-code prefix)
+    areas: tuple[bytes, ...] = ()  # WKB polygons in EPSG:4490
+
+    def __post_init__(self) -> None:
+        for field_name, prefix in self.prefixes:
+            if not prefix.isalnum() or not field_name:
+                raise ValueError(f"bad row filter prefix {field_name!r}={prefix!r}")
+
+    def area_geometries(self) -> list[shapely.Geometry]:
+        return [shapely.from_wkb(a) for a in self.areas]
+
+    def matches_props(self, props: dict[str, Any]) -> bool:
+        return any(str(props.get(f) or "").startswith(p) for f, p in self.prefixes)
+
+
+PostFilter = Callable[[list["StoredFeature"]], list[bool]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,7 @@ class FeatureStore:
         version: int,
         *,
         bbox: BBox | None = None,
+        rows: RowFilter | None = None,
         limit: int | None = None,
         offset: int = 0,
         batch_size: int = 5000,
@@ -126,26 +153,53 @@ class FeatureStore:
         """Stream the features of one version in a stable order (by row id).
 
         `bbox` selects features whose geometry intersects the box (exactly, not just by
-        envelope); the envelope search uses the spatial index of the backend.
+        envelope); `rows` is the access policy's row restriction (None: every row). Both use
+        the backend's indexes; where SQLite can only narrow by envelope, the exact test runs
+        here, before paging, so limit/offset always count visible features.
         """
         params: dict[str, Any] = {"d": dataset_id, "version": version}
         where = ["f.dataset_id = :d", visible_in()]
         if bbox is not None:
             where.append(self._bbox_condition())
             params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
+        if rows is not None:
+            where.append(self._row_filter_sql(rows, params))
         sql = (
             f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f "
             f"WHERE {' AND '.join(where)} ORDER BY f.id"
         )
-        exact_box = shapely.box(*bbox) if bbox is not None and self.kind == "sqlite" else None
-        if exact_box is None:
+        post = self._post_filter(bbox, rows)
+        if post is None:
             if limit is not None:
                 sql += " LIMIT :limit OFFSET :offset"
                 params.update(limit=limit, offset=offset)
             elif offset:
                 sql += " OFFSET :offset" if self.kind == "postgis" else " LIMIT -1 OFFSET :offset"
                 params.update(offset=offset)
-        yield from self._stream(sql, params, batch_size, conn, exact_box, limit, offset)
+        yield from self._stream(sql, params, batch_size, conn, post, limit, offset)
+
+    def _json_text_sql(self, field_param: str) -> str:
+        raise NotImplementedError
+
+    def _area_condition(self, i: int, area: shapely.Geometry, params: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _row_filter_sql(self, rows: RowFilter, params: dict[str, Any]) -> str:
+        clauses = []
+        for i, (field_name, prefix) in enumerate(rows.prefixes):
+            params[f"rf{i}"] = self._json_path(field_name)
+            params[f"rp{i}"] = prefix + "%"
+            clauses.append(f"{self._json_text_sql(f'rf{i}')} LIKE :rp{i}")
+        for i, area in enumerate(rows.area_geometries()):
+            clauses.append(self._area_condition(i, area, params))
+        return "(" + " OR ".join(clauses) + ")" if clauses else "(1 = 0)"
+
+    def _json_path(self, field_name: str) -> str:
+        return field_name
+
+    def _post_filter(self, bbox: BBox | None, rows: RowFilter | None) -> PostFilter | None:
+        """The exact test SQLite cannot do in SQL (geometry), or None when SQL was exact."""
+        return None
 
     def _stream(
         self,
@@ -153,7 +207,7 @@ class FeatureStore:
         params: dict[str, Any],
         batch_size: int,
         conn: Connection | None,
-        exact_box: shapely.Geometry | None,
+        post: PostFilter | None,
         limit: int | None,
         offset: int,
     ) -> Iterator[StoredFeature]:
@@ -162,12 +216,11 @@ class FeatureStore:
             skipped = produced = 0
             for partition in result.partitions():
                 feats = [self._row_to_feature(r) for r in partition]
-                if exact_box is not None:
-                    geoms = shapely.from_wkb([f.wkb for f in feats], on_invalid="ignore")
-                    keep = shapely.intersects(geoms, exact_box)
+                if post is not None:
+                    keep = post(feats)
                     feats = [f for f, k in zip(feats, keep) if k]
                 for feat in feats:
-                    if exact_box is not None:
+                    if post is not None:
                         if skipped < offset:
                             skipped += 1
                             continue
@@ -182,25 +235,34 @@ class FeatureStore:
             with self.engine.connect() as c:
                 yield from run(c)
 
-    def get_feature(self, dataset_id: str, version: int, fkey: str, conn: Connection | None = None) -> StoredFeature | None:
-        sql = (
-            f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f "
-            f"WHERE f.dataset_id = :d AND f.fkey = :k AND {visible_in()}"
-        )
+    def get_feature(
+        self, dataset_id: str, version: int, fkey: str, conn: Connection | None = None, rows: RowFilter | None = None
+    ) -> StoredFeature | None:
+        params: dict[str, Any] = {"d": dataset_id, "k": fkey, "version": version}
+        where = f"f.dataset_id = :d AND f.fkey = :k AND {visible_in()}"
+        if rows is not None:
+            where += " AND " + self._row_filter_sql(rows, params)
+        sql = f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f WHERE {where}"
         with _maybe_connect(self.engine, conn) as c:
-            row = c.execute(sa.text(sql), {"d": dataset_id, "k": fkey, "version": version}).first()
-            return self._row_to_feature(row) if row else None
+            row = c.execute(sa.text(sql), params).first()
+            if row is None:
+                return None
+            feat = self._row_to_feature(row)
+            post = self._post_filter(None, rows)
+            return feat if post is None or post([feat])[0] else None
 
-    def count(self, dataset_id: str, version: int, bbox: BBox | None = None) -> int:
+    def count(self, dataset_id: str, version: int, bbox: BBox | None = None, rows: RowFilter | None = None) -> int:
+        if self._post_filter(bbox, rows) is not None:
+            return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox, rows=rows))
+        params: dict[str, Any] = {"d": dataset_id, "version": version}
+        where = ["f.dataset_id = :d", visible_in()]
         if bbox is not None:
-            return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox))
+            where.append(self._bbox_condition())
+            params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
+        if rows is not None:
+            where.append(self._row_filter_sql(rows, params))
         with self.engine.connect() as c:
-            return int(
-                c.execute(
-                    sa.text(f"SELECT count(*) FROM features f WHERE f.dataset_id = :d AND {visible_in()}"),
-                    {"d": dataset_id, "version": version},
-                ).scalar_one()
-            )
+            return int(c.execute(sa.text(f"SELECT count(*) FROM features f WHERE {' AND '.join(where)}"), params).scalar_one())
 
     def summary(self, conn: Connection, dataset_id: str, version: int) -> tuple[int, BBox | None]:
         """Feature count and extent of a version (from the stored envelopes)."""
@@ -400,6 +462,41 @@ class SQLiteFeatureStore(FeatureStore):
             "AND r.miny <= :bmaxy AND r.maxy >= :bminy)"
         )
 
+    def _json_path(self, field_name: str) -> str:
+        return '$."' + field_name.replace('"', "") + '"'
+
+    def _json_text_sql(self, field_param: str) -> str:
+        return f"json_extract(f.props, :{field_param})"
+
+    def _area_condition(self, i: int, area: shapely.Geometry, params: dict[str, Any]) -> str:
+        minx, miny, maxx, maxy = area.bounds
+        params.update({f"a{i}x0": minx, f"a{i}y0": miny, f"a{i}x1": maxx, f"a{i}y1": maxy})
+        return (
+            f"f.id IN (SELECT r.id FROM features_rtree r WHERE r.minx <= :a{i}x1 AND r.maxx >= :a{i}x0 "
+            f"AND r.miny <= :a{i}y1 AND r.maxy >= :a{i}y0)"
+        )
+
+    def _post_filter(self, bbox: BBox | None, rows: RowFilter | None) -> PostFilter | None:
+        areas = rows.area_geometries() if rows is not None else []
+        if bbox is None and not areas:
+            return None
+        box = shapely.box(*bbox) if bbox is not None else None
+        area = shapely.union_all(areas) if areas else None
+        if area is not None:
+            shapely.prepare(area)
+
+        def exact(feats: list[StoredFeature]) -> list[bool]:
+            geoms = shapely.from_wkb([f.wkb for f in feats], on_invalid="ignore")
+            keep = np.ones(len(feats), dtype=bool)
+            if box is not None:
+                keep &= shapely.intersects(geoms, box)
+            if area is not None and rows is not None:
+                by_code = np.array([rows.matches_props(f.props) for f in feats], dtype=bool)
+                keep &= by_code | shapely.intersects(area, geoms)
+            return keep.tolist()
+
+        return exact
+
     def _create_stage(self, conn: Connection) -> None:
         conn.exec_driver_sql("DROP TABLE IF EXISTS temp.stage")
         conn.exec_driver_sql(
@@ -456,6 +553,13 @@ class PostGISFeatureStore(FeatureStore):
 
     def _decode_props(self, value: Any) -> dict[str, Any]:
         return value if isinstance(value, dict) else super()._decode_props(value)
+
+    def _json_text_sql(self, field_param: str) -> str:
+        return f"(f.props ->> CAST(:{field_param} AS TEXT))"
+
+    def _area_condition(self, i: int, area: shapely.Geometry, params: dict[str, Any]) -> str:
+        params[f"a{i}"] = shapely.to_wkb(area)
+        return f"ST_Intersects(f.geom, ST_GeomFromWKB(:a{i}, 4490))"
 
     def _create_stage(self, conn: Connection) -> None:
         conn.exec_driver_sql("DROP TABLE IF EXISTS pg_temp.stage")

@@ -1,0 +1,99 @@
+"""Administration over HTTP for the separated roles: units and users (security administrator),
+system status (system administrator). Neither role reads data through these routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from landcloud import __version__
+from landcloud.access import audit, gate, units, users
+from landcloud.access.roles import ROLES, SECADMIN, SYSADMIN
+from landcloud.catalog.datasets import list_datasets
+from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
+from landcloud.store.db import backend_of
+from landcloud.store.migrate import current_revision
+
+router = APIRouter(tags=["administration"])
+
+
+class DepartmentIn(BaseModel):
+    code: str
+    name: str
+    region: str
+
+
+class UserIn(BaseModel):
+    username: str
+    unit: str
+    roles: list[str]
+    password: str = Field(min_length=1, max_length=256)
+    display_name: str = ""
+
+
+class UserPatch(BaseModel):
+    roles: list[str] | None = None
+    active: bool | None = None
+
+
+@router.get("/api/units")
+def list_units(engine: EngineDep, principal: PrincipalDep, kind: str | None = None) -> dict[str, Any]:
+    gate.require_signed_in(principal)
+    items = units.list_units(engine, kind)
+    return {"units": items, "count": len(items)}
+
+
+@router.post("/api/units", status_code=201)
+def add_department(body: DepartmentIn, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    gate.require_role(principal, SECADMIN)
+    unit = units.add_department(engine, body.code, body.name, body.region)
+    audit.record(engine, principal, "unit.create", detail={"code": body.code, "name": body.name, "region": body.region})
+    return unit
+
+
+@router.get("/api/roles")
+def list_roles() -> dict[str, Any]:
+    return {"roles": [{"id": k, "name_zh": zh, "name_en": en} for k, (zh, en) in ROLES.items()]}
+
+
+@router.get("/api/users")
+def list_users(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    gate.require_role(principal, SECADMIN)
+    items = users.list_users(engine)
+    return {"users": items, "count": len(items)}
+
+
+@router.post("/api/users", status_code=201)
+def create_user(body: UserIn, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
+    gate.require_role(principal, SECADMIN)
+    return users.create_user(
+        engine, settings, body.username, body.unit, body.roles, body.password, body.display_name, actor=principal
+    )
+
+
+@router.patch("/api/users/{username}")
+def update_user(username: str, body: UserPatch, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    gate.require_role(principal, SECADMIN)
+    if (principal.username or "").lower() == username.lower():
+        raise gate.forbidden("不能修改自己的角色或状态", "you cannot change your own roles or status")
+    result = users.get_user(engine, username)
+    if body.roles is not None:
+        result = users.set_roles(engine, username, body.roles, actor=principal)
+    if body.active is not None:
+        result = users.set_active(engine, username, body.active, actor=principal)
+    return result
+
+
+@router.get("/api/system/status")
+def system_status(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
+    gate.require_role(principal, SYSADMIN)
+    return {
+        "version": __version__,
+        "store": backend_of(engine),
+        "schema_revision": current_revision(engine),
+        "datasets": len(list_datasets(engine)),
+        "units": len(units.list_units(engine)),
+        "users": len(users.list_users(engine)),
+    }

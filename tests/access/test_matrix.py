@@ -1,0 +1,241 @@
+"""The access matrix: a province, two prefectures, two counties and a bank, through every route.
+
+Each caller reads exactly the rows and fields it should; grants widen and expire on time;
+every GET route of the application is requested by every caller and must not leak a row or a
+clear-text sensitive value it should not see.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from landcloud import clock
+from landcloud.app import api_routes, create_app
+from landcloud.config import Settings
+from landcloud.deps import get_principal
+
+from world import HRB_ROWS, MINE_ROWS, QQHR_ROWS, World, build, sign_in
+
+ALL_HRB = {r[0] for r in HRB_ROWS}
+# hrb-dltb rows each caller sees (v2), and whether the 证件号 is in clear
+EXPECTED: dict[str | None, tuple[set[str] | None, bool]] = {
+    None: (None, False),  # anonymous: the dataset does not exist for it
+    "prov": (ALL_HRB, False),
+    "hrb": (ALL_HRB, False),
+    "hrbadmin": (ALL_HRB, True),
+    "qqhr": (set(), False),  # listed in the catalogue, no data
+    "daoli": ({"HRB-A1", "HRB-A2"}, False),
+    "daoliadmin": ({"HRB-A1", "HRB-A2"}, False),
+    "nangang": ({"HRB-B1", "HRB-B2"}, False),
+    "bank": (set(), False),
+    "sec": (None, False),
+    "sys": (None, False),
+    "aud": (None, False),
+}
+
+
+@pytest.fixture
+def world(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> World:
+    client = TestClient(create_app(settings))
+    return build(engine, settings, client, tmp_path)
+
+
+def features(world: World, who: str | None, dataset: str = "hrb-dltb", **params: str) -> tuple[int, dict[str, dict]]:
+    resp = world.get(f"/api/datasets/{dataset}/features", who, params=params)
+    if resp.status_code != 200:
+        return resp.status_code, {}
+    return 200, {f["properties"]["BSM"]: f["properties"] for f in resp.json()["features"]}
+
+
+@pytest.mark.parametrize("who", list(EXPECTED))
+def test_each_caller_reads_exactly_its_rows_and_fields(world: World, who: str | None) -> None:
+    rows, clear = EXPECTED[who]
+    status, got = features(world, who)
+    if rows is None:
+        assert status == 404
+        assert world.get("/api/datasets/hrb-dltb", who).status_code == 404
+        return
+    if not rows:
+        assert status == 403
+        body = world.get("/api/datasets/hrb-dltb/features", who).json()
+        assert body["error"] == "access.application_required"
+        meta = world.get("/api/datasets/hrb-dltb", who).json()
+        assert meta["access"]["rows"] == "none" and meta["extent"] is None
+        return
+    assert status == 200 and set(got) == rows
+    for bsm, props in got.items():
+        original = next(r[2] for r in HRB_ROWS if r[0] == bsm)
+        assert props["QLRZJH"] == (original if clear else original[:4] + "*" * 10 + original[-4:])
+    listed = {d["id"] for d in world.get("/api/datasets", who).json()["datasets"]}
+    assert "hrb-dltb" in listed and "open-dltb" in listed
+    diff = world.get("/api/datasets/hrb-dltb/versions/1/diff/2", who).json()
+    assert {e["key"] for e in diff["entries"]} == {"HRB-A1", "HRB-B1"} & rows
+    assert sum(diff["counts"].values()) == len({"HRB-A1", "HRB-B1"} & rows)
+
+
+def test_public_and_other_datasets(world: World) -> None:
+    assert set(features(world, None, "open-dltb")[1]) == {"OPEN-1"}
+    assert features(world, None, "open-dltb")[1]["OPEN-1"]["QLRZJH"] == "230102199001018888"  # not marked sensitive
+    assert {d["id"] for d in world.get("/api/datasets", None).json()["datasets"]} == {"open-dltb"}
+    assert set(features(world, "qqhr", "qqhr-dltb")[1]) == {r[0] for r in QQHR_ROWS}
+    assert features(world, "hrb", "qqhr-dltb")[0] == 403
+    # sensitive data: the owner unit only, not even its province
+    assert set(features(world, "daoli", "daoli-mine")[1]) == {r[0] for r in MINE_ROWS}
+    for who in ("hrb", "prov", "nangang"):
+        assert features(world, who, "daoli-mine")[0] == 403
+    # the separated administrators read no data at all, even what a county may
+    for who in ("sec", "sys", "aud"):
+        assert features(world, who, "qqhr-dltb")[0] == 404
+        assert features(world, who, "open-dltb")[0] == 200  # what the public sees, they see
+
+
+def test_bank_applies_owner_approves_grant_applies_and_expires(world: World) -> None:
+    app = world.post("/api/applications", "bank", json={
+        "dataset_id": "hrb-dltb", "purpose": "抵押登记核查 mortgage checks", "fields": ["BSM", "DLBM", "QLRZJH"],
+        "region": "230102", "period_end": (clock.now() + timedelta(days=30)).isoformat(),
+    })
+    assert app.status_code == 201, app.text
+    app_id = app.json()["id"]
+    assert features(world, "bank")[0] == 403  # pending is not approved
+    # only the owner unit's data administrator decides
+    assert world.post(f"/api/applications/{app_id}/decision", "daoliadmin", json={"approve": True}).status_code == 403
+    assert world.post(f"/api/applications/{app_id}/decision", "hrb", json={"approve": True}).status_code == 403
+    inbox = world.get("/api/applications", "hrbadmin").json()["inbox"]
+    assert [a["id"] for a in inbox] == [app_id]
+    decided = world.post(f"/api/applications/{app_id}/decision", "hrbadmin", json={"approve": True, "comment": "同意"})
+    assert decided.status_code == 200 and decided.json()["status"] == "approved"
+    status, got = features(world, "bank")
+    assert status == 200 and set(got) == {"HRB-A1", "HRB-A2"}
+    assert got["HRB-A1"] == {"BSM": "HRB-A1", "DLBM": "0702", "QLRZJH": "230102199001011111"}  # granted fields, in clear
+    grants = world.get("/api/grants", "bank").json()["held"]
+    assert len(grants) == 1 and grants[0]["active"] and grants[0]["region"] == "230102"
+    assert world.get("/api/grants", "hrbadmin").json()["given"][0]["id"] == grants[0]["id"]
+    # time passes: the grant expires on time (the bank signs in again: its bearer token expired too)
+    real = clock.now()
+    try:
+        clock.set_clock(lambda: real + timedelta(days=30, minutes=1))
+        world.tokens["bank"] = sign_in(world.client, "bank")
+        assert features(world, "bank")[0] == 403
+        clock.set_clock(lambda: real + timedelta(days=29, hours=23))
+        world.tokens["bank"] = sign_in(world.client, "bank")
+        assert features(world, "bank")[0] == 200  # the last minute of the period still counts
+    finally:
+        clock.set_clock(None)
+    world.tokens["bank"] = sign_in(world.client, "bank")
+    assert features(world, "bank")[0] == 200
+    # and a revoked grant stops at once
+    revoked = world.post(f"/api/grants/{grants[0]['id']}/revoke", "hrbadmin")
+    assert revoked.status_code == 200 and revoked.json()["active"] is False
+    assert features(world, "bank")[0] == 403
+
+
+def test_sensitive_data_needs_the_level_above(world: World) -> None:
+    app = world.post("/api/applications", "hrb", json={"dataset_id": "daoli-mine", "purpose": "矿产监管 supervision"}).json()
+    first = world.post(f"/api/applications/{app['id']}/decision", "daoliadmin", json={"approve": True})
+    assert first.json()["status"] == "pending" and first.json()["stage"] == "parent"
+    assert features(world, "hrb", "daoli-mine")[0] == 403
+    assert world.post(f"/api/applications/{app['id']}/decision", "daoliadmin", json={"approve": True}).status_code == 403
+    second = world.post(f"/api/applications/{app['id']}/decision", "hrbadmin", json={"approve": True})
+    assert second.json()["status"] == "approved"
+    assert set(features(world, "hrb", "daoli-mine")[1]) == {"MINE-1"}
+
+
+def test_applications_refused_when_not_needed_or_not_allowed(world: World, engine: sa.Engine) -> None:
+    from landcloud.catalog import datasets as catalog
+
+    assert world.post("/api/applications", "hrb", json={"dataset_id": "hrb-dltb", "purpose": "x"}).json()["error"] == "application.own_data"
+    catalog.update_metadata(engine, "qqhr-dltb", {"sharing_class": "unconditional"})
+    refused = world.post("/api/applications", "bank", json={"dataset_id": "qqhr-dltb", "purpose": "x"})
+    assert refused.status_code == 409 and refused.json()["error"] == "application.not_needed"
+    assert set(features(world, "bank", "qqhr-dltb")[1]) == {"QQHR-1"}  # unconditional: no application needed
+    catalog.update_metadata(engine, "qqhr-dltb", {"sharing_class": "not_shared"})
+    assert world.post("/api/applications", "bank", json={"dataset_id": "qqhr-dltb", "purpose": "x"}).status_code == 404
+    assert world.post("/api/applications", None, json={"dataset_id": "hrb-dltb", "purpose": "x"}).status_code == 401
+    bad = world.post("/api/applications", "bank", json={"dataset_id": "hrb-dltb", "purpose": "x", "fields": ["NOPE"]})
+    assert bad.status_code == 400 and bad.json()["error"] == "application.unknown_fields"
+
+
+def test_writes_are_for_the_right_roles_only(world: World) -> None:
+    assert world.patch("/api/datasets/hrb-dltb", "hrb", json={"title": "x"}).status_code == 403
+    assert world.patch("/api/datasets/hrb-dltb", "daoliadmin", json={"title": "x"}).status_code == 403
+    assert world.patch("/api/datasets/hrb-dltb", "sec", json={"title": "x"}).status_code == 404
+    ok = world.patch("/api/datasets/hrb-dltb", "hrbadmin", json={"title": "哈尔滨地类图斑"})
+    assert ok.status_code == 200 and ok.json()["title"] == "哈尔滨地类图斑"
+    assert world.post("/api/datasets/hrb-dltb/rollback", "hrb", json={"to": 1}).status_code == 403
+    assert world.get("/api/users", "hrbadmin").status_code == 403
+    assert world.get("/api/users", "sec").status_code == 200
+    assert world.get("/api/system/status", "sec").status_code == 403
+    assert world.get("/api/system/status", "sys").json()["datasets"] == 4
+    assert world.get("/api/audit", "sys").status_code == 403
+    assert world.get("/api/audit", "aud").status_code == 200
+
+
+def test_reads_of_non_public_data_are_audited(world: World) -> None:
+    features(world, "daoli")
+    features(world, None, "open-dltb")
+    entries = world.get("/api/audit", "aud", params={"action": "data.read", "limit": 1000}).json()["entries"]
+    mine = [e for e in entries if e["actor"] == "daoli" and e["dataset_id"] == "hrb-dltb"]
+    assert mine and mine[0]["detail"]["count"] == 2 and mine[0]["detail"]["rows"] == "restricted"
+    assert mine[0]["actor_unit"] == "230102" and mine[0]["version"] == 2
+    assert "QLRZJH" in mine[0]["detail"]["masked"]
+    assert not [e for e in entries if e["dataset_id"] == "open-dltb"]  # public reads are not logged as sensitive reads
+    signins = world.get("/api/audit", "aud", params={"action": "auth.signin", "limit": 1000}).json()["entries"]
+    assert {"daoli", "bank", "aud"} <= {e["actor"] for e in signins}
+
+
+# -- every route ---------------------------------------------------------------------------------
+OPEN_ROUTES = {"/healthz", "/api/roles", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+SIGN_IN_ROUTES = {"/api/auth/token", "/api/auth/session", "/api/auth/logout", "/api/auth/oidc/login", "/api/auth/oidc/callback"}
+
+
+def _depends_on_principal(route: APIRoute) -> bool:
+    stack = [route.dependant]
+    while stack:
+        dep = stack.pop()
+        if dep.call is get_principal:
+            return True
+        stack.extend(dep.dependencies)
+    return False
+
+
+def test_every_route_asks_who_is_calling(settings: Settings, engine: sa.Engine) -> None:
+    app = create_app(settings)
+    routes = api_routes(app)
+    documented = {(path, m.upper()) for path, ops in app.openapi()["paths"].items() for m in ops}
+    walked = {(r.path, m) for r in routes for m in r.methods if m != "HEAD"}
+    assert documented <= walked and len(routes) >= 25  # the walk found every route
+    unguarded = [r.path for r in routes if r.path not in OPEN_ROUTES | SIGN_IN_ROUTES and not _depends_on_principal(r)]
+    assert unguarded == []
+
+
+def _fill(path: str) -> str:
+    values = {"dataset_id": "hrb-dltb", "version": "2", "a": "1", "b": "2"}
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
+
+
+@pytest.mark.parametrize("who", list(EXPECTED))
+def test_no_get_route_leaks_rows_or_clear_values(world: World, who: str | None) -> None:
+    rows, clear = EXPECTED[who]
+    visible = rows or set()
+    forbidden_rows = ALL_HRB - visible
+    forbidden_text = {r[2] for r in HRB_ROWS} if not clear else {r[2] for r in HRB_ROWS if r[0] not in visible}
+    forbidden_text |= {r[2] for r in MINE_ROWS} if who not in ("daoli", "daoliadmin") else set()
+    checked = 0
+    for route in api_routes(world.client.app):  # type: ignore[arg-type]
+        if "GET" not in route.methods or route.path in OPEN_ROUTES:
+            continue
+        for dataset in ("hrb-dltb", "daoli-mine"):
+            path = _fill(route.path).replace("hrb-dltb", dataset)
+            resp = world.get(path, who)
+            text = resp.text
+            leaked = [m for m in forbidden_rows | forbidden_text if m in text]
+            assert not leaked, (path, who, leaked)
+            checked += 1
+    assert checked >= 20
