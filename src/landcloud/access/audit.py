@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -287,17 +287,21 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
-def _filtered(
-    stmt: sa.Select[Any],
-    *,
-    actor: str | None = None,
-    unit: str | None = None,
-    action: str | None = None,
-    dataset_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> sa.Select[Any]:
+class Filters(TypedDict, total=False):
+    """What the audit administrator filters on; `since` inclusive, `until` exclusive (naive = UTC)."""
+
+    actor: str | None
+    unit: str | None
+    action: str | None  # ending in "*": every action under a prefix ("auth.*")
+    dataset_id: str | None
+    since: datetime | None
+    until: datetime | None
+
+
+def _filtered(stmt: sa.Select[Any], filters: Filters) -> sa.Select[Any]:
     c = audit_log.c
+    actor, unit, action = filters.get("actor"), filters.get("unit"), filters.get("action")
+    dataset_id, since, until = filters.get("dataset_id"), filters.get("since"), filters.get("until")
     if actor:
         stmt = stmt.where(c.actor == actor)
     if unit:
@@ -328,59 +332,28 @@ def _entry(row: Any, *, raw_detail: bool = False) -> dict[str, Any]:
     return d
 
 
-def query(
-    engine: Engine,
-    *,
-    actor: str | None = None,
-    unit: str | None = None,
-    action: str | None = None,
-    dataset_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
+def query(engine: Engine, *, limit: int = 100, offset: int = 0, **filters: Unpack[Filters]) -> list[dict[str, Any]]:
     """Entries matching the filters, newest first; `at` as ISO-8601 UTC text, `detail` parsed.
 
     `since` is inclusive and `until` exclusive; naive datetimes are taken as UTC. An `action`
     ending in "*" matches a prefix ("auth.*").
     """
-    stmt = _filtered(sa.select(audit_log), actor=actor, unit=unit, action=action, dataset_id=dataset_id, since=since, until=until)
+    stmt = _filtered(sa.select(audit_log), filters)
     stmt = stmt.order_by(audit_log.c.seq.desc()).limit(max(0, int(limit))).offset(max(0, int(offset)))
     with engine.connect() as conn:
         return [_entry(r) for r in conn.execute(stmt)]
 
 
-def count(
-    engine: Engine,
-    *,
-    actor: str | None = None,
-    unit: str | None = None,
-    action: str | None = None,
-    dataset_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> int:
+def count(engine: Engine, **filters: Unpack[Filters]) -> int:
     """How many entries match the filters (for paging)."""
-    stmt = _filtered(sa.select(sa.func.count()).select_from(audit_log), actor=actor, unit=unit, action=action,
-                     dataset_id=dataset_id, since=since, until=until)
+    stmt = _filtered(sa.select(sa.func.count()).select_from(audit_log), filters)
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
-def iter_rows(
-    engine: Engine,
-    *,
-    actor: str | None = None,
-    unit: str | None = None,
-    action: str | None = None,
-    dataset_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    raw_detail: bool = False,
-) -> Iterator[dict[str, Any]]:
+def iter_rows(engine: Engine, *, raw_detail: bool = False, **filters: Unpack[Filters]) -> Iterator[dict[str, Any]]:
     """Every matching entry in seq order, streamed (bounded memory) — for export."""
-    stmt = _filtered(sa.select(audit_log), actor=actor, unit=unit, action=action, dataset_id=dataset_id, since=since, until=until)
+    stmt = _filtered(sa.select(audit_log), filters)
     stmt = stmt.order_by(audit_log.c.seq)
     with engine.connect() as conn:
         conn.info.pop("write", None)
@@ -401,17 +374,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def to_csv_stream(
-    engine: Engine,
-    *,
-    actor: str | None = None,
-    unit: str | None = None,
-    action: str | None = None,
-    dataset_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    batch: int = 500,
-) -> Iterator[str]:
+def to_csv_stream(engine: Engine, *, batch: int = 500, **filters: Unpack[Filters]) -> Iterator[str]:
     """CSV text in chunks: a UTF-8 BOM (Excel reads the Chinese right), one English header row, entries in seq order.
 
     `detail` is the canonical JSON text exactly as stored and hashed. A text cell starting with
@@ -422,8 +385,7 @@ def to_csv_stream(
     buf.write("\ufeff")
     writer.writerow(CSV_COLUMNS)
     n = 0
-    for entry in iter_rows(engine, actor=actor, unit=unit, action=action, dataset_id=dataset_id, since=since, until=until,
-                           raw_detail=True):
+    for entry in iter_rows(engine, **filters, raw_detail=True):
         writer.writerow([_cell(entry[c]) for c in CSV_COLUMNS])
         n += 1
         if n % batch == 0:
