@@ -169,3 +169,27 @@ def test_row_filters_by_code_prefix_and_by_area(engine: sa.Engine) -> None:
     assert keys(engine, 1, rows=RowFilter()) == []
     with pytest.raises(ValueError):
         RowFilter(prefixes=(("ZLDWDM", "23%' OR 1=1 --"),))
+
+
+def test_where_and_order_run_in_sql_on_both_backends(engine: sa.Engine) -> None:
+    from landcloud.store.features import SQLFilter
+
+    rows = [row(k, {"DLBM": code, "TBMJ": area, "NAME": name}, square(126.6 + i * 0.01, 45.7))
+            for i, (k, code, area, name) in enumerate([("A", "0101", 900.5, "乙"), ("B", "0103", "1200", "甲"),
+                                                       ("C", "0101", 30, "丙"), ("D", "0702", None, "丁")])]
+    load(engine, rows)
+    store = feature_store_for(engine)
+    params: dict = {}
+    big = SQLFilter(f"{store.prop_sql('TBMJ', 'real', params)} > :v", {**params, "v": 100})
+    assert keys(engine, 1, where=big) == ["A", "B"]  # "1200" as text still compares as a number
+    assert store.count("t1", 1, where=big) == 2
+    params = {}
+    by_area = [k.fkey for k in store.iter_features("t1", 1, order=[("TBMJ", "real", False)])]
+    assert by_area[:3] == ["B", "A", "C"]
+    box = shapely.to_wkb(shapely.box(126.605, 45.69, 126.625, 45.71))
+    spatial = SQLFilter("ST_Intersects(f.geom, ST_GeomFromWKB(:g, 4490))", {"g": box})
+    assert keys(engine, 1, where=spatial) == ["B", "C"]
+    params = {}
+    combined = SQLFilter(f"NOT ST_Intersects(f.geom, ST_GeomFromWKB(:g, 4490)) AND {store.prop_sql('DLBM', 'string', params)} = :c",
+                         {**params, "g": box, "c": "0101"})
+    assert keys(engine, 1, where=combined) == ["A"]

@@ -9,7 +9,7 @@ with who, unit, dataset, version, filter, feature count and fields.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import shapely
@@ -22,7 +22,7 @@ from landcloud.access.principal import ANONYMOUS, Principal, system_principal
 from landcloud.access.roles import DATA_ADMIN, REVIEWER, SUBMITTER
 from landcloud.catalog import datasets as catalog
 from landcloud.messages import Forbidden, LandcloudError, NotFound
-from landcloud.store.features import BBox, StoredFeature, feature_store_for
+from landcloud.store.features import BBox, SQLFilter, StoredFeature, feature_store_for
 
 __all__ = ["ANONYMOUS", "Principal", "system_principal", "Unauthorized"]
 
@@ -185,18 +185,34 @@ def read_features(
     version: int | None = None,
     *,
     bbox: BBox | None = None,
+    where: SQLFilter | None = None,
+    order: Sequence[tuple[str, str, bool]] = (),
     limit: int | None = None,
     offset: int = 0,
     action: str = "data.read",
     detail: dict[str, Any] | None = None,
 ) -> Iterator[StoredFeature]:
-    """The features of a version this caller may read, shaped; audited when the data is not public."""
+    """The features of a version this caller may read, shaped; audited when the data is not public.
+
+    `where` and `order` are the caller's own filter and sort (already translated); the policy's
+    row restriction is added here, never left to the route.
+    """
     if not access.visible:
         raise not_found(ds.id)
     v = catalog.resolve_version(ds, version)
-    rows = access.rows
-    feats = feature_store_for(engine).iter_features(ds.id, v, bbox=bbox, rows=rows, limit=limit, offset=offset)
+    feats = feature_store_for(engine).iter_features(
+        ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset
+    )
     return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset})
+
+
+def count_features(
+    engine: Engine, ds: catalog.Dataset, access: Access, version: int, *, bbox: BBox | None = None, where: SQLFilter | None = None
+) -> int:
+    """How many rows of a version match, within what the caller may see (counts are not audited reads)."""
+    if not access.visible:
+        raise not_found(ds.id)
+    return feature_store_for(engine).count(ds.id, version, bbox=bbox, rows=access.rows, where=where)
 
 
 def _audited(

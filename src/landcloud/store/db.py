@@ -40,6 +40,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA cache_size=-65536")
     cur.close()
+    from landcloud.store import sqlite_functions
+
+    sqlite_functions.register(dbapi_connection)
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:

@@ -40,6 +40,19 @@ class StoredFeature:
 
 
 @dataclass(frozen=True)
+class SQLFilter:
+    """A condition over the feature table (alias `f`) with its bound parameters, e.g. a translated CQL2 filter.
+
+    Property values are reached through `FeatureStore.prop_sql` and geometry through the
+    PostGIS function names (ST_Intersects(f.geom, ST_GeomFromWKB(:g, 4490)) …), which the
+    SQLite store provides as functions of its own, so one text serves both backends.
+    """
+
+    sql: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RowFilter:
     """The rows a reader may see: any row whose code field starts with one of the prefixes, or
     whose geometry intersects one of the areas. An empty filter admits no row; "no filter"
@@ -145,28 +158,28 @@ class FeatureStore:
         *,
         bbox: BBox | None = None,
         rows: RowFilter | None = None,
+        where: SQLFilter | None = None,
+        order: Sequence[tuple[str, str, bool]] = (),
         limit: int | None = None,
         offset: int = 0,
         batch_size: int = 5000,
         conn: Connection | None = None,
     ) -> Iterator[StoredFeature]:
-        """Stream the features of one version in a stable order (by row id).
+        """Stream the features of one version in a stable order (`order`, then row id).
 
         `bbox` selects features whose geometry intersects the box (exactly, not just by
-        envelope); `rows` is the access policy's row restriction (None: every row). Both use
-        the backend's indexes; where SQLite can only narrow by envelope, the exact test runs
-        here, before paging, so limit/offset always count visible features.
+        envelope); `rows` is the access policy's row restriction (None: every row); `where` a
+        translated user filter (CQL2); `order` (property, type, ascending) triples. All run in
+        the database; where SQLite can only narrow by envelope, the exact test runs here,
+        before paging, so limit/offset always count matching features.
         """
-        params: dict[str, Any] = {"d": dataset_id, "version": version}
-        where = ["f.dataset_id = :d", visible_in()]
-        if bbox is not None:
-            where.append(self._bbox_condition())
-            params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
-        if rows is not None:
-            where.append(self._row_filter_sql(rows, params))
+        clauses, params = self._conditions(dataset_id, version, bbox, rows, where)
+        order_sql = "".join(
+            f"{self.prop_sql(name, ftype, params)} {'ASC' if asc else 'DESC'} NULLS LAST, " for name, ftype, asc in order
+        )
         sql = (
             f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f "
-            f"WHERE {' AND '.join(where)} ORDER BY f.id"
+            f"WHERE {' AND '.join(clauses)} ORDER BY {order_sql}f.id"
         )
         post = self._post_filter(bbox, rows)
         if post is None:
@@ -177,6 +190,30 @@ class FeatureStore:
                 sql += " OFFSET :offset" if self.kind == "postgis" else " LIMIT -1 OFFSET :offset"
                 params.update(offset=offset)
         yield from self._stream(sql, params, batch_size, conn, post, limit, offset)
+
+    def _conditions(
+        self, dataset_id: str, version: int, bbox: BBox | None, rows: RowFilter | None, where: SQLFilter | None
+    ) -> tuple[list[str], dict[str, Any]]:
+        params: dict[str, Any] = {"d": dataset_id, "version": version}
+        clauses = ["f.dataset_id = :d", visible_in()]
+        if bbox is not None:
+            clauses.append(self._bbox_condition())
+            params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
+        if rows is not None:
+            clauses.append(self._row_filter_sql(rows, params))
+        if where is not None:
+            clauses.append(f"({where.sql})")
+            params.update(where.params)
+        return clauses, params
+
+    def prop_sql(self, name: str, ftype: str, params: dict[str, Any]) -> str:
+        """SQL for a property's value (numbers as numbers, everything else as text); binds the name."""
+        key = f"prop{len([k for k in params if k.startswith('prop')])}"
+        params[key] = self._json_path(name)
+        return self._prop_expr(key, ftype)
+
+    def _prop_expr(self, key: str, ftype: str) -> str:
+        raise NotImplementedError
 
     def _json_text_sql(self, field_param: str) -> str:
         raise NotImplementedError
@@ -251,18 +288,19 @@ class FeatureStore:
             post = self._post_filter(None, rows)
             return feat if post is None or post([feat])[0] else None
 
-    def count(self, dataset_id: str, version: int, bbox: BBox | None = None, rows: RowFilter | None = None) -> int:
+    def count(
+        self,
+        dataset_id: str,
+        version: int,
+        bbox: BBox | None = None,
+        rows: RowFilter | None = None,
+        where: SQLFilter | None = None,
+    ) -> int:
         if self._post_filter(bbox, rows) is not None:
-            return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox, rows=rows))
-        params: dict[str, Any] = {"d": dataset_id, "version": version}
-        where = ["f.dataset_id = :d", visible_in()]
-        if bbox is not None:
-            where.append(self._bbox_condition())
-            params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
-        if rows is not None:
-            where.append(self._row_filter_sql(rows, params))
+            return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox, rows=rows, where=where))
+        clauses, params = self._conditions(dataset_id, version, bbox, rows, where)
         with self.engine.connect() as c:
-            return int(c.execute(sa.text(f"SELECT count(*) FROM features f WHERE {' AND '.join(where)}"), params).scalar_one())
+            return int(c.execute(sa.text(f"SELECT count(*) FROM features f WHERE {' AND '.join(clauses)}"), params).scalar_one())
 
     def summary(self, conn: Connection, dataset_id: str, version: int) -> tuple[int, BBox | None]:
         """Feature count and extent of a version (from the stored envelopes)."""
@@ -468,6 +506,13 @@ class SQLiteFeatureStore(FeatureStore):
     def _json_text_sql(self, field_param: str) -> str:
         return f"json_extract(f.props, :{field_param})"
 
+    def _prop_expr(self, key: str, ftype: str) -> str:
+        if ftype in ("integer", "real", "number"):
+            return f"CAST(json_extract(f.props, :{key}) AS REAL)"
+        if ftype == "boolean":
+            return f"json_extract(f.props, :{key})"
+        return f"CAST(json_extract(f.props, :{key}) AS TEXT)"
+
     def _area_condition(self, i: int, area: shapely.Geometry, params: dict[str, Any]) -> str:
         minx, miny, maxx, maxy = area.bounds
         params.update({f"a{i}x0": minx, f"a{i}y0": miny, f"a{i}x1": maxx, f"a{i}y1": maxy})
@@ -556,6 +601,15 @@ class PostGISFeatureStore(FeatureStore):
 
     def _json_text_sql(self, field_param: str) -> str:
         return f"(f.props ->> CAST(:{field_param} AS TEXT))"
+
+    def _prop_expr(self, key: str, ftype: str) -> str:
+        text = f"(f.props ->> CAST(:{key} AS TEXT))"
+        if ftype in ("integer", "real", "number"):
+            # numbers stored as JSON numbers or as numeric text; anything else is NULL, never an error
+            return f"(CASE WHEN {text} ~ '^\\s*[-+]?[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?\\s*$' THEN CAST({text} AS double precision) END)"
+        if ftype == "boolean":
+            return f"(CASE WHEN {text} IN ('true', 'false') THEN CAST({text} AS boolean) END)"
+        return text
 
     def _area_condition(self, i: int, area: shapely.Geometry, params: dict[str, Any]) -> str:
         params[f"a{i}"] = shapely.to_wkb(area)
