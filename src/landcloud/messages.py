@@ -40,7 +40,14 @@ class LandcloudError(Exception):
         super().__init__(str(self.message))
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message.code, "message_zh": self.message.zh, "message_en": self.message.en}
+        body: dict[str, Any] = {
+            "error": self.message.code,
+            "message_zh": self.message.zh,
+            "message_en": self.message.en,
+            # OGC API clients read code/description (OGC API - Common exception body)
+            "code": self.message.code,
+            "description": self.message.en,
+        }
         if self.details:
             body["details"] = self.details
         return body

@@ -173,7 +173,7 @@ class FeatureStore:
         the database; where SQLite can only narrow by envelope, the exact test runs here,
         before paging, so limit/offset always count matching features.
         """
-        clauses, params = self._conditions(dataset_id, version, bbox, rows, where)
+        clauses, params = self.conditions(dataset_id, version, bbox, rows, where)
         order_sql = "".join(
             f"{self.prop_sql(name, ftype, params)} {'ASC' if asc else 'DESC'} NULLS LAST, " for name, ftype, asc in order
         )
@@ -191,7 +191,7 @@ class FeatureStore:
                 params.update(offset=offset)
         yield from self._stream(sql, params, batch_size, conn, post, limit, offset)
 
-    def _conditions(
+    def conditions(
         self, dataset_id: str, version: int, bbox: BBox | None, rows: RowFilter | None, where: SQLFilter | None
     ) -> tuple[list[str], dict[str, Any]]:
         params: dict[str, Any] = {"d": dataset_id, "version": version}
@@ -298,7 +298,7 @@ class FeatureStore:
     ) -> int:
         if self._post_filter(bbox, rows) is not None:
             return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox, rows=rows, where=where))
-        clauses, params = self._conditions(dataset_id, version, bbox, rows, where)
+        clauses, params = self.conditions(dataset_id, version, bbox, rows, where)
         with self.engine.connect() as c:
             return int(c.execute(sa.text(f"SELECT count(*) FROM features f WHERE {' AND '.join(clauses)}"), params).scalar_one())
 
