@@ -24,7 +24,7 @@ DATA = SHARED / "data"
 REFERENCE = SHARED / "reference"
 TABLES = (
     "features", "dataset_versions", "grants", "applications", "datasets", "api_tokens", "sessions", "signin_failures",
-    "users", "units", "submissions", "transformation_sets", "audit_log", "audit_head",
+    "users", "units", "submissions", "transformation_sets", "audit_log", "audit_head", "search_docs",
 )
 
 
@@ -40,7 +40,7 @@ def pg_url(worker_id: str) -> Iterator[str | None]:
         yield None
         return
     admin = create_engine(dsn).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"landcloud_test_{worker_id}".replace("-", "_")
+    name = f"landcloud_test_{worker_id}_{os.getpid()}".replace("-", "_")  # unique across concurrent test runs
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -112,3 +112,54 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     from landcloud.access import passwords
 
     monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1, type=Type.ID))
+
+
+@pytest.fixture
+def live_url(settings: Settings, engine: sa.Engine) -> Iterator[str]:
+    """The real application served by uvicorn in its own process on a free loopback port.
+
+    A separate process, not a thread: GDAL (through pyogrio) keeps the GIL while it waits for
+    HTTP, so a server thread in the test process could never answer it.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    env.update(
+        LANDCLOUD_DATA_DIR=str(settings.data_dir),
+        LANDCLOUD_DATABASE_URL=settings.resolved_database_url,
+        LANDCLOUD_SECRET_KEY=settings.secret_key or "",
+        LANDCLOUD_COOKIE_SECURE="false",
+        LANDCLOUD_RATE_LIMIT_SIGNIN_PER_MINUTE="10000",
+        LANDCLOUD_RATE_LIMIT_PUBLIC_PER_MINUTE="100000",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "landcloud.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode() if proc.stderr else "server exited") from None
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError("the test server did not start")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

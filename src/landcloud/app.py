@@ -19,10 +19,15 @@ from landcloud.access.auth_router import router as auth_router
 from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders
 from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
+from landcloud.catalog.search_router import router as search_router
 from landcloud.config import Settings, get_settings
 from landcloud.ingest import submissions
 from landcloud.ingest.router import router as submissions_router
 from landcloud.messages import LandcloudError
+from landcloud.publish.downloads_router import router as downloads_router
+from landcloud.publish.features_router import router as features_router
+from landcloud.publish.records_router import router as records_router
+from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
 from landcloud.store.engine import get_engine
 
@@ -75,6 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sharing_router)
     app.include_router(audit_router)
     app.include_router(admin_router)
+    app.include_router(search_router)
+    app.include_router(downloads_router)
+    app.include_router(records_router)  # before the features router: /ogc/collections/catalog is the catalogue
+    app.include_router(tiles_router)
+    app.include_router(features_router)
     # outermost last: limits and headers apply to every response, errors included
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)

@@ -28,9 +28,11 @@ app.add_typer(tr_app, name="transformations")
 def _mount_access_commands() -> None:
     from landcloud.access.audit_cli import audit_app
     from landcloud.access.users_cli import users_app
+    from landcloud.publish.tiles_cli import export_tiles
 
     app.add_typer(users_app, name="users", help="Users: add, list, roles, TOTP, disable")
     app.add_typer(audit_app, name="audit", help="The audit chain: verify, export")
+    app.command("export-tiles", help="Export a dataset version to PMTiles for static hosting")(export_tiles)
 
 
 def _engine() -> Any:

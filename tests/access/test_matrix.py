@@ -191,7 +191,9 @@ def test_reads_of_non_public_data_are_audited(world: World) -> None:
 
 
 # -- every route ---------------------------------------------------------------------------------
-OPEN_ROUTES = {"/healthz", "/api/roles", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# routes that serve no data: the API description, the OGC landing and conformance pages, the TMS definitions
+OPEN_ROUTES = {"/healthz", "/api/roles", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/ogc", "/ogc/conformance",
+               "/ogc/api", "/ogc/tileMatrixSets", "/ogc/tileMatrixSets/{tms_id}", "/api/catalog/themes", "/api/catalog/terms/{key}"}
 SIGN_IN_ROUTES = {"/api/auth/token", "/api/auth/session", "/api/auth/logout", "/api/auth/oidc/login", "/api/auth/oidc/callback"}
 
 

@@ -308,3 +308,16 @@ def may_see_submissions_of(principal: Principal, unit: str | None) -> bool:
     if principal.kind == "system":
         return True
     return principal.kind == "user" and principal.unit == unit and principal.has_role(SUBMITTER, REVIEWER, DATA_ADMIN)
+
+
+def feature_for_edit(engine: Engine, principal: Principal, ds: catalog.Dataset, fkey: str) -> StoredFeature | None:
+    """The current, unshaped feature for an editor of the owner unit (a PATCH merges into the real values).
+
+    Only those who may submit the whole dataset get here, so they see nothing they could not
+    already replace; the read is audited like any other.
+    """
+    unit = submitting_unit(principal, ds.owner_unit)
+    catalog.check_owner(ds, unit)
+    feat = feature_store_for(engine).get_feature(ds.id, ds.current_version, fkey)
+    audit.record(engine, principal, "data.read", dataset_id=ds.id, version=ds.current_version, detail={"feature": fkey, "purpose": "edit"})
+    return feat

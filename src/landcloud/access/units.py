@@ -38,6 +38,9 @@ def upsert_units(engine: Engine, divisions: list[AdminDivision]) -> int:
             else:
                 conn.execute(units.insert().values(code=d.code, **values))
     division_index.cache_clear()
+    from landcloud.catalog import search  # unit names are part of the catalogue's search text
+
+    search.reindex_all(engine)
     return len(divisions)
 
 
@@ -135,9 +138,12 @@ def add_department(engine: Engine, code: str, name: str, region: str) -> dict[st
     return get_unit(engine, code)
 
 
-def list_units(engine: Engine, kind: str | None = None) -> list[dict[str, object]]:
+def list_units(engine: Engine, kind: str | None = None, conn: sa.Connection | None = None) -> list[dict[str, object]]:
+    """Every unit; pass `conn` to read inside the caller's (writing) transaction."""
     query = sa.select(units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind).order_by(units.c.code)
     if kind:
         query = query.where(units.c.kind == kind)
-    with engine.connect() as conn:
+    if conn is not None:
         return [dict(r._mapping) for r in conn.execute(query)]
+    with engine.connect() as own:
+        return [dict(r._mapping) for r in own.execute(query)]

@@ -41,6 +41,7 @@ UPDATE_FREQUENCIES = {
     "irregular": "不定期",
 }
 DATASET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
+RESERVED_IDS = {"catalog"}  # /ogc/collections/catalog is the catalogue itself
 
 # Metadata a data administrator may set with `datasets set` / PATCH; everything else is derived.
 EDITABLE: dict[str, Any] = {
@@ -123,7 +124,7 @@ def now() -> datetime:
 
 
 def validate_dataset_id(dataset_id: str) -> None:
-    if not DATASET_ID.match(dataset_id or ""):
+    if not DATASET_ID.match(dataset_id or "") or dataset_id in RESERVED_IDS:
         raise LandcloudError(
             "dataset.bad_id",
             f"数据集标识“{dataset_id}”无效：只能使用小写字母、数字、- 和 _，长度 2–64，以字母或数字开头",
@@ -214,6 +215,7 @@ def create_dataset(
             updated_at=ts,
         )
     )
+    _reindex(conn, dataset_id)
     return require_dataset(conn, dataset_id)
 
 
@@ -285,6 +287,7 @@ def update_metadata(engine: Engine, dataset_id: str, changes: Mapping[str, Any])
             marked = set(values.pop("sensitive_fields"))
             values["fields"] = [{**f, "sensitive": f["name"] in marked} for f in ds.fields]
         conn.execute(datasets.update().where(datasets.c.id == dataset_id).values(**values, updated_at=now()))
+        _reindex(conn, dataset_id)
         return require_dataset(conn, dataset_id)
 
 
@@ -343,6 +346,7 @@ def record_version(
             f"数据集“{ds.id}”在本次汇交期间已有新版本，请重新提交",
             f"dataset '{ds.id}' received another version while this one was loading; submit again",
         )
+    _reindex(conn, ds.id)
 
 
 def _row_to_version(row: Any) -> Version:
@@ -402,3 +406,11 @@ def set_extra(engine: Engine, dataset_id: str, extra: Mapping[str, Any]) -> None
     with engine.begin() as conn:
         ds = require_dataset(conn, dataset_id)
         conn.execute(datasets.update().where(datasets.c.id == dataset_id).values(extra={**ds.extra, **extra}, updated_at=now()))
+        _reindex(conn, dataset_id)
+
+
+def _reindex(conn: Connection, dataset_id: str) -> None:
+    """Keep the catalogue's search index in step, in the same transaction as the change."""
+    from landcloud.catalog import search  # search builds on this module
+
+    search.reindex(conn, dataset_id)

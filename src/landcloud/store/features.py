@@ -251,7 +251,7 @@ class FeatureStore:
         def run(c: Connection) -> Iterator[StoredFeature]:
             result = c.execute(sa.text(sql).execution_options(yield_per=batch_size), params)
             skipped = produced = 0
-            for partition in result.partitions():
+            for partition in result.partitions(batch_size):
                 feats = [self._row_to_feature(r) for r in partition]
                 if post is not None:
                     keep = post(feats)
@@ -472,7 +472,7 @@ class FeatureStore:
             sql += " LIMIT :limit OFFSET :offset"
             p.update(limit=limit, offset=offset)
         with self.engine.connect() as c:
-            for part in c.execute(sa.text(sql).execution_options(yield_per=2000), p).partitions():
+            for part in c.execute(sa.text(sql).execution_options(yield_per=2000), p).partitions(2000):
                 ids = [x for r in part for x in (r.aid, r.bid) if x is not None]
                 rows = self._fetch_rows(c, ids)
                 for r in part:

@@ -1,0 +1,625 @@
+"""Catalogue search with Chinese full text, restricted to what the caller may see.
+
+Chinese has no spaces, and a word-level tokenizer (or SQLite's trigram one) cannot find a
+two-character word such as 规划 inside 国土空间规划分区. So documents and queries are cut the
+same way, here, before either engine sees them:
+
+- a run of Chinese characters becomes its overlapping character bigrams, plus its last
+  character on its own (国土空间 → 国土 土空 空间 间), so that every character of the run is the
+  first character of some token;
+- any other run of letters or digits is one word, NFKC-normalised and lower-cased.
+
+A query is cut the same way: a Chinese run of two or more characters must appear as the
+phrase of its bigrams (a substring of the document), a single Chinese character as the prefix
+of a token (so it matches anywhere in a run), a Latin word as itself. Parts separated by
+spaces must all match; alternatives separated by commas (, ， 、) may any match (the OGC API
+Records rule for `q`).
+SQLite ranks with FTS5's bm25, PostgreSQL with ts_rank over a tsvector built from the same
+tokens (literal lexemes, never the database's own parser).
+
+Documents: title, English title and dataset id (weight A); keywords and the theme's names (B);
+description and the owner unit's name and those of its ancestors (C); field names and aliases
+(D). Field names only count for callers who may see every field of the dataset: a listed-only
+caller sees no field list, and must not find a dataset through it either.
+
+The index is refreshed by `reindex(bind, dataset_id)` when a dataset changes, and heals itself:
+every query first reindexes datasets whose `updated_at` differs from the indexed one and drops
+rows of datasets that no longer exist. Visibility and the theme/unit/sharing filters are read
+from the datasets table, never from the index, so a stale index can only make a text match
+stale, never show an entry the caller may not see.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from landcloud.access import gate
+from landcloud.access import units as units_mod
+from landcloud.access.policy import Access, DatasetView, decide
+from landcloud.access.principal import Principal
+from landcloud.catalog import datasets as catalog
+from landcloud.catalog.tables import datasets as datasets_table
+from landcloud.messages import LandcloudError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["search", "reindex", "reindex_all", "doc_tokens", "query_terms", "Term", "MAX_LIMIT"]
+
+MAX_LIMIT = 1000
+MAX_TERMS = 16
+MAX_QUERY_CHARS = 200
+MAX_WORD = 64
+MAX_POSITION = 16383  # PostgreSQL's largest tsvector position
+
+_HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_RUN = re.compile(rf"[{_HAN}]+|[^\W_{_HAN}]+")
+_IS_HAN = re.compile(rf"[{_HAN}]")
+
+# Weighted sections: (FTS5 column, tsvector weight, bm25 weight)
+SECTIONS = (("title", "A", 10.0), ("keywords", "B", 5.0), ("body", "C", 2.0), ("fields", "D", 1.0))
+META_COLUMNS = "{title keywords body}"
+
+_META = sa.MetaData()
+search_docs = sa.Table(
+    "search_docs",
+    _META,
+    sa.Column("dataset_id", sa.String(64), primary_key=True),
+    sa.Column("rid", sa.Integer, nullable=True),
+    sa.Column("source_updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("indexed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("minx", sa.Float, nullable=True),
+    sa.Column("miny", sa.Float, nullable=True),
+    sa.Column("maxx", sa.Float, nullable=True),
+    sa.Column("maxy", sa.Float, nullable=True),
+)
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def _runs(text: str) -> list[tuple[bool, str]]:
+    norm = unicodedata.normalize("NFKC", text or "").casefold()
+    return [(bool(_IS_HAN.match(m.group())), m.group()) for m in _RUN.finditer(norm)]
+
+
+def doc_tokens(text: str) -> list[str]:
+    """The index tokens of a text, in order: Chinese bigrams (+ the run's last character), words."""
+    out: list[str] = []
+    for han, run in _runs(text):
+        if not han:
+            out.append(run[:MAX_WORD])
+        elif len(run) == 1:
+            out.append(run)
+        else:
+            out.extend(run[i : i + 2] for i in range(len(run) - 1))
+            out.append(run[-1])
+    return out
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of a query: a phrase of bigrams, a single-character prefix, or a word."""
+
+    kind: str  # "phrase" | "prefix" | "word"
+    tokens: tuple[str, ...]
+
+
+def _terms(text: str) -> list[Term]:
+    terms: list[Term] = []
+    for han, run in _runs(text):
+        if not han:
+            term = Term("word", (run[:MAX_WORD],))
+        elif len(run) == 1:
+            term = Term("prefix", (run,))
+        else:
+            term = Term("phrase", tuple(run[i : i + 2] for i in range(len(run) - 1)))
+        if term not in terms:
+            terms.append(term)
+    return terms
+
+
+def query_terms(q: str | None) -> list[list[Term]]:
+    """The query as alternatives (separated by commas, any may match), each a list of parts that
+    must all match (separated by spaces); empty: no text condition."""
+    groups: list[list[Term]] = []
+    budget = MAX_TERMS
+    for part in re.split(r"[,，、]", (q or "")[:MAX_QUERY_CHARS]):
+        terms = _terms(part)[:budget]
+        if terms and terms not in groups:
+            groups.append(terms)
+            budget -= len(terms)
+        if budget <= 0:
+            break
+    return groups
+
+
+def _fts5_query(groups: Sequence[Sequence[Term]], meta_only: bool) -> str:
+    alternatives = []
+    for terms in groups:
+        parts = []
+        for t in terms:
+            text = '"' + " ".join(t.tokens) + '"' + (" *" if t.kind == "prefix" else "")
+            parts.append(f"{META_COLUMNS} : {text}" if meta_only else text)
+        alternatives.append("(" + " AND ".join(parts) + ")")
+    return " OR ".join(alternatives)
+
+
+def _ts_lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _tsquery(groups: Sequence[Sequence[Term]], meta_only: bool) -> str:
+    weights = "ABC" if meta_only else ""
+    alternatives = []
+    for terms in groups:
+        parts = []
+        for t in terms:
+            if t.kind == "prefix":
+                parts.append(f"{_ts_lexeme(t.tokens[0])}:*{weights}")
+            else:
+                lex = [_ts_lexeme(tok) + (f":{weights}" if weights else "") for tok in t.tokens]
+                parts.append("(" + " <-> ".join(lex) + ")" if len(lex) > 1 else lex[0])
+        alternatives.append("(" + " & ".join(parts) + ")")
+    return " | ".join(alternatives)
+
+
+def _tsvector(sections: Sequence[tuple[str, list[str]]]) -> str:
+    """A tsvector literal: every token with its positions and section weight."""
+    positions: dict[str, list[str]] = {}
+    pos = 0
+    for weight, tokens in sections:
+        for tok in tokens:
+            pos += 1
+            if pos > MAX_POSITION:
+                break
+            positions.setdefault(tok, []).append(f"{pos}{weight}")
+        pos += 1  # a gap between sections
+    return " ".join(f"{_ts_lexeme(tok)}:{','.join(p[:256])}" for tok, p in positions.items())
+
+
+# ---------------------------------------------------------------- documents
+
+
+def _unit_names(conn: Connection) -> dict[str, tuple[str, str | None]]:
+    return {str(u["code"]): (str(u["name"]), cast(str | None, u["parent"])) for u in units_mod.list_units(conn.engine, conn=conn)}
+
+
+def _unit_text(units: dict[str, tuple[str, str | None]], code: str) -> str:
+    names, seen = [code], set()
+    current: str | None = code
+    while current and current in units and current not in seen:
+        seen.add(current)
+        name, parent = units[current]
+        names.append(name)
+        current = parent
+    return " ".join(names)
+
+
+def document(ds: catalog.Dataset, units: dict[str, tuple[str, str | None]]) -> list[tuple[str, list[str]]]:
+    """The sections of a dataset's document as (FTS5 column, tokens)."""
+    theme_zh, theme_en = catalog.THEMES.get(ds.theme, ("", ""))
+    fields = " ".join(f"{f.get('name', '')} {f.get('alias_zh', '') or ''}" for f in ds.fields)
+    return [
+        ("title", doc_tokens(f"{ds.title} {ds.title_en} {ds.id}")),
+        ("keywords", doc_tokens(" ".join([*ds.keywords, theme_zh, theme_en, ds.theme]))),
+        ("body", doc_tokens(f"{ds.description} {_unit_text(units, ds.owner_unit)}")),
+        ("fields", doc_tokens(fields)),
+    ]
+
+
+def _extent(ds: catalog.Dataset) -> tuple[float | None, ...]:
+    e = ds.extent
+    if e and len(e) == 4 and all(isinstance(v, (int, float)) for v in e):
+        return tuple(float(v) for v in e)
+    return (None, None, None, None)
+
+
+def _is_sqlite(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+def _write(conn: Connection, items: Sequence[catalog.Dataset], units: dict[str, tuple[str, str | None]]) -> None:
+    """Replace the index rows of these datasets (in the caller's transaction)."""
+    if not items:
+        return
+    ids = [ds.id for ds in items]
+    now = datetime.now(UTC)
+    rows = []
+    for ds in items:
+        minx, miny, maxx, maxy = _extent(ds)
+        rows.append(
+            {
+                "dataset_id": ds.id,
+                "source_updated_at": ds.updated_at or now,
+                "indexed_at": now,
+                "minx": minx,
+                "miny": miny,
+                "maxx": maxx,
+                "maxy": maxy,
+                "_doc": document(ds, units),
+            }
+        )
+    if _is_sqlite(conn):
+        for chunk in _chunks(ids, 500):
+            stmt = sa.text("SELECT rid FROM search_docs WHERE dataset_id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+            old = [r.rid for r in conn.execute(stmt, {"ids": chunk}) if r.rid is not None]
+            if old:
+                conn.execute(
+                    sa.text("DELETE FROM search_fts WHERE rowid IN :rids").bindparams(sa.bindparam("rids", expanding=True)),
+                    {"rids": old},
+                )
+            conn.execute(search_docs.delete().where(search_docs.c.dataset_id.in_(chunk)))
+        next_rid = int(conn.execute(sa.text("SELECT coalesce(max(rowid), 0) FROM search_fts")).scalar_one()) + 1
+        fts_rows = []
+        for i, row in enumerate(rows):
+            row["rid"] = next_rid + i
+            fts_rows.append({"rid": row["rid"], **{col: " ".join(toks) for col, toks in row.pop("_doc")}})
+        conn.execute(
+            sa.text("INSERT INTO search_fts (rowid, title, keywords, body, fields) VALUES (:rid, :title, :keywords, :body, :fields)"),
+            fts_rows,
+        )
+        conn.execute(search_docs.insert(), rows)
+        return
+    weights = {col: w for col, w, _ in SECTIONS}
+    for row in rows:
+        row["tsv"] = _tsvector([(weights[col], toks) for col, toks in row.pop("_doc")])
+        row["rid"] = None
+    conn.execute(
+        sa.text(
+            "INSERT INTO search_docs (dataset_id, rid, source_updated_at, indexed_at, minx, miny, maxx, maxy, tsv) "
+            "VALUES (:dataset_id, :rid, :source_updated_at, :indexed_at, :minx, :miny, :maxx, :maxy, CAST(:tsv AS tsvector)) "
+            "ON CONFLICT (dataset_id) DO UPDATE SET source_updated_at = EXCLUDED.source_updated_at, "
+            "indexed_at = EXCLUDED.indexed_at, minx = EXCLUDED.minx, miny = EXCLUDED.miny, maxx = EXCLUDED.maxx, "
+            "maxy = EXCLUDED.maxy, tsv = EXCLUDED.tsv"
+        ),
+        rows,
+    )
+
+
+def _delete(conn: Connection, ids: Sequence[str]) -> None:
+    for chunk in _chunks(list(ids), 500):
+        if _is_sqlite(conn):
+            conn.execute(
+                sa.text("DELETE FROM search_fts WHERE rowid IN (SELECT rid FROM search_docs WHERE dataset_id IN :ids)").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": chunk},
+            )
+        conn.execute(search_docs.delete().where(search_docs.c.dataset_id.in_(chunk)))
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _load(conn: Connection, ids: Sequence[str]) -> list[catalog.Dataset]:
+    out: list[catalog.Dataset] = []
+    names = list(catalog.Dataset.__dataclass_fields__)
+    for chunk in _chunks(list(ids), 500):
+        for row in conn.execute(sa.select(datasets_table).where(datasets_table.c.id.in_(chunk))):
+            m = row._mapping
+            out.append(catalog.Dataset(**{k: m[k] for k in names}))
+    return out
+
+
+def reindex(bind: Engine | Connection, dataset_id: str) -> None:
+    """Refresh one dataset's index row (or drop it when the dataset is gone).
+
+    With a Connection the change joins the caller's transaction (call it after the dataset
+    row was written, e.g. at the end of record_version); with an Engine it is its own.
+    """
+    if isinstance(bind, Connection):
+        _reindex_ids(bind, bind.engine, [dataset_id])
+        return
+    with _write_connection(bind) as conn, conn.begin():
+        _reindex_ids(conn, bind, [dataset_id])
+
+
+def reindex_all(engine: Engine) -> int:
+    """Rebuild the whole index; returns how many datasets were indexed."""
+    with _write_connection(engine) as conn, conn.begin():
+        ids = [r[0] for r in conn.execute(sa.select(datasets_table.c.id))]
+        gone = [r[0] for r in conn.execute(sa.select(search_docs.c.dataset_id).where(search_docs.c.dataset_id.not_in(
+            sa.select(datasets_table.c.id))))]
+        _delete(conn, gone)
+        _reindex_ids(conn, engine, ids)
+    return len(ids)
+
+
+def _reindex_ids(conn: Connection, engine: Engine, ids: Sequence[str]) -> None:
+    units = _unit_names(conn)  # the caller's connection: a second one would wait for this transaction's lock
+    found = {}
+    for chunk in _chunks(list(ids), 1000):
+        items = _load(conn, chunk)
+        found.update({ds.id: ds for ds in items})
+        _write(conn, items, units)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        _delete(conn, missing)
+
+
+class _write_connection:
+    """A connection whose transaction takes SQLite's write lock up front (BEGIN IMMEDIATE)."""
+
+    def __init__(self, engine: Engine, busy_ms: int | None = None) -> None:
+        self.engine = engine
+        self.busy_ms = busy_ms
+
+    def __enter__(self) -> Connection:
+        self.conn = self.engine.connect()
+        if self.busy_ms is not None and _is_sqlite(self.conn):
+            self.conn.exec_driver_sql(f"PRAGMA busy_timeout={int(self.busy_ms)}")
+            self.conn.commit()
+        self.conn.info["write"] = True
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.info.pop("write", None)
+            if self.busy_ms is not None and _is_sqlite(self.conn):
+                self.conn.rollback()
+                self.conn.exec_driver_sql("PRAGMA busy_timeout=30000")
+                self.conn.commit()
+        finally:
+            self.conn.close()
+
+
+def _stale(conn: Connection) -> tuple[list[str], list[str]]:
+    stale = [
+        r[0]
+        for r in conn.execute(
+            sa.text(
+                "SELECT d.id FROM datasets d LEFT JOIN search_docs s ON s.dataset_id = d.id "
+                "WHERE s.dataset_id IS NULL OR s.source_updated_at <> d.updated_at"
+            )
+        )
+    ]
+    gone = [
+        r[0]
+        for r in conn.execute(
+            sa.text("SELECT s.dataset_id FROM search_docs s LEFT JOIN datasets d ON d.id = s.dataset_id WHERE d.id IS NULL")
+        )
+    ]
+    return stale, gone
+
+
+def heal(engine: Engine) -> int:
+    """Reindex what changed since it was indexed and drop what is gone; returns how many rows changed.
+
+    On SQLite the write lock is waited for briefly only: while a long submission holds it, the
+    search answers from the index as it is (visibility never comes from the index).
+    """
+    with engine.connect() as conn:
+        stale, gone = _stale(conn)
+    if not stale and not gone:
+        return 0
+    try:
+        with _write_connection(engine, busy_ms=250) as conn, conn.begin():
+            stale, gone = _stale(conn)
+            _delete(conn, gone)
+            _reindex_ids(conn, engine, stale)
+    except OperationalError as exc:
+        if not _is_sqlite(engine):
+            raise
+        log.warning("search index not refreshed (store busy): %s", exc)
+        return 0
+    return len(stale) + len(gone)
+
+
+# ---------------------------------------------------------------- visibility
+
+
+class Visibility:
+    """What a caller may see of many datasets, decided by the access policy with the facts
+    gathered once (the gate's `dataset_view` re-reads the division list for every dataset).
+
+    Same inputs as gate.access_for: the caller's unit view and grants, the owner's ancestors.
+    """
+
+    def __init__(self, engine: Engine, principal: Principal) -> None:
+        self.principal = principal
+        self.unit = gate.unit_view(engine, principal.unit)
+        self.grants = gate._grant_views(engine, principal)
+        self.index = units_mod.division_index(engine)
+        self._ancestors: dict[str, frozenset[str]] = {}
+        self._cache: dict[tuple[Any, ...], Access] = {}
+
+    def ancestors(self, owner: str) -> frozenset[str]:
+        if owner not in self._ancestors:
+            index = self.index
+            found = frozenset(a.code for a in index.ancestors(owner)) if index is not None and owner in index else frozenset()
+            self._ancestors[owner] = found
+        return self._ancestors[owner]
+
+    def access(self, ds: Any, sensitive: frozenset[str] = frozenset()) -> Access:
+        """Access to a dataset (a Dataset or a row with its policy columns)."""
+        grants = self.grants.get(ds.id, [])
+        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive)
+        if not grants and key in self._cache:
+            return self._cache[key]
+        view = DatasetView(
+            id=ds.id,
+            owner_unit=ds.owner_unit,
+            owner_ancestors=self.ancestors(ds.owner_unit),
+            security_level=ds.security_level,
+            sharing_class=ds.sharing_class,
+            openness=ds.openness,
+            jurisdiction_field=ds.jurisdiction_field,
+            sensitive_fields=sensitive,
+        )
+        access = decide(self.principal, view, self.unit, grants)
+        if not grants:
+            self._cache[key] = access
+        return access
+
+    def full_access(self, ds: catalog.Dataset) -> Access:
+        return self.access(ds, frozenset(f["name"] for f in ds.fields if f.get("sensitive")))
+
+    def in_catalogue(self, ds: Any, access: Access) -> bool:
+        return gate.in_catalogue(self.principal, cast(catalog.Dataset, ds), access)
+
+
+# ---------------------------------------------------------------- searching
+
+
+def _bad(param: str, value: Any, allowed: Iterable[str]) -> LandcloudError:
+    allowed = list(allowed)
+    return LandcloudError(
+        "search.bad_filter",
+        f"参数 {param} 的值“{value}”无效；可选：{', '.join(allowed)}",
+        f"invalid value '{value}' for {param}; choose one of: {', '.join(allowed)}",
+        param=param,
+        allowed=allowed,
+    )
+
+
+def _region_units(engine: Engine, region: str) -> tuple[str, list[str]]:
+    """The code prefix of a region and the departments attached within it."""
+    index = units_mod.division_index(engine)
+    prefix = index.jurisdiction_prefix(region) if index is not None and region in index else region
+    if not prefix.isalnum():
+        raise LandcloudError("search.bad_region", f"区域代码“{region}”无效", f"invalid region code '{region}'")
+    departments = [
+        str(u["code"]) for u in units_mod.list_units(engine, kind="department") if str(u["parent"] or "").startswith(prefix)
+    ]
+    return prefix, departments
+
+
+def search(
+    engine: Engine,
+    principal: Principal,
+    q: str | None = None,
+    *,
+    theme: str | None = None,
+    unit: str | None = None,
+    region: str | None = None,
+    sharing_class: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """Catalogue entries matching the query and filters that the caller may see, best first.
+
+    Returns {"total", "limit", "offset", "items": [dataset metadata as the caller may see it,
+    with "score"]}. `bbox` matches entries whose extent intersects it, among those whose data
+    the caller may read (a listed-only entry does not show where its data lies).
+    """
+    if theme is not None and theme not in catalog.THEMES:
+        raise _bad("theme", theme, catalog.THEMES)
+    if sharing_class is not None and sharing_class not in catalog.SHARING_CLASSES:
+        raise _bad("sharing_class", sharing_class, catalog.SHARING_CLASSES)
+    limit = max(0, min(int(limit), MAX_LIMIT))
+    offset = max(0, int(offset))
+    heal(engine)
+    terms = query_terms(q)
+    sqlite = _is_sqlite(engine)
+
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    binds: list[sa.BindParameter[Any]] = []
+    if theme is not None:
+        where.append("d.theme = :theme")
+        params["theme"] = theme
+    if unit:
+        where.append("d.owner_unit = :unit")
+        params["unit"] = unit
+    if region:
+        prefix, departments = _region_units(engine, region)
+        params["rprefix"] = prefix + "%"
+        if departments:
+            where.append("(d.owner_unit LIKE :rprefix OR d.owner_unit IN :rdepts)")
+            params["rdepts"] = departments
+            binds.append(sa.bindparam("rdepts", expanding=True))
+        else:
+            where.append("d.owner_unit LIKE :rprefix")
+    if sharing_class is not None:
+        where.append("d.sharing_class = :sharing_class")
+        params["sharing_class"] = sharing_class
+    if bbox is not None:
+        where.append("s.minx IS NOT NULL AND s.minx <= :bmaxx AND s.maxx >= :bminx AND s.miny <= :bmaxy AND s.maxy >= :bminy")
+        params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
+
+    cols = "d.id, d.owner_unit, d.security_level, d.sharing_class, d.openness, d.jurisdiction_field"
+    meta_hits: set[str] | None = None
+    if not terms:
+        sql = f"SELECT {cols}, 0.0 AS score FROM datasets d JOIN search_docs s ON s.dataset_id = d.id"
+        order = "d.id"
+    elif sqlite:
+        weights = ", ".join(str(w) for _, _, w in SECTIONS)
+        sql = (
+            f"SELECT {cols}, -bm25(search_fts, {weights}) AS score FROM search_fts "
+            "JOIN search_docs s ON s.rid = search_fts.rowid JOIN datasets d ON d.id = s.dataset_id"
+        )
+        where.insert(0, "search_fts MATCH :q")
+        params["q"] = _fts5_query(terms, meta_only=False)
+        order = "score DESC, d.id"
+    else:
+        sql = (
+            f"SELECT {cols}, ts_rank(s.tsv, tq.q) AS score, (s.tsv @@ tq.qm) AS meta_hit "
+            "FROM search_docs s JOIN datasets d ON d.id = s.dataset_id "
+            "CROSS JOIN (SELECT CAST(:q AS tsquery) AS q, CAST(:qm AS tsquery) AS qm) tq"
+        )
+        where.insert(0, "s.tsv @@ tq.q")
+        params.update(q=_tsquery(terms, meta_only=False), qm=_tsquery(terms, meta_only=True))
+        order = "score DESC, d.id"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {order}"
+    stmt = sa.text(sql).bindparams(*binds) if binds else sa.text(sql)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt, params).all()
+
+    vis = Visibility(engine, principal)
+    chosen: list[Any] = []
+    for row in rows:
+        access = vis.access(row)
+        if not vis.in_catalogue(row, access):
+            continue
+        if bbox is not None and not access.visible:
+            continue
+        if terms and access.field_names is not None:  # the caller does not see every field: field names do not count
+            if sqlite:
+                if meta_hits is None:
+                    meta_hits = _fts5_meta_hits(engine, terms)
+                hit = row.id in meta_hits
+            else:
+                hit = bool(row.meta_hit)
+            if not hit:
+                continue
+        chosen.append(row)
+
+    page = chosen[offset : offset + limit]
+    with engine.connect() as conn:
+        loaded = {ds.id: ds for ds in _load(conn, [r.id for r in page])}
+    items = []
+    for row in page:
+        ds = loaded.get(row.id)
+        if ds is None:
+            continue
+        access = vis.full_access(ds)
+        if not vis.in_catalogue(ds, access):  # changed since the query: leave it out
+            continue
+        meta = gate.dataset_metadata(ds, access)
+        meta["score"] = round(float(row.score or 0.0), 6)
+        items.append(meta)
+    return {"total": len(chosen), "limit": limit, "offset": offset, "items": items}
+
+
+def _fts5_meta_hits(engine: Engine, terms: Sequence[Sequence[Term]]) -> set[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT s.dataset_id FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid WHERE search_fts MATCH :q"),
+            {"q": _fts5_query(terms, meta_only=True)},
+        )
+        return {r[0] for r in rows}

@@ -1,0 +1,702 @@
+"""Vector tiles (Mapbox Vector Tile 2.1) of a dataset version, through the gate.
+
+One tile = one layer named after the dataset, holding the rows the caller may read with the
+attributes it may see in clear. Two ways to make the same tile:
+
+* PostGIS: one `ST_AsMVT` query whose row restriction is `FeatureStore.conditions()` — the
+  very clauses the gate's reads use — with the attributes picked in SQL;
+* Python (SQLite, and the reference): features read through `gate.read_features`, clipped,
+  projected, simplified and snapped with shapely, encoded with mapbox-vector-tile.
+
+Both decide membership the same way, so a tile holds the same features either way: a feature
+is in tile (z, x, y) when it intersects the tile (exactly, in EPSG:4490) and its stored
+envelope is at least one pixel (1/256 of the tile) wide or high — points always count. Its
+geometry is clipped to the tile plus a 64/4096 buffer, simplified with a tolerance of half a
+pixel (topology-preserving, so polygons stay valid) and snapped to the 4096 grid; a feature
+that collapses in the snapping is drawn as its (clipped) envelope grown by a pixel, never
+silently dropped. Tiles are y-down (row 0 and MVT y = 0 at the north edge) for both tile
+matrix sets.
+
+Attributes: `ds.extra["tiles"] = {"attributes": [...], "minzoom": n, "maxzoom": n,
+"detail_zoom": n}` configures a dataset; by default zooms from 12 up carry every field the
+caller sees in clear, lower zooms only the jurisdiction field and DLBM (the key is always
+there, as the feature id or `_key`, so the key field is not repeated). A field the
+caller would see masked (or not at all) for any row is left out of the tile, never masked in
+it. The MVT feature id is the stored key when it is a plain non-negative integer, otherwise
+the key is the property `_key`.
+
+Every tile read of non-public data is audited (action "data.tiles", with z/x/y), also when it
+is served from the cache. The cache key holds the dataset, version (number and creation time), an
+access signature (row restriction, attribute list, masked fields) and the tile address, so a
+county's tile is never served to the province and a new version never serves an old tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+import mapbox_vector_tile
+import numpy as np
+import shapely
+import sqlalchemy as sa
+from shapely.errors import GEOSException
+from sqlalchemy.engine import Engine
+
+from landcloud.access import audit, gate
+from landcloud.access.policy import Access
+from landcloud.access.principal import Principal
+from landcloud.catalog import datasets as catalog
+from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
+from landcloud.messages import NotFound
+from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
+
+EXTENT = 4096
+BUFFER = 64
+SIMPLIFY_CELLS = 0.5  # simplification tolerance, in pixels (1/256 of a tile) of the zoom
+MIN_FEATURE_CELLS = 1.0  # lines and polygons smaller than this in both directions are left out
+DETAIL_ZOOM = 12
+DEFAULT_MINZOOM = 0
+DEFAULT_MAXZOOM = 18
+LOW_ZOOM_FIELDS = ("DLBM",)
+KEY_PROPERTY = "_key"
+MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+RENDER_VERSION = 1
+NUMERIC_KEY = re.compile(r"^(0|[1-9][0-9]{0,17})$")  # fits a bigint and an MVT uint64 id
+_NUMERIC_KEY_SQL = "'^(0|[1-9][0-9]{0,17})$'"
+_BATCH = 2000
+_CELL_UNITS = EXTENT / TILE_SIZE  # tile units per pixel
+
+Method = Literal["auto", "python", "postgis"]
+
+
+# -- what a tile carries ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TileConfig:
+    attributes: tuple[str, ...] | None
+    minzoom: int
+    maxzoom: int
+    detail_zoom: int
+
+
+def _zoom(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 24 else default
+
+
+def tile_config(ds: catalog.Dataset) -> TileConfig:
+    """The dataset's tile settings (`extra["tiles"]`), with defaults for anything missing or malformed."""
+    raw = (ds.extra or {}).get("tiles")
+    raw = raw if isinstance(raw, dict) else {}
+    attrs = raw.get("attributes")
+    attributes = tuple(a for a in attrs if isinstance(a, str)) if isinstance(attrs, list) else None
+    minzoom = _zoom(raw.get("minzoom"), DEFAULT_MINZOOM)
+    maxzoom = _zoom(raw.get("maxzoom"), DEFAULT_MAXZOOM)
+    if maxzoom < minzoom:
+        minzoom, maxzoom = DEFAULT_MINZOOM, DEFAULT_MAXZOOM
+    return TileConfig(attributes, minzoom, maxzoom, _zoom(raw.get("detail_zoom"), DETAIL_ZOOM))
+
+
+def clear_fields(ds: catalog.Dataset, access: Access) -> list[str]:
+    """Fields the caller sees, in clear, on every row it may read (dataset field order).
+
+    A field only one of several clauses shows, or a sensitive field some clause leaves masked,
+    is not among them: a tile has one attribute list for all its rows.
+    """
+    if not access.visible or not access.clauses:
+        return []
+    names = [f["name"] for f in ds.fields]
+    for c in access.clauses:
+        if c.fields is not None:
+            names = [n for n in names if n in c.fields]
+    clear_everywhere = frozenset.intersection(*(c.unmasked for c in access.clauses))
+    masked = access.sensitive - clear_everywhere
+    return [n for n in names if n not in masked]
+
+
+def tile_attributes(ds: catalog.Dataset, access: Access, z: int) -> tuple[str, ...]:
+    """The attributes tiles at zoom z carry for this caller."""
+    cfg = tile_config(ds)
+    clear = clear_fields(ds, access)
+    if cfg.attributes is not None:
+        wanted: set[str] = set(cfg.attributes)
+    elif z >= cfg.detail_zoom:
+        return tuple(clear)
+    else:
+        wanted = {n for n in (ds.jurisdiction_field, *LOW_ZOOM_FIELDS) if n}  # the key is the feature's id / _key
+    return tuple(n for n in clear if n in wanted)
+
+
+def field_types(ds: catalog.Dataset, names: Iterable[str]) -> dict[str, str]:
+    """TileJSON field types ("String", "Number", "Boolean") of some fields."""
+    types = {f["name"]: f.get("type", "string") for f in ds.fields}
+    out = {}
+    for n in names:
+        t = types.get(n, "string")
+        out[n] = "Number" if t in ("integer", "real", "number") else "Boolean" if t == "boolean" else "String"
+    return out
+
+
+def access_signature(access: Access, attributes: Sequence[str]) -> str:
+    """A stable hash of what the caller may see of a tile: rows, attributes, masked fields."""
+    rows = access.rows
+    rows_repr: Any = None
+    if rows is not None:
+        rows_repr = {
+            "prefixes": sorted([list(p) for p in rows.prefixes]),
+            "areas": sorted(hashlib.sha256(a).hexdigest() for a in rows.areas),
+        }
+    text = json.dumps(
+        {"rows": rows_repr, "attributes": list(attributes), "masked": sorted(access.masked_fields())},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def feature_id(fkey: str) -> int | None:
+    """The MVT id of a stored key, when it is a plain non-negative integer."""
+    return int(fkey) if NUMERIC_KEY.match(fkey) else None
+
+
+# -- one tile's plan ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TilePlan:
+    dataset_id: str
+    version: int
+    tms: TileMatrixSet
+    z: int
+    x: int
+    y: int
+    attributes: tuple[str, ...]
+    bounds: BBox  # the tile, in the set's CRS
+    lonlat: BBox  # the tile, in EPSG:4490 lon/lat: features meeting it are in the tile
+    clip: BBox  # the tile and its buffer, in lon/lat: geometries are clipped to it first
+    cell: float  # one pixel (1/256 of the tile) in the set's CRS units
+    min_dx: float  # the size rule, in degrees: one pixel of this tile
+    min_dy: float
+    signature: str
+    key: str
+    public: bool  # the tile shows only what anyone may see (may be kept by shared caches)
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.key[:40]}"'
+
+    def size_filter(self) -> SQLFilter:
+        """The size rule as a condition on the stored envelope (the same numbers on every backend)."""
+        return SQLFilter(
+            "((f.maxx - f.minx) >= :tile_min_dx OR (f.maxy - f.miny) >= :tile_min_dy "
+            "OR (f.maxx = f.minx AND f.maxy = f.miny))",
+            {"tile_min_dx": self.min_dx, "tile_min_dy": self.min_dy},
+        )
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"tms": self.tms.id, "z": self.z, "x": self.x, "y": self.y, "attributes": list(self.attributes)}
+
+
+def _zoom_not_served(ds: catalog.Dataset, tms: TileMatrixSet, z: int, cfg: TileConfig) -> NotFound:
+    return NotFound(
+        "tiles.zoom_not_served",
+        f"数据集“{ds.id}”的瓦片只提供层级 {cfg.minzoom}–{cfg.maxzoom}（请求层级 {z}）",
+        f"tiles of dataset '{ds.id}' are served for tile matrices {cfg.minzoom}–{cfg.maxzoom} only (asked for {z})",
+        tileMatrixSet=tms.id,
+        minzoom=cfg.minzoom,
+        maxzoom=cfg.maxzoom,
+    )
+
+
+def version_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str:
+    """When a version was made: part of the cache key, so a store rebuilt under the same version numbers never meets old tiles."""
+    try:
+        return catalog.get_version(engine, ds.id, version).created_at.isoformat()
+    except NotFound:
+        return ""
+
+
+def plan_tile(
+    ds: catalog.Dataset,
+    access: Access,
+    version: int | None,
+    tms: TileMatrixSet | str,
+    z: int,
+    x: int,
+    y: int,
+    *,
+    engine: Engine | None = None,
+) -> TilePlan:
+    """Everything that decides a tile's content, checked: bad z/x/y → 400, zoom not served → 404.
+
+    With `engine`, the version's creation time joins the cache key (see `version_stamp`).
+    """
+    tms = get_tms(tms) if isinstance(tms, str) else tms
+    tms.check(z, x, y)
+    cfg = tile_config(ds)
+    if not cfg.minzoom <= z <= cfg.maxzoom:
+        raise _zoom_not_served(ds, tms, z, cfg)
+    v = catalog.resolve_version(ds, version)
+    attributes = tile_attributes(ds, access, z)
+    bounds = tms.tile_bounds(z, x, y)
+    lonlat = tms.tile_bounds_lonlat(z, x, y)
+    w, h = tms.tile_span(z)
+    bx, by = w * BUFFER / EXTENT, h * BUFFER / EXTENT
+    ext = tms.extent
+    cx0, cy0 = tms.to_lonlat(bounds[0] - bx, max(bounds[1] - by, ext[1]))
+    cx1, cy1 = tms.to_lonlat(bounds[2] + bx, min(bounds[3] + by, ext[3]))
+    clip = (float(cx0), float(cy0), float(cx1), float(cy1))
+    signature = access_signature(access, attributes)
+    stamp = version_stamp(engine, ds, v) if engine is not None else ""
+    key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y])
+    sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
+    public = ds.openness == "open" and ds.security_level == "public" and not (sensitive & set(attributes))
+    return TilePlan(
+        dataset_id=ds.id,
+        version=v,
+        tms=tms,
+        z=z,
+        x=x,
+        y=y,
+        attributes=attributes,
+        bounds=bounds,
+        lonlat=lonlat,
+        clip=clip,
+        cell=w / TILE_SIZE,
+        min_dx=MIN_FEATURE_CELLS * (lonlat[2] - lonlat[0]) / TILE_SIZE,
+        min_dy=MIN_FEATURE_CELLS * (lonlat[3] - lonlat[1]) / TILE_SIZE,
+        signature=signature,
+        key=hashlib.sha256(key_text.encode()).hexdigest(),
+        public=public,
+    )
+
+
+# -- geometry, the Python way ---------------------------------------------------------------------
+_GRID_BOX = shapely.box(-BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
+
+
+def _to_pixels(plan: TilePlan, geoms: np.ndarray) -> np.ndarray:
+    tms = plan.tms
+    tx0, _, tx1, ty1 = plan.bounds
+    kx = EXTENT / (tx1 - tx0)
+    ky = EXTENT / (plan.bounds[3] - plan.bounds[1])
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        px, py = tms.to_tms(xy[:, 0], xy[:, 1])
+        return np.column_stack(((px - tx0) * kx, (ty1 - py) * ky))
+
+    return shapely.transform(geoms, project)
+
+
+def _snap_one(geom: shapely.Geometry) -> shapely.Geometry | None:
+    for candidate in (geom, shapely.make_valid(geom)):
+        try:
+            return shapely.set_precision(shapely.intersection(candidate, _GRID_BOX), 1.0)
+        except GEOSException:
+            continue
+    return None
+
+
+def _snap(geoms: np.ndarray) -> np.ndarray:
+    """Clip to the buffered tile and snap to the integer grid, keeping polygons valid."""
+    try:
+        return shapely.set_precision(shapely.intersection(geoms, _GRID_BOX), 1.0)
+    except GEOSException:
+        return np.array([_snap_one(g) if g is not None else None for g in geoms], dtype=object)
+
+
+def _of_dimension(geom: shapely.Geometry | None, dim: int) -> shapely.Geometry | None:
+    """The parts of `geom` of dimension `dim` (clipping can leave lines of a polygon), or None."""
+    if geom is None or geom.is_empty:
+        return None
+    if shapely.get_dimensions(geom) == dim and geom.geom_type != "GeometryCollection":
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if shapely.get_dimensions(p) == dim and not p.is_empty]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return {0: shapely.multipoints, 1: shapely.multilinestrings, 2: shapely.multipolygons}[dim](parts)
+
+
+def _fallback_box(plan: TilePlan, bounds: np.ndarray) -> shapely.Geometry:
+    """A feature that collapsed in the snapping: its clipped envelope, grown by one pixel."""
+    cx0, cy0, cx1, cy1 = plan.clip
+    x0, y0 = max(bounds[0], cx0), max(bounds[1], cy0)
+    x1, y1 = min(bounds[2], cx1), min(bounds[3], cy1)
+    px, py = plan.tms.to_tms([x0, x1], [y0, y1])
+    tx0, ty0, tx1, ty1 = plan.bounds
+    kx, ky = EXTENT / (tx1 - tx0), EXTENT / (ty1 - ty0)
+    left, right = (px[0] - tx0) * kx - _CELL_UNITS, (px[1] - tx0) * kx + _CELL_UNITS
+    top, bottom = (ty1 - py[1]) * ky - _CELL_UNITS, (ty1 - py[0]) * ky + _CELL_UNITS
+    lo, hi = -BUFFER, EXTENT + BUFFER
+    left, right = round(min(max(left, lo), hi)), round(min(max(right, lo), hi))
+    top, bottom = round(min(max(top, lo), hi)), round(min(max(bottom, lo), hi))
+    return shapely.box(left, top, max(right, left + 1), max(bottom, top + 1))
+
+
+def tile_geometries(plan: TilePlan, wkbs: Sequence[bytes | None]) -> list[shapely.Geometry | None]:
+    """Stored geometries (EPSG:4490 WKB) as tile geometries: y-down integer coordinates in 0..4096 (± buffer)."""
+    geoms = shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore")
+    present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    out: list[shapely.Geometry | None] = [None] * len(geoms)
+    if not present.any():
+        return out
+    idx = np.flatnonzero(present)
+    g = geoms[idx]
+    bounds = shapely.bounds(g)
+    dims = shapely.get_dimensions(g)
+    clipped = shapely.clip_by_rect(g, *plan.clip)
+    projected = _to_pixels(plan, clipped)
+    simplified = shapely.simplify(projected, SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
+    snapped = _snap(simplified)
+    for j, i in enumerate(idx):
+        geom = _of_dimension(snapped[j], int(dims[j]))
+        out[i] = geom if geom is not None else _fallback_box(plan, bounds[j])
+    return out
+
+
+def _mvt_value(value: Any) -> Any:
+    """A property value as MVT can hold it (the scalars PostGIS keeps from JSON), or None to leave it out."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else float(value)
+    if isinstance(value, float):
+        return value if value == value else None
+    return None
+
+
+def tile_properties(plan: TilePlan, feat: StoredFeature) -> tuple[int | None, dict[str, Any]]:
+    props = {}
+    for name in plan.attributes:
+        value = _mvt_value(feat.props.get(name))
+        if value is not None:
+            props[name] = value
+    fid = feature_id(feat.fkey)
+    if fid is None:
+        props[KEY_PROPERTY] = feat.fkey
+    return fid, props
+
+
+def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[bytes, int]:
+    """Encode features (already restricted to the tile) as an MVT; b"" when there are none."""
+    layer: list[dict[str, Any]] = []
+    it = iter(features)
+    while batch := list(islice(it, _BATCH)):
+        geoms = tile_geometries(plan, [f.wkb for f in batch])
+        for feat, geom in zip(batch, geoms):
+            if geom is None:
+                continue
+            fid, props = tile_properties(plan, feat)
+            layer.append({"geometry": geom, "properties": props, "id": fid})
+    if not layer:
+        return b"", 0
+    data = mapbox_vector_tile.encode(
+        [{"name": plan.dataset_id, "features": layer}],
+        default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": True},
+    )
+    return data, len(layer)
+
+
+def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+    feats = gate.read_features(
+        engine, principal, ds, access, plan.version, bbox=plan.lonlat, where=plan.size_filter(),
+        action="data.tiles", detail=plan.audit_detail(),
+    )
+    try:
+        return encode_layer(plan, feats)
+    finally:
+        close = getattr(feats, "close", None)
+        if close is not None:
+            close()  # ends the read, which writes its audit entry
+
+
+# -- the PostGIS way -------------------------------------------------------------------------------
+def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[str, dict[str, Any]]:
+    """The ST_AsMVT query of a tile (same rows as the gate's reads, same membership as the Python way)."""
+    store = feature_store_for(engine)
+    clauses, params = store.conditions(plan.dataset_id, plan.version, plan.lonlat, access.rows, plan.size_filter())
+    cx0, cy0, cx1, cy1 = plan.clip
+    tx0, ty0, tx1, ty1 = plan.bounds
+    params.update(
+        tile_layer=plan.dataset_id, tile_attrs=list(plan.attributes), tile_tol=SIMPLIFY_CELLS * plan.cell,
+        tile_cell=plan.cell, cx0=cx0, cy0=cy0, cx1=cx1, cy1=cy1, tx0=tx0, ty0=ty0, tx1=tx1, ty1=ty1,
+        tz=plan.z, tx=plan.x, ty=plan.y,
+    )
+    clipped = "ST_ClipByBox2D(f.geom, ST_MakeEnvelope(:cx0, :cy0, :cx1, :cy1, 4490))"
+    envelope = "GREATEST(f.minx, :cx0), GREATEST(f.miny, :cy0), LEAST(f.maxx, :cx1), LEAST(f.maxy, :cy1)"
+    if plan.tms.geographic:
+        projected = clipped
+        fallback = f"ST_MakeEnvelope({envelope}, 4490)"
+        bounds = "ST_MakeEnvelope(:tx0, :ty0, :tx1, :ty1, 4490)"
+    else:
+        # CGCS2000 lon/lat taken as WGS 84 (no datum shift), as geo/tiles.py does
+        projected = f"ST_Transform(ST_SetSRID({clipped}, 4326), 3857)"
+        fallback = f"ST_Transform(ST_MakeEnvelope({envelope}, 4326), 3857)"
+        bounds = "ST_TileEnvelope(CAST(:tz AS integer), CAST(:tx AS integer), CAST(:ty AS integer))"
+    geom = (
+        f"COALESCE(ST_AsMVTGeom(ST_SimplifyPreserveTopology({projected}, :tile_tol), {bounds}, {EXTENT}, {BUFFER}, true), "
+        f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
+    )
+    numeric = f"f.fkey ~ {_NUMERIC_KEY_SQL}"
+    props = (
+        "COALESCE((SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(f.props) e "
+        "WHERE e.key = ANY(CAST(:tile_attrs AS text[])) AND jsonb_typeof(e.value) IN ('string', 'number', 'boolean')), "
+        "CAST('{}' AS jsonb)) "
+        f"|| (CASE WHEN {numeric} THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', f.fkey) END)"
+    )
+    sql = (
+        f"WITH q AS (SELECT CASE WHEN {numeric} THEN CAST(f.fkey AS bigint) END AS tile_fid, "
+        f"{props} AS tile_props, {geom} AS geom FROM features f WHERE {' AND '.join(clauses)} ORDER BY f.id) "
+        f"SELECT ST_AsMVT(q.*, :tile_layer, {EXTENT}, 'geom', 'tile_fid') AS tile, count(q.geom) AS n FROM q"
+    )
+    return sql, params
+
+
+def _render_postgis(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+    if not access.visible:
+        raise gate.not_found(ds.id)
+    sql, params = postgis_tile_sql(plan, access, engine)
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(sql), params).one()
+    data, count = bytes(row.tile or b""), int(row.n)
+    audit_tile_read(engine, principal, ds, access, plan, count)
+    return (data if count else b""), count
+
+
+def audit_tile_read(
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, count: int | None, **extra: Any
+) -> None:
+    """The audit entry of a tile read not made through `gate.read_features` (same shape as the gate's)."""
+    if not access.audited:
+        return
+    names = access.field_names
+    audit.record(
+        engine,
+        principal,
+        "data.tiles",
+        dataset_id=ds.id,
+        version=plan.version,
+        detail={
+            **plan.audit_detail(),
+            **extra,
+            "bbox": list(plan.lonlat),
+            "count": count,
+            "rows": "all" if access.rows is None else "restricted",
+            "fields": sorted(names) if names is not None else "all",
+            "masked": sorted(access.masked_fields()),
+            "basis": list(access.bases),
+        },
+    )
+
+
+# -- rendering and caching -------------------------------------------------------------------------
+def _method(engine: Engine, method: Method) -> str:
+    if method == "auto":
+        return "postgis" if feature_store_for(engine).kind == "postgis" else "python"
+    return method
+
+
+def render_planned(
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, method: Method = "auto"
+) -> tuple[bytes, int]:
+    """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count)."""
+    if _method(engine, method) == "postgis":
+        return _render_postgis(engine, principal, ds, access, plan)
+    return _render_python(engine, principal, ds, access, plan)
+
+
+def render_tile(
+    engine: Engine,
+    principal: Principal,
+    ds: catalog.Dataset,
+    access: Access,
+    version: int | None,
+    tms: TileMatrixSet | str,
+    z: int,
+    x: int,
+    y: int,
+    *,
+    method: Method = "auto",
+) -> bytes:
+    """One tile of a version as this caller may see it: MVT bytes, b"" when the tile is empty.
+
+    `method` picks the PostGIS (ST_AsMVT) or the Python way; "auto" uses ST_AsMVT on PostGIS.
+    """
+    plan = plan_tile(ds, access, version, tms, z, x, y, engine=engine)
+    return render_planned(engine, principal, ds, access, plan, method)[0]
+
+
+@dataclass(frozen=True)
+class CachedTile:
+    data: bytes
+    count: int
+
+
+@dataclass(frozen=True)
+class Tile:
+    data: bytes
+    count: int
+    etag: str
+    cached: bool
+    public: bool
+    plan: TilePlan
+
+
+class TileCache:
+    """Rendered tiles: an in-memory LRU bounded by bytes, and optionally files under a directory.
+
+    Keys are `TilePlan.key` (hex digests). Files are written atomically, spread over 256
+    sub-folders, and pruned oldest-first when the directory grows past `max_disk_bytes`.
+    """
+
+    _MAGIC = b"LCT1"
+
+    def __init__(self, max_bytes: int = 64 << 20, directory: Path | None = None, max_disk_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.directory = Path(directory) if directory is not None else None
+        self.max_disk_bytes = max_disk_bytes
+        self._entries: OrderedDict[str, CachedTile] = OrderedDict()
+        self._bytes = 0
+        self._disk_bytes: int | None = None
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / key[:2] / f"{key}.mvt"
+
+    def get(self, key: str) -> CachedTile | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry
+        entry = self._read_disk(key)
+        with self._lock:
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._remember(key, entry)
+        return entry
+
+    def put(self, key: str, tile: CachedTile) -> None:
+        with self._lock:
+            self._remember(key, tile)
+        self._write_disk(key, tile)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def _remember(self, key: str, tile: CachedTile) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.data) + 64
+        size = len(tile.data) + 64
+        if size > self.max_bytes:
+            return
+        self._entries[key] = tile
+        self._bytes += size
+        while self._bytes > self.max_bytes and self._entries:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.data) + 64
+
+    def _read_disk(self, key: str) -> CachedTile | None:
+        if self.directory is None:
+            return None
+        try:
+            raw = self._path(key).read_bytes()
+        except OSError:
+            return None
+        if len(raw) < 8 or raw[:4] != self._MAGIC:
+            return None
+        return CachedTile(raw[8:], int.from_bytes(raw[4:8], "big"))
+
+    def _write_disk(self, key: str, tile: CachedTile) -> None:
+        if self.directory is None:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(self._MAGIC + tile.count.to_bytes(4, "big") + tile.data)
+            os.replace(tmp, path)
+        except OSError:
+            return
+        with self._lock:
+            if self._disk_bytes is None:
+                self._disk_bytes = sum(p.stat().st_size for p in self._files())
+            else:
+                self._disk_bytes += len(tile.data) + 8
+            over = self._disk_bytes > self.max_disk_bytes
+        if over:
+            self._prune_disk()
+
+    def _files(self) -> Iterator[Path]:
+        assert self.directory is not None
+        return self.directory.glob("*/*.mvt")
+
+    def _prune_disk(self) -> None:
+        files = []
+        for p in self._files():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, p))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        target = int(self.max_disk_bytes * 0.9)
+        for _, size, p in files:
+            if total <= target:
+                break
+            p.unlink(missing_ok=True)
+            total -= size
+        with self._lock:
+            self._disk_bytes = total
+
+
+def get_tile(
+    engine: Engine,
+    principal: Principal,
+    ds: catalog.Dataset,
+    access: Access,
+    version: int | None,
+    tms: TileMatrixSet | str,
+    z: int,
+    x: int,
+    y: int,
+    *,
+    cache: TileCache | None = None,
+    method: Method = "auto",
+    plan: TilePlan | None = None,
+) -> Tile:
+    """A tile from the cache or freshly made; audited either way (non-public data)."""
+    plan = plan or plan_tile(ds, access, version, tms, z, x, y, engine=engine)
+    hit = cache.get(plan.key) if cache is not None else None
+    if hit is not None:
+        audit_tile_read(engine, principal, ds, access, plan, hit.count, cached=True)
+        return Tile(hit.data, hit.count, plan.etag, True, plan.public, plan)
+    data, count = render_planned(engine, principal, ds, access, plan, method)
+    if cache is not None:
+        cache.put(plan.key, CachedTile(data, count))
+    return Tile(data, count, plan.etag, False, plan.public, plan)

@@ -1,0 +1,45 @@
+"""`landcloud export-tiles DATASET OUT.pmtiles`: a version as a PMTiles file, as the local operator.
+
+Mount with `app.command("export-tiles")(export_tiles)` (or `app.add_typer(tiles_app, name="tiles")`
+for `landcloud tiles export`). Exit codes: 0 written, 2 refused (unknown dataset or version,
+bad zoom range).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from landcloud.messages import LandcloudError
+
+tiles_app = typer.Typer(help="Vector tiles: export a dataset version to PMTiles / 矢量瓦片", no_args_is_help=True, add_completion=False)
+
+
+@tiles_app.callback()
+def tiles() -> None:
+    """Vector tiles: export a dataset version to PMTiles / 矢量瓦片"""
+
+
+@tiles_app.command("export")
+def export_tiles(
+    dataset: Annotated[str, typer.Argument(help="Dataset id / 数据集标识")],
+    out: Annotated[Path, typer.Argument(help="Output .pmtiles file / 输出文件")],
+    version: Annotated[Optional[int], typer.Option(help="Version (default: the current one) / 版本")] = None,
+    minzoom: Annotated[int, typer.Option(help="Lowest zoom level / 最小层级")] = 0,
+    maxzoom: Annotated[int, typer.Option(help="Highest zoom level (≤ 22) / 最大层级")] = 14,
+    include_sensitive: Annotated[bool, typer.Option(help="Also write sensitive fields / 包含敏感字段")] = False,
+) -> None:
+    """Export a version as PMTiles (Web Mercator vector tiles) — audited as the local operator."""
+    from landcloud.config import get_settings
+    from landcloud.publish.pmtiles import export_pmtiles
+    from landcloud.store.engine import get_engine
+
+    engine = get_engine(get_settings())
+    try:
+        n = export_pmtiles(engine, dataset, version, out, minzoom, maxzoom, include_sensitive=include_sensitive)
+    except LandcloudError as exc:
+        typer.echo(f"错误 error: {exc.message.zh}\n{exc.message.en}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"exported / 已导出 {n} features of {dataset} to {out} (zoom {minzoom}–{maxzoom})")

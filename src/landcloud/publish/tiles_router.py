@@ -1,0 +1,289 @@
+"""OGC API – Tiles (vector tiles, MVT) and TileJSON for MapLibre, through the gate.
+
+    GET /ogc/tileMatrixSets                                              tile matrix sets
+    GET /ogc/tileMatrixSets/{tms}                                        OGC TMS 2.0 document
+    GET /ogc/collections/{id}/tiles                                      tilesets of a dataset
+    GET /ogc/collections/{id}/tiles/{tms}                                tileset metadata
+    GET /ogc/collections/{id}/tiles/{tms}/tilejson.json                  TileJSON 3.0.0
+    GET /ogc/collections/{id}/tiles/{tms}/{tileMatrix}/{tileRow}/{tileCol}   one tile (MVT)
+
+Every route asks who is calling; every dataset route goes through the gate (404 for a dataset
+the caller may not know of, 403 for one it may only apply for). Tiles are ETagged with their
+cache key (which holds the caller's access signature), answer 304 to a matching If-None-Match,
+204 when empty, and are `private, no-cache` unless the data are open and public.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+
+from landcloud.access import gate
+from landcloud.catalog import datasets as catalog
+from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.geo.tiles import TILE_MATRIX_SETS, BBox, TileMatrixSet, get_tms
+from landcloud.messages import LandcloudError
+from landcloud.publish.tiles import (
+    KEY_PROPERTY,
+    MEDIA_TYPE,
+    TileCache,
+    audit_tile_read,
+    field_types,
+    get_tile,
+    plan_tile,
+    tile_attributes,
+    tile_config,
+)
+
+router = APIRouter(prefix="/ogc", tags=["tiles"])
+
+TILES_CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
+]
+REL_TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+REL_TILESETS_VECTOR = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+PUBLIC_MAX_AGE = 3600
+HISTORY_MAX_AGE = 86400
+_INDEX = re.compile(r"^[0-9]{1,10}$")
+_cache_lock = threading.Lock()
+
+
+def tile_cache(request: Request) -> TileCache:
+    """The application's tile cache (memory, and files under the data dir's `tiles/`), made on first use."""
+    state = request.app.state
+    cache = getattr(state, "tile_cache", None)
+    if cache is None:
+        with _cache_lock:
+            cache = getattr(state, "tile_cache", None)
+            if cache is None:
+                settings = getattr(state, "settings", None)
+                cache = TileCache(directory=settings.data_dir / "tiles" if settings is not None else None)
+                state.tile_cache = cache
+    return cache
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _query(version: int | None) -> str:
+    return f"?version={version}" if version is not None else ""
+
+
+def _tile_index(name: str, value: str) -> int:
+    if not _INDEX.match(value):
+        raise LandcloudError(
+            "tile.bad_index",
+            f"瓦片参数 {name} 应为非负整数（收到“{value}”）",
+            f"tile parameter {name} must be a non-negative integer (got '{value}')",
+        )
+    return int(value)
+
+
+def _tms_summary(base: str, tms: TileMatrixSet) -> dict[str, Any]:
+    return {
+        "id": tms.id,
+        "title": tms.title,
+        "uri": tms.uri,
+        "crs": tms.crs,
+        "links": [{"rel": "self", "href": f"{base}/ogc/tileMatrixSets/{tms.id}", "type": "application/json", "title": tms.title}],
+    }
+
+
+@router.get("/tileMatrixSets")
+def list_tile_matrix_sets(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    """The tile matrix sets tiles are served in."""
+    base = _base(request)
+    return {
+        "tileMatrixSets": [_tms_summary(base, t) for t in TILE_MATRIX_SETS.values()],
+        "links": [{"rel": "self", "href": f"{base}/ogc/tileMatrixSets", "type": "application/json"}],
+    }
+
+
+@router.get("/tileMatrixSets/{tms_id}")
+def get_tile_matrix_set(tms_id: str, request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    """One tile matrix set as an OGC Two Dimensional Tile Matrix Set 2.0 document."""
+    tms = get_tms(tms_id)
+    doc = tms.document()
+    doc["links"] = [{"rel": "self", "href": f"{_base(request)}/ogc/tileMatrixSets/{tms.id}", "type": "application/json"}]
+    return doc
+
+
+def _collection_url(base: str, dataset_id: str) -> str:
+    return f"{base}/ogc/collections/{quote(dataset_id)}"
+
+
+def _tileset_links(base: str, dataset_id: str, tms: TileMatrixSet, version: int | None) -> list[dict[str, Any]]:
+    root = f"{_collection_url(base, dataset_id)}/tiles/{tms.id}"
+    q = _query(version)
+    return [
+        {"rel": "self", "href": f"{root}{q}", "type": "application/json", "title": f"{tms.id} tileset"},
+        {"rel": REL_TILING_SCHEME, "href": f"{base}/ogc/tileMatrixSets/{tms.id}", "type": "application/json", "title": tms.title},
+        {"rel": "item", "href": f"{root}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}{q}", "type": MEDIA_TYPE, "templated": True,
+         "title": "Mapbox vector tiles"},
+        {"rel": "alternate", "href": f"{root}/tilejson.json{q}", "type": "application/vnd.mapbox.tile+json", "title": "TileJSON"},
+        {"rel": "tilejson", "href": f"{root}/tilejson.json{q}", "type": "application/json", "title": "TileJSON 3.0.0 (MapLibre)"},
+        {"rel": "collection", "href": _collection_url(base, dataset_id), "type": "application/json"},
+    ]
+
+
+@router.get("/collections/{dataset_id}/tiles")
+def list_tilesets(dataset_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None) -> dict[str, Any]:
+    """The vector tilesets of a dataset, one per tile matrix set."""
+    ds, _ = gate.dataset_for_read(engine, principal, dataset_id)
+    if version is not None:
+        catalog.resolve_version(ds, version)
+    base = _base(request)
+    tilesets = []
+    for tms in TILE_MATRIX_SETS.values():
+        tilesets.append({
+            "title": f"{ds.title} ({tms.id})",
+            "dataType": "vector",
+            "crs": tms.crs,
+            "tileMatrixSetURI": tms.uri,
+            "links": [link for link in _tileset_links(base, ds.id, tms, version) if link["rel"] in ("self", REL_TILING_SCHEME, "item")],
+        })
+    return {
+        "links": [
+            {"rel": "self", "href": f"{_collection_url(base, ds.id)}/tiles{_query(version)}", "type": "application/json"},
+            {"rel": "collection", "href": _collection_url(base, ds.id), "type": "application/json"},
+        ],
+        "tilesets": tilesets,
+    }
+
+
+def _extent(ds: catalog.Dataset) -> BBox | None:
+    if not ds.extent or len(ds.extent) != 4:
+        return None
+    minx, miny, maxx, maxy = (float(v) for v in ds.extent)
+    return minx, miny, maxx, maxy
+
+
+@router.get("/collections/{dataset_id}/tiles/{tms_id}")
+def tileset(
+    dataset_id: str, tms_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None
+) -> dict[str, Any]:
+    """Tileset metadata (OGC API – Tiles), with the tile URL template and a TileJSON link."""
+    tms = get_tms(tms_id)
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
+    if version is not None:
+        catalog.resolve_version(ds, version)
+    cfg = tile_config(ds)
+    extent = _extent(ds)
+    fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
+    properties = {name: {"type": {"String": "string", "Number": "number", "Boolean": "boolean"}[t]} for name, t in fields.items()}
+    properties[KEY_PROPERTY] = {"type": "string", "description": "feature key, when it is not a plain integer (else the MVT id)"}
+    doc: dict[str, Any] = {
+        "title": f"{ds.title} ({tms.id})",
+        "description": ds.description,
+        "dataType": "vector",
+        "crs": tms.crs,
+        "tileMatrixSetURI": tms.uri,
+        "tileMatrixSetLimits": tms.limits(extent, cfg.minzoom, cfg.maxzoom),
+        "minTileMatrix": str(cfg.minzoom),
+        "maxTileMatrix": str(cfg.maxzoom),
+        "layers": [{
+            "id": ds.id,
+            "title": ds.title,
+            "dataType": "vector",
+            "minTileMatrix": str(cfg.minzoom),
+            "maxTileMatrix": str(cfg.maxzoom),
+            "propertiesSchema": {"type": "object", "properties": properties},
+        }],
+        "links": _tileset_links(_base(request), ds.id, tms, version),
+    }
+    if extent:
+        doc["boundingBox"] = {"lowerLeft": list(extent[:2]), "upperRight": list(extent[2:]), "crs": CRS84}
+    return doc
+
+
+@router.get("/collections/{dataset_id}/tiles/{tms_id}/tilejson.json")
+def tilejson(
+    dataset_id: str, tms_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None
+) -> dict[str, Any]:
+    """TileJSON 3.0.0 of the tileset: what MapLibre needs for a `vector` source."""
+    tms = get_tms(tms_id)
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
+    if version is not None:
+        catalog.resolve_version(ds, version)
+    cfg = tile_config(ds)
+    extent = _extent(ds) or (-180.0, -85.0511, 180.0, 85.0511)
+    root = f"{_collection_url(_base(request), ds.id)}/tiles/{tms.id}"
+    fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
+    fields[KEY_PROPERTY] = "String"
+    center_zoom = min(max(cfg.minzoom, 10), cfg.maxzoom)
+    doc: dict[str, Any] = {
+        "tilejson": "3.0.0",
+        "name": ds.title,
+        "description": ds.description,
+        "version": "1.0.0",
+        "scheme": "xyz",
+        "tiles": [f"{root}/{{z}}/{{y}}/{{x}}{_query(version)}"],
+        "minzoom": cfg.minzoom,
+        "maxzoom": cfg.maxzoom,
+        "bounds": list(extent),
+        "center": [(extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2, center_zoom],
+        "vector_layers": [{
+            "id": ds.id,
+            "description": ds.title,
+            "minzoom": cfg.minzoom,
+            "maxzoom": cfg.maxzoom,
+            "fields": fields,
+        }],
+    }
+    if tms.geographic:
+        doc["crs"] = tms.crs  # not Web Mercator: for clients that take a lon/lat tile grid (OpenLayers, Cesium)
+    return doc
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = [t.strip() for t in header.split(",")]
+    return any((t[2:] if t.startswith("W/") else t) == etag for t in tags)
+
+
+@router.get("/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}")
+def tile(
+    dataset_id: str,
+    tms_id: str,
+    z: str,
+    y: str,
+    x: str,
+    request: Request,
+    engine: EngineDep,
+    principal: PrincipalDep,
+    version: int | None = None,
+) -> Response:
+    """One vector tile (tileMatrix z, tileRow y, tileCol x): only the rows and clear fields the caller may see."""
+    tms = get_tms(tms_id)
+    zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
+    tms.check(zi, xi, yi)
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
+    plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine)
+    if plan.public:
+        cache_control = f"public, max-age={HISTORY_MAX_AGE if version is not None else PUBLIC_MAX_AGE}"
+    else:
+        cache_control = "private, no-cache"
+    headers = {"ETag": plan.etag, "Cache-Control": cache_control, "Vary": "Authorization, Cookie"}
+    cache = tile_cache(request)
+    if _etag_matches(request.headers.get("if-none-match"), plan.etag):
+        hit = cache.get(plan.key)
+        audit_tile_read(engine, principal, ds, access, plan, hit.count if hit else None, not_modified=True)
+        return Response(status_code=304, headers=headers)
+    result = get_tile(engine, principal, ds, access, version, tms, zi, xi, yi, cache=cache, plan=plan)
+    if not result.data:
+        return Response(status_code=204, headers=headers)
+    return Response(content=result.data, media_type=MEDIA_TYPE, headers=headers)

