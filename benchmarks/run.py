@@ -1,0 +1,528 @@
+"""The benchmark run: data, stores, servers, load, results JSON and BENCHMARKS.md — one process tree that stops by itself.
+
+    .venv/bin/python benchmarks/run.py --profile smoke|full [--anchors benchmarks/.venv-anchors]
+
+Everything runs on 127.0.0.1. Servers under test are child processes (uvicorn); the load
+generator is threads with http.client, bounded by a request count and a time limit per run.
+Nothing here asserts anything about speed: a run fails only when a step does not work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+PY = sys.executable
+
+PROFILES = {
+    "smoke": dict(parcels=2_000, prefix="2301", requests=100, time_limit=15.0, tiles_per_zoom=4, catalog=1_000, catalog_repeats=4,
+                  osm=False),
+    "full": dict(parcels=100_000, prefix="", requests=1_000, time_limit=60.0, tiles_per_zoom=20, catalog=10_000, catalog_repeats=20,
+                 osm=False),
+    "full-1m": dict(parcels=1_000_000, prefix="", requests=1_000, time_limit=90.0, tiles_per_zoom=20, catalog=10_000,
+                    catalog_repeats=20, osm=False),
+}
+TOKEN = "benchmark-secret-key-not-for-production"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def stats(lat_s: list[float]) -> dict:
+    if not lat_s:
+        return {"n": 0}
+    a = np.array(lat_s) * 1000
+    return {"n": int(len(a)), "median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+# ---------------------------------------------------------------- child steps (peak RSS of the child)
+
+def _child_with_rss(args: list[str], env: dict, timeout: float = 3600) -> tuple[dict, float, float]:
+    """Like child(), but reaps the child with os.wait4 so its own ru_maxrss is known (Linux: KiB)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([PY, str(BENCH / "store.py"), *args], env=env, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        text, etext = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"store.py {args[0]} failed ({proc.returncode}):\n{etext[-3000:]}")
+    return json.loads(text.strip().splitlines()[-1]), wall, ru.ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], env: dict, port: int, health: str, logdir: Path) -> None:
+        self.name, self.port, self.health = name, port, health
+        self.logf = open(logdir / f"{name}.log", "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.logf.name}")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                c.request("GET", self.health)
+                if c.getresponse().status < 500:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not start; see {self.logf.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.logf.close()
+
+
+def landcloud_server(name: str, url: str, datadir: Path, logdir: Path) -> Server:
+    port = free_port()
+    env = dict(os.environ, LANDCLOUD_DATA_DIR=str(datadir), LANDCLOUD_DATABASE_URL=url, LANDCLOUD_SECRET_KEY=TOKEN,
+               LANDCLOUD_RATE_LIMIT_PUBLIC_PER_MINUTE="100000000")
+    cmd = [PY, "-m", "uvicorn", "landcloud.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]
+    return Server(name, cmd, env, port, "/healthz", logdir)
+
+
+def pygeoapi_server(anchors: Path, work: Path, resources: dict, logdir: Path) -> Server:
+    port = free_port()
+    cfg = {
+        "server": {"bind": {"host": "127.0.0.1", "port": port}, "url": f"http://127.0.0.1:{port}",
+                   "mimetype": "application/json; charset=UTF-8", "encoding": "utf-8", "language": "en-US",
+                   "pretty_print": False, "limits": {"default_items": 100, "max_items": 1000},
+                   "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "attribution": "OSM"}},
+        "logging": {"level": "ERROR"},
+        "metadata": {"identification": {"title": "bench", "description": "bench", "keywords": ["bench"], "keywords_type": "theme",
+                                        "terms_of_service": "none", "url": "http://127.0.0.1"},
+                     "license": {"name": "none", "url": "http://127.0.0.1"},
+                     "provider": {"name": "bench", "url": "http://127.0.0.1"}, "contact": {"name": "bench"}},
+        "resources": {},
+    }
+    for rid, (provider, extent) in resources.items():
+        cfg["resources"][rid] = {
+            "type": "collection", "title": rid, "description": rid, "keywords": ["bench"],
+            "extents": {"spatial": {"bbox": list(extent), "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
+            "providers": [provider],
+        }
+    cfg_path, oa_path = work / "pygeoapi.yml", work / "pygeoapi-openapi.yml"
+    cfg_path.write_text(json.dumps(cfg, ensure_ascii=False))  # JSON is YAML
+    env = dict(os.environ, PYGEOAPI_CONFIG=str(cfg_path), PYGEOAPI_OPENAPI=str(oa_path))
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run([str(anchors / "bin" / "pygeoapi"), "openapi", "generate", str(cfg_path), "--output-file", str(oa_path)],
+                   env=env, check=True, capture_output=True, timeout=120)
+    cmd = [str(anchors / "bin" / "python"), "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return Server("pygeoapi", cmd, env, port, "/conformance", logdir)
+
+
+# ---------------------------------------------------------------- load generator
+
+def run_load(port: int, paths: list[str], concurrency: int, time_limit: float) -> dict:
+    """Each path once (bounded), by `concurrency` keep-alive clients, stopping at the time limit."""
+    lock = threading.Lock()
+    it = iter(paths)
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    nbytes = [0]
+    deadline = time.monotonic() + time_limit
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while time.monotonic() < deadline:
+            with lock:
+                path = next(it, None)
+            if path is None:
+                break
+            t = time.perf_counter()
+            try:
+                conn.request("GET", path, headers={"Accept": "application/geo+json, application/json, */*"})
+                resp = conn.getresponse()
+                body = resp.read()
+                dt = time.perf_counter() - t
+                with lock:
+                    if resp.status in (200, 204):
+                        lat.append(dt)
+                        nbytes[0] += len(body)
+                    else:
+                        errors[str(resp.status)] = errors.get(str(resp.status), 0) + 1
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                with lock:
+                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+        conn.close()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as ex:
+        for f in [ex.submit(worker) for _ in range(concurrency)]:
+            f.result()
+    wall = time.perf_counter() - t0
+    out = stats(lat)
+    out.update(concurrency=concurrency, planned=len(paths), errors=errors, wall_s=wall,
+               throughput_rps=len(lat) / wall if wall else None, bytes=nbytes[0])
+    return out
+
+
+def sample_points(gpkg: Path, k: int, seed: int) -> np.ndarray:
+    import pyogrio.raw
+    import shapely
+
+    _, _, wkb, _ = pyogrio.raw.read(gpkg, columns=[])
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(wkb), size=min(k, len(wkb)), replace=k > len(wkb))
+    pts = shapely.point_on_surface(shapely.from_wkb(wkb[idx]))
+    return np.column_stack([shapely.get_x(pts), shapely.get_y(pts)])
+
+
+def bbox_side(gpkg: Path, target: float = 150.0) -> float:
+    """A bbox side (degrees) that holds about `target` features on average around a feature."""
+    import pyogrio
+
+    info = pyogrio.read_info(gpkg)
+    minx, miny, maxx, maxy = info["total_bounds"]
+    per = (maxx - minx) * (maxy - miny) * 0.5 / max(info["features"], 1)
+    return float(min(max(np.sqrt(per * target), 0.002), 1.0))
+
+
+def tile_list(points: np.ndarray, zooms: range, per_zoom: int) -> list[tuple[int, int, int]]:
+    out = []
+    for z in zooms:
+        seen = set()
+        for lon, lat in points:
+            n = 2 ** z
+            x = int((lon + 180) / 360 * n)
+            y = int((1 - np.log(np.tan(np.radians(lat)) + 1 / np.cos(np.radians(lat))) / np.pi) / 2 * n)
+            if (x, y) not in seen:
+                seen.add((x, y))
+                out.append((z, x, y))
+            if len(seen) >= per_zoom:
+                break
+    return out
+
+
+RAW_MVT = (
+    "WITH q AS (SELECT t.\"DLBM\" AS dlbm, ST_AsMVTGeom(ST_Transform(ST_SetSRID(t.geom, 4326), 3857), ST_TileEnvelope(%(z)s, %(x)s, %(y)s), "
+    "4096, 64, true) AS geom FROM \"{table}\" t WHERE t.geom && ST_SetSRID(ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s), 4326), 4490)) "
+    "SELECT ST_AsMVT(q.*, 'layer', 4096, 'geom') FROM q"
+)
+
+
+def raw_tiles(dsn: str, table: str, tiles: list[tuple[int, int, int]]) -> list[float]:
+    import psycopg
+
+    sql = RAW_MVT.format(table=table)
+    lat = []
+    with psycopg.connect(dsn) as conn:
+        for z, x, y in tiles:
+            t = time.perf_counter()
+            conn.execute(sql, {"z": z, "x": x, "y": y}).fetchone()
+            lat.append(time.perf_counter() - t)
+    return lat
+
+
+# ---------------------------------------------------------------- machine and versions
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cores": os.cpu_count(), "memory_gib": round(mem, 1), "cpu": cpu, "os": platform.platform()}
+
+
+def versions(pg_dsn: str | None, anchors: Path | None) -> dict:
+    import sqlite3
+    from importlib.metadata import version
+
+    import pyogrio
+
+    v = {"python": platform.python_version(), "landcloud": version("landcloud"), "sqlite": sqlite3.sqlite_version,
+         "gdal (pyogrio)": pyogrio.__gdal_version_string__, "fastapi": version("fastapi"), "uvicorn": version("uvicorn")}
+    if pg_dsn:
+        import psycopg
+
+        with psycopg.connect(pg_dsn) as c:
+            v["postgresql"] = c.execute("SHOW server_version").fetchone()[0]
+            v["postgis"] = c.execute("SELECT postgis_lib_version()").fetchone()[0]
+    if anchors:
+        r = subprocess.run([str(anchors / "bin" / "python"), "-c", "import pygeoapi; print(pygeoapi.__version__)"],
+                           capture_output=True, text=True)
+        v["pygeoapi"] = r.stdout.strip() or "?"
+    return v
+
+
+# ---------------------------------------------------------------- the run
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    ap.add_argument("--anchors", default=str(BENCH / ".venv-anchors"), help="venv with pygeoapi (skipped when missing)")
+    ap.add_argument("--no-pygeoapi", action="store_true")
+    ap.add_argument("--no-postgis", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args(argv)
+    prof = PROFILES[a.profile]
+    started = datetime.now(timezone.utc)
+    t_run = time.perf_counter()
+    anchors = Path(a.anchors)
+    if a.no_pygeoapi or not (anchors / "bin" / "pygeoapi").exists():
+        log(f"pygeoapi comparison SKIPPED (no anchors venv at {anchors}; `make bench` creates it)")
+        anchors = None
+    work = Path(tempfile.mkdtemp(prefix="landcloud-bench-"))
+    os.chmod(work, 0o755)  # the PostGIS cluster runs as `postgres` when we are root
+    cache = BENCH / ".data"
+    cache.mkdir(exist_ok=True)
+    servers: list[Server] = []
+    pgdir = work / "pg"
+    pg_dsn = pg_url = None
+    skipped: list[str] = []
+    comparisons: list[dict] = []
+    sizes: dict = {}
+    if not prof["osm"]:
+        skipped.append("Harbin OSM polygons: landcloud's submission rules reject them (buildings overlap landuse areas; "
+                       "overlap check ~110 s for 19k polygons) — needs a rules profile without the overlap check")
+    try:
+        # ---- data (cached by parameters; deterministic by seed)
+        dltb = cache / f"dltb_{prof['parcels']}_{prof['prefix'] or 'hlj'}_s1.gpkg"
+        if not dltb.exists():
+            log(f"generating {prof['parcels']} DLTB parcels → {dltb.name}")
+            subprocess.run([PY, str(BENCH / "data.py"), "dltb", str(dltb) + ".tmp.gpkg", "--n", str(prof["parcels"]), "--seed", "1",
+                            "--prefix", prof["prefix"]], check=True, stdout=subprocess.DEVNULL)
+            Path(str(dltb) + ".tmp.gpkg").rename(dltb)
+        osm = cache / "harbin_osm_valid.gpkg"
+        if prof["osm"] and not osm.exists():
+            log("filtering the Harbin OSM polygons (valid, landuse/building)")
+            subprocess.run([PY, str(BENCH / "data.py"), "osm", str(osm) + ".tmp.gpkg"], check=True, stdout=subprocess.DEVNULL)
+            Path(str(osm) + ".tmp.gpkg").rename(osm)
+        import pyogrio
+
+        data = {"dltb": (dltb, "bench-dltb", "dltb_plain")}
+        if prof["osm"]:
+            data["osm"] = (osm, "bench-osm", "osm_plain")
+        for key, (path, _, _) in data.items():
+            sizes[key] = pyogrio.read_info(path)["features"]
+        sizes["counties"] = prof["prefix"] or "all Heilongjiang"
+
+        # ---- stores
+        backends = {"sqlite": f"sqlite:///{work / 'sqlite' / 'landcloud.sqlite'}"}
+        (work / "sqlite").mkdir()
+        if not a.no_postgis:
+            port = free_port()
+            r = subprocess.run([str(ROOT / "scripts" / "pg-cluster.sh"), "start", str(pgdir), str(port)], capture_output=True, text=True)
+            if r.returncode == 0:
+                pg_url = r.stdout.strip().splitlines()[-1]
+                pg_dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+                backends["postgis"] = pg_url
+                (work / "postgis").mkdir()
+            else:
+                skipped.append(f"PostGIS: cluster did not start ({r.stderr.strip()[-200:]})")
+                log("PostGIS SKIPPED: " + skipped[-1])
+        ingest_rows: dict[str, list] = {k: [] for k in data}
+        for be, url in backends.items():
+            env = dict(os.environ, LANDCLOUD_DATA_DIR=str(work / be), LANDCLOUD_SECRET_KEY=TOKEN)
+            log(f"{be}: migrations, units, boundaries")
+            _child_with_rss(["setup", url], env)
+            for key, (path, dsid, table) in data.items():
+                log(f"{be}: landcloud ingest {key} (full checks)")
+                res, wall, rss = _child_with_rss(["ingest", url, str(path), dsid, "230000"], env)
+                if not res.get("accepted"):
+                    raise RuntimeError(f"ingest of {key} rejected on {be}: {res.get('findings')}")
+                ingest_rows[key].append({"target": f"landcloud ingest ({be})", "anchor": False, "median_ms": wall * 1000, "n": 1,
+                                         "peak_rss_mib": rss, "extra": f"pipeline {res['seconds']:.1f} s"})
+                log(f"{be}: plain pyogrio copy {key}")
+                res, wall, rss = _child_with_rss(["plain", url, str(path), table, str(work / be / f"{table}.gpkg")], env)
+                ingest_rows[key].append({"target": f"pyogrio copy, no checks ({be})", "anchor": True, "median_ms": wall * 1000,
+                                         "n": 1, "peak_rss_mib": rss})
+        for key, rows in ingest_rows.items():
+            comparisons.append({"comparison": "ingest", "dataset": key, "variant": "whole file, child process", "rows": rows,
+                                "unit": "wall time of the child process (single run)"})
+
+        # ---- servers
+        for be, url in backends.items():
+            s = landcloud_server(f"landcloud-{be}", url, work / be, work)
+            servers.append(s)
+        pyg = None
+        if anchors:
+            resources = {}
+            probe = "import sqlite3; c = sqlite3.connect(':memory:'); c.enable_load_extension(True); c.execute(\"SELECT load_extension('mod_spatialite.so')\")"
+            spatialite = subprocess.run([str(anchors / "bin" / "python"), "-c", probe], capture_output=True).returncode == 0
+            for key, (path, dsid, table) in data.items():
+                ext = pyogrio.read_info(path)["total_bounds"]
+                if spatialite:
+                    resources[f"{key}-gpkg"] = ({"type": "feature", "name": "SQLiteGPKG", "data": str(work / "sqlite" / f"{table}.gpkg"),
+                                                 "id_field": "fid", "table": table}, ext)
+                if pg_dsn:
+                    pgport = int(pg_dsn.rsplit(":", 1)[1].split("/")[0])
+                    resources[f"{key}-pg"] = ({"type": "feature", "name": "PostgreSQL",
+                                               "data": {"host": "127.0.0.1", "port": pgport, "dbname": "landcloud_test", "user": "postgres",
+                                                        "password": ""},
+                                               "id_field": "fid", "table": table, "geom_field": "geom"}, ext)
+            if not spatialite:
+                skipped.append("pygeoapi SQLiteGPKG provider: the anchors venv's Python cannot load mod_spatialite (sqlite3 built without extension loading, or libsqlite3-mod-spatialite missing)")
+                log("SKIPPED " + skipped[-1])
+            if resources:
+                pyg = pygeoapi_server(anchors, work, resources, work)
+                servers.append(pyg)
+        for s in servers:
+            s.wait()
+        log("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers))
+
+        # ---- (1) OGC API Features bbox queries
+        for key, (path, dsid, table) in data.items():
+            side = bbox_side(path)
+            pts = sample_points(path, prof["requests"], seed=11)
+            boxes = [f"{x - side / 2:.6f},{y - side / 2:.6f},{x + side / 2:.6f},{y + side / 2:.6f}" for x, y in pts]
+            for conc in (1, 16):
+                rows = []
+                targets = [(s.name, s.port, f"/ogc/collections/{dsid}/items", False) for s in servers if s.name.startswith("landcloud")]
+                if pyg:
+                    targets += [(f"pygeoapi ({'GPKG' if k.endswith('gpkg') else 'PostgreSQL'})", pyg.port,
+                                 f"/collections/{k}/items", True)
+                                for k in [f"{key}-gpkg", f"{key}-pg"] if k in json.loads((work / 'pygeoapi.yml').read_text())["resources"]]
+                for name, port, base, anchor in targets:
+                    extra = "&f=json" if anchor else ""
+                    paths = [f"{base}?bbox={b}&limit=100{extra}" for b in boxes]
+                    run_load(port, paths[: max(5, len(paths) // 10)], conc, 10)  # warm-up
+                    log(f"bbox {key} c={conc} {name}")
+                    r = run_load(port, paths, conc, prof["time_limit"])
+                    r.update(target=name, anchor=anchor)
+                    rows.append(r)
+                comparisons.append({"comparison": "OGC API Features bbox, limit=100", "dataset": key,
+                                    "variant": f"{conc} client{'s' if conc > 1 else ''}, bbox side {side:.4f}°", "rows": rows,
+                                    "unit": "request latency"})
+
+        # ---- (2) vector tiles z8–z14, cold then cached, against raw ST_AsMVT
+        path, dsid, table = data["dltb"]
+        tiles = tile_list(sample_points(path, 2000, seed=5), range(8, 15), prof["tiles_per_zoom"])
+        tpaths = [f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
+        rows = []
+        for s in servers:
+            if not s.name.startswith("landcloud"):
+                continue
+            log(f"tiles {s.name}: {len(tpaths)} tiles cold, then cached")
+            cold = run_load(s.port, tpaths, 1, prof["time_limit"] * 2)
+            cold.update(target=f"{s.name} cold", anchor=False)
+            warm = run_load(s.port, tpaths, 1, prof["time_limit"] * 2)
+            warm.update(target=f"{s.name} cached", anchor=False)
+            rows += [cold, warm]
+        if pg_dsn:
+            log("tiles: raw PostGIS ST_AsMVT on the plain table")
+            r = stats(raw_tiles(pg_dsn, table, tiles))
+            r.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
+            rows.append(r)
+        comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": "dltb",
+                            "variant": f"z8–z14, {len(tiles)} tiles, 1 client", "rows": rows, "unit": "tile latency"})
+
+        # ---- (4) what is here
+        comparisons.append({"comparison": "what is here (point query)", "dataset": "-", "variant": "-", "unit": "-",
+                            "rows": [{"target": "landcloud", "anchor": False, "n": 0, "note": "not available (not built yet)"}]})
+    except BaseException:
+        for s in servers:
+            s.stop()
+        servers = []
+        if pg_dsn or pgdir.exists():
+            subprocess.run([str(ROOT / "scripts" / "pg-cluster.sh"), "stop", str(pgdir)], capture_output=True)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        for s in servers:
+            s.stop()
+
+    # ---- (5) catalogue search (no servers: in-process search() in a child)
+    try:
+        rows = []
+        for be in ["sqlite"] + (["postgis"] if pg_url else []):
+            url = backends[be] if be == "sqlite" else pg_url
+            if be == "sqlite":
+                url = f"sqlite:///{work / 'catalog.sqlite'}"
+            env = dict(os.environ, LANDCLOUD_DATA_DIR=str(work / "sqlite"), LANDCLOUD_SECRET_KEY=TOKEN)
+            if be == "sqlite":
+                _child_with_rss(["setup", url], env)
+            log(f"catalogue search {be}: {prof['catalog']} records")
+            res, _, rss = _child_with_rss(["catalog", url, str(prof["catalog"]), str(prof["catalog_repeats"])], env)
+            r = stats(res["latencies"])
+            r.update(target=f"landcloud search ({be})", anchor=False, peak_rss_mib=rss,
+                     extra=f"build {res['build_seconds']:.0f} s + reindex {res['reindex_seconds']:.1f} s")
+            rows.append(r)
+        comparisons.append({"comparison": "catalogue search, Chinese queries", "dataset": f"{prof['catalog']} records",
+                            "variant": "15 queries, limit 20, anonymous", "rows": rows, "unit": "search() latency (p99 is the figure)"})
+        sizes["catalogue_records"] = prof["catalog"]
+        vers = versions(pg_dsn, anchors)
+    finally:
+        if pg_dsn:
+            subprocess.run([str(ROOT / "scripts" / "pg-cluster.sh"), "stop", str(pgdir)], capture_output=True)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    result = {"profile": a.profile, "started": started.isoformat(timespec="seconds"),
+              "runtime_s": round(time.perf_counter() - t_run, 1), "machine": machine(), "versions": vers,
+              "sizes": sizes, "skipped": skipped, "comparisons": comparisons}
+    outdir = BENCH / "results"
+    outdir.mkdir(exist_ok=True)
+    out = outdir / f"{a.profile}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    (outdir / f"latest-{a.profile}.json").write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    from report import write_markdown
+
+    write_markdown(ROOT / "BENCHMARKS.md", outdir)
+    log(f"results: {out.relative_to(ROOT)}; BENCHMARKS.md written; {result['runtime_s']} s")
+    for s in skipped:
+        log("SKIPPED: " + s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
