@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -106,7 +105,6 @@ PLACES = ["哈尔滨市", "道里区", "南岗区", "香坊区", "齐齐哈尔�
 
 
 def catalog(url: str, n: int, repeats: int) -> dict:
-    import sqlalchemy as sa
 
     from landcloud.access.principal import ANONYMOUS
     from landcloud.catalog import datasets as cat
