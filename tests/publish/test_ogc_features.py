@@ -122,6 +122,22 @@ def test_sorting_selection_equality_and_history(client: TestClient) -> None:
     assert client.get("/ogc/collections/dltb/items", params={"sortby": "geometry"}).status_code == 400
 
 
+def test_openapi_document_and_cql2_json_over_http(client: TestClient) -> None:
+    doc = client.get("/ogc/api")
+    assert doc.status_code == 200 and doc.json()["openapi"].startswith("3.")
+    assert "/ogc/collections/{collection_id}/items" in doc.json()["paths"]
+    import json
+
+    cql_json = {"op": "and", "args": [{"op": "=", "args": [{"property": "DLBM"}, "0103"]},
+                                      {"op": "s_intersects", "args": [{"property": "geometry"},
+                                                                      {"bbox": [126.59, 45.73, 126.61, 45.76]}]}]}
+    resp = client.get("/ogc/collections/dltb/items", params={"filter": json.dumps(cql_json), "filter-lang": "cql2-json"})
+    assert resp.status_code == 200, resp.text
+    assert [f["properties"]["DLBM"] for f in resp.json()["features"]] == ["0103"]
+    bad = client.get("/ogc/collections/dltb/items", params={"filter": "DLBM = ", "filter-lang": "cql2-text"})
+    assert bad.status_code == 400 and bad.json()["code"] == "filter.invalid"
+
+
 def test_html_pages(client: TestClient) -> None:
     for path in ("/ogc", "/ogc/collections", "/ogc/collections/dltb", "/ogc/collections/dltb/items", f"/ogc/collections/dltb/items/{KEYS[0]}"):
         resp = client.get(path, headers={"Accept": "text/html"})
