@@ -575,12 +575,15 @@ class SQLiteFeatureStore(FeatureStore):
         )
 
     def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
+        # CROSS JOIN fixes the loop order (new rows → their envelope → R*Tree search → row): left to
+        # itself the planner started from b and scanned every new row per candidate, O(n²) (2.3 s → 18 ms
+        # for 2,000 parcels).
         sql = (
             "SELECT a.id AS a, b.id AS b FROM features a "
-            "JOIN features_rtree ra ON ra.id = a.id "
-            "JOIN features_rtree rb ON rb.minx <= ra.maxx AND rb.maxx >= ra.minx AND rb.miny <= ra.maxy AND rb.maxy >= ra.miny "
-            "JOIN features b ON b.id = rb.id "
-            "WHERE a.dataset_id = :d AND a.v_from = :n AND b.dataset_id = :d AND b.v_to IS NULL "
+            "CROSS JOIN features_rtree ra CROSS JOIN features_rtree rb CROSS JOIN features b "
+            "WHERE a.dataset_id = :d AND a.v_from = :n AND ra.id = a.id "
+            "AND rb.minx <= ra.maxx AND rb.maxx >= ra.minx AND rb.miny <= ra.maxy AND rb.maxy >= ra.miny "
+            "AND b.id = rb.id AND b.dataset_id = :d AND b.v_to IS NULL "
             "AND b.id <> a.id AND (b.v_from < :n OR b.id > a.id)"
         )
         for row in conn.execute(sa.text(sql), {"d": dataset_id, "n": version}):
