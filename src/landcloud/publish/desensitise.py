@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from landcloud.geo.zones import cgcs2000_zone_for_point
 __all__ = [
     "DEFAULT_TOLERANCE_M",
     "GeneraliseResult",
+    "aggregate_grid",
     "check_precision",
     "filter_fields",
     "fingerprint",
@@ -361,3 +363,60 @@ def trace(
         scores.append((name, float(np.sum(observed * expected) / (2 * src.size))))
     scores.sort(key=lambda t: t[1], reverse=True)
     return scores
+
+
+# --------------------------------------------------------------------------- statistics-only releases
+
+
+def aggregate_grid(
+    geoms: Any, codes: Sequence[Any], cell_m: float, *, epsg: int | None = None
+) -> list[dict[str, Any]]:
+    """Area per class per grid cell, for statistics-only releases (no parcel geometry leaves).
+
+    Cells are ``cell_m`` squares aligned to multiples of ``cell_m`` in the local GK plane
+    (``epsg`` or :func:`layer_epsg`), so a release never reveals boundaries finer than the cell.
+    Areas are survey areas (m², ellipsoidal trapezoid of the lon/lat pieces) so per-class sums
+    agree with the stored parcel areas. Returns one dict per (cell, code) with a non-zero area:
+    ``{"cell": (col, row), "code": code, "area_m2": float, "geometry": cell polygon in lon/lat}``,
+    sorted by cell then code.
+    """
+    if not cell_m > 0:
+        raise ValueError("cell_m must be positive")
+    arr = _as_array(geoms)
+    if len(codes) != arr.shape[0]:
+        raise ValueError("codes must have one entry per geometry")
+    keep = np.isin(shapely.get_type_id(arr), _POLYGONAL) & ~shapely.is_empty(arr)
+    if not keep.any():
+        return []
+    epsg = epsg if epsg is not None else layer_epsg(arr[keep])
+    fwd, inv = _transformers(epsg)
+    plane = _project(arr[keep], fwd)
+    kept_codes = [codes[i] for i in np.nonzero(keep)[0]]
+    piece_geoms: list[Any] = []
+    piece_keys: list[tuple[tuple[int, int], Any]] = []
+    for g, code in zip(plane, kept_codes):
+        xmin, ymin, xmax, ymax = g.bounds
+        cols = np.arange(math.floor(xmin / cell_m), math.floor(xmax / cell_m) + 1)
+        rows = np.arange(math.floor(ymin / cell_m), math.floor(ymax / cell_m) + 1)
+        cc, rr = np.meshgrid(cols, rows)
+        cc, rr = cc.ravel(), rr.ravel()
+        boxes = shapely.box(cc * cell_m, rr * cell_m, (cc + 1) * cell_m, (rr + 1) * cell_m)
+        pieces = shapely.intersection(g, boxes)
+        hit = ~shapely.is_empty(pieces) & np.isin(shapely.get_type_id(pieces), (3, 6, 7))
+        for c, r, p in zip(cc[hit], rr[hit], pieces[hit]):
+            piece_geoms.append(p)
+            piece_keys.append(((int(c), int(r)), code))
+    if not piece_geoms:
+        return []
+    areas = survey_areas(_project(np.array(piece_geoms, dtype=object), inv))
+    totals: dict[tuple[tuple[int, int], Any], float] = {}
+    for key, a in zip(piece_keys, areas):
+        totals[key] = totals.get(key, 0.0) + float(a)
+    out: list[dict[str, Any]] = []
+    for (cell, code), a in sorted(totals.items(), key=lambda t: (t[0][0], str(t[0][1]))):
+        if a <= 0:
+            continue
+        c, r = cell
+        box = shapely.box(c * cell_m, r * cell_m, (c + 1) * cell_m, (r + 1) * cell_m)
+        out.append({"cell": cell, "code": code, "area_m2": a, "geometry": _project(np.array([box], dtype=object), inv)[0]})
+    return out
