@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes: dict = {}
     if not prof["osm"]:
         skipped.append("Harbin OSM polygons: landcloud's submission rules reject them (buildings overlap landuse areas; "
-                       "overlap check ~110 s for 19k polygons) — needs a rules profile without the overlap check")
+                       "every building overlaps its landuse polygon) — needs a rules profile without the overlap check")
     try:
         # ---- data (cached by parameters; deterministic by seed)
         dltb = cache / f"dltb_{prof['parcels']}_{prof['prefix'] or 'hlj'}_s1.gpkg"
