@@ -21,6 +21,7 @@ from landcloud.access.policy import Access, DatasetView, GrantView, UnitView, de
 from landcloud.access.principal import ANONYMOUS, Principal, system_principal
 from landcloud.access.roles import DATA_ADMIN, REVIEWER, SUBMITTER
 from landcloud.catalog import datasets as catalog
+from landcloud.codes.admin import DivisionIndex
 from landcloud.messages import Forbidden, LandcloudError, NotFound
 from landcloud.store.features import BBox, SQLFilter, StoredFeature, feature_store_for
 
@@ -54,52 +55,77 @@ def unit_view(engine: Engine, code: str | None) -> UnitView | None:
     )
 
 
-def dataset_view(engine: Engine, ds: catalog.Dataset) -> DatasetView:
-    index = units_mod.division_index(engine)
-    ancestors: frozenset[str] = frozenset()
-    if index is not None and ds.owner_unit in index:
-        ancestors = frozenset(a.code for a in index.ancestors(ds.owner_unit))
-    return DatasetView(
-        id=ds.id,
-        owner_unit=ds.owner_unit,
-        owner_ancestors=ancestors,
-        security_level=ds.security_level,
-        sharing_class=ds.sharing_class,
-        openness=ds.openness,
-        jurisdiction_field=ds.jurisdiction_field,
-        sensitive_fields=frozenset(f["name"] for f in ds.fields if f.get("sensitive")),
-    )
-
-
-def _grant_views(engine: Engine, principal: Principal) -> dict[str, list[GrantView]]:
+def _grant_views(engine: Engine, principal: Principal, index: DivisionIndex | None) -> dict[str, list[GrantView]]:
     if principal.kind != "user" or not principal.unit:
         return {}
     out: dict[str, list[GrantView]] = {}
     for g in sharing.active_grants(engine, principal.unit):
-        region_boundary = units_mod.boundary(engine, g["region"]) if g["region"] else None
+        region = g["region"]
+        region_boundary = units_mod.boundary(engine, region) if region else None
         out.setdefault(g["dataset_id"], []).append(
             GrantView(
                 id=g["id"],
                 fields=frozenset(g["fields"]) if g["fields"] is not None else None,
-                region=_region_prefix(engine, g["region"]),
+                region=(index.jurisdiction_prefix(region) if index is not None and region in index else region) if region else None,
                 region_boundary=shapely.to_wkb(region_boundary) if region_boundary is not None else None,
             )
         )
     return out
 
 
-def _region_prefix(engine: Engine, region: str | None) -> str | None:
-    if not region:
-        return None
-    index = units_mod.division_index(engine)
-    return index.jurisdiction_prefix(region) if index is not None and region in index else region
+class Viewer:
+    """What one caller may see of many datasets: the facts (unit, grants, division list) are
+    gathered once, and the policy decides per dataset. Listing, search and single reads all
+    decide through this one place.
+    """
+
+    def __init__(self, engine: Engine, principal: Principal) -> None:
+        self.principal = principal
+        self.index = units_mod.division_index(engine)
+        self.unit = unit_view(engine, principal.unit)
+        self.grants = _grant_views(engine, principal, self.index)
+        self._ancestors: dict[str, frozenset[str]] = {}
+        self._cache: dict[tuple[Any, ...], Access] = {}
+
+    def ancestors(self, owner: str) -> frozenset[str]:
+        if owner not in self._ancestors:
+            index = self.index
+            found = frozenset(a.code for a in index.ancestors(owner)) if index is not None and owner in index else frozenset()
+            self._ancestors[owner] = found
+        return self._ancestors[owner]
+
+    def access(self, ds: Any, sensitive: frozenset[str] | None = None) -> Access:
+        """Access to a dataset (a Dataset, or any row with its policy columns and `sensitive` given)."""
+        if sensitive is None:
+            sensitive = frozenset(f["name"] for f in ds.fields if f.get("sensitive"))
+        grants = self.grants.get(ds.id, [])
+        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive)
+        if not grants and key in self._cache:
+            return self._cache[key]
+        view = DatasetView(
+            id=ds.id,
+            owner_unit=ds.owner_unit,
+            owner_ancestors=self.ancestors(ds.owner_unit),
+            security_level=ds.security_level,
+            sharing_class=ds.sharing_class,
+            openness=ds.openness,
+            jurisdiction_field=ds.jurisdiction_field,
+            sensitive_fields=sensitive,
+        )
+        access = decide(self.principal, view, self.unit, grants)
+        if not grants:
+            self._cache[key] = access
+        return access
+
+    def in_catalogue(self, ds: Any, access: Access) -> bool:
+        return in_catalogue(self.principal, ds, access)
 
 
 def access_for(engine: Engine, principal: Principal, ds: catalog.Dataset) -> Access:
-    return decide(principal, dataset_view(engine, ds), unit_view(engine, principal.unit), _grant_views(engine, principal).get(ds.id, []))
+    return Viewer(engine, principal).access(ds)
 
 
-def in_catalogue(principal: Principal, ds: catalog.Dataset, access: Access) -> bool:
+def in_catalogue(principal: Principal, ds: Any, access: Access) -> bool:
     """Whether the caller may see the dataset's catalogue entry (metadata, not data).
 
     Signed-in staff of any unit or department see every shared dataset's entry, so that they
@@ -112,12 +138,11 @@ def in_catalogue(principal: Principal, ds: catalog.Dataset, access: Access) -> b
 
 def visible_datasets(engine: Engine, principal: Principal) -> list[tuple[catalog.Dataset, Access]]:
     """Catalogue entries the caller may see, each with what it may read of the data."""
-    unit = unit_view(engine, principal.unit)
-    grants = _grant_views(engine, principal)
+    viewer = Viewer(engine, principal)
     out = []
     for ds in catalog.list_datasets(engine):
-        access = decide(principal, dataset_view(engine, ds), unit, grants.get(ds.id, []))
-        if in_catalogue(principal, ds, access):
+        access = viewer.access(ds)
+        if viewer.in_catalogue(ds, access):
             out.append((ds, access))
     return out
 

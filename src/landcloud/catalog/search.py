@@ -45,7 +45,6 @@ from sqlalchemy.exc import OperationalError
 
 from landcloud.access import gate
 from landcloud.access import units as units_mod
-from landcloud.access.policy import Access, DatasetView, decide
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog.tables import datasets as datasets_table
@@ -420,56 +419,6 @@ def heal(engine: Engine) -> int:
 # ---------------------------------------------------------------- visibility
 
 
-class Visibility:
-    """What a caller may see of many datasets, decided by the access policy with the facts
-    gathered once (the gate's `dataset_view` re-reads the division list for every dataset).
-
-    Same inputs as gate.access_for: the caller's unit view and grants, the owner's ancestors.
-    """
-
-    def __init__(self, engine: Engine, principal: Principal) -> None:
-        self.principal = principal
-        self.unit = gate.unit_view(engine, principal.unit)
-        self.grants = gate._grant_views(engine, principal)
-        self.index = units_mod.division_index(engine)
-        self._ancestors: dict[str, frozenset[str]] = {}
-        self._cache: dict[tuple[Any, ...], Access] = {}
-
-    def ancestors(self, owner: str) -> frozenset[str]:
-        if owner not in self._ancestors:
-            index = self.index
-            found = frozenset(a.code for a in index.ancestors(owner)) if index is not None and owner in index else frozenset()
-            self._ancestors[owner] = found
-        return self._ancestors[owner]
-
-    def access(self, ds: Any, sensitive: frozenset[str] = frozenset()) -> Access:
-        """Access to a dataset (a Dataset or a row with its policy columns)."""
-        grants = self.grants.get(ds.id, [])
-        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive)
-        if not grants and key in self._cache:
-            return self._cache[key]
-        view = DatasetView(
-            id=ds.id,
-            owner_unit=ds.owner_unit,
-            owner_ancestors=self.ancestors(ds.owner_unit),
-            security_level=ds.security_level,
-            sharing_class=ds.sharing_class,
-            openness=ds.openness,
-            jurisdiction_field=ds.jurisdiction_field,
-            sensitive_fields=sensitive,
-        )
-        access = decide(self.principal, view, self.unit, grants)
-        if not grants:
-            self._cache[key] = access
-        return access
-
-    def full_access(self, ds: catalog.Dataset) -> Access:
-        return self.access(ds, frozenset(f["name"] for f in ds.fields if f.get("sensitive")))
-
-    def in_catalogue(self, ds: Any, access: Access) -> bool:
-        return gate.in_catalogue(self.principal, cast(catalog.Dataset, ds), access)
-
-
 # ---------------------------------------------------------------- searching
 
 
@@ -580,10 +529,10 @@ def search(
     with engine.connect() as conn:
         rows = conn.execute(stmt, params).all()
 
-    vis = Visibility(engine, principal)
+    vis = gate.Viewer(engine, principal)
     chosen: list[Any] = []
     for row in rows:
-        access = vis.access(row)
+        access = vis.access(row, frozenset())  # index rows carry no field list
         if not vis.in_catalogue(row, access):
             continue
         if bbox is not None and not access.visible:
@@ -607,7 +556,7 @@ def search(
         ds = loaded.get(row.id)
         if ds is None:
             continue
-        access = vis.full_access(ds)
+        access = vis.access(ds)
         if not vis.in_catalogue(ds, access):  # changed since the query: leave it out
             continue
         meta = gate.dataset_metadata(ds, access)
