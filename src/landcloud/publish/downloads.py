@@ -56,7 +56,7 @@ from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.messages import LandcloudError
-from landcloud.publish.geojson import feature_id
+from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import StoredFeature
 
 ACTION = "data.download"
@@ -367,7 +367,7 @@ def _open_and_unlink(path: Path) -> tuple[Iterator[bytes], int]:
 
 
 def _geojson_body(job: _Job) -> Iterator[bytes]:
-    """A FeatureCollection, encoded a slice of a batch at a time (geometry text from GEOS, vectorised)."""
+    """A FeatureCollection streamed batch by batch, in the requested CRS."""
     members = {
         "name": job.layer,
         "dataset": job.ds.id,
@@ -375,24 +375,9 @@ def _geojson_body(job: _Job) -> Iterator[bytes]:
         "version": job.version,
         "crs": {"type": "name", "properties": {"name": job.crs.urn}},
     }
-    head = '{"type":"FeatureCollection"' + "".join(
-        "," + json.dumps(k) + ":" + json.dumps(v, ensure_ascii=False) for k, v in members.items()
-    )
-    yield (head + ',"features":[').encode()
-    sep = ""
-    for batch in job.batches():
-        texts = shapely.to_geojson(job.geometries(batch))
-        for start in range(0, len(batch), SLICE):
-            parts = []
-            for feat, gtext in zip(batch[start : start + SLICE], texts[start : start + SLICE]):
-                parts.append(
-                    sep + '{"type":"Feature","id":' + json.dumps(feature_id(feat), ensure_ascii=False)
-                    + ',"properties":' + json.dumps(feat.props, ensure_ascii=False, default=str)
-                    + ',"geometry":' + (gtext if gtext is not None else "null") + "}"
-                )
-                sep = ","
-            yield "".join(parts).encode()
-    yield b"]}"
+    feats = (feat for batch in job.batches() for feat in batch)
+    transformer = job.crs.transformer()
+    yield from feature_collection(feats, members, transform=lambda geoms: _transform_geoms(geoms, transformer), per_chunk=SLICE)
 
 
 def _csv_value(value: Any) -> str:

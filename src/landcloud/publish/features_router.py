@@ -12,8 +12,6 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import numpy as np
-import shapely
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -24,6 +22,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.messages import LandcloudError, NotFound
 from landcloud.publish import cql2, records, transactions
+from landcloud.publish.geojson import encode_features
 from landcloud.publish.ogc_common import GEOJSON, HTML, JSON, LRU, OPENAPI, base_url, html_page, link, output_format, with_query
 from landcloud.publish.ogc_crs import (
     CRS84,
@@ -266,17 +265,7 @@ def _and(*filters: SQLFilter | None) -> SQLFilter | None:
 
 
 def _feature_json(feats: list[StoredFeature], out: OutputCRS, props: list[str] | None, skip_geometry: bool) -> list[str]:
-    geoms = shapely.from_wkb(np.array([f.wkb for f in feats], dtype=object), on_invalid="ignore")
-    texts = [None] * len(feats) if skip_geometry else shapely.to_geojson(to_output(geoms, out))
-    out_texts = []
-    for feat, gtext in zip(feats, texts):
-        p = feat.props if props is None else {k: v for k, v in feat.props.items() if k in props}
-        out_texts.append(
-            '{"type":"Feature","id":' + json.dumps(feat.fkey, ensure_ascii=False)
-            + ',"geometry":' + (gtext if gtext is not None else "null")
-            + ',"properties":' + json.dumps(p, ensure_ascii=False, default=str) + "}"
-        )
-    return out_texts
+    return list(encode_features(feats, transform=lambda g: to_output(g, out), properties=props, skip_geometry=skip_geometry))
 
 
 @router.get("/collections/{collection_id}/items", summary="Features / 要素")

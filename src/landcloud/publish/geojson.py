@@ -7,7 +7,7 @@ the feature text, so a million features never become a million Python dicts at o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -21,16 +21,31 @@ def feature_id(feat: StoredFeature) -> str:
     return feat.fkey
 
 
-def encode_features(features: Iterable[StoredFeature], chunk: int = 2000, extra: dict[str, Any] | None = None) -> Iterator[str]:
-    """One GeoJSON Feature text per stored feature (no separators)."""
+GeometryTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def encode_features(
+    features: Iterable[StoredFeature],
+    chunk: int = 2000,
+    *,
+    transform: GeometryTransform | None = None,
+    properties: Sequence[str] | None = None,
+    skip_geometry: bool = False,
+) -> Iterator[str]:
+    """One GeoJSON Feature text per stored feature (no separators).
+
+    `transform` maps a chunk's geometries (EPSG:4490 lon/lat) to the output CRS; `properties`
+    keeps only the named properties.
+    """
     it = iter(features)
     while batch := list(islice(it, chunk)):
-        geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
-        texts = shapely.to_geojson(geoms)
+        if skip_geometry:
+            texts: Any = [None] * len(batch)
+        else:
+            geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
+            texts = shapely.to_geojson(transform(geoms) if transform is not None else geoms)
         for feat, gtext in zip(batch, texts):
-            props = dict(feat.props)
-            if extra:
-                props.update(extra)
+            props = feat.props if properties is None else {k: v for k, v in feat.props.items() if k in properties}
             yield (
                 '{"type":"Feature","id":' + json.dumps(feature_id(feat), ensure_ascii=False)
                 + ',"properties":' + json.dumps(props, ensure_ascii=False, default=str)
@@ -38,14 +53,26 @@ def encode_features(features: Iterable[StoredFeature], chunk: int = 2000, extra:
             )
 
 
-def feature_collection(features: Iterable[StoredFeature], members: dict[str, Any] | None = None) -> Iterator[bytes]:
-    """A FeatureCollection as a byte stream; `members` are written before the features."""
+def feature_collection(
+    features: Iterable[StoredFeature],
+    members: dict[str, Any] | None = None,
+    *,
+    transform: GeometryTransform | None = None,
+    per_chunk: int = 500,
+) -> Iterator[bytes]:
+    """A FeatureCollection as a byte stream, `per_chunk` features a piece; `members` come before the features."""
     head = '{"type":"FeatureCollection"'
     for key, value in (members or {}).items():
         head += "," + json.dumps(key) + ":" + json.dumps(value, ensure_ascii=False, default=str)
     yield (head + ',"features":[').encode()
+    parts: list[str] = []
     first = True
-    for text in encode_features(features):
-        yield ((" " if first else ",") + text).encode()
+    for text in encode_features(features, transform=transform):
+        parts.append(text if first else "," + text)
         first = False
+        if len(parts) >= per_chunk:
+            yield "".join(parts).encode()
+            parts = []
+    if parts:
+        yield "".join(parts).encode()
     yield b"]}"
