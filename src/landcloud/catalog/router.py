@@ -16,28 +16,12 @@ from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
 from landcloud.deps import EngineDep, PrincipalDep
-from landcloud.messages import LandcloudError
+from landcloud.geo.bbox import parse_bbox
 from landcloud.publish.geojson import feature_collection
-from landcloud.store.features import BBox, DiffEntry, DiffKind
+from landcloud.store.features import DiffEntry, DiffKind
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 DIFF_KINDS: tuple[DiffKind, ...] = ("added", "removed", "changed")
-
-
-def parse_bbox(bbox: str | None) -> BBox | None:
-    if bbox is None:
-        return None
-    try:
-        parts = [float(x) for x in bbox.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 4 or parts[0] > parts[2] or parts[1] > parts[3] or any(p != p for p in parts):
-        raise LandcloudError(
-            "request.bad_bbox",
-            "bbox 应为 minx,miny,maxx,maxy 四个数（经度、纬度，CGCS2000）",
-            "bbox must be four numbers minx,miny,maxx,maxy (longitude, latitude, CGCS2000)",
-        )
-    return parts[0], parts[1], parts[2], parts[3]
 
 
 @router.get("")

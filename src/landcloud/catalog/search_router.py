@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from landcloud.catalog import search as search_mod
-from landcloud.catalog.router import parse_bbox
 from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.geo.bbox import parse_bbox
 
 router = APIRouter(prefix="/api/search", tags=["catalog"])
 

@@ -20,6 +20,7 @@ from landcloud.access import gate
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
+from landcloud.geo.bbox import parse_bbox
 from landcloud.messages import LandcloudError, NotFound
 from landcloud.publish import cql2, records, transactions
 from landcloud.publish.geojson import encode_features
@@ -177,19 +178,8 @@ def queryables(request: Request, collection_id: str, engine: EngineDep, principa
 
 
 def _parse_bbox(value: str | None, bbox_crs: str | None) -> BBox | None:
-    if value is None:
-        return None
-    try:
-        parts = [float(x) for x in value.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) == 6:  # 3-D bbox: drop the heights
-        parts = [parts[0], parts[1], parts[3], parts[4]]
-    if len(parts) != 4 or any(p != p for p in parts) or parts[1] > parts[3]:
-        raise LandcloudError(
-            "request.bad_bbox", "bbox 应为 4 个数：minx,miny,maxx,maxy", "bbox must be four numbers: minx,miny,maxx,maxy"
-        )
-    return bbox_to_storage((parts[0], parts[1], parts[2], parts[3]), parse_crs_uri(bbox_crs))
+    box = parse_bbox(value, allow_3d=True, ordered_x=False)
+    return None if box is None else bbox_to_storage(box, parse_crs_uri(bbox_crs))
 
 
 def _version_at(engine: Any, ds: catalog.Dataset, version: int | None, when: str | None) -> int:

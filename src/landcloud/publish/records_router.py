@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from landcloud.catalog import search as search_mod
-from landcloud.catalog.router import parse_bbox
 from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.geo.bbox import parse_bbox
 from landcloud.messages import NotFound
 from landcloud.publish import records
 
