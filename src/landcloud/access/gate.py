@@ -32,8 +32,8 @@ class Unauthorized(LandcloudError):
     status = 401
 
 
-def unit_view(engine: Engine, code: str | None) -> UnitView | None:
-    """The caller's unit with its ancestors, jurisdiction prefix and boundary."""
+def unit_view(engine: Engine, code: str | None, index: DivisionIndex | None = None) -> UnitView | None:
+    """The caller's unit with its ancestors, jurisdiction prefix and boundary (pass `index` when you hold it)."""
     if not code:
         return None
     try:
@@ -42,7 +42,7 @@ def unit_view(engine: Engine, code: str | None) -> UnitView | None:
         return None
     if unit["kind"] != "administrative":
         return UnitView(code=code, kind=str(unit["kind"]), prefix="", ancestors=frozenset())
-    index = units_mod.division_index(engine)
+    index = index if index is not None else units_mod.division_index(engine)
     if index is None or code not in index:
         return UnitView(code=code, kind="administrative", prefix=code, ancestors=frozenset())
     boundary = units_mod.boundary(engine, code)
@@ -82,7 +82,7 @@ class Viewer:
     def __init__(self, engine: Engine, principal: Principal) -> None:
         self.principal = principal
         self.index = units_mod.division_index(engine)
-        self.unit = unit_view(engine, principal.unit)
+        self.unit = unit_view(engine, principal.unit, self.index)
         self.grants = _grant_views(engine, principal, self.index)
         self._ancestors: dict[str, frozenset[str]] = {}
         self._cache: dict[tuple[Any, ...], Access] = {}
