@@ -193,11 +193,14 @@ def datasets_set(dataset_id: str, assignments: Annotated[list[str], typer.Argume
         key, value = item.split("=", 1)
         changes[key.strip()] = value
     try:
-        ds = update_metadata(_engine(), dataset_id, changes)
+        ds = update_metadata(
+            _engine(), dataset_id, changes,
+            lambda conn: audit.record(_engine(), system_principal(), "dataset.update", dataset_id=dataset_id,
+                                      detail={"changes": changes}, conn=conn),
+        )
     except LandcloudError as exc:
         _fail(exc)
         return
-    audit.record(_engine(), system_principal(), "dataset.update", dataset_id=dataset_id, detail={"changes": changes})
     typer.echo(f"updated / 已更新 {ds.id}: " + ", ".join(f"{k}={getattr(ds, k)}" for k in changes))
 
 
@@ -240,11 +243,14 @@ def datasets_rollback(dataset_id: str, to: Annotated[int, typer.Option("--to", h
     from landcloud.catalog.history import rollback
 
     try:
-        result = rollback(_engine(), dataset_id, to)
+        result = rollback(
+            _engine(), dataset_id, to,
+            in_transaction=lambda conn, r: audit.record(_engine(), system_principal(), "dataset.rollback", dataset_id=dataset_id,
+                                                        version=r["version"], detail=r, conn=conn),
+        )
     except LandcloudError as exc:
         _fail(exc)
         return
-    audit.record(_engine(), system_principal(), "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result)
     typer.echo(f"version {result['version']} = version {result['rollback_to']} ({result['feature_count']} features)")
 
 

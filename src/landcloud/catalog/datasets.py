@@ -8,7 +8,7 @@ default (not open, internal) until their owner says otherwise.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -276,8 +276,14 @@ def _coerce(ds: Dataset, key: str, value: Any) -> Any:
     )
 
 
-def update_metadata(engine: Engine, dataset_id: str, changes: Mapping[str, Any]) -> Dataset:
-    """Validate every change first, then apply them together (all or nothing)."""
+def update_metadata(
+    engine: Engine, dataset_id: str, changes: Mapping[str, Any], in_transaction: Callable[[Connection], None] | None = None
+) -> Dataset:
+    """Validate every change first, then apply them together (all or nothing).
+
+    `in_transaction` runs before the commit (the caller's audit entry), so a change is never
+    kept without its record.
+    """
     with engine.begin() as conn:
         ds = require_dataset(conn, dataset_id)
         values = {key: _coerce(ds, key, value) for key, value in changes.items()}
@@ -288,6 +294,8 @@ def update_metadata(engine: Engine, dataset_id: str, changes: Mapping[str, Any])
             values["fields"] = [{**f, "sensitive": f["name"] in marked} for f in ds.fields]
         conn.execute(datasets.update().where(datasets.c.id == dataset_id).values(**values, updated_at=now()))
         _reindex(conn, dataset_id)
+        if in_transaction is not None:
+            in_transaction(conn)
         return require_dataset(conn, dataset_id)
 
 

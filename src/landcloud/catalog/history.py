@@ -6,10 +6,10 @@ so the rolled-back-from version stays readable too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud.catalog import datasets as catalog
 from landcloud.store.features import DiffEntry, DiffKind, feature_store_for
@@ -44,8 +44,17 @@ def changed_fields(entry: DiffEntry) -> list[str]:
     return names
 
 
-def rollback(engine: Engine, dataset_id: str, to_version: int, note: str = "") -> dict[str, Any]:
-    """A new version equal to `to_version`; returns the new version's counts."""
+def rollback(
+    engine: Engine,
+    dataset_id: str,
+    to_version: int,
+    note: str = "",
+    in_transaction: Callable[[Connection, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """A new version equal to `to_version`; returns the new version's counts.
+
+    `in_transaction` gets the result before the commit (the caller's audit entry).
+    """
     store = feature_store_for(engine)
     with engine.connect() as conn:
         conn.info["write"] = True
@@ -72,4 +81,7 @@ def rollback(engine: Engine, dataset_id: str, to_version: int, note: str = "") -
                 report={"status": "accepted", "summary": {"rollback_to": source, "feature_count": feature_count}},
                 note=note or f"rollback to version {source}",
             )
-    return {"version": new_version, "rollback_to": source, "feature_count": feature_count, **counts.__dict__}
+            result = {"version": new_version, "rollback_to": source, "feature_count": feature_count, **counts.__dict__}
+            if in_transaction is not None:
+                in_transaction(conn, result)
+    return result

@@ -42,8 +42,10 @@ def patch_dataset(
 ) -> dict[str, Any]:
     ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
     gate.require_dataset_admin(principal, ds)
-    updated = catalog.update_metadata(engine, dataset_id, changes)
-    audit.record(engine, principal, "dataset.update", dataset_id=dataset_id, detail={"changes": changes})
+    updated = catalog.update_metadata(
+        engine, dataset_id, changes,
+        lambda conn: audit.record(engine, principal, "dataset.update", dataset_id=dataset_id, detail={"changes": changes}, conn=conn),
+    )
     return gate.dataset_metadata(updated, gate.access_for(engine, principal, updated))
 
 
@@ -114,9 +116,12 @@ def rollback(
 ) -> dict[str, Any]:
     ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
     gate.require_dataset_admin(principal, ds)
-    result = history.rollback(engine, dataset_id, to)
-    audit.record(engine, principal, "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result)
-    return result
+    return history.rollback(
+        engine, dataset_id, to,
+        in_transaction=lambda conn, result: audit.record(
+            engine, principal, "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result, conn=conn
+        ),
+    )
 
 
 @router.get("/{dataset_id}/features")
