@@ -157,8 +157,11 @@ class RateLimit:
         wait = None
         if scope.get("method") == "POST" and path in SIGNIN_PATHS:
             wait = self._hit("signin", ip, self.settings.rate_limit_signin_per_minute)
-        elif (path.startswith("/api") or path.startswith("/ogc")) and b"authorization" not in headers and b"cookie" not in headers:
-            wait = self._hit("public", ip, self.settings.rate_limit_public_per_minute)
+        elif (path.startswith("/api") or path.startswith("/ogc")) and b"authorization" not in headers and b"landcloud_session=" not in headers.get(b"cookie", b""):
+            if "/tiles/" in path:  # one map view asks for dozens of tiles at once
+                wait = self._hit("tiles", ip, self.settings.rate_limit_tiles_per_minute)
+            else:
+                wait = self._hit("public", ip, self.settings.rate_limit_public_per_minute)
         if wait is not None:
             await _json_error(
                 send, 429, "request.rate_limited", "请求过于频繁，请稍后再试", "too many requests; try again later",

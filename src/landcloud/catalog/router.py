@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import shapely
+import shapely.geometry
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
 
@@ -67,7 +69,7 @@ def get_version(dataset_id: str, version: int, engine: EngineDep, principal: Pri
     return catalog.get_version(engine, dataset_id, version).to_dict(with_report=full)
 
 
-def _shaped_entry(access: Access, entry: DiffEntry) -> dict[str, Any] | None:
+def _shaped_entry(access: Access, entry: DiffEntry, geometry: bool = False) -> dict[str, Any] | None:
     before_f = gate.shape_feature(access, entry.before) if entry.before else None
     after_f = gate.shape_feature(access, entry.after) if entry.after else None
     if before_f is None and after_f is None:
@@ -75,7 +77,17 @@ def _shaped_entry(access: Access, entry: DiffEntry) -> dict[str, Any] | None:
     before = before_f.props if before_f else None
     after = after_f.props if after_f else None
     changed = [f for f in history.changed_fields(entry) if f == "geometry" or f in (before or {}) or f in (after or {})]
-    return {"kind": entry.kind, "key": entry.fkey, "changed_fields": changed, "before": before, "after": after}
+    out = {"kind": entry.kind, "key": entry.fkey, "changed_fields": changed, "before": before, "after": after}
+    if geometry:  # for drawing the changes on a map
+        out["geometry_before"] = _geojson(before_f)
+        out["geometry_after"] = _geojson(after_f)
+    return out
+
+
+def _geojson(feat: Any) -> dict[str, Any] | None:
+    if feat is None or feat.wkb is None:
+        return None
+    return shapely.geometry.mapping(shapely.from_wkb(feat.wkb))
 
 
 @router.get("/{dataset_id}/versions/{a}/diff/{b}")
@@ -87,18 +99,19 @@ def diff_versions(
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    geometry: Annotated[bool, Query(description="include the geometries before/after as GeoJSON / 附带变化前后的几何")] = False,
 ) -> dict[str, Any]:
     """Counts of added, removed and changed features, and the first `limit` of them (rows the caller may see)."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if access.rows is None:
         counts = history.diff_counts(engine, ds, a, b)
-        entries = [e for e in (_shaped_entry(access, x) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
+        entries = [e for e in (_shaped_entry(access, x, geometry) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
     else:  # restricted rows: count what the caller may see, one streamed pass
         counts = {k: 0 for k in DIFF_KINDS}
         entries = []
         seen = 0
         for x in history.iter_diff(engine, ds, a, b):
-            shaped = _shaped_entry(access, x)
+            shaped = _shaped_entry(access, x, geometry)
             if shaped is None:
                 continue
             counts[x.kind] += 1
