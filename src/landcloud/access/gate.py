@@ -328,37 +328,39 @@ def features_at(
     non-public datasets read with their counts; none when every dataset read was public.
     """
     viewer = Viewer(engine, principal)
-    store = feature_store_for(engine)
     dlat = tolerance_m / 110_574.0
     dlon = tolerance_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
     box: BBox = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
     point = shapely.Point(lon, lat)
+    readable: list[tuple[catalog.Dataset, Access]] = []
+    checked = 0
+    for ds in catalog.list_datasets(engine):
+        if ds.current_version == 0:
+            continue
+        access = viewer.access(ds)
+        if not access.visible:
+            continue
+        checked += 1
+        if _covers_extent(ds.extent, box):
+            readable.append((ds, access))
+    found_per_layer = feature_store_for(engine).features_in_box(
+        [(ds.id, ds.current_version, access.rows) for ds, access in readable], box
+    )
     layers: list[LayerAt] = []
     audited: list[dict[str, Any]] = []
-    checked = 0
-    with engine.connect() as conn:
-        for ds in catalog.list_datasets(engine):
-            if ds.current_version == 0:
+    for (ds, access), feats in zip(readable, found_per_layer):
+        found = []
+        for feat in feats:
+            geom = shapely.from_wkb(feat.wkb) if feat.wkb is not None else None
+            if geom is None or not _at_point(geom, point, lon, lat, tolerance_m):
                 continue
-            access = viewer.access(ds)
-            if not access.visible:
-                continue
-            checked += 1
-            if not _covers_extent(ds.extent, box):
-                continue
-            version = ds.current_version
-            found = []
-            for feat in store.iter_features(ds.id, version, bbox=box, rows=access.rows, conn=conn):
-                geom = shapely.from_wkb(feat.wkb) if feat.wkb is not None else None
-                if geom is None or not _at_point(geom, point, lon, lat, tolerance_m):
-                    continue
-                shaped = shape_feature(access, feat)
-                if shaped is not None:
-                    found.append((shaped, geom))
-            if access.audited:
-                audited.append({"dataset": ds.id, "version": version, "count": len(found), **_access_detail(access)})
-            if found:
-                layers.append(LayerAt(ds, access, version, found))
+            shaped = shape_feature(access, feat)
+            if shaped is not None:
+                found.append((shaped, geom))
+        if access.audited:
+            audited.append({"dataset": ds.id, "version": ds.current_version, "count": len(found), **_access_detail(access)})
+        if found:
+            layers.append(LayerAt(ds, access, ds.current_version, found))
     if audited:
         audit.record(
             engine,
