@@ -111,6 +111,8 @@ def gauss_kruger(lon: float, lat: float) -> dict[str, Any] | None:
     except ValueError:
         return None
     east, north = _gk_transformer(zone.epsg).transform(lon, lat)
+    if not (math.isfinite(east) and math.isfinite(north)):
+        return None
     return {
         "zone": zone.zone,
         "width": zone.width,
