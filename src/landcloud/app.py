@@ -26,6 +26,7 @@ from landcloud.ingest.router import router as submissions_router
 from landcloud.messages import LandcloudError
 from landcloud.publish.downloads_router import router as downloads_router
 from landcloud.publish.features_router import router as features_router
+from landcloud.publish.here_router import router as here_router
 from landcloud.publish.records_router import router as records_router
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(search_router)
     app.include_router(downloads_router)
+    app.include_router(here_router)
     app.include_router(records_router)  # before the features router: /ogc/collections/catalog is the catalogue
     app.include_router(tiles_router)
     app.include_router(features_router)

@@ -217,6 +217,10 @@ def test_every_route_asks_who_is_calling(settings: Settings, engine: sa.Engine) 
     assert unguarded == []
 
 
+# the world's parcels are 0.002° squares on a grid from (126.60, 45.74); these are their centres
+POINT_QUERIES = {"/api/here": [{"lon": 126.601 + 0.002 * i, "lat": 45.741 + 0.002 * j} for i in range(2) for j in range(3)]}
+
+
 def _fill(path: str) -> str:
     values = {"dataset_id": "hrb-dltb", "version": "2", "a": "1", "b": "2"}
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
@@ -240,4 +244,8 @@ def test_no_get_route_leaks_rows_or_clear_values(world: World, who: str | None) 
             leaked = [m for m in forbidden_rows | forbidden_text if m in text]
             assert not leaked, (path, who, leaked)
             checked += 1
+        for params in POINT_QUERIES.get(route.path, []):  # routes that answer for a point, at every parcel
+            text = world.get(route.path, who, params=params).text
+            leaked = [m for m in forbidden_rows | forbidden_text if m in text]
+            assert not leaked, (route.path, params, who, leaked)
     assert checked >= 20
