@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -30,7 +31,7 @@ def token(site: Site, name: str) -> str:
 
 
 def parcels_of(site: Site, name: str, **params: Any) -> list[dict[str, Any]]:
-    resp = httpx.get(f"{site.url}/ogc/collections/{PARCELS}/items", params={"f": "json", "limit": 500, **params},
+    resp = httpx.get(f"{site.url}/ogc/collections/{PARCELS}/items", params={"f": "json", "limit": 2000, **params},
                      headers={"Authorization": f"Bearer {token(site, name)}"})
     assert resp.status_code == 200, resp.text
     return resp.json()["features"]
@@ -115,7 +116,8 @@ def test_identify_and_what_is_here_show_the_right_parcel(page: Any, site: Site) 
     assert props["BSM"] in text and f"{props['DLBM']} {props['DLMC']}" in text
     assert "标识码" in text  # the Chinese alias of BSM
     # the full, printable report for the same point
-    page.click("text=查看完整报告")
+    link = popup.get_by_role("link", name="查看完整报告（可打印）")
+    page.goto(site.url + link.get_attribute("href"))
     page.wait_for_selector("[data-testid=here-report][data-ready=true]")
     report = page.locator("[data-testid=here-report]").inner_text()
     assert props["BSM"] in report and props["DLMC"] in report and "v2" not in report.split(props["BSM"])[0][-5:]
@@ -149,7 +151,9 @@ def test_a_county_user_sees_only_its_own_parcels_on_the_map(page: Any, site: Sit
     assert [p for p in rendered(page, PARCELS) if p["ZLDWDM"].startswith("230103")] == []
     click_at(page, nangang.x, nangang.y)
     page.wait_for_selector("[data-testid=identify]")
-    assert "230103" not in page.locator("[data-testid=identify]").inner_text()
+    popup = page.locator("[data-testid=identify]")
+    assert "南岗区" in popup.inner_text()  # the open boundaries layer answers there …
+    assert popup.locator(f"[data-dataset={PARCELS}]").count() == 0  # … the parcels layer does not
 
 
 def test_zoom_to_region_cursor_coordinates_and_measurement(page: Any, site: Site) -> None:
@@ -171,22 +175,30 @@ def test_zoom_to_region_cursor_coordinates_and_measurement(page: Any, site: Site
     assert x == pytest.approx(north, abs=0.05) and y == pytest.approx(east, abs=0.05)
     # distance, ellipsoidal: two clicks then a double click
     page.click("[data-tool=distance]")
-    p1, p2 = (126.55, 45.70), (126.65, 45.78)
+    cx, cy = page.evaluate("() => window.lcMap.getCenter().toArray()")
+    p1, p2 = (cx - 0.03, cy - 0.02), (cx + 0.03, cy + 0.02)
     click_at(page, *p1)
+    page.wait_for_timeout(600)  # a person's two clicks, not a double click
     click_at(page, *p2)
-    metres = float(page.locator("[data-testid=measure-result]").get_attribute("data-metres"))
-    # clicks land on whole pixels: compare with the points the map puts under those pixels
-    a = page.evaluate("([x, y]) => window.lcMap.unproject(window.lcMap.project([x, y])).toArray()", list(p1))
-    c = page.evaluate("([x, y]) => window.lcMap.unproject(window.lcMap.project([x, y])).toArray()", list(p2))
-    expected = Geod(a=6378137, rf=298.257222101).inv(a[0], a[1], c[0], c[1])[2]
-    assert metres == pytest.approx(expected, rel=2e-3)
+    result = page.locator("[data-testid=measure-result]")
+    metres = float(result.get_attribute("data-metres"))
+    # clicks land on whole pixels: compare with the points the map took, which lie where we clicked
+    a, c = json.loads(result.get_attribute("data-points"))
+    assert a == pytest.approx(p1, abs=1e-3) and c == pytest.approx(p2, abs=1e-3)
+    cgcs2000 = Geod(a=6378137, rf=298.257222101)
+    assert metres == pytest.approx(cgcs2000.inv(a[0], a[1], c[0], c[1])[2], rel=1e-6)
+    assert f"{metres:,.2f} 米" in result.inner_text()
     # area of a triangle
     page.click("[data-tool=area]")
-    for p in [(126.55, 45.70), (126.65, 45.70), (126.60, 45.76)]:
+    triangle = [(cx - 0.03, cy - 0.02), (cx + 0.03, cy - 0.02), (cx, cy + 0.02)]
+    for p in triangle:
         click_at(page, *p)
-    m2 = float(page.locator("[data-testid=measure-result]").get_attribute("data-m2"))
-    ring = shapely.Polygon([(126.55, 45.70), (126.65, 45.70), (126.60, 45.76)])
-    assert m2 == pytest.approx(abs(Geod(a=6378137, rf=298.257222101).geometry_area_perimeter(ring)[0]), rel=5e-3)
+        page.wait_for_timeout(600)
+    m2 = float(result.get_attribute("data-m2"))
+    taken = json.loads(result.get_attribute("data-points"))
+    assert [c for p in taken for c in p] == pytest.approx([c for p in triangle for c in p], abs=1e-3)
+    assert m2 == pytest.approx(abs(cgcs2000.geometry_area_perimeter(shapely.Polygon(taken))[0]), rel=1e-6)
+    assert "亩" in result.inner_text()
 
 
 def test_public_home_search_and_catalogue(page: Any, site: Site) -> None:

@@ -15,15 +15,16 @@ function labels() {
   form.querySelector(".lbl-y").textContent = gk ? t("here.gk_y") : t("here.lat");
 }
 
-/** The query string for /api/here; GK input: X northing, Y easting with its zone prefix (EPSG 4513 + zone − 25). */
+/** The query string for /api/here. GK input as surveyors write it: X northing, Y easting with its
+ * zone prefix (EPSG 4513 + zone − 25); the API takes x = easting, y = northing. */
 function query() {
-  const x = Number(a.value);
-  const y = Number(b.value);
-  if (!Number.isFinite(x) || !Number.isFinite(y) || a.value.trim() === "" || b.value.trim() === "") throw new Error(t("here.bad_number"));
-  if (crs.value !== "gk") return `lon=${x}&lat=${y}`;
-  const zone = Math.floor(y / 1000000);
+  const first = Number(a.value);
+  const second = Number(b.value);
+  if (!Number.isFinite(first) || !Number.isFinite(second) || a.value.trim() === "" || b.value.trim() === "") throw new Error(t("here.bad_number"));
+  if (crs.value !== "gk") return `lon=${first}&lat=${second}`;
+  const zone = Math.floor(second / 1000000);
   if (zone < 25 || zone > 45) throw new Error(t("here.bad_zone"));
-  return `crs=EPSG:${4513 + zone - 25}&x=${x}&y=${y}`;
+  return `crs=EPSG:${4513 + zone - 25}&x=${second}&y=${first}`;
 }
 
 async function run(qs) {
@@ -62,7 +63,7 @@ if (params.get("lon") && params.get("lat")) {
 } else if (params.get("x") && params.get("y") && params.get("crs")) {
   crs.value = "gk";
   labels();
-  a.value = params.get("x");
-  b.value = params.get("y");
+  a.value = params.get("y"); // northing
+  b.value = params.get("x"); // prefixed easting
   run(`crs=${encodeURIComponent(params.get("crs"))}&x=${encodeURIComponent(params.get("x"))}&y=${encodeURIComponent(params.get("y"))}`);
 }

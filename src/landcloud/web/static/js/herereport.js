@@ -1,6 +1,6 @@
 // The "what is here" report, built from GET /api/here: one section per layer with the dataset
 // and version of every line. Used by the map's identify popup and the printable /here page.
-import { el, fmt, fmtArea, lang, t } from "./common.js";
+import { el, fmt, fmtArea, fmtDate, lang, t } from "./common.js";
 
 function landClass(f) {
   if (!f.landuse) return null;
@@ -39,9 +39,10 @@ export function hereReport(report) {
   const head = el("header", { class: "report-head" },
     el("h2", {}, t("here.report_title")),
     el("p", {}, `CGCS2000 ${t("map.lon")} ${p.lon.toFixed(7)}° ${t("map.lat")} ${p.lat.toFixed(7)}°`),
-    gk ? el("p", {}, `${t("map.gk_zone", { zone: gk.zone, cm: gk.central_meridian })} EPSG:${gk.epsg} X=${fmt(gk.x, 3)} Y=${fmt(gk.y, 3)}`) : null,
+    // the API gives x = easting, y = northing; surveyors read X as northing and Y as the prefixed easting
+    gk ? el("p", {}, `${t("map.gk_zone", { zone: gk.zone, cm: gk.central_meridian })} EPSG:${gk.epsg} X=${fmt(gk.y, 3)} Y=${fmt(gk.x, 3)}`) : null,
     report.division ? el("p", {}, `${t("here.division")} ${report.division.name} (${report.division.code})`) : null,
-    el("p", { class: "muted" }, t("here.generated", { time: report.generated_at, checked: report.checked ?? 0 })));
+    el("p", { class: "muted" }, t("here.generated", { time: fmtDate(report.generated_at), checked: report.checked ?? 0 })));
   if (!report.layers.length) return [head, el("p", { class: "muted" }, t("here.nothing", { checked: report.checked ?? 0 }))];
   const layers = report.layers.map((layer) =>
     el("section", { class: "here-layer", "data-dataset": layer.dataset },

@@ -52,7 +52,12 @@ async function start() {
   map.on("dblclick", (e) => {
     if (state.tool !== "identify") {
       e.preventDefault();
-      state.points.pop(); // the double click's second click added the last point twice
+      const pts = state.points;
+      if (pts.length >= 2) { // the double click's second click added its point twice
+        const a = map.project(pts.at(-1));
+        const b = map.project(pts.at(-2));
+        if (Math.hypot(a.x - b.x, a.y - b.y) < 5) pts.pop();
+      }
       drawMeasure(map);
     }
   });
@@ -189,6 +194,7 @@ function drawMeasure(map) {
 function showMeasure() {
   const out = document.getElementById("measure-result");
   const pts = state.points;
+  out.dataset.points = JSON.stringify(pts);
   if (state.tool === "distance" && pts.length >= 2) {
     const m = lineLength(pts);
     out.textContent = t("map.distance_result", { m: fmt(m, 2), km: fmt(m / 1000, 3) });
