@@ -20,6 +20,7 @@ def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings, che
     assert any("version 2" in line for line in lines)
     xzq = catalog.require_dataset(engine, BOUNDARY_DATASET)
     assert xzq.feature_count == 122 and (xzq.openness, xzq.security_level) == ("open", "public")
+    assert {f["name"]: f["alias_zh"] for f in xzq.fields}["XZQDM"] == "行政区代码"  # standard names keep their Chinese names
     parcels = catalog.require_dataset(engine, PARCEL_DATASET)
     assert parcels.current_version == 2 and parcels.extra["synthetic"] is True
     assert "SYNTHETIC" in parcels.description
