@@ -122,6 +122,11 @@ def test_identify_and_what_is_here_show_the_right_parcel(page: Any, site: Site) 
     report = page.locator("[data-testid=here-report]").inner_text()
     assert props["BSM"] in report and props["DLMC"] in report and "v2" not in report.split(props["BSM"])[0][-5:]
     assert "道里区" in report and "3° 带 42" in report
+    # every layer at the point, each with its dataset and version: parcels, planning zone, hazard zone, boundary
+    for dataset in (PARCELS, "harbin-ghfq-demo", "harbin-dzzh-yfq-demo", BOUNDARIES):
+        assert page.locator(f"[data-testid=here-report] [data-dataset='{dataset}']").count() == 1, dataset
+    assert re.search(r"(城镇发展区|农田保护区|乡村发展区|生态控制区|生态保护区|矿产能源发展区)", report)
+    assert re.search(r"(高|中|低|不)易发区", report) and "规划分区名称" in report
     area = abs(Geod(ellps="GRS80").geometry_area_perimeter(shapely.geometry.shape(feature["geometry"]))[0])
     shown = float(re.search(r"面积\s*([\d,]+\.\d+)\s*平方米", report).group(1).replace(",", ""))
     assert shown == pytest.approx(area, rel=1e-3)

@@ -125,7 +125,9 @@ def get_schema(id: str) -> StandardSchema | None:
 
 
 # Field names the standards use beyond these layers, with their Chinese names (for aliases only).
-COMMON_ALIASES: dict[str, str] = {"JB": "级别", "SJXZQDM": "上级行政区代码"}
+COMMON_ALIASES: dict[str, str] = {
+    "JB": "级别", "SJXZQDM": "上级行政区代码", "GHFQMC": "规划分区名称", "GHQJ": "规划期限", "YFCD": "易发程度",
+}
 
 
 def known_alias(name: str) -> str:
