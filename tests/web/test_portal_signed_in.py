@@ -90,6 +90,7 @@ def test_an_upload_shows_its_report_and_a_rejected_one_its_findings_on_the_map(p
     assert set(by_rule) == {"code.dlbm_invalid", "geometry.invalid"} and {d["severity"] for d in drawn} == {"error"}
     lon, lat = by_rule["geometry.invalid"]["xy"]
     assert lon == pytest.approx(126.605, abs=1e-6) and lat == pytest.approx(45.745, abs=1e-6)  # where the edges cross
+    assert page.evaluate("() => window.lcFindingsMap.queryRenderedFeatures({layers: ['context-outline']}).length") > 0  # v1's parcels around
     geom_row.locator("button").click()
     assert "geometry.invalid" in page.locator("[data-testid=finding-popup]").inner_text()
     # what to do next: correct and submit again, with the options kept; the store did not change
@@ -99,6 +100,16 @@ def test_an_upload_shows_its_report_and_a_rejected_one_its_findings_on_the_map(p
     assert [page.input_value(s) for s in ("#sub-dataset", "#sub-schema", "#sub-mode", "#sub-key")] == [UPLOADED, "DLTB", "incremental", "BSM"]
     versions = httpx.get(f"{site.url}/api/datasets/{UPLOADED}/versions", headers=bearer(site, "hrb-submitter")).json()["versions"]
     assert [v["version"] for v in versions] == [1]
+    # in English, the same report speaks English; on a phone, the page fits the screen
+    page.goto(f"{site.url}/submit?lang=en&dataset={UPLOADED}")
+    page.wait_for_selector("#sub-dataset[data-ready=true]")
+    page.select_option("#sub-schema", "DLTB")
+    submit_file(page, bad)
+    assert page.locator("[data-testid=verdict] h2").inner_text() == "Rejected: the data was returned"
+    english = page.locator("[data-testid=findings] tbody tr[data-rule='code.dlbm_invalid']").inner_text()
+    assert "error" in english and "is not a valid class" in english
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
 
 def test_an_application_is_approved_in_the_inbox_and_becomes_a_grant(page: Any, site: Site) -> None:
@@ -136,6 +147,19 @@ def test_an_application_is_approved_in_the_inbox_and_becomes_a_grant(page: Any, 
     held = page.locator(f"[data-testid=my-grants] tbody tr[data-dataset={PARCELS}]")
     assert held.count() >= 1 and "有效" in held.first.inner_text()
     assert held.first.locator("button").count() == 0  # the holder cannot revoke
+    grant_id = held.first.get_attribute("data-grant")
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # tables scroll inside, the page does not
+    sign_out(page)
+
+    # the owner's data administrator revokes it (after confirming)
+    page.set_viewport_size({"width": 1280, "height": 860})
+    sign_in(page, site, "hrb-admin", "/work")
+    page.wait_for_selector("[data-testid=work][data-ready=true]")
+    page.once("dialog", lambda d: d.accept())
+    page.click(f"[data-testid=given-grants] tr[data-grant='{grant_id}'] button")
+    page.wait_for_selector(f"[data-testid=given-grants] tr[data-grant='{grant_id}'] [data-state=revoked]")
+    assert page.locator("[data-testid=work-message]").inner_text() == "授权已撤销"
 
 
 def test_administration_shows_each_administrator_only_their_section(page: Any, site: Site) -> None:
@@ -211,5 +235,7 @@ def test_administration_shows_each_administrator_only_their_section(page: Any, s
     assert "审计链完整" in page.locator("[data-testid=audit-verify]").inner_text()
     href = page.get_attribute("[data-testid=audit-export]", "href")
     assert href == "/api/audit/export.csv?action=application.*"
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
     csv = page.request.get(f"{site.url}{href}")
     assert csv.status == 200 and app_id in csv.text() and "auth.signin" not in csv.text()

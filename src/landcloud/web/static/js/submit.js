@@ -146,8 +146,20 @@ function findingsTable(findings, map) {
   return grid("findings", ["submit.rule", "submit.severity", "submit.feature", "submit.message", "submit.where"], rows);
 }
 
+/** The dataset's current features as grey outlines under the findings, when the caller may read them. */
+async function addContext(map, datasetId) {
+  try {
+    const ds = await api(`/api/datasets/${encodeURIComponent(datasetId)}`);
+    if (!ds.current_version || ds.access?.rows === "none") return;
+    map.addSource("context", { type: "vector", tiles: [`${location.origin}/ogc/collections/${encodeURIComponent(ds.id)}/tiles/WebMercatorQuad/{z}/{y}/{x}`],
+      bounds: ds.extent || undefined, maxzoom: 16 });
+    map.addLayer({ id: "context-outline", type: "line", source: "context", "source-layer": ds.id, paint: { "line-color": "#8a8f93", "line-width": 0.8 } },
+      "findings-points");
+  } catch { /* a new dataset has no features yet: the findings alone */ }
+}
+
 /** The findings with a location as points on a MapLibre map (the report holds points, in CGCS2000 lon/lat). */
-function findingsMap(container, findings) {
+function findingsMap(container, findings, datasetId) {
   const features = findings.flatMap((f, i) => (f.location ? [{
     type: "Feature", id: i, geometry: { type: "Point", coordinates: f.location },
     properties: { finding: i, rule: f.rule, severity: f.severity, feature: f.feature_key ?? "" },
@@ -171,7 +183,10 @@ function findingsMap(container, findings) {
       "circle-radius": 7, "circle-stroke-color": "#ffffff", "circle-stroke-width": 2,
       "circle-color": ["match", ["get", "severity"], "error", SEVERITY_COLOURS.error, "warning", SEVERITY_COLOURS.warning, SEVERITY_COLOURS.info] } });
     map.on("click", "findings-points", (e) => popup(map, findings, e.features[0].properties.finding));
-    map.once("idle", () => { container.dataset.ready = "true"; });
+    addContext(map, datasetId).finally(() => {
+      map.once("idle", () => { container.dataset.ready = "true"; });
+      map.triggerRepaint(); // idle comes after the next frame, even if nothing was added
+    });
   });
   window.lcFindingsMap = map; // for the browser tests and the console
   handle.focus = (i) => {
@@ -219,7 +234,7 @@ function showResult(sub) {
     nextSteps(sub, report));
   result.hidden = false;
   if (findings.length) {
-    const map = findingsMap(mapBox, findings);
+    const map = findingsMap(mapBox, findings, report.dataset_id || sub.dataset_id);
     mapBox.after(findingsTable(findings, map));
   }
   result.dataset.ready = "true";
