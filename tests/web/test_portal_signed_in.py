@@ -124,6 +124,8 @@ def test_an_application_is_approved_in_the_inbox_and_becomes_a_grant(page: Any, 
     row = page.locator("[data-testid=my-applications] tbody tr", has_text="贷款抵押物核查")
     app_id = row.get_attribute("data-application")
     assert "待审批" in row.inner_text()
+    page.goto(f"{site.url}/submit")  # not a submitter: told so, before choosing a file
+    assert "不能汇交数据" in page.locator("[data-testid=submit-status]").inner_text() and page.is_disabled("#sub-send")
     sign_out(page)
 
     sign_in(page, site, "hrb-admin", "/work")

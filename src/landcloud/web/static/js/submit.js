@@ -242,6 +242,10 @@ function showResult(sub) {
   result.scrollIntoView({ block: "start" });
 }
 
+if (!user.can_submit) { // the API would refuse: say so before anyone picks a file
+  status.textContent = t("submit.not_submitter");
+  for (const c of form.elements) c.disabled = true;
+}
 choice.addEventListener("change", showNewFields);
 $("sub-mode").addEventListener("change", showKey);
 loadDatasets(new URLSearchParams(location.search).get("dataset"));
