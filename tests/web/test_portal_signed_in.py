@@ -43,6 +43,11 @@ def test_an_upload_shows_its_report_and_a_rejected_one_its_findings_on_the_map(p
     page.wait_for_selector("#sub-dataset[data-ready=true]")
     assert page.locator(f"#sub-dataset option[value={PARCELS}]").count() == 1  # the unit's own dataset is offered
     page.select_option("#sub-dataset", "__new__")
+    page.fill("#sub-new-id", "catalog")  # reserved: the API refuses the upload itself, in its own words
+    page.set_input_files("#sub-file", str(good))
+    page.click("#sub-send")
+    page.wait_for_selector("#sub-error:has-text('数据集标识“catalog”无效')")
+    assert page.locator("[data-testid=submit-result]").is_hidden()
     page.fill("#sub-new-id", UPLOADED)
     page.fill("#sub-title", "上传测试图斑")
     page.select_option("#sub-schema", "DLTB")
