@@ -167,6 +167,10 @@ def test_an_application_is_approved_in_the_inbox_and_becomes_a_grant(page: Any, 
     page.click(f"[data-testid=given-grants] tr[data-grant='{grant_id}'] button")
     page.wait_for_selector(f"[data-testid=given-grants] tr[data-grant='{grant_id}'] [data-state=revoked]")
     assert page.locator("[data-testid=work-message]").inner_text() == "授权已撤销"
+    # "my datasets" leads to the versions, where the data administrator may roll back
+    page.click(f"[data-testid=my-datasets] tr[data-dataset={PARCELS}] a[href$='#versions']")
+    page.wait_for_selector("[data-testid=dataset][data-ready=true]")
+    assert page.locator("#versions [data-version='1'] button").inner_text() == "回退到此版本"
 
 
 def test_administration_shows_each_administrator_only_their_section(page: Any, site: Site) -> None:
