@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from landcloud import __version__
 from landcloud.access.principal import Principal
+from landcloud.access.roles import DATA_ADMIN, SEPARATED, SUBMITTER
 from landcloud.deps import PrincipalDep
 from landcloud.web.i18n import LANG_COOKIE, LANGS, catalogue, negotiate, translator
 
@@ -31,7 +33,11 @@ PAGES: dict[str, tuple[str, bool]] = {
     "dataset": ("portal/dataset.html", False),
     "signin": ("portal/signin.html", False),
     "error": ("portal/error.html", False),
+    "submit": ("portal/submit.html", True),
+    "work": ("portal/work.html", True),
+    "admin": ("portal/admin.html", True),
 }
+SUBMIT_ROLES = frozenset({SUBMITTER, DATA_ADMIN})
 
 
 def page_language(request: Request) -> str:
@@ -42,14 +48,16 @@ def who(principal: Principal) -> dict[str, Any]:
     """What the page header shows of the caller (the scripts ask /api/auth/me for more)."""
     if principal.kind != "user":
         return {"signed_in": False}
-    return {"signed_in": True, "username": principal.username, "unit": principal.unit, "roles": sorted(principal.roles)}
+    roles = sorted(principal.roles)
+    return {"signed_in": True, "username": principal.username, "unit": principal.unit, "roles": roles,
+            "administrator": bool(SEPARATED & set(roles)), "can_submit": bool(SUBMIT_ROLES & set(roles))}
 
 
 def render(request: Request, principal: Principal, page: str, status_code: int = 200, **extra: Any) -> Response:
     lang = page_language(request)
     template, needs_user = PAGES[page]
     if needs_user and principal.kind != "user":
-        return RedirectResponse(f"/signin?next={request.url.path}", status_code=303)
+        return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
     user = who(principal)
     context = {
         "lang": lang,
@@ -76,7 +84,8 @@ def _page_route(page: str) -> Callable[..., Response]:
 
 
 # URL → page; the dataset and sign-in pages take a parameter and have routes of their own below
-for _path, _page in {"/": "home", "/map": "map", "/here": "here"}.items():
+_ROUTES = {"/": "home", "/map": "map", "/here": "here", "/submit": "submit", "/work": "work", "/admin": "admin"}
+for _path, _page in _ROUTES.items():
     router.add_api_route(_path, _page_route(_page), methods=["GET"], response_class=HTMLResponse)
 
 

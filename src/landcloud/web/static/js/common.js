@@ -45,6 +45,28 @@ export async function api(path, { method = "GET", json, form, headers = {}, raw 
   return body;
 }
 
+/**
+ * Sends a form with a file by XMLHttpRequest (fetch reports no upload progress); `onProgress(fraction)`
+ * follows the upload. Resolves with the JSON answer, rejects with an ApiError like api().
+ */
+export function upload(path, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-CSRF-Token", csrfToken());
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+    xhr.upload.addEventListener("load", () => onProgress(1));
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response);
+      else reject(new ApiError(xhr.status, xhr.response && typeof xhr.response === "object" ? xhr.response : { detail: `HTTP ${xhr.status}` }));
+    });
+    xhr.addEventListener("error", () => reject(new Error("network")));
+    xhr.send(form);
+  });
+}
+
 /** Builds an element; strings become text nodes, so data can never inject markup. */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -92,6 +114,22 @@ export function flash(message, kind = "info") {
 export function errorText(err) {
   return err instanceof ApiError ? err.message : t("common.network_error");
 }
+
+/** A table: header message keys (or "" for an empty header) and rows of cells. */
+export function grid(testid, headKeys, rows) {
+  return el("div", { class: "table-scroll" }, el("table", { class: "grid", "data-testid": testid },
+    el("thead", {}, el("tr", {}, headKeys.map((k) => el("th", { scope: "col" }, k ? t(k) : "")))),
+    el("tbody", {}, rows)));
+}
+
+/** A panel section with its heading. */
+export function section(title, ...children) {
+  return el("section", { class: "panel" }, el("h2", {}, title), ...children);
+}
+
+export const hasRole = (role) => (user.roles || []).includes(role);
+/** Bilingual text of an API object with message_zh / message_en (or reason_zh / reason_en …). */
+export const pick = (obj, base = "message") => (obj ? (lang === "en" ? obj[`${base}_en`] || obj[`${base}_zh`] : obj[`${base}_zh`] || obj[`${base}_en`]) : "");
 
 /** Dataset title in the page language. */
 export const titleOf = (ds) => (lang === "en" && ds.title_en ? ds.title_en : ds.title);

@@ -1,6 +1,6 @@
 // A dataset page: metadata, schema with Chinese aliases, versions and their differences (table
 // and map), quality report, downloads, API/OGC links, and "apply for access" where sharing asks for it.
-import { api, boot, clear, el, errorText, fmt, fmtDate, lang, t, themeOf, titleOf, user } from "./common.js";
+import { api, boot, clear, el, errorText, fmt, fmtDate, lang, section, t, themeOf, titleOf, user } from "./common.js";
 
 const root = document.getElementById("dataset");
 const id = boot.dataset_id;
@@ -9,10 +9,6 @@ const FORMATS = ["gpkg", "shp", "geojson", "csv", "fgb", "parquet", "kml"];
 
 function dl(pairs) {
   return el("dl", { class: "facts" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
-}
-
-function section(title, ...children) {
-  return el("section", { class: "panel" }, el("h2", {}, title), ...children);
 }
 
 function metadata(ds) {
@@ -95,9 +91,9 @@ function versionsTable(ds, versions, onDiff) {
   }
   const diffForm = el("form", { class: "inline-form" }, t("dataset.diff_from"), a, t("dataset.diff_to"), b, el("button", { type: "submit" }, t("dataset.compare")));
   diffForm.addEventListener("submit", (e) => { e.preventDefault(); onDiff(Number(a.value), Number(b.value)); });
-  return section(t("dataset.versions"),
+  return Object.assign(section(t("dataset.versions"),
     el("table", { class: "grid", "data-testid": "versions" }, el("thead", {}, el("tr", {}, ["dataset.v", "dataset.created", "dataset.mode", "dataset.features", "dataset.changes", "dataset.quality", "dataset.note", ""].map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, rows)),
-    versions.length > 1 ? diffForm : null);
+    versions.length > 1 ? diffForm : null), { id: "versions" });
 }
 
 async function rollback(version) {
@@ -175,6 +171,7 @@ async function start() {
   }
   parts.push(links(ds));
   clear(root, parts);
+  if (location.hash === "#versions") document.getElementById("versions")?.scrollIntoView();
   root.dataset.ready = "true";
 }
 
