@@ -65,6 +65,14 @@ def open_map(page: Any, site: Site, who: str | None, center: tuple[float, float]
     wait_for_map(page)
 
 
+def only_layers(page: Any, *keep: str) -> None:
+    """Switches every other layer off in the layer tree (the zoning layers are drawn over the parcels)."""
+    for box in page.locator("[data-testid=layer-tree] input[type=checkbox]").all():
+        if box.get_attribute("data-dataset") not in keep:
+            box.uncheck()
+    wait_for_map(page)
+
+
 def click_at(page: Any, lon: float, lat: float) -> None:
     x, y = page.evaluate("([lon, lat]) => { const p = window.lcMap.project([lon, lat]); return [p.x, p.y]; }", [lon, lat])
     box = page.locator("#map").bounding_box()
@@ -80,6 +88,7 @@ def big_parcel(features: list[dict[str, Any]], zl_prefix: str) -> tuple[dict[str
 
 def test_map_draws_parcels_coloured_by_land_class(page: Any, site: Site) -> None:
     open_map(page, site, "hrb-submitter", (126.62, 45.76), 11)
+    only_layers(page, PARCELS, BOUNDARIES)
     drawn = rendered(page, PARCELS)
     assert len(drawn) > 20
     codes = {p["DLBM"] for p in drawn}
@@ -91,7 +100,7 @@ def test_map_draws_parcels_coloured_by_land_class(page: Any, site: Site) -> None
     # the legend lists the land-use classes, the layer tree groups by theme
     assert "0101 水田" in page.locator(f"[data-testid=legend-{PARCELS}]").inner_text()
     tree = page.locator("[data-testid=layer-tree]").inner_text()
-    assert "国土调查" in tree and "行政区划" in tree
+    assert all(theme in tree for theme in ("国土调查", "国土空间规划", "地质灾害", "行政区划"))
     # switching the layer off removes its pixels
     page.uncheck(f"input[data-dataset={PARCELS}]")
     wait_for_map(page)
@@ -100,6 +109,7 @@ def test_map_draws_parcels_coloured_by_land_class(page: Any, site: Site) -> None
 
 def test_map_on_postgis_draws_the_same_parcels(page: Any, pg_site: Site) -> None:
     open_map(page, pg_site, "hrb-submitter", (126.62, 45.76), 11)
+    only_layers(page, PARCELS, BOUNDARIES)
     drawn = rendered(page, PARCELS)
     assert len(drawn) > 20
     assert colour_pixels(page, class_colours()) > 5_000
@@ -169,6 +179,12 @@ def test_zoom_to_region_cursor_coordinates_and_measurement(page: Any, site: Site
     page.wait_for_function("() => document.body.dataset.region === '230102'")
     b = page.evaluate("() => window.lcMap.getBounds().toArray().flat()")
     assert 126.0 < b[0] < 126.7 and 45.4 < b[1] < 45.9 and b[2] > 126.6 and b[3] > 45.8
+    # keyboard: Enter on the focused map identifies its centre
+    page.focus("canvas.maplibregl-canvas")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-testid=identify]")
+    assert "道里区" in page.locator("[data-testid=identify]").inner_text()
+    page.keyboard.press("Escape")
     # cursor coordinates: CGCS2000 and the 3° Gauss-Kruger zone of the point
     box = page.locator("#map").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -49,6 +49,14 @@ async function start() {
   });
   map.on("mousemove", (e) => showCoords(e.lngLat));
   map.on("click", (e) => onClick(map, e));
+  // keyboard: arrows pan and +/- zoom (MapLibre's own); Enter identifies, or adds a measuring point, at the centre
+  map.getCanvas().setAttribute("aria-label", t("map.keyboard_hint"));
+  map.getCanvas().addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault(); // else the key's press lands on the popup's close button, focused as it opens
+    const c = map.getCenter();
+    onClick(map, { lngLat: c });
+  });
   map.on("dblclick", (e) => {
     if (state.tool !== "identify") {
       e.preventDefault();
