@@ -16,7 +16,7 @@ from landcloud import __version__
 from landcloud.access.admin_router import router as admin_router
 from landcloud.access.audit_router import router as audit_router
 from landcloud.access.auth_router import router as auth_router
-from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders
+from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders, origin_of
 from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
 from landcloud.catalog.search_router import router as search_router
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # outermost last: limits and headers apply to every response, errors included
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, map_origins=origin_of(settings.basemap_url))
     return app
 
 

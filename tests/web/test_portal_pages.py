@@ -149,3 +149,19 @@ def test_system_settings_are_for_the_system_administrator_and_never_show_secrets
     assert "test-secret" not in resp.text
     if settings.database_url and "@" in settings.database_url and ":" in settings.database_url.split("@")[0].split("//")[-1]:
         assert "***" in items["LANDCLOUD_DATABASE_URL"]["value"]
+
+
+def test_a_deployment_basemap_and_colour_table_reach_the_map(settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    colours_file = tmp_path / "colours.json"
+    colours_file.write_text(json.dumps({"0101": "#123456"}), encoding="utf-8")
+    configured = settings.model_copy(update={
+        "basemap_url": "https://t0.tianditu.gov.cn/vec_w/wmts?tk=KEY&x={x}&y={y}&l={z}", "basemap_attribution": "天地图 审图号 GS(2024)0001号",
+        "landuse_colours_file": colours_file,
+    })
+    resp = TestClient(create_app(configured)).get("/api/portal/config")
+    cfg = resp.json()
+    csp = resp.headers["content-security-policy"]  # the map may fetch the basemap's tiles, and nothing else outside
+    assert "img-src 'self' https://t0.tianditu.gov.cn" in csp and "connect-src 'self' https://t0.tianditu.gov.cn" in csp
+    assert "default-src 'self';" in csp and "script-src" not in csp
+    assert cfg["basemap"] == {"url": configured.basemap_url, "attribution": "天地图 审图号 GS(2024)0001号"}
+    assert {e["code"]: e["colour"] for e in cfg["landuse_legend"]}["0101"] == "#123456"
