@@ -174,7 +174,7 @@ def get_profile(engine: Engine, principal: Principal, dataset_id: str) -> dict[s
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What happened to the master's features, for the check report."""
 
     source_count: int = 0
@@ -195,7 +195,7 @@ def _class_of(props: dict[str, Any], class_field: str | None) -> str:
     return "" if v is None else str(v).strip()
 
 
-def _keep_mask(props: list[dict[str, Any]], profile: ReleaseProfile, tally: _Tally) -> np.ndarray:
+def _keep_mask(props: list[dict[str, Any]], profile: ReleaseProfile, tally: Tally) -> np.ndarray:
     keep = np.ones(len(props), dtype=bool)
     if profile.class_field and profile.remove_classes:
         by_class = desensitise.remove_classes(props, profile.class_field, profile.remove_classes)
@@ -215,45 +215,55 @@ def _layer_epsg(extent: list[float] | None) -> int:
     return desensitise.layer_epsg(np.array([shapely.box(*extent)], dtype=object))
 
 
+def apply_profile(
+    fkeys: list[str], props: list[dict[str, Any]], geoms: np.ndarray, profile: ReleaseProfile, epsg: int, tally: Tally
+) -> list[tuple[str, dict[str, Any], Any]]:
+    """One batch of master features → the edition's (key, properties, geometry) rows; no I/O.
+
+    Removes declared classes and attribute values, keeps whitelisted fields, generalises to the
+    tolerance in the layer's plane `epsg` (collapsed features are dropped and counted), applies
+    GCJ-02 when asked; for statistics-only profiles it only adds the batch to the grid totals.
+    """
+    tally.source_count += len(fkeys)
+    for p, a in zip(props, survey_areas(geoms)):
+        tally.area_before[_class_of(p, profile.class_field)] += float(a)
+    idx = np.nonzero(_keep_mask(props, profile, tally))[0]
+    if profile.aggregate is not None:
+        _aggregate(geoms[idx], [_class_of(props[i], profile.class_field) for i in idx], profile, epsg, tally)
+        return []
+    res = desensitise.generalise(geoms[idx], profile.tolerance_m, epsg=epsg)
+    kept_props = desensitise.filter_fields([props[i] for i in idx], set(profile.fields))
+    out_geoms = geometry_wgs84_to_gcj02(res.geoms) if profile.gcj02 else res.geoms
+    rows = []
+    for j, i in enumerate(idx):
+        tally.area_after[_class_of(props[i], profile.class_field)] += float(res.area_after_m2[j])
+        if res.collapsed[j]:
+            tally.collapsed += 1
+            tally.collapsed_area_m2 += float(res.area_before_m2[j])
+            if len(tally.collapsed_keys) < LISTED_KEYS:
+                tally.collapsed_keys.append(fkeys[i])
+            continue
+        rows.append((fkeys[i], kept_props[j], out_geoms[j]))
+    return rows
+
+
 def _spool(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, version: int, profile: ReleaseProfile,
-           epsg: int, spool: Path, batch_size: int) -> _Tally:
+           epsg: int, spool: Path, batch_size: int) -> Tally:
     """Read the master version through the gate, desensitise it batch by batch, write the rows to `spool`."""
     feats = gate.read_features(engine, principal, ds, access, version, action="edition.build")
-    tally = _Tally()
-    keep_fields = set(profile.fields)
+    tally = Tally()
     try:
         with spool.open("w", encoding="utf-8") as out:
             while batch := list(islice(feats, batch_size)):
-                tally.source_count += len(batch)
-                props = [f.props for f in batch]
                 geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
-                areas = survey_areas(geoms)
-                for p, a in zip(props, areas):
-                    tally.area_before[_class_of(p, profile.class_field)] += float(a)
-                keep = _keep_mask(props, profile, tally)
-                idx = np.nonzero(keep)[0]
-                if profile.aggregate is not None:
-                    _aggregate(geoms[idx], [_class_of(props[i], profile.class_field) for i in idx], profile, epsg, tally)
-                    continue
-                res = desensitise.generalise(geoms[idx], profile.tolerance_m, epsg=epsg)
-                kept_props = desensitise.filter_fields([props[i] for i in idx], keep_fields)
-                out_geoms = geometry_wgs84_to_gcj02(res.geoms) if profile.gcj02 else res.geoms
-                wkbs = shapely.to_wkb(out_geoms)
-                for j, i in enumerate(idx):
-                    tally.area_after[_class_of(props[i], profile.class_field)] += float(res.area_after_m2[j])
-                    if res.collapsed[j]:
-                        tally.collapsed += 1
-                        tally.collapsed_area_m2 += float(res.area_before_m2[j])
-                        if len(tally.collapsed_keys) < LISTED_KEYS:
-                            tally.collapsed_keys.append(batch[i].fkey)
-                        continue
-                    out.write(json.dumps([batch[i].fkey, kept_props[j], wkbs[j].hex()], ensure_ascii=False, default=str) + "\n")
+                for fkey, props, geom in apply_profile([f.fkey for f in batch], [f.props for f in batch], geoms, profile, epsg, tally):
+                    out.write(json.dumps([fkey, props, shapely.to_wkb(geom).hex()], ensure_ascii=False, default=str) + "\n")
     finally:
         feats.close()  # type: ignore[attr-defined]
     return tally
 
 
-def _aggregate(geoms: np.ndarray, codes: list[str], profile: ReleaseProfile, epsg: int, tally: _Tally) -> None:
+def _aggregate(geoms: np.ndarray, codes: list[str], profile: ReleaseProfile, epsg: int, tally: Tally) -> None:
     assert profile.aggregate is not None
     for cell in desensitise.aggregate_grid(geoms, codes, profile.aggregate.cell_m, epsg=epsg):
         key = (cell["cell"], cell["code"])
@@ -261,7 +271,7 @@ def _aggregate(geoms: np.ndarray, codes: list[str], profile: ReleaseProfile, eps
         tally.area_after[cell["code"]] += cell["area_m2"]
 
 
-def _write_grid(spool: Path, profile: ReleaseProfile, epsg: int, tally: _Tally) -> None:
+def _write_grid(spool: Path, profile: ReleaseProfile, epsg: int, tally: Tally) -> None:
     """The statistics-only release: one feature per (cell, class), the cell as its geometry."""
     assert profile.aggregate is not None
     cell_m = profile.aggregate.cell_m
@@ -356,7 +366,7 @@ def build(
 
 
 def _write(engine: Engine, principal: Principal, ds: catalog.Dataset, v: int, profile: ReleaseProfile, epsg: int,
-           spool: Path, tally: _Tally, batch_size: int) -> dict[str, Any]:
+           spool: Path, tally: Tally, batch_size: int) -> dict[str, Any]:
     store = feature_store_for(engine)
     with engine.connect() as conn:
         conn.info["write"] = True
@@ -395,7 +405,7 @@ def _geometry_type(conn: Connection, source_id: str, v: int, profile: ReleasePro
     return (catalog.get_version(conn, source_id, v).source or {}).get("geometry_type")
 
 
-def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfile, epsg: int, tally: _Tally) -> dict[str, Any]:
+def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfile, epsg: int, tally: Tally) -> dict[str, Any]:
     """Read the written edition back and prove the rules held; the report quotes every count."""
     store = feature_store_for(conn.engine)
     allowed = {"cell", profile.class_field or "class", "area_m2"} if profile.aggregate is not None else set(profile.fields)
