@@ -12,8 +12,8 @@ extent it overlaps, and name the recipient whose fingerprint explains the file's
 
 from __future__ import annotations
 
+import math
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from landcloud.messages import LandcloudError, NotFound
 from landcloud.publish import desensitise
 from landcloud.publish.tables import fingerprinted_copies, recipient_keys
 
-MATCH_SCORE = 0.5  # a recipient's fingerprint explains the copy (others score ≈ 0 ± 1/√(2N))
+MATCH_SCORE = 0.5  # a recipient's fingerprint explains the copy (others score ≈ 0 ± 1/√(2N) over N matched vertices) …
+MATCH_SIGMAS = 4.0  # … and by more than chance could: the score must also exceed 4/√(2N)
 
 
 def recipient_secret(conn: Connection, recipient: str) -> bytes:
@@ -123,7 +124,7 @@ def read_copy(path: Path) -> np.ndarray:
     return geoms
 
 
-def trace_copy(engine: Engine, geoms: np.ndarray, reader: Callable[..., Any] | None = None) -> dict[str, Any]:
+def trace_copy(engine: Engine, geoms: np.ndarray) -> dict[str, Any]:
     """Rank the recipients of recorded copies by how well their fingerprint explains `geoms`."""
     present = geoms[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
     if present.size == 0:
@@ -148,9 +149,13 @@ def trace_copy(engine: Engine, geoms: np.ndarray, reader: Callable[..., Any] | N
         original = shapely.from_wkb(np.array([f.wkb for f in feats], dtype=object), on_invalid="ignore")
         if original.size == 0:
             continue
-        scores = desensitise.trace(original, geoms, {r: keys[r] for r in recipients}, tol, epsg=epsg)
+        scores, matched = desensitise.trace_matches(original, geoms, {r: keys[r] for r in recipients}, tol, epsg=epsg)
+        if not matched:
+            continue
+        needed = max(MATCH_SCORE, MATCH_SIGMAS / math.sqrt(2 * matched))
         for name, score in scores:
-            results.append({"recipient": name, "score": round(score, 4), "dataset_id": dataset_id, "version": version})
+            results.append({"recipient": name, "score": round(score, 4), "dataset_id": dataset_id, "version": version,
+                            "matched_vertices": matched, "needed": round(needed, 4)})
     results.sort(key=lambda r: r["score"], reverse=True)
-    best = results[0] if results and results[0]["score"] >= MATCH_SCORE else None
+    best = results[0] if results and results[0]["score"] >= results[0]["needed"] else None
     return {"recipient": best["recipient"] if best else None, "match": best, "candidates": results}
