@@ -14,12 +14,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from landcloud import clock
+from landcloud.access.principal import system_principal
 from landcloud.app import create_app
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.messages import LandcloudError
-from landcloud.publish import fingerprints
+from landcloud.publish import editions, fingerprints
 
+from builders import publish_edition
 from world import BANK, HRB_ROWS, World, build, parcels, submit
 
 PROFILE = {"fields": ["BSM", "DLBM", "DLMC", "ZLDWDM"], "class_field": "DLBM", "remove_classes": ["07"], "tolerance_m": 50,
@@ -212,8 +214,6 @@ def test_cli_profile_build_approve_list_and_trace(world: World, settings: Settin
 
 
 def test_statistics_only_release_by_grid(world: World, engine: sa.Engine, settings: Settings) -> None:
-    from builders import publish_edition
-
     publish_edition(engine, settings, "qqhr-dltb", class_field="DLBM", aggregate={"kind": "grid", "cell_m": 500}, tolerance_m=50)
     status_feats = world.get("/api/datasets/qqhr-dltb-public/features", None).json()["features"]
     assert status_feats and all(set(f["properties"]) == {"cell", "DLBM", "area_m2"} for f in status_feats)
@@ -222,3 +222,15 @@ def test_statistics_only_release_by_grid(world: World, engine: sa.Engine, settin
     master_area = sum(f["properties"]["TBMJ"] for f in world.get("/api/datasets/qqhr-dltb/features", "qqhr").json()["features"])
     assert abs(total - master_area) / master_area < 0.01 and source.current_version == 1
     assert all(shapely.geometry.shape(f["geometry"]).is_valid for f in status_feats)
+
+
+def test_the_check_finds_a_removed_feature_by_its_key(world: World, engine: sa.Engine, settings: Settings) -> None:
+    """The class field need not be published: removed features are also looked for by key, and a leak fails the check."""
+    publish_edition(engine, settings, "hrb-dltb", fields=["BSM", "DLMC"], class_field="DLBM", remove_classes=["07"])
+    built = editions.list_editions(engine, system_principal(), "hrb-dltb")[0]
+    assert built["report"]["class_leaks"] == 0 and built["report"]["removed"]["by_class"] == 3
+    profile = editions.ReleaseProfile.model_validate(built["profile"])
+    with engine.connect() as conn:
+        tally = editions.Tally(removed_keys={"HRB-A2"})  # as if HRB-A2 had been removed and still got through
+        report = editions.check(conn, "hrb-dltb-public", built["version"], profile, built["report"]["grid_epsg"], tally)
+    assert not report["passed"] and not report["checks"]["removed_classes_absent"] and report["class_leak_keys"] == ["HRB-A2"]

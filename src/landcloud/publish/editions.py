@@ -183,6 +183,7 @@ class Tally:
     collapsed: int = 0
     collapsed_keys: list[str] = field(default_factory=list)
     collapsed_area_m2: float = 0.0
+    removed_keys: set[str] = field(default_factory=set)  # features removed by class or value: none may appear in the edition
     area_before: Counter[str] = field(default_factory=Counter)
     area_after: Counter[str] = field(default_factory=Counter)
     grid: dict[tuple[tuple[int, int], str], float] = field(default_factory=dict)
@@ -227,7 +228,9 @@ def apply_profile(
     tally.source_count += len(fkeys)
     for p, a in zip(props, survey_areas(geoms)):
         tally.area_before[_class_of(p, profile.class_field)] += float(a)
-    idx = np.nonzero(_keep_mask(props, profile, tally))[0]
+    keep = _keep_mask(props, profile, tally)
+    tally.removed_keys.update(fkeys[i] for i in np.nonzero(~keep)[0])
+    idx = np.nonzero(keep)[0]
     if profile.aggregate is not None:
         _aggregate(geoms[idx], [_class_of(props[i], profile.class_field) for i in idx], profile, epsg, tally)
         return []
@@ -420,10 +423,12 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         for p in props:
             field_names |= set(p)
         extra_fields += sum(1 for p in props if set(p) - allowed)
+        # a removed feature is found by its key (also when the class field is not published) or by its class
+        keep = np.array([f.fkey not in tally.removed_keys for f in batch], dtype=bool)
         if profile.class_field and profile.remove_classes:
-            keep = desensitise.remove_classes(props, profile.class_field, profile.remove_classes)
-            class_leaks += int(np.count_nonzero(~keep))
-            leak_keys += [f.fkey for f, k in zip(batch, keep) if not k][: LISTED_KEYS - len(leak_keys)]
+            keep &= desensitise.remove_classes(props, profile.class_field, profile.remove_classes)
+        class_leaks += int(np.count_nonzero(~keep))
+        leak_keys += [f.fkey for f, k in zip(batch, keep) if not k][: LISTED_KEYS - len(leak_keys)]
         geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
         invalid += int(np.count_nonzero(~shapely.is_valid(geoms)))
         plane_check = geometry_gcj02_to_wgs84(geoms) if profile.gcj02 else geoms
