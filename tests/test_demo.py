@@ -21,6 +21,15 @@ def test_demo_loads_once_with_history(engine: sa.Engine, settings: Settings, che
     xzq = catalog.require_dataset(engine, BOUNDARY_DATASET)
     assert xzq.feature_count == 122 and (xzq.openness, xzq.security_level) == ("open", "public")
     assert {f["name"]: f["alias_zh"] for f in xzq.fields}["XZQDM"] == "行政区代码"  # standard names keep their Chinese names
+    # the public sees the published edition of the boundaries, never the master
+    from landcloud.access import gate
+    from landcloud.access.principal import ANONYMOUS
+
+    public = {ds.id: ds for ds, _ in gate.visible_datasets(engine, ANONYMOUS)}
+    assert list(public) == [f"{BOUNDARY_DATASET}-public"]
+    edition = public[f"{BOUNDARY_DATASET}-public"]
+    assert edition.title == "黑龙江省县级行政区（公开版）" and edition.edition_of == BOUNDARY_DATASET
+    assert edition.published_version == 1 and edition.feature_count == 122
     parcels = catalog.require_dataset(engine, PARCEL_DATASET)
     assert parcels.current_version == 2 and parcels.extra["synthetic"] is True
     assert "SYNTHETIC" in parcels.description

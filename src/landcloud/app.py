@@ -25,6 +25,7 @@ from landcloud.ingest import submissions
 from landcloud.ingest.router import router as submissions_router
 from landcloud.messages import LandcloudError
 from landcloud.publish.downloads_router import router as downloads_router
+from landcloud.publish.editions_router import router as editions_router
 from landcloud.publish.features_router import router as features_router
 from landcloud.publish.here_router import router as here_router
 from landcloud.publish.records_router import router as records_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search_router)
     app.include_router(downloads_router)
     app.include_router(here_router)
+    app.include_router(editions_router)
     app.include_router(records_router)  # before the features router: /ogc/collections/catalog is the catalogue
     app.include_router(tiles_router)
     app.include_router(features_router)

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     area_tolerance_abs_m2: float = Field(default=1.0, description="TBMJ vs ellipsoidal area, absolute (m²)")
     overlap_tolerance_m2: float = Field(default=1.0, description="Overlaps smaller than this are not reported")
     batch_size: int = Field(default=5000, description="Features per streamed batch in ingest and export")
+    fingerprint_tolerance_m: float = Field(
+        default=1.0, gt=0,
+        description="Grant downloads carry a per-recipient fingerprint: every vertex moves by ±1/10 of this (m)",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -238,7 +238,10 @@ def test_public_home_search_and_catalogue(page: Any, site: Site) -> None:
     page.goto(f"{site.url}/map")
     wait_for_map(page)
     assert page.locator(f"input[data-dataset={PARCELS}]").count() == 0
-    assert len(rendered(page, BOUNDARIES)) > 0
+    # the public map shows the published edition of the boundaries, never the master
+    assert page.locator(f"input[data-dataset={BOUNDARIES}]").count() == 0
+    assert len(rendered(page, f"{BOUNDARIES}-public")) > 0
+    assert "公开版" in page.locator("[data-testid=layer-tree]").inner_text()
 
 
 def test_dataset_page_versions_differences_and_links(page: Any, site: Site) -> None:

@@ -101,7 +101,8 @@ class Viewer:
         if sensitive is None:
             sensitive = frozenset(f["name"] for f in ds.fields if f.get("sensitive"))
         grants = self.grants.get(ds.id, [])
-        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive)
+        edition_of, published = getattr(ds, "edition_of", None), getattr(ds, "published_version", None)
+        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive, edition_of, published)
         if not grants and key in self._cache:
             return self._cache[key]
         view = DatasetView(
@@ -113,6 +114,8 @@ class Viewer:
             openness=ds.openness,
             jurisdiction_field=ds.jurisdiction_field,
             sensitive_fields=sensitive,
+            edition_of=edition_of,
+            published_version=published,
         )
         access = decide(self.principal, view, self.unit, grants)
         if not grants:
@@ -131,10 +134,13 @@ def in_catalogue(principal: Principal, ds: Any, access: Access) -> bool:
     """Whether the caller may see the dataset's catalogue entry (metadata, not data).
 
     Signed-in staff of any unit or department see every shared dataset's entry, so that they
-    can find it and apply for it (the sharing catalogue); the public sees open, public ones.
+    can find it and apply for it (the sharing catalogue); the public sees published editions.
+    An edition not yet approved is listed for no one outside its owner unit.
     """
     if access.visible:
         return True
+    if getattr(ds, "edition_of", None) is not None:
+        return False
     return principal.kind == "user" and principal.reads_data and ds.sharing_class != "not_shared"
 
 
@@ -145,8 +151,25 @@ def visible_datasets(engine: Engine, principal: Principal) -> list[tuple[catalog
     for ds in catalog.list_datasets(engine):
         access = viewer.access(ds)
         if viewer.in_catalogue(ds, access):
-            out.append((ds, access))
+            out.append((as_seen(engine, ds, access), access))
     return out
+
+
+def as_seen(engine: Engine, ds: catalog.Dataset, access: Access) -> catalog.Dataset:
+    """The dataset as this caller may know it: a published edition read by the public shows its
+    published version as the current one (count and extent too), never a version pending approval."""
+    if access.version is None or access.version == ds.current_version:
+        return ds
+    v = catalog.get_version(engine, ds.id, access.version)
+    return dataclasses.replace(ds, current_version=v.version, feature_count=v.feature_count, extent=v.extent)
+
+
+def readable_version(ds: catalog.Dataset, access: Access, version: int | None) -> int:
+    """The version to read (default the newest the caller may read); 404 beyond what it may read."""
+    v = catalog.resolve_version(ds, access.version if version is None and access.version is not None else version)
+    if access.version is not None and v > access.version:
+        raise NotFound("version.not_found", f"数据集“{ds.id}”没有版本 {v}", f"dataset '{ds.id}' has no version {v}")
+    return v
 
 
 def not_found(dataset_id: str) -> NotFound:
@@ -161,7 +184,7 @@ def dataset_for_catalogue(engine: Engine, principal: Principal, dataset_id: str)
     access = access_for(engine, principal, ds)
     if not in_catalogue(principal, ds, access):
         raise not_found(dataset_id)
-    return ds, access
+    return as_seen(engine, ds, access), access
 
 
 def dataset_for_read(engine: Engine, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset, Access]:
@@ -226,7 +249,7 @@ def read_features(
     """
     if not access.visible:
         raise not_found(ds.id)
-    v = catalog.resolve_version(ds, version)
+    v = readable_version(ds, access, version)
     feats = feature_store_for(engine).iter_features(
         ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset
     )
@@ -239,6 +262,7 @@ def count_features(
     """How many rows of a version match, within what the caller may see (counts are not audited reads)."""
     if not access.visible:
         raise not_found(ds.id)
+    version = readable_version(ds, access, version)
     return feature_store_for(engine).count(ds.id, version, bbox=bbox, rows=access.rows, where=where)
 
 
@@ -285,7 +309,7 @@ def _access_detail(access: Access) -> dict[str, Any]:
 def get_feature(
     engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, version: int | None, fkey: str
 ) -> StoredFeature | None:
-    v = catalog.resolve_version(ds, version)
+    v = readable_version(ds, access, version)
     feat = feature_store_for(engine).get_feature(ds.id, v, fkey, rows=access.rows)
     shaped = shape_feature(access, feat) if feat is not None else None
     if access.audited:

@@ -17,8 +17,9 @@ from landcloud.access import audit, gate
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
-from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
+from landcloud.publish import editions
 from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import DiffEntry, DiffKind
 
@@ -54,7 +55,7 @@ def patch_dataset(
 @router.get("/{dataset_id}/versions")
 def list_versions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     _, access = gate.dataset_for_catalogue(engine, principal, dataset_id)
-    versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id)]
+    versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id) if access.version is None or v.version <= access.version]
     if not access.visible:  # listed only: the history, not where the data lies
         for v in versions:
             v["extent"] = None
@@ -64,9 +65,9 @@ def list_versions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -
 @router.get("/{dataset_id}/versions/{version}")
 def get_version(dataset_id: str, version: int, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """A version; its quality report (feature keys and locations) only for the owner unit's staff."""
-    ds, _ = gate.dataset_for_read(engine, principal, dataset_id)
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     full = gate.may_see_submissions_of(principal, ds.owner_unit)
-    return catalog.get_version(engine, dataset_id, version).to_dict(with_report=full)
+    return catalog.get_version(engine, dataset_id, gate.readable_version(ds, access, version)).to_dict(with_report=full)
 
 
 def _shaped_entry(access: Access, entry: DiffEntry, geometry: bool = False) -> dict[str, Any] | None:
@@ -125,16 +126,18 @@ def diff_versions(
 
 @router.post("/{dataset_id}/rollback")
 def rollback(
-    dataset_id: str, engine: EngineDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)]
+    dataset_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)]
 ) -> dict[str, Any]:
     ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
     gate.require_dataset_admin(principal, ds)
-    return history.rollback(
+    result = history.rollback(
         engine, dataset_id, to,
         in_transaction=lambda conn, result: audit.record(
             engine, principal, "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result, conn=conn
         ),
     )
+    editions.after_new_version(engine, settings, dataset_id)
+    return result
 
 
 @router.get("/{dataset_id}/features")
@@ -149,6 +152,6 @@ def features(
 ) -> StreamingResponse:
     """A version's features as GeoJSON (EPSG:4490 lon/lat), streamed; only the rows and fields the caller may see."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    v = catalog.resolve_version(ds, version)
+    v = gate.readable_version(ds, access, version)
     feats = gate.read_features(engine, principal, ds, access, v, bbox=parse_bbox(bbox), limit=limit, offset=offset)
     return StreamingResponse(feature_collection(feats, {"dataset": ds.id, "version": v}), media_type="application/geo+json")

