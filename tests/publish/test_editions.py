@@ -234,3 +234,27 @@ def test_the_check_finds_a_removed_feature_by_its_key(world: World, engine: sa.E
         tally = editions.Tally(removed_keys={"HRB-A2"})  # as if HRB-A2 had been removed and still got through
         report = editions.check(conn, "hrb-dltb-public", built["version"], profile, built["report"]["grid_epsg"], tally)
     assert not report["passed"] and not report["checks"]["removed_classes_absent"] and report["class_leak_keys"] == ["HRB-A2"]
+
+
+def test_statistics_only_release_by_administrative_unit(world: World, engine: sa.Engine, settings: Settings) -> None:
+    from landcloud.access import units
+
+    units.set_boundary(engine, "230202", shapely.box(123.85, 47.25, 123.95, 47.35))  # 龙沙区, for the unit's outline
+    publish_edition(engine, settings, "hrb-dltb", class_field="DLBM", remove_classes=["07"],
+                    aggregate={"kind": "admin", "code_field": "ZLDWDM", "level": 6})
+    feats = world.get("/api/datasets/hrb-dltb-public/features", None).json()["features"]
+    # v2: HRB-A2 (0103, 道里区 230102) and HRB-C1 (1006, 香坊区 230104) remain after removing class 07
+    got = {(f["properties"]["unit"], f["properties"]["DLBM"]): f for f in feats}
+    assert set(got) == {("230102", "0103"), ("230104", "1006")}
+    assert got[("230102", "0103")]["properties"]["unit_name"] == "道里区"
+    assert all(set(f["properties"]) == {"unit", "unit_name", "DLBM", "area_m2"} for f in feats)
+    master = {f["properties"]["BSM"]: f["properties"]["TBMJ"] for f in world.get("/api/datasets/hrb-dltb/features", "hrb").json()["features"]}
+    assert abs(got[("230102", "0103")]["properties"]["area_m2"] - master["HRB-A2"]) < 1
+    assert all(f["geometry"] is None for f in feats)  # no boundary loaded for these districts: statistics only
+    publish_edition(engine, settings, "qqhr-dltb", class_field="DLBM", aggregate={"kind": "admin", "code_field": "ZLDWDM"})
+    outline = world.get("/api/datasets/qqhr-dltb-public/features", None).json()["features"]
+    assert len(outline) == 1 and outline[0]["properties"]["unit"] == "230202"
+    assert shapely.geometry.shape(outline[0]["geometry"]).is_valid  # the unit's boundary, generalised to 50 m
+    bad = world.client.put("/api/datasets/hrb-dltb/release-profile", json={"class_field": "DLBM", "aggregate": {"kind": "admin"}},
+                           headers=world.headers("hrbadmin"))
+    assert bad.status_code == 400 and bad.json()["error"] == "profile.code_field_required"

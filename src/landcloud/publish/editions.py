@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from landcloud.access import audit, gate
+from landcloud.access import units as units_mod
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal, system_principal
 from landcloud.catalog import datasets as catalog
@@ -69,11 +70,19 @@ class AttributeFilter(BaseModel):
 
 
 class Aggregation(BaseModel):
-    """A statistics-only release: area per class per grid cell (metres), no parcel geometry."""
+    """A statistics-only release, no parcel geometry: area per class per grid cell (`grid`, `cell_m` metres) or
+    per administrative unit (`admin`: the first `level` digits of `code_field`, 6 = county), with the unit's
+    boundary, generalised to the tolerance, as its geometry when the unit list holds one."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["grid"] = "grid"
+    kind: Literal["grid", "admin"] = "grid"
     cell_m: float = Field(default=1000.0, gt=0)
+    code_field: str | None = Field(default=None, description="admin: the administrative code field, e.g. ZLDWDM")
+    level: Literal[2, 4, 6, 9, 12] = 6
+
+    def field_names(self, class_field: str | None) -> list[str]:
+        first = ["cell"] if self.kind == "grid" else ["unit", "unit_name"]
+        return [*first, class_field or "class", "area_m2"]
 
 
 class ReleaseProfile(BaseModel):
@@ -104,6 +113,11 @@ def check_profile(ds: catalog.Dataset, profile: ReleaseProfile) -> None:
     """The profile must name the dataset's own fields and may not publish a sensitive one."""
     names = {f["name"] for f in ds.fields}
     named = set(profile.fields) | {f.field for f in profile.remove_where} | ({profile.class_field} if profile.class_field else set())
+    if profile.aggregate is not None and profile.aggregate.kind == "admin":
+        if not profile.aggregate.code_field:
+            raise LandcloudError("profile.code_field_required", "按行政区统计需要指明行政区代码字段（code_field）",
+                                 "aggregating by administrative unit needs the code field (code_field)")
+        named.add(profile.aggregate.code_field)
     unknown = sorted(named - names)
     if unknown:
         raise LandcloudError(
@@ -186,7 +200,7 @@ class Tally:
     removed_keys: set[str] = field(default_factory=set)  # features removed by class or value: none may appear in the edition
     area_before: Counter[str] = field(default_factory=Counter)
     area_after: Counter[str] = field(default_factory=Counter)
-    grid: dict[tuple[tuple[int, int], str], float] = field(default_factory=dict)
+    grid: dict[tuple[Any, str], float] = field(default_factory=dict)  # (cell or unit code, class) → m²
 
 
 def _class_of(props: dict[str, Any], class_field: str | None) -> str:
@@ -232,7 +246,7 @@ def apply_profile(
     tally.removed_keys.update(fkeys[i] for i in np.nonzero(~keep)[0])
     idx = np.nonzero(keep)[0]
     if profile.aggregate is not None:
-        _aggregate(geoms[idx], [_class_of(props[i], profile.class_field) for i in idx], profile, epsg, tally)
+        _aggregate(geoms[idx], [props[i] for i in idx], profile, epsg, tally)
         return []
     res = desensitise.generalise(geoms[idx], profile.tolerance_m, epsg=epsg)
     kept_props = desensitise.filter_fields([props[i] for i in idx], set(profile.fields))
@@ -266,52 +280,75 @@ def _spool(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Ac
     return tally
 
 
-def _aggregate(geoms: np.ndarray, codes: list[str], profile: ReleaseProfile, epsg: int, tally: Tally) -> None:
-    assert profile.aggregate is not None
-    for cell in desensitise.aggregate_grid(geoms, codes, profile.aggregate.cell_m, epsg=epsg):
-        key = (cell["cell"], cell["code"])
-        tally.grid[key] = tally.grid.get(key, 0.0) + cell["area_m2"]
-        tally.area_after[cell["code"]] += cell["area_m2"]
+def _aggregate(geoms: np.ndarray, props: list[dict[str, Any]], profile: ReleaseProfile, epsg: int, tally: Tally) -> None:
+    agg = profile.aggregate
+    assert agg is not None
+    codes = [_class_of(p, profile.class_field) for p in props]
+    if agg.kind == "grid":
+        pieces = [((c["cell"], c["code"]), c["area_m2"]) for c in desensitise.aggregate_grid(geoms, codes, agg.cell_m, epsg=epsg)]
+    else:
+        units = [str(p.get(agg.code_field or "") or "").strip()[: agg.level] for p in props]
+        pieces = [((u, c), float(a)) for u, c, a in zip(units, codes, survey_areas(geoms))]
+    for key, area in pieces:
+        tally.grid[key] = tally.grid.get(key, 0.0) + area
+        tally.area_after[key[1]] += area
 
 
-def _write_grid(spool: Path, profile: ReleaseProfile, epsg: int, tally: Tally) -> None:
-    """The statistics-only release: one feature per (cell, class), the cell as its geometry."""
-    assert profile.aggregate is not None
-    cell_m = profile.aggregate.cell_m
-    fwd_inv = desensitise._transformers(epsg)[1]
+def _write_aggregate(engine: Engine, spool: Path, profile: ReleaseProfile, epsg: int, tally: Tally) -> None:
+    """The statistics-only release: one feature per (cell or unit, class), the cell or the generalised unit boundary as its geometry."""
+    agg = profile.aggregate
+    assert agg is not None
+    inverse = desensitise._transformers(epsg)[1]
+    outlines: dict[str, tuple[Any, str]] = {}
+
+    def outline(key: Any) -> tuple[Any, dict[str, Any]]:
+        if agg.kind == "grid":
+            c, r = key
+            box = shapely.box(c * agg.cell_m, r * agg.cell_m, (c + 1) * agg.cell_m, (r + 1) * agg.cell_m)
+            return desensitise._project(np.array([box], dtype=object), inverse)[0], {"cell": f"{c}_{r}"}
+        if key not in outlines:
+            boundary = units_mod.boundary(engine, key)
+            geom = desensitise.generalise([boundary], profile.tolerance_m, epsg=epsg).geoms[0] if boundary is not None else None
+            try:
+                name = str(units_mod.get_unit(engine, key)["name"])
+            except NotFound:
+                name = ""
+            outlines[key] = (geom, name)
+        geom, name = outlines[key]
+        return geom, {"unit": key, "unit_name": name}
+
     with spool.open("w", encoding="utf-8") as out:
-        for ((c, r), code), area in sorted(tally.grid.items()):
-            box = shapely.box(c * cell_m, r * cell_m, (c + 1) * cell_m, (r + 1) * cell_m)
-            geom = desensitise._project(np.array([box], dtype=object), fwd_inv)
-            if profile.gcj02:
+        for (key, code), area in sorted(tally.grid.items(), key=lambda t: (str(t[0][0]), t[0][1])):
+            geom, props = outline(key)
+            if profile.gcj02 and geom is not None:
                 geom = geometry_wgs84_to_gcj02(geom)
-            props = {"cell": f"{c}_{r}", profile.class_field or "class": code, "area_m2": round(area, 2)}
-            out.write(json.dumps([f"{c}_{r}_{code}", props, shapely.to_wkb(geom[0]).hex()], ensure_ascii=False) + "\n")
+            props.update({profile.class_field or "class": code, "area_m2": round(area, 2)})
+            fkey = f"{props.get('cell') or props.get('unit')}_{code}"
+            out.write(json.dumps([fkey, props, shapely.to_wkb(geom).hex() if geom is not None else None], ensure_ascii=False) + "\n")
 
 
 def _spooled_batches(spool: Path, batch_size: int) -> Iterator[list[StageRow]]:
     with spool.open(encoding="utf-8") as fh:
         while lines := list(islice(fh, batch_size)):
             rows = [json.loads(line) for line in lines]
-            geoms = shapely.from_wkb(np.array([bytes.fromhex(r[2]) for r in rows], dtype=object))
+            geoms = shapely.from_wkb(np.array([bytes.fromhex(r[2]) if r[2] else None for r in rows], dtype=object))
             wkbs = shapely.to_wkb(geoms, output_dimension=3)
             bounds = shapely.bounds(geoms)
             areas = survey_areas(geoms)
             out = []
-            for k, (fkey, props, _) in enumerate(rows):
+            for k, (fkey, props, hexwkb) in enumerate(rows):
                 props_json = json.dumps(props, ensure_ascii=False, default=str)
-                chash = hashlib.blake2b(props_json.encode() + wkbs[k], digest_size=16).hexdigest()
-                out.append(StageRow(fkey, props_json, wkbs[k], tuple(float(x) for x in bounds[k]), float(areas[k]), chash))
+                chash = hashlib.blake2b(props_json.encode() + (wkbs[k] or b""), digest_size=16).hexdigest()
+                box = tuple(float(x) for x in bounds[k]) if hexwkb else None
+                out.append(StageRow(fkey, props_json, wkbs[k], box, float(areas[k]) if hexwkb else None, chash))
             yield out
 
 
 def _edition_fields(ds: catalog.Dataset, profile: ReleaseProfile) -> list[dict[str, Any]]:
     if profile.aggregate is not None:
-        return [
-            {"name": "cell", "type": "string", "alias_zh": "格网"},
-            {"name": profile.class_field or "class", "type": "string", "alias_zh": "类别"},
-            {"name": "area_m2", "type": "real", "alias_zh": "面积（平方米）"},
-        ]
+        aliases = {"cell": "格网", "unit": "行政区代码", "unit_name": "行政区名称", "area_m2": "面积（平方米）"}
+        return [{"name": n, "type": "real" if n == "area_m2" else "string", "alias_zh": aliases.get(n, "类别")}
+                for n in profile.aggregate.field_names(profile.class_field)]
     keep = set(profile.fields)
     return [{k: v for k, v in f.items() if k != "sensitive"} for f in ds.fields if f["name"] in keep]
 
@@ -364,7 +401,7 @@ def build(
         spool = Path(tmp) / "edition.jsonl"
         tally = _spool(engine, principal, ds, access, v, profile, epsg, spool, settings.batch_size)
         if profile.aggregate is not None:
-            _write_grid(spool, profile, epsg, tally)
+            _write_aggregate(engine, spool, profile, epsg, tally)
         return _write(engine, principal, ds, v, profile, epsg, spool, tally, settings.batch_size)
 
 
@@ -411,7 +448,7 @@ def _geometry_type(conn: Connection, source_id: str, v: int, profile: ReleasePro
 def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfile, epsg: int, tally: Tally) -> dict[str, Any]:
     """Read the written edition back and prove the rules held; the report quotes every count."""
     store = feature_store_for(conn.engine)
-    allowed = {"cell", profile.class_field or "class", "area_m2"} if profile.aggregate is not None else set(profile.fields)
+    allowed = set(profile.aggregate.field_names(profile.class_field) if profile.aggregate is not None else profile.fields)
     class_leaks = extra_fields = off_grid = invalid = count = 0
     leak_keys: list[str] = []
     field_names: set[str] = set()
@@ -430,9 +467,9 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         class_leaks += int(np.count_nonzero(~keep))
         leak_keys += [f.fkey for f, k in zip(batch, keep) if not k][: LISTED_KEYS - len(leak_keys)]
         geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
-        invalid += int(np.count_nonzero(~shapely.is_valid(geoms)))
+        invalid += int(np.count_nonzero(~shapely.is_missing(geoms) & ~shapely.is_valid(geoms)))
         plane_check = geometry_gcj02_to_wgs84(geoms) if profile.gcj02 else geoms
-        if profile.aggregate is None:
+        if profile.aggregate is None or profile.aggregate.kind == "admin":  # grid cells are the grid itself
             off_grid += desensitise.check_precision(plane_check, profile.tolerance_m, epsg, eps_m=GCJ02_CHECK_EPS_M if profile.gcj02 else 1e-6)
         if profile.aggregate is not None:
             stored_area += sum(float(p.get("area_m2") or 0) for p in props)
