@@ -97,7 +97,8 @@ def test_public_and_other_datasets(world: World) -> None:
     # the separated administrators read no data at all, even what a county may
     for who in ("sec", "sys", "aud"):
         assert features(world, who, "qqhr-dltb")[0] == 404
-        assert features(world, who, "open-dltb")[0] == 200  # what the public sees, they see
+        assert features(world, who, "open-dltb")[0] == 404  # what the public sees, they see: the edition, not the master
+        assert features(world, who, "open-dltb-public")[0] == 200
 
 
 def test_bank_applies_owner_approves_grant_applies_and_expires(world: World) -> None:

@@ -97,7 +97,9 @@ def test_public_and_shared_datasets() -> None:
     # the separated administrators read no data, but see what the public sees
     sysadmin = Principal("user", username="s", unit="230000", unit_kind="administrative", roles=frozenset({"sysadmin"}))
     assert not decide(sysadmin, shared, PROVINCE).visible
-    assert decide(sysadmin, open_ds, PROVINCE).visible
+    assert not decide(sysadmin, open_ds, PROVINCE).visible  # the public sees no master: they neither
+    published = dataset(edition_of="d0", openness="open", security_level="public", published_version=1)
+    assert decide(sysadmin, published, PROVINCE).visible and decide(ANONYMOUS, published, None).visible
     assert decide(system_principal(), dataset(security_level="sensitive"), None).rows is None
 
 

@@ -77,7 +77,7 @@ def test_right_parcel_land_class_and_area(world: World) -> None:
     assert feat["tbmj_m2"] == pytest.approx(feat["area_m2"], abs=0.01)
     assert feat["geometry_type"] == "Polygon"
     # the other layers the administrator may read at the same spot; not the sensitive mine layer of a county
-    assert {lay["dataset"] for lay in report["layers"]} == {"hrb-dltb", "open-dltb"}
+    assert {lay["dataset"] for lay in report["layers"]} == {"hrb-dltb", "open-dltb", "open-dltb-public"}
     assert report["checked"] >= 2
 
 
@@ -88,7 +88,7 @@ def test_jurisdiction_rows_and_masked_fields(world: World) -> None:
     seen = layer(at(world, "nangang", "HRB-B1"), "hrb-dltb")
     assert seen is not None and [f["properties"]["BSM"] for f in seen["features"]] == ["HRB-B1"]
     own = at(world, "daoli", "HRB-A1")
-    assert {lay["dataset"] for lay in own["layers"]} == {"hrb-dltb", "daoli-mine", "open-dltb"}
+    assert {lay["dataset"] for lay in own["layers"]} == {"hrb-dltb", "daoli-mine", "open-dltb", "open-dltb-public"}
     [feat] = layer(own, "hrb-dltb")["features"]  # type: ignore[index]
     assert feat["properties"]["QLRZJH"] == "2301**********1111"  # sensitive: masked for a viewer
     # every caller over every parcel: exactly its rows, a clear 证件号 only for the owner's administrator
@@ -121,7 +121,7 @@ def test_hidden_fields_of_a_narrow_grant_are_left_out(world: World) -> None:
 
 def test_anonymous_sees_public_layers_only(world: World) -> None:
     report = at(world, None, "HRB-A1")
-    assert [lay["dataset"] for lay in report["layers"]] == ["open-dltb"]
+    assert [lay["dataset"] for lay in report["layers"]] == ["open-dltb-public"]  # the public edition, never the master
     assert report["checked"] == 1
     assert at(world, "sec", "HRB-A1")["layers"] == report["layers"]  # the separated administrators see what the public sees
     empty = at(world, None, "HRB-B1")

@@ -219,7 +219,8 @@ def decide(principal: Principal, ds: DatasetView, unit: UnitView | None, grants:
     clear = sensitive if privileged else frozenset()
     if ds.edition_of is not None:
         return _decide_edition(principal, ds, unit)
-    if principal.kind == "anonymous":  # the public sees editions, never the master
+    if principal.kind == "anonymous" or not principal.reads_data:
+        # the public sees editions, never the master; so do the separated administrators and tokens without "read"
         return Access(False, reason_zh=DENIED_ZH, reason_en=DENIED_EN)
     if ds.is_public:
         return Access(True, (Clause(None, None, clear, "public"),), sensitive, audited=False, bases=("public",))
