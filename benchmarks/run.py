@@ -155,6 +155,7 @@ def pygeoapi_server(anchors: Path, work: Path, resources: dict, logdir: Path) ->
     cfg_path.write_text(json.dumps(cfg, ensure_ascii=False))  # JSON is YAML
     env = dict(os.environ, PYGEOAPI_CONFIG=str(cfg_path), PYGEOAPI_OPENAPI=str(oa_path))
     env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
     subprocess.run([str(anchors / "bin" / "pygeoapi"), "openapi", "generate", str(cfg_path), "--output-file", str(oa_path)],
                    env=env, check=True, capture_output=True, timeout=120)
     cmd = [str(anchors / "bin" / "python"), "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--host", "127.0.0.1",
@@ -164,8 +165,11 @@ def pygeoapi_server(anchors: Path, work: Path, resources: dict, logdir: Path) ->
 
 # ---------------------------------------------------------------- load generator
 
-def run_load(port: int, paths: list[str], concurrency: int, time_limit: float) -> dict:
+def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None) -> dict:
     """Each path once (bounded), by `concurrency` keep-alive clients, stopping at the time limit."""
+    headers = {"Accept": "application/geo+json, application/json, */*"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     lock = threading.Lock()
     it = iter(paths)
     lat: list[float] = []
@@ -182,7 +186,7 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float) -
                 break
             t = time.perf_counter()
             try:
-                conn.request("GET", path, headers={"Accept": "application/geo+json, application/json, */*"})
+                conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 dt = time.perf_counter() - t
@@ -252,6 +256,20 @@ RAW_MVT = (
     "4096, 64, true) AS geom FROM \"{table}\" t WHERE t.geom && ST_SetSRID(ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s), 4326), 4490)) "
     "SELECT ST_AsMVT(q.*, 'layer', 4096, 'geom') FROM q"
 )
+
+
+def crs84_copy(dsn: str, table: str) -> None:
+    """`{table}_crs84`: the plain table's rows with their SRID set to 4326 (same coordinates), for pygeoapi."""
+    import psycopg
+
+    t = f"{table}_crs84"
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{t}"')
+        conn.execute(f'CREATE TABLE "{t}" AS SELECT * FROM "{table}"')
+        conn.execute(f'ALTER TABLE "{t}" ALTER COLUMN geom TYPE geometry(Geometry, 4326) USING ST_SetSRID(geom, 4326)')
+        conn.execute(f'ALTER TABLE "{t}" ADD PRIMARY KEY (fid)')
+        conn.execute(f'CREATE INDEX "{t}_geom_idx" ON "{t}" USING gist (geom)')
+        conn.execute(f'ANALYZE "{t}"')
 
 
 def raw_tiles(dsn: str, table: str, tiles: list[tuple[int, int, int]]) -> list[float]:
@@ -370,10 +388,12 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append(f"PostGIS: cluster did not start ({r.stderr.strip()[-200:]})")
                 log("PostGIS SKIPPED: " + skipped[-1])
         ingest_rows: dict[str, list] = {k: [] for k in data}
+        tokens: dict[str, str] = {}
         for be, url in backends.items():
             env = dict(os.environ, LANDCLOUD_DATA_DIR=str(work / be), LANDCLOUD_SECRET_KEY=TOKEN)
             log(f"{be}: migrations, units, boundaries")
             _child_with_rss(["setup", url], env)
+            tokens[f"landcloud-{be}"] = _child_with_rss(["token", url, "230000"], env)[0]["token"]
             for key, (path, dsid, table) in data.items():
                 log(f"{be}: landcloud ingest {key} (full checks)")
                 res, wall, rss = _child_with_rss(["ingest", url, str(path), dsid, "230000"], env)
@@ -385,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 res, wall, rss = _child_with_rss(["plain", url, str(path), table, str(work / be / f"{table}.gpkg")], env)
                 ingest_rows[key].append({"target": f"pyogrio copy, no checks ({be})", "anchor": True, "median_ms": wall * 1000,
                                          "n": 1, "peak_rss_mib": rss})
+                if be == "postgis":
+                    crs84_copy(pg_dsn, table)
         for key, rows in ingest_rows.items():
             for i in range(0, len(rows), 2):
                 be = rows[i]["target"].split("(")[-1].rstrip(")")
@@ -400,17 +422,20 @@ def main(argv: list[str] | None = None) -> int:
             resources = {}
             probe = "import sqlite3; c = sqlite3.connect(':memory:'); c.enable_load_extension(True); c.execute(\"SELECT load_extension('mod_spatialite.so')\")"
             spatialite = subprocess.run([str(anchors / "bin" / "python"), "-c", probe], capture_output=True).returncode == 0
-            for key, (path, dsid, table) in data.items():
+            for key, (path, _dsid, table) in data.items():
                 ext = pyogrio.read_info(path)["total_bounds"]
                 if spatialite:
                     resources[f"{key}-gpkg"] = ({"type": "feature", "name": "SQLiteGPKG", "data": str(work / "sqlite" / f"{table}.gpkg"),
                                                  "id_field": "fid", "table": table}, ext)
                 if pg_dsn:
+                    # The same rows, labelled EPSG:4326 (crs84_copy): pygeoapi's default storage CRS is CRS84, so it
+                    # neither reprojects the bbox nor every feature, as landcloud serves its CGCS2000 lon/lat as CRS84.
                     pgport = int(pg_dsn.rsplit(":", 1)[1].split("/")[0])
                     resources[f"{key}-pg"] = ({"type": "feature", "name": "PostgreSQL",
                                                "data": {"host": "127.0.0.1", "port": pgport, "dbname": "landcloud_test", "user": "postgres",
-                                                        "password": ""},
-                                               "id_field": "fid", "table": table, "geom_field": "geom"}, ext)
+                                                        "password": "", "search_path": ["public"]},
+                                               "id_field": "fid", "table": f"{table}_crs84", "geom_field": "geom",
+                                               "storage_crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}, ext)
             if not spatialite:
                 skipped.append("pygeoapi SQLiteGPKG provider: the anchors venv's Python cannot load mod_spatialite (sqlite3 built without extension loading, or libsqlite3-mod-spatialite missing)")
                 log("SKIPPED " + skipped[-1])
@@ -422,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         log("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers))
 
         # ---- (1) OGC API Features bbox queries
-        for key, (path, dsid, table) in data.items():
+        for key, (path, dsid, _table) in data.items():
             side = bbox_side(path)
             pts = sample_points(path, prof["requests"], seed=11)
             boxes = [f"{x - side / 2:.6f},{y - side / 2:.6f},{x + side / 2:.6f},{y + side / 2:.6f}" for x, y in pts]
@@ -436,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name, port, base, anchor in targets:
                     extra = "&f=json" if anchor else ""
                     paths = [f"{base}?bbox={b}&limit=100{extra}" for b in boxes]
-                    run_load(port, paths[: max(5, len(paths) // 10)], conc, 10)  # warm-up
+                    run_load(port, paths[: max(5, len(paths) // 10)], conc, 10, tokens.get(name))  # warm-up
                     log(f"bbox {key} c={conc} {name}")
-                    r = run_load(port, paths, conc, prof["time_limit"])
+                    r = run_load(port, paths, conc, prof["time_limit"], tokens.get(name))
                     r.update(target=name, anchor=anchor)
                     rows.append(r)
                 comparisons.append({"comparison": "OGC API Features bbox, limit=100", "dataset": key,
@@ -454,9 +479,9 @@ def main(argv: list[str] | None = None) -> int:
             if not s.name.startswith("landcloud"):
                 continue
             log(f"tiles {s.name}: {len(tpaths)} tiles cold, then cached")
-            cold = run_load(s.port, tpaths, 1, prof["time_limit"] * 2)
+            cold = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name))
             cold.update(target=f"{s.name} cold", anchor=False)
-            warm = run_load(s.port, tpaths, 1, prof["time_limit"] * 2)
+            warm = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name))
             warm.update(target=f"{s.name} cached", anchor=False)
             rows += [cold, warm]
         if pg_dsn:
@@ -523,7 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"results: {out.relative_to(ROOT)}; BENCHMARKS.md written; {result['runtime_s']} s")
     for s in skipped:
         log("SKIPPED: " + s)
-    return 0
+    dead = [f"{c['comparison']} / {c['variant']} / {r['target']}" for c in comparisons for r in c["rows"]
+            if r.get("errors") and not r.get("n")]
+    for d in dead:
+        log(f"FAILED: every request failed: {d}")
+    return 1 if dead else 0
 
 
 if __name__ == "__main__":

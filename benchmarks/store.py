@@ -4,6 +4,7 @@
     python benchmarks/store.py ingest  URL FILE DATASET UNIT     # landcloud submission (full checks), then open/public
     python benchmarks/store.py plain   URL FILE TABLE OUT_GPKG   # anchor: pyogrio read + write, no checks
     python benchmarks/store.py catalog URL N REPEATS             # N catalogue records, timed Chinese searches
+    python benchmarks/store.py token   URL UNIT                  # a reader of UNIT and its API token (lct_…)
 
 Every step prints one JSON line on stdout. LANDCLOUD_DATA_DIR must be set by the caller.
 """
@@ -132,13 +133,30 @@ def catalog(url: str, n: int, repeats: int) -> dict:
     reindex = time.perf_counter() - t1
     times: list[float] = []
     totals = {}
-    for r in range(repeats):
+    for _r in range(repeats):
         for q in QUERIES:
             s = time.perf_counter()
             res = srch.search(engine, ANONYMOUS, q, limit=20)
             times.append(time.perf_counter() - s)
             totals[q] = res["total"]
     return {"records": n, "build_seconds": build, "reindex_seconds": reindex, "latencies": times, "hits": totals}
+
+
+def token(url: str, unit: str) -> dict:
+    """A viewer of `unit` (no password: it only uses its token) and a read-only API token for it.
+
+    The benchmark's landcloud requests carry this token, so they measure a signed-in reader (auth
+    included) and do not depend on what anonymous callers may see.
+    """
+    from landcloud.access import tokens, users
+    from landcloud.config import Settings
+
+    engine = _engine(url)
+    settings = Settings(database_url=url)
+    name = f"bench_reader_{unit}"
+    user = users.find_user(engine, name) or users.create_user(engine, settings, name, unit, ["viewer"], None, "benchmark reader")
+    plaintext, _ = tokens.create_token(engine, settings, user, "benchmark", ["read"], expires_days=1)
+    return {"token": plaintext, "user": name}
 
 
 def main(argv: list[str]) -> int:
@@ -149,6 +167,8 @@ def main(argv: list[str]) -> int:
         out = ingest(url, *rest)
     elif cmd == "plain":
         out = plain(url, *rest)
+    elif cmd == "token":
+        out = token(url, rest[0])
     elif cmd == "catalog":
         out = catalog(url, int(rest[0]), int(rest[1]))
     else:
