@@ -1,7 +1,7 @@
 """Store-side benchmark steps, each run as its own child process (so its peak memory is its own).
 
     python benchmarks/store.py setup   URL                       # migrations, Heilongjiang units and boundaries
-    python benchmarks/store.py ingest  URL FILE DATASET UNIT     # landcloud submission (full checks), then open/public
+    python benchmarks/store.py ingest  URL FILE DATASET UNIT [no-overlap]  # landcloud submission (full checks), then open/public
     python benchmarks/store.py plain   URL FILE TABLE OUT_GPKG   # anchor: pyogrio read + write, no checks
     python benchmarks/store.py catalog URL N REPEATS             # N catalogue records, timed Chinese searches
     python benchmarks/store.py token   URL UNIT                  # a reader of UNIT and its API token (lct_…)
@@ -44,7 +44,8 @@ def setup(url: str) -> dict:
     return {"units": len(hlj)}
 
 
-def ingest(url: str, path: str, dataset: str, unit: str) -> dict:
+def ingest(url: str, path: str, dataset: str, unit: str, profile: str = "") -> dict:
+    """`profile` "no-overlap": the submission's overlap rule off (a layer of no standard schema, e.g. OSM)."""
     from landcloud.catalog import datasets as catalog
     from landcloud.config import Settings
     from landcloud.ingest.pipeline import SubmitOptions, run_submission
@@ -52,7 +53,8 @@ def ingest(url: str, path: str, dataset: str, unit: str) -> dict:
     engine = _engine(url)
     settings = Settings(database_url=url)
     t0 = time.perf_counter()
-    res = run_submission(engine, settings, path, SubmitOptions(dataset_id=dataset, unit=unit, title=f"benchmark {dataset}"))
+    opts = SubmitOptions(dataset_id=dataset, unit=unit, title=f"benchmark {dataset}", overlap_check=profile != "no-overlap")
+    res = run_submission(engine, settings, path, opts)
     seconds = time.perf_counter() - t0
     out = {"accepted": res.accepted, "version": res.version, "seconds": seconds}
     if not res.accepted:
