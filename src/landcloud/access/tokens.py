@@ -171,6 +171,14 @@ def revoke_token(engine: Engine, user: Principal | Mapping[str, Any], token_id: 
     return token_public(record)
 
 
+_TOKEN_USER = (  # built once: it runs on every request that carries a token
+    sa.select(api_tokens, *[c.label(f"u__{c.name}") for c in users.c], units.c.kind.label("u__unit_kind"))
+    .join(users, users.c.id == api_tokens.c.user_id)
+    .outerjoin(units, units.c.code == users.c.unit)
+    .where(api_tokens.c.token_hash == sa.bindparam("digest"))
+)
+
+
 def lookup_token_user(engine: Engine, plaintext: str) -> tuple[dict[str, Any], frozenset[str], dict[str, Any], str | None] | None:
     """(the token's row, its scopes, its account's full row, the account unit's kind) or None.
 
@@ -181,15 +189,8 @@ def lookup_token_user(engine: Engine, plaintext: str) -> tuple[dict[str, Any], f
     """
     if not plaintext.startswith(PREFIX):
         return None
-    user_cols = [c.label(f"u__{c.name}") for c in users.c]
-    query = (
-        sa.select(api_tokens, *user_cols, units.c.kind.label("u__unit_kind"))
-        .join(users, users.c.id == api_tokens.c.user_id)
-        .outerjoin(units, units.c.code == users.c.unit)
-        .where(api_tokens.c.token_hash == token_hash(plaintext))
-    )
     with connection(engine) as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_TOKEN_USER, {"digest": token_hash(plaintext)}).first()
     if row is None or not _use(engine, row):
         return None
     m = row._mapping

@@ -20,7 +20,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from landcloud.store.db import BackendKind, backend_of
+from landcloud.store.db import BackendKind, backend_of, connection
 
 BBox = tuple[float, float, float, float]
 DiffKind = Literal["added", "removed", "changed"]
@@ -248,8 +248,13 @@ class FeatureStore:
         limit: int | None,
         offset: int,
     ) -> Iterator[StoredFeature]:
+        # A page (LIMIT in the SQL, at most one batch) is fetched in one go on a plain connection; only a
+        # longer read streams through a server-side cursor (DECLARE/FETCH/CLOSE in a transaction).
+        page = post is None and limit is not None and limit <= batch_size
+
         def run(c: Connection) -> Iterator[StoredFeature]:
-            result = c.execute(sa.text(sql).execution_options(yield_per=batch_size), params)
+            stmt = sa.text(sql) if page else sa.text(sql).execution_options(yield_per=batch_size)
+            result = c.execute(stmt, params)
             skipped = produced = 0
             for partition in result.partitions(batch_size):
                 feats = [self._row_to_feature(r) for r in partition]
@@ -269,7 +274,7 @@ class FeatureStore:
         if conn is not None:
             yield from run(conn)
         else:
-            with self.engine.connect() as c:
+            with connection(self.engine) if page else self.engine.connect() as c:
                 yield from run(c)
 
     def get_feature(
