@@ -12,9 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test,demo]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP)
+# The portal's front-end libraries (MapLibre GL JS, proj4, GeographicLib), served by the app; no build step.
+NPM_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json | cut -c1-12)
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-*; touch $@
 
-run: $(STAMP)
+install: $(STAMP) $(NPM_STAMP)
+
+run: $(STAMP) $(NPM_STAMP)
 	$(BIN)/landcloud init
 	$(BIN)/landcloud demo
 	$(BIN)/landcloud serve --host 127.0.0.1 --port 8000
@@ -22,11 +28,11 @@ run: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(NPM_STAMP) system-deps
 	scripts/run-tests.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache test-artifacts
 
 # Benchmarks (benchmarks/README.md): pygeoapi lives in its own venv, never in the project venv.
 # Its SQLiteGPKG provider loads mod_spatialite, so the venv is made from the first Python whose

@@ -34,11 +34,11 @@ PY = sys.executable
 
 PROFILES = {
     "smoke": dict(parcels=2_000, prefix="2301", requests=100, time_limit=15.0, tiles_per_zoom=4, catalog=1_000, catalog_repeats=4,
-                  osm=True, osm_bbox="126.60,45.74,126.64,45.77"),  # central Harbin only: 2,177 of the 19,173 polygons
+                  osm=True, osm_bbox="126.60,45.74,126.64,45.77", here_parcels=300),  # central Harbin only: 2,177 of the 19,173 polygons
     "full": dict(parcels=100_000, prefix="", requests=1_000, time_limit=60.0, tiles_per_zoom=20, catalog=10_000, catalog_repeats=20,
-                 osm=True),
+                 osm=True, here_parcels=5_000),
     "full-1m": dict(parcels=1_000_000, prefix="", requests=1_000, time_limit=90.0, tiles_per_zoom=20, catalog=10_000,
-                    catalog_repeats=20, osm=False),
+                    catalog_repeats=20, osm=False, here_parcels=5_000),
 }
 TOKEN = "benchmark-secret-key-not-for-production"
 
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([PY, str(BENCH / "data.py"), "osm", str(osm) + ".tmp.gpkg", "--bbox", osm_bbox], check=True,
                            stdout=subprocess.DEVNULL)
             Path(str(osm) + ".tmp.gpkg").rename(osm)
-        import pyogrio
+        import pyogrio.raw
 
         data = {"dltb": (dltb, "bench-dltb", "dltb_plain")}
         if prof["osm"]:
@@ -389,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 skipped.append(f"PostGIS: cluster did not start ({r.stderr.strip()[-200:]})")
                 log("PostGIS SKIPPED: " + skipped[-1])
+        # "what is here" over 10 layers: dltb, osm and 8 more layers of the first parcels of dltb (same ground)
+        here_file = work / "here_layer.gpkg"
+        meta, _, wkb, fields = pyogrio.raw.read(dltb, max_features=prof["here_parcels"])
+        pyogrio.raw.write(here_file, wkb, fields, list(meta["fields"]), layer="dltb", driver="GPKG", geometry_type="Unknown",
+                          crs="EPSG:4490", encoding="UTF-8")
+        here_extra = 10 - len(data)
         ingest_rows: dict[str, list] = {k: [] for k in data}
         tokens: dict[str, str] = {}
         for be, url in backends.items():
@@ -410,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
                                          "n": 1, "peak_rss_mib": rss})
                 if be == "postgis":
                     crs84_copy(pg_dsn, table)
+            log(f"{be}: {here_extra} more layers of {prof['here_parcels']} parcels for 'what is here'")
+            res = _child_with_rss(["layers", url, str(here_file), "bench-here", str(here_extra), "230000"], env)[0]
+            if res["rejected"]:
+                raise RuntimeError(f"'what is here' layers rejected on {be}: {res['rejected'][:1]}")
         for key, rows in ingest_rows.items():
             for i in range(0, len(rows), 2):
                 be = rows[i]["target"].split("(")[-1].rstrip(")")
@@ -495,9 +505,21 @@ def main(argv: list[str] | None = None) -> int:
             comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": key,
                                 "variant": f"z8–z14, {len(tiles)} tiles, 1 client", "rows": rows, "unit": "tile latency"})
 
-        # ---- (4) what is here
-        comparisons.append({"comparison": "what is here (point query)", "dataset": "-", "variant": "-", "unit": "-",
-                            "rows": [{"target": "landcloud", "anchor": False, "n": 0, "note": "not available (not built yet)"}]})
+        # ---- (4) what is here: GET /api/here at points of the shared ground, 10 layers
+        pts = sample_points(here_file, prof["requests"], seed=13)
+        hpaths = [f"/api/here?lon={x:.6f}&lat={y:.6f}" for x, y in pts]
+        rows = []
+        for s in servers:
+            if not s.name.startswith("landcloud"):
+                continue
+            run_load(s.port, hpaths[: max(5, len(hpaths) // 10)], 1, 10, tokens.get(s.name))  # warm-up
+            log(f"what is here {s.name}: {len(hpaths)} points")
+            r = run_load(s.port, hpaths, 1, prof["time_limit"], tokens.get(s.name))
+            r.update(target=s.name, anchor=False)
+            rows.append(r)
+        comparisons.append({"comparison": "what is here (GET /api/here)", "dataset": "10 layers",
+                            "variant": f"dltb, osm + {here_extra} layers of {prof['here_parcels']} parcels; 1 client (goal p99 < 20 ms)",
+                            "rows": rows, "unit": "request latency"})
     except BaseException:
         for s in servers:
             s.stop()
@@ -528,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                      extra=f"build {res['build_seconds']:.0f} s + reindex {res['reindex_seconds']:.1f} s")
             rows.append(r)
         comparisons.append({"comparison": "catalogue search, Chinese queries", "dataset": f"{prof['catalog']} records",
-                            "variant": "15 queries, limit 20, anonymous", "rows": rows, "unit": "search() latency (p99 is the figure)"})
+                            "variant": "15 queries, limit 20, a provincial viewer", "rows": rows, "unit": "search() latency (p99 is the figure)"})
         sizes["catalogue_records"] = prof["catalog"]
         vers = versions(pg_dsn, anchors)
     finally:

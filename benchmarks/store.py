@@ -5,6 +5,7 @@
     python benchmarks/store.py plain   URL FILE TABLE OUT_GPKG   # anchor: pyogrio read + write, no checks
     python benchmarks/store.py catalog URL N REPEATS             # N catalogue records, timed Chinese searches
     python benchmarks/store.py token   URL UNIT                  # a reader of UNIT and its API token (lct_…)
+    python benchmarks/store.py layers  URL FILE PREFIX K UNIT    # K more layers PREFIX-1..K (the file again), for "what is here"
 
 Every step prints one JSON line on stdout. LANDCLOUD_DATA_DIR must be set by the caller.
 """
@@ -109,7 +110,7 @@ PLACES = ["哈尔滨市", "道里区", "南岗区", "香坊区", "齐齐哈尔�
 
 def catalog(url: str, n: int, repeats: int) -> dict:
 
-    from landcloud.access.principal import ANONYMOUS
+    from landcloud.access.principal import Principal
     from landcloud.catalog import datasets as cat
     from landcloud.catalog import search as srch
     from landcloud.catalog.tables import datasets as dtable
@@ -130,6 +131,9 @@ def catalog(url: str, n: int, repeats: int) -> dict:
                 keywords=[w[0], w[1], place], openness="open", security_level="public",
             ))
     build = time.perf_counter() - t0
+    # a viewer of the owner unit (the public sees published editions only, not these master records)
+    reader = Principal("user", user_id="bench-reader", username="bench_reader", unit="230000", unit_kind="administrative",
+                       roles=frozenset({"viewer"}))
     t1 = time.perf_counter()
     srch.reindex_all(engine)
     reindex = time.perf_counter() - t1
@@ -138,10 +142,18 @@ def catalog(url: str, n: int, repeats: int) -> dict:
     for _r in range(repeats):
         for q in QUERIES:
             s = time.perf_counter()
-            res = srch.search(engine, ANONYMOUS, q, limit=20)
+            res = srch.search(engine, reader, q, limit=20)
             times.append(time.perf_counter() - s)
             totals[q] = res["total"]
     return {"records": n, "build_seconds": build, "reindex_seconds": reindex, "latencies": times, "hits": totals}
+
+
+def layers(url: str, path: str, prefix: str, k: str, unit: str) -> dict:
+    """K more open/public layers over the same ground (the same file submitted K times), for "what is here"."""
+    t0 = time.perf_counter()
+    out = [ingest(url, path, f"{prefix}-{i}", unit) for i in range(1, int(k) + 1)]
+    rejected = [o for o in out if not o["accepted"]]
+    return {"layers": len(out), "rejected": rejected, "seconds": time.perf_counter() - t0}
 
 
 def token(url: str, unit: str) -> dict:
@@ -169,6 +181,8 @@ def main(argv: list[str]) -> int:
         out = ingest(url, *rest)
     elif cmd == "plain":
         out = plain(url, *rest)
+    elif cmd == "layers":
+        out = layers(url, *rest)
     elif cmd == "token":
         out = token(url, rest[0])
     elif cmd == "catalog":

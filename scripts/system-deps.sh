@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the tests need (PostGIS server); installed only when missing and running as root.
+# Debian packages the tests need (PostGIS server; Chromium and a CJK font for the portal's browser
+# tests); installed only when missing and running as root.
 set -euo pipefail
 need=()
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need+=(postgresql postgresql-15-postgis-3)
+test -x /usr/bin/chromium || need+=(chromium)
+test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
-  echo "missing Debian packages: ${need[*]} (run as root or install them; PostGIS tests need them)" >&2
+  echo "missing Debian packages: ${need[*]} (run as root or install them; the PostGIS and browser tests need them)" >&2
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive

@@ -74,3 +74,20 @@ def _write_raw(path: Path, geoms: np.ndarray, field_data: list[np.ndarray], fiel
         str(path), geometry=shapely.to_wkb(geoms), field_data=field_data, fields=fields, geometry_type="Polygon",
         crs=crs, driver="ESRI Shapefile", encoding=encoding,
     )
+
+
+def publish_edition(engine: Any, settings: Any, dataset_id: str, **profile: Any) -> str:
+    """Set a release profile on a master (every non-sensitive field kept unless `fields` is given), build
+    an edition of its newest version and approve it, as the local operator; returns the edition's id."""
+    from landcloud.access.principal import system_principal
+    from landcloud.catalog import datasets as catalog
+    from landcloud.publish import editions
+
+    me = system_principal()
+    ds = catalog.require_dataset(engine, dataset_id)
+    profile.setdefault("fields", [f["name"] for f in ds.fields if not f.get("sensitive")])
+    editions.set_profile(engine, me, dataset_id, profile)
+    edition = editions.build(engine, settings, me, dataset_id)
+    assert edition["report"]["passed"], edition["report"]
+    editions.approve(engine, me, edition["id"])
+    return str(edition["dataset_id"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,14 @@ from landcloud.config import Settings
 from landcloud.store.db import create_engine
 from landcloud.store.migrate import upgrade
 
+pytest_plugins = ["portal_site"]  # browser fixtures (tests/portal_site.py)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
 REFERENCE = SHARED / "reference"
 TABLES = (
-    "features", "dataset_versions", "grants", "applications", "datasets", "api_tokens", "sessions", "signin_failures",
+    "fingerprinted_copies", "recipient_keys", "editions", "release_profiles", "features", "dataset_versions", "grants", "applications", "datasets", "api_tokens", "sessions", "signin_failures",
     "users", "units", "submissions", "transformation_sets", "audit_log", "audit_head", "search_docs",
 )
 
@@ -116,7 +119,14 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def live_url(settings: Settings, engine: sa.Engine) -> Iterator[str]:
-    """The real application served by uvicorn in its own process on a free loopback port.
+    """The real application served by uvicorn in its own process on a free loopback port."""
+    with serve(settings.data_dir, settings.resolved_database_url, settings.secret_key or "") as url:
+        yield url
+
+
+@contextmanager
+def serve(data_dir: Path, database_url: str, secret_key: str, **env_extra: str) -> Iterator[str]:
+    """Runs the application with uvicorn in a child process until the block ends.
 
     A separate process, not a thread: GDAL (through pyogrio) keeps the GIL while it waits for
     HTTP, so a server thread in the test process could never answer it.
@@ -132,17 +142,20 @@ def live_url(settings: Settings, engine: sa.Engine) -> Iterator[str]:
         port = s.getsockname()[1]
     env = dict(os.environ)
     env.update(
-        LANDCLOUD_DATA_DIR=str(settings.data_dir),
-        LANDCLOUD_DATABASE_URL=settings.resolved_database_url,
-        LANDCLOUD_SECRET_KEY=settings.secret_key or "",
+        LANDCLOUD_DATA_DIR=str(data_dir),
+        LANDCLOUD_DATABASE_URL=database_url,
+        LANDCLOUD_SECRET_KEY=secret_key,
         LANDCLOUD_COOKIE_SECURE="false",
         LANDCLOUD_RATE_LIMIT_SIGNIN_PER_MINUTE="10000",
         LANDCLOUD_RATE_LIMIT_PUBLIC_PER_MINUTE="100000",
+        **env_extra,
     )
+    log_path = Path(data_dir) / f"server-{port}.log"  # a file, not a pipe: a chatty server must never block on it
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "landcloud.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=log_file,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
@@ -152,14 +165,17 @@ def live_url(settings: Settings, engine: sa.Engine) -> Iterator[str]:
             break
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode() if proc.stderr else "server exited") from None
+                raise AssertionError(log_path.read_text(errors="replace") or "server exited") from None
             time.sleep(0.1)
     else:
         proc.kill()
         raise AssertionError("the test server did not start")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log_file.close()

@@ -94,7 +94,7 @@ def test_rejected_submission_reports_and_changes_nothing(client: TestClient, eng
     assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
 
 
-def test_anonymous_sees_only_open_public_datasets(client: TestClient, tmp_path: Path) -> None:
+def test_anonymous_sees_only_published_editions(client: TestClient, tmp_path: Path) -> None:
     upload(client, write_geojson(tmp_path / "v1.geojson", grid_parcels(2)))
     assert client.get("/api/datasets").json()["count"] == 0
     assert client.get("/api/datasets/dltb").status_code == 404
@@ -102,8 +102,16 @@ def test_anonymous_sees_only_open_public_datasets(client: TestClient, tmp_path: 
     assert client.get("/api/datasets", headers=AUTH).json()["count"] == 1
     resp = client.patch("/api/datasets/dltb", json={"openness": "open", "security_level": "public"}, headers=AUTH)
     assert resp.status_code == 200 and resp.json()["openness"] == "open"
-    assert client.get("/api/datasets").json()["datasets"][0]["id"] == "dltb"
-    assert len(client.get("/api/datasets/dltb/features").json()["features"]) == 4
+    assert client.get("/api/datasets").json()["count"] == 0  # open and public, but a master: never to the public
+    assert client.get("/api/datasets/dltb/features").status_code == 404
+    profile = {"fields": ["BSM", "DLBM", "DLMC"], "tolerance_m": 50}
+    assert client.put("/api/datasets/dltb/release-profile", json=profile, headers=AUTH).status_code == 200
+    edition = client.post("/api/datasets/dltb/editions", headers=AUTH).json()
+    assert edition["status"] == "pending" and client.get("/api/datasets").json()["count"] == 0
+    assert client.post(f"/api/editions/{edition['id']}/approve", headers=AUTH).json()["status"] == "published"
+    assert [d["id"] for d in client.get("/api/datasets").json()["datasets"]] == ["dltb-public"]
+    feats = client.get("/api/datasets/dltb-public/features").json()["features"]
+    assert len(feats) == 4 and all(set(f["properties"]) <= set(profile["fields"]) for f in feats)
 
 
 def test_bad_input_gets_a_clear_4xx_and_changes_nothing(client: TestClient, engine: sa.Engine, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
 
-from builders import grid_parcels, write_geojson
+from builders import grid_parcels, publish_edition, write_geojson
 from conftest import REFERENCE
 
 PASSWORD = "Heilongjiang-2026!"
@@ -101,6 +101,8 @@ def build(engine: sa.Engine, settings: Settings, client: TestClient, tmp: Path) 
     catalog.update_metadata(engine, "daoli-mine", {"security_level": "sensitive"})
     submit(engine, settings, tmp, "open-dltb", "230000", parcels([("OPEN-1", "230102101201", "230102199001018888")]))
     catalog.update_metadata(engine, "open-dltb", {"openness": "open", "security_level": "public"})
+    # the public sees the master only through its edition; the edition leaves out the 证件号
+    publish_edition(engine, settings, "open-dltb", fields=["BSM", "DLBM", "DLMC", "ZLDWDM", "TBMJ"])
     for name, unit, roles in [
         ("prov", "230000", ["viewer"]), ("hrb", "230100", ["viewer"]), ("hrbadmin", "230100", ["data_admin"]),
         ("qqhr", "230200", ["viewer"]), ("daoli", "230102", ["viewer"]), ("daoliadmin", "230102", ["data_admin"]),

@@ -9,14 +9,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from landcloud import __version__
 from landcloud.access.admin_router import router as admin_router
 from landcloud.access.audit_router import router as audit_router
 from landcloud.access.auth_router import router as auth_router
-from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders
+from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders, origin_of
 from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
 from landcloud.catalog.search_router import router as search_router
@@ -25,11 +25,17 @@ from landcloud.ingest import submissions
 from landcloud.ingest.router import router as submissions_router
 from landcloud.messages import LandcloudError
 from landcloud.publish.downloads_router import router as downloads_router
+from landcloud.publish.editions_router import router as editions_router
 from landcloud.publish.features_router import router as features_router
+from landcloud.publish.here_router import router as here_router
 from landcloud.publish.records_router import router as records_router
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
 from landcloud.store.engine import get_engine
+from landcloud.web import errors as web_errors
+from landcloud.web.api import router as portal_api_router
+from landcloud.web.assets import mount_assets
+from landcloud.web.pages import router as pages_router
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
 
     @app.exception_handler(LandcloudError)
-    async def landcloud_error(_request: Request, exc: LandcloudError) -> JSONResponse:
+    async def landcloud_error(request: Request, exc: LandcloudError) -> Response:
+        if web_errors.wants_page(request):
+            return web_errors.error_page(request, exc.status, exc.message.zh, exc.message.en)
         return JSONResponse(status_code=exc.status, content=exc.to_dict())
+
+    web_errors.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,13 +92,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(search_router)
     app.include_router(downloads_router)
+    app.include_router(here_router)
+    app.include_router(editions_router)
     app.include_router(records_router)  # before the features router: /ogc/collections/catalog is the catalogue
     app.include_router(tiles_router)
     app.include_router(features_router)
+    app.include_router(portal_api_router)
+    app.include_router(pages_router)
+    missing = mount_assets(app, settings)
+    if missing:
+        log.warning("portal libraries missing (run `make install` / `npm ci`): %s", ", ".join(missing))
     # outermost last: limits and headers apply to every response, errors included
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, map_origins=origin_of(settings.basemap_url))
     return app
 
 

@@ -28,11 +28,14 @@ app.add_typer(tr_app, name="transformations")
 def _mount_access_commands() -> None:
     from landcloud.access.audit_cli import audit_app
     from landcloud.access.users_cli import users_app
+    from landcloud.publish.editions_cli import editions_app, trace_command
     from landcloud.publish.tiles_cli import export_tiles
 
     app.add_typer(users_app, name="users", help="Users: add, list, roles, TOTP, disable")
     app.add_typer(audit_app, name="audit", help="The audit chain: verify, export")
     app.command("export-tiles", help="Export a dataset version to PMTiles for static hosting")(export_tiles)
+    app.add_typer(editions_app, name="editions", help="Public editions (公开版): release profile, build, approve, list")
+    app.command("trace", help="Name the recipient of a leaked, fingerprinted copy (SHP/GeoJSON/GPKG)")(trace_command)
 
 
 def _engine() -> Any:
@@ -254,6 +257,11 @@ def datasets_rollback(dataset_id: str, to: Annotated[int, typer.Option("--to", h
         _fail(exc)
         return
     typer.echo(f"version {result['version']} = version {result['rollback_to']} ({result['feature_count']} features)")
+    from landcloud.publish import editions
+
+    edition = editions.after_new_version(_engine(), get_settings(), dataset_id)
+    if edition is not None:
+        typer.echo(f"edition {edition['id']} built, pending approval / 新公开版待批准")
 
 
 @datasets_app.command("export")

@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     api_token_max_days: int = Field(default=365, description="Longest lifetime of a personal API token")
     rate_limit_signin_per_minute: int = Field(default=10, description="Sign-in attempts per client IP and minute")
     rate_limit_public_per_minute: int = Field(default=600, description="Anonymous requests per client IP and minute")
+    rate_limit_tiles_per_minute: int = Field(
+        default=12000, description="Anonymous map tile requests per client IP and minute (a map view loads dozens at once)"
+    )
+    basemap_url: str | None = Field(
+        default=None,
+        description="Raster basemap tile URL template for the portal map ({z}/{x}/{y}), e.g. 天地图 with its key; none: no external basemap",
+    )
+    basemap_attribution: str = Field(default="", description="Attribution (and 审图号) shown with the basemap")
+    landuse_colours_file: Path | None = Field(
+        default=None, description="JSON {land-use code: '#rrggbb'} overriding the portal's land-use colour table"
+    )
+    node_modules_dir: Path | None = Field(
+        default=None, description="Where `npm ci` put the portal's front-end libraries (default: the checkout's node_modules)"
+    )
     max_request_mb: int = Field(default=16, description="Largest request body outside submissions")
     oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer URL (the province's identity system)")
     oidc_client_id: str | None = Field(default=None, description="OpenID Connect client id")
@@ -44,6 +58,10 @@ class Settings(BaseSettings):
     area_tolerance_abs_m2: float = Field(default=1.0, description="TBMJ vs ellipsoidal area, absolute (m²)")
     overlap_tolerance_m2: float = Field(default=1.0, description="Overlaps smaller than this are not reported")
     batch_size: int = Field(default=5000, description="Features per streamed batch in ingest and export")
+    fingerprint_tolerance_m: float = Field(
+        default=1.0, gt=0,
+        description="Grant downloads carry a per-recipient fingerprint: every vertex moves by ±1/10 of this (m)",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -81,9 +81,13 @@ def test_each_caller_reads_exactly_its_rows_and_fields(world: World, who: str | 
 
 
 def test_public_and_other_datasets(world: World) -> None:
-    assert set(features(world, None, "open-dltb")[1]) == {"OPEN-1"}
-    assert features(world, None, "open-dltb")[1]["OPEN-1"]["QLRZJH"] == "230102199001018888"  # not marked sensitive
-    assert {d["id"] for d in world.get("/api/datasets", None).json()["datasets"]} == {"open-dltb"}
+    # the public sees the edition, never the master, even an open and public one
+    assert features(world, None, "open-dltb")[0] == 404
+    assert set(features(world, None, "open-dltb-public")[1]) == {"OPEN-1"}
+    assert "QLRZJH" not in features(world, None, "open-dltb-public")[1]["OPEN-1"]  # not in the edition's whitelist
+    assert {d["id"] for d in world.get("/api/datasets", None).json()["datasets"]} == {"open-dltb-public"}
+    # signed-in users keep their rights on the master
+    assert features(world, "qqhr", "open-dltb")[1]["OPEN-1"]["QLRZJH"] == "230102199001018888"  # not marked sensitive
     assert set(features(world, "qqhr", "qqhr-dltb")[1]) == {r[0] for r in QQHR_ROWS}
     assert features(world, "hrb", "qqhr-dltb")[0] == 403
     # sensitive data: the owner unit only, not even its province
@@ -172,20 +176,20 @@ def test_writes_are_for_the_right_roles_only(world: World) -> None:
     assert world.get("/api/users", "hrbadmin").status_code == 403
     assert world.get("/api/users", "sec").status_code == 200
     assert world.get("/api/system/status", "sec").status_code == 403
-    assert world.get("/api/system/status", "sys").json()["datasets"] == 4
+    assert world.get("/api/system/status", "sys").json()["datasets"] == 5  # four masters and one edition
     assert world.get("/api/audit", "sys").status_code == 403
     assert world.get("/api/audit", "aud").status_code == 200
 
 
 def test_reads_of_non_public_data_are_audited(world: World) -> None:
     features(world, "daoli")
-    features(world, None, "open-dltb")
+    features(world, None, "open-dltb-public")
     entries = world.get("/api/audit", "aud", params={"action": "data.read", "limit": 1000}).json()["entries"]
     mine = [e for e in entries if e["actor"] == "daoli" and e["dataset_id"] == "hrb-dltb"]
     assert mine and mine[0]["detail"]["count"] == 2 and mine[0]["detail"]["rows"] == "restricted"
     assert mine[0]["actor_unit"] == "230102" and mine[0]["version"] == 2
     assert "QLRZJH" in mine[0]["detail"]["masked"]
-    assert not [e for e in entries if e["dataset_id"] == "open-dltb"]  # public reads are not logged as sensitive reads
+    assert not [e for e in entries if e["dataset_id"] == "open-dltb-public"]  # public reads are not logged as sensitive reads
     signins = world.get("/api/audit", "aud", params={"action": "auth.signin", "limit": 1000}).json()["entries"]
     assert {"daoli", "bank", "aud"} <= {e["actor"] for e in signins}
 
@@ -217,6 +221,10 @@ def test_every_route_asks_who_is_calling(settings: Settings, engine: sa.Engine) 
     assert unguarded == []
 
 
+# the world's parcels are 0.002° squares on a grid from (126.60, 45.74); these are their centres
+POINT_QUERIES = {"/api/here": [{"lon": 126.601 + 0.002 * i, "lat": 45.741 + 0.002 * j} for i in range(2) for j in range(3)]}
+
+
 def _fill(path: str) -> str:
     values = {"dataset_id": "hrb-dltb", "version": "2", "a": "1", "b": "2"}
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
@@ -240,4 +248,52 @@ def test_no_get_route_leaks_rows_or_clear_values(world: World, who: str | None) 
             leaked = [m for m in forbidden_rows | forbidden_text if m in text]
             assert not leaked, (path, who, leaked)
             checked += 1
+        for params in POINT_QUERIES.get(route.path, []):  # routes that answer for a point, at every parcel
+            text = world.get(route.path, who, params=params).text
+            leaked = [m for m in forbidden_rows | forbidden_text if m in text]
+            assert not leaked, (route.path, params, who, leaked)
     assert checked >= 20
+
+
+# -- the public sees editions, never the master --------------------------------------------------
+MASTER_ONLY = "230102199001018888"  # open-dltb's 证件号: in the open, public master, left out of its edition
+
+
+def _public_paths(path: str, dataset: str) -> list[str]:
+    """The route asked for `dataset` every way that could return features (tile: the one holding the parcels)."""
+    from landcloud.geo.tiles import get_tms
+
+    tms = get_tms("WebMercatorQuad")
+    col, row = tms.tile_for_lonlat(126.601, 45.741, 14)
+    values = {"dataset_id": dataset, "collection_id": dataset, "version": "1", "a": "1", "b": "1", "tms_id": "WebMercatorQuad",
+              "z": "14", "x": str(col), "y": str(row), "feature_id": "OPEN-1", "record_id": dataset, "edition_id": "1"}
+    filled = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
+    if path.endswith("/download"):
+        return [f"{filled}?format={f}" for f in ("geojson", "csv", "gpkg", "kml")]
+    if path.endswith("/items") or path.endswith("/features"):
+        return [filled, f"{filled}?f=json"]
+    return [filled]
+
+
+def test_no_public_route_reaches_a_master(world: World) -> None:
+    """Every GET route, asked anonymously for each master (the open, public one included), returns none of
+    its features; asked for the published edition, the same routes do serve it (the check is not vacuous)."""
+    masters = ("open-dltb", "hrb-dltb", "daoli-mine", "qqhr-dltb")
+    master_text = {MASTER_ONLY} | {r[0] for r in HRB_ROWS + MINE_ROWS + QQHR_ROWS} | {r[2] for r in HRB_ROWS + MINE_ROWS + QQHR_ROWS}
+    served_edition = set()
+    for route in api_routes(world.client.app):  # type: ignore[arg-type]
+        if "GET" not in route.methods or route.path in OPEN_ROUTES:
+            continue
+        for dataset in (*masters, "open-dltb-public"):
+            for path in _public_paths(route.path, dataset):
+                resp = world.get(path, None)
+                text = resp.content.decode("utf-8", "replace")
+                leaked = [m for m in master_text if m in text]
+                assert not leaked, (path, leaked)
+                if dataset != "open-dltb-public" and "{" in route.path:
+                    assert "OPEN-1" not in text, path  # not even the master's rows the edition also has
+                elif resp.status_code == 200 and "OPEN-1" in text:
+                    served_edition.add(route.path)
+    # the edition's features reach the public through the JSON API, OGC API Features, downloads and tiles
+    assert {"/api/datasets/{dataset_id}/features", "/ogc/collections/{collection_id}/items", "/api/datasets/{dataset_id}/download",
+            "/ogc/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}"} <= served_edition, served_edition

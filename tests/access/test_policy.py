@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import shapely
 from hypothesis import given
@@ -85,9 +87,10 @@ def test_grants_narrow_rows_and_fields() -> None:
 
 def test_public_and_shared_datasets() -> None:
     open_ds = dataset(openness="open", security_level="public")
-    anon = decide(ANONYMOUS, open_ds, None)
-    assert anon.visible and anon.rows is None and not anon.audited
-    assert anon.shape(ROW)["QLRZJH"] == "2301**********1234"  # type: ignore[index]
+    assert not decide(ANONYMOUS, open_ds, None).visible  # the public sees editions, never the master
+    viewer = decide(user(BANK), open_ds, BANK)
+    assert viewer.visible and viewer.rows is None and not viewer.audited
+    assert viewer.shape(ROW)["QLRZJH"] == "2301**********1234"  # type: ignore[index]
     shared = dataset(sharing_class="unconditional")
     assert decide(user(BANK), shared, BANK).rows is None
     assert not decide(ANONYMOUS, shared, None).visible
@@ -96,6 +99,21 @@ def test_public_and_shared_datasets() -> None:
     assert not decide(sysadmin, shared, PROVINCE).visible
     assert decide(sysadmin, open_ds, PROVINCE).visible
     assert decide(system_principal(), dataset(security_level="sensitive"), None).rows is None
+
+
+def test_editions_published_version_for_everyone_pending_for_the_owner_unit() -> None:
+    pending = dataset(edition_of="dltb", openness="open", security_level="public")
+    assert not decide(ANONYMOUS, pending, None).visible
+    assert not decide(user(BANK), pending, BANK).visible
+    owner = decide(user(HARBIN), pending, HARBIN)
+    assert owner.visible and owner.version is None and not owner.audited
+    published = dataclasses.replace(pending, published_version=3)
+    for who, unit in ((ANONYMOUS, None), (user(BANK), BANK), (user(DAOLI), DAOLI)):
+        access = decide(who, published, unit)
+        assert access.visible and access.version == 3 and access.public and not access.audited and access.rows is None
+    assert decide(user(HARBIN), published, HARBIN).version is None  # the owner unit reviews newer, pending versions
+    sysadmin = Principal("user", username="s", unit="230000", unit_kind="administrative", roles=frozenset({"sysadmin"}))
+    assert decide(sysadmin, published, PROVINCE).version == 3
 
 
 def test_without_a_jurisdiction_field_rows_follow_the_boundary() -> None:

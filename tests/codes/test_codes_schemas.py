@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from landcloud.codes.schemas import DLTB, SCHEMAS, XZQ, get_schema
+from landcloud.codes.schemas import DLTB, SCHEMAS, XZQ, get_schema, known_alias
 
 
 def test_dltb_fields() -> None:
@@ -34,3 +34,8 @@ def test_registry() -> None:
     assert set(SCHEMAS) == {"DLTB", "XZQ"}
     for schema in SCHEMAS.values():
         assert schema.field(schema.key_field) is not None
+
+
+def test_standard_field_names_keep_their_chinese_names_outside_their_layer() -> None:
+    assert known_alias("XZQDM") == "行政区代码" and known_alias("DLBM") == "地类编码" and known_alias("JB") == "级别"
+    assert known_alias("name") == "" and known_alias("xzqdm") == ""  # standard names only, as spelled

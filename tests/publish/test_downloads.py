@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 
-from landcloud.access.principal import ANONYMOUS
+from landcloud.access.principal import system_principal
 from landcloud.access.tables import audit_log
 from landcloud.app import api_routes, create_app
 from landcloud.catalog import datasets as catalog
@@ -210,14 +210,18 @@ def test_anonymous_and_listed_only_callers(world: World, engine: sa.Engine, tmp_
     for who, dataset in [("bank", "hrb-dltb"), ("hrb", "daoli-mine")]:  # listed in the catalogue, data not readable
         resp = world.get(f"/api/datasets/{dataset}/download", who, params={"format": "gpkg"})
         assert resp.status_code == 403 and resp.json()["error"] == "access.application_required"
-    catalog.update_metadata(engine, "open-dltb", {"sensitive_fields": "QLRZJH"})
-    _, path = fetch(world, None, tmp_path, "csv", dataset="open-dltb")  # public data: downloadable, and audited all the same
+    # the public downloads the edition, never the open, public master
+    assert world.get("/api/datasets/open-dltb/download", None, params={"format": "csv"}).status_code == 404
+    _, path = fetch(world, None, tmp_path, "csv", dataset="open-dltb-public")  # public data: downloadable, and audited all the same
     _, rows, _ = read_layer(path)
-    assert [r["BSM"] for r in rows] == ["OPEN-1"] and rows[0]["QLRZJH"] == "2301**********8888"
+    assert [r["BSM"] for r in rows] == ["OPEN-1"] and "QLRZJH" not in rows[0]
     logged = audits(engine)
     assert [(a["actor"], a["dataset_id"], a["format"], a["crs"], a["count"]) for a in logged] == [
-        ("anonymous", "open-dltb", "csv", "EPSG:4490", 1)
+        ("anonymous", "open-dltb-public", "csv", "EPSG:4490", 1)
     ]
+    catalog.update_metadata(engine, "open-dltb", {"sensitive_fields": "QLRZJH"})  # signed in: the master, masked
+    _, path = fetch(world, "qqhr", tmp_path, "csv", dataset="open-dltb")
+    assert read_layer(path)[1][0]["QLRZJH"] == "2301**********8888"
 
 
 # ---------------------------------------------------------------- memory
@@ -268,7 +272,7 @@ def test_geojson_download_streams_in_bounded_memory(engine: sa.Engine, settings:
             pytest.xfail(f"the store reads the whole version on PostGIS: {first / 1e6:.1f} MB for the first feature")
     tracemalloc.start()
     try:
-        dl = downloads.prepare(engine, settings, ANONYMOUS, "big", "geojson", "EPSG:4530")
+        dl = downloads.prepare(engine, settings, system_principal("test"), "big", "geojson", "EPSG:4530")
         assert dl.length is None and "Content-Length" not in dl.headers  # streamed, not built first
         features = size = 0
         tail = b""

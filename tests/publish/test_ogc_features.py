@@ -15,12 +15,14 @@ from owslib.ogcapi.features import Features
 from pyproj import Transformer
 
 from landcloud.access import units, users
+from landcloud.access.principal import system_principal
 from landcloud.app import create_app
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.publish import editions
 
-from builders import grid_parcels, write_geojson
+from builders import grid_parcels, publish_edition, write_geojson
 from conftest import REFERENCE
 from world import PASSWORD, sign_in
 
@@ -30,11 +32,15 @@ KEYS = sorted(f["properties"]["BSM"] for f in FEATS)
 
 @pytest.fixture
 def loaded(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> dict[str, str]:
-    """An open DLTB dataset with two versions, an internal one, and a submitter of its unit."""
+    """An open DLTB dataset with two versions and its published edition (two versions too), an internal one, and a submitter of its unit."""
     units.load_divisions(engine, REFERENCE / "admin_heilongjiang.csv")
     for i, feats in enumerate([FEATS, _v2()]):
         path = write_geojson(tmp_path / f"v{i}.geojson", feats)
         assert run_submission(engine, settings, path, SubmitOptions(dataset_id="dltb", unit="230102")).accepted
+        if i == 0:  # the public reads the edition: kept at a micrometre here, so the clients see the stored geometry
+            publish_edition(engine, settings, "dltb", tolerance_m=1e-6, title="道里区地类图斑")
+    me = system_principal()
+    editions.approve(engine, me, editions.list_editions(engine, me, "dltb")[0]["id"])  # the edition the second version made
     catalog.update_metadata(engine, "dltb", {"openness": "open", "security_level": "public", "title": "道里区地类图斑"})
     path = write_geojson(tmp_path / "internal.geojson", grid_parcels(2, origin=(126.7, 45.8)))
     assert run_submission(engine, settings, path, SubmitOptions(dataset_id="internal", unit="230102")).accepted
@@ -53,28 +59,28 @@ def test_owslib_reads_collections_items_paging_and_filters(loaded: dict, live_ur
     api = Features(f"{live_url}/ogc")
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in api.conformance()["conformsTo"]
     ids = [c["id"] for c in api.collections()["collections"]]
-    assert "dltb" in ids and "internal" not in ids  # the public does not see internal data
-    assert api.collection("dltb")["title"] == "道里区地类图斑"
-    page = api.collection_items("dltb", limit=4)
+    assert "dltb-public" in ids and "internal" not in ids and "dltb" not in ids  # the public sees editions only
+    assert api.collection("dltb-public")["title"] == "道里区地类图斑"
+    page = api.collection_items("dltb-public", limit=4)
     assert page["numberReturned"] == 4 and page["numberMatched"] == 9
     seen = [f["id"] for f in page["features"]]
     offset = 4
     while any(link["rel"] == "next" for link in page["links"]):
-        page = api.collection_items("dltb", limit=4, offset=offset)
+        page = api.collection_items("dltb-public", limit=4, offset=offset)
         seen += [f["id"] for f in page["features"]]
         offset += 4
     assert sorted(seen) == KEYS
-    cql = api.collection_items("dltb", filter="DLBM = '0101' OR DLBM = '0702'", **{"filter-lang": "cql2-text"})
+    cql = api.collection_items("dltb-public", filter="DLBM = '0101' OR DLBM = '0702'", **{"filter-lang": "cql2-text"})
     assert sorted(f["properties"]["DLBM"] for f in cql["features"]) == ["0702", "0702"]  # v2 turned the 0101 parcel into 0702
     assert cql["numberMatched"] == 2
-    queryables = api.collection_queryables("dltb")
+    queryables = api.collection_queryables("dltb-public")
     assert queryables["properties"]["DLBM"]["type"] == "string"
-    box = api.collection_items("dltb", bbox=[126.6, 45.74, 126.6019, 45.7419])
+    box = api.collection_items("dltb-public", bbox=[126.6, 45.74, 126.6019, 45.7419])
     assert [f["id"] for f in box["features"]] == [KEYS[0]]
 
 
 def test_gdal_oapif_reads_exactly_the_stored_features(loaded: dict, live_url: str) -> None:
-    frame = pyogrio.read_dataframe(f"OAPIF:{live_url}/ogc", layer="dltb")
+    frame = pyogrio.read_dataframe(f"OAPIF:{live_url}/ogc", layer="dltb-public")
     assert len(frame) == 9
     assert sorted(frame["BSM"]) == KEYS
     by_key = {f["properties"]["BSM"]: shapely.geometry.shape(f["geometry"]) for f in _v2()}
@@ -89,37 +95,37 @@ def client(loaded: dict, settings: Settings) -> TestClient:
 
 
 def test_crs_and_bbox_crs_follow_the_axis_order(client: TestClient) -> None:
-    plain = client.get("/ogc/collections/dltb/items/" + KEYS[0]).json()
+    plain = client.get("/ogc/collections/dltb-public/items/" + KEYS[0]).json()
     lon, lat = plain["geometry"]["coordinates"][0][0]
-    resp = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4490"})
+    resp = client.get(f"/ogc/collections/dltb-public/items/{KEYS[0]}", params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4490"})
     assert resp.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4490>"
     assert resp.json()["geometry"]["coordinates"][0][0] == pytest.approx([lat, lon])
-    gk = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4530"}).json()
+    gk = client.get(f"/ogc/collections/dltb-public/items/{KEYS[0]}", params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4530"}).json()
     east, north = Transformer.from_crs(4490, 4530, always_xy=True).transform(lon, lat)
     assert gk["geometry"]["coordinates"][0][0] == pytest.approx([north, east], abs=1e-3)  # EPSG:4530 is northing, easting
     lat_lon_box = "45.74,126.6,45.7419,126.6019"
-    boxed = client.get("/ogc/collections/dltb/items", params={"bbox": lat_lon_box, "bbox-crs": "http://www.opengis.net/def/crs/EPSG/0/4326"})
+    boxed = client.get("/ogc/collections/dltb-public/items", params={"bbox": lat_lon_box, "bbox-crs": "http://www.opengis.net/def/crs/EPSG/0/4326"})
     assert [f["id"] for f in boxed.json()["features"]] == [KEYS[0]]
-    bad = client.get("/ogc/collections/dltb/items", params={"crs": "EPSG:2000"})
+    bad = client.get("/ogc/collections/dltb-public/items", params={"crs": "EPSG:2000"})
     assert bad.status_code == 400 and bad.json()["code"] == "crs.unsupported"
 
 
 def test_sorting_selection_equality_and_history(client: TestClient) -> None:
-    by_area = client.get("/ogc/collections/dltb/items", params={"sortby": "-TBMJ,BSM", "limit": 9}).json()["features"]
+    by_area = client.get("/ogc/collections/dltb-public/items", params={"sortby": "-TBMJ,BSM", "limit": 9}).json()["features"]
     areas = [f["properties"]["TBMJ"] for f in by_area]
     assert areas == sorted(areas, reverse=True)
-    chosen = client.get("/ogc/collections/dltb/items", params={"properties": "BSM,DLBM", "limit": 1}).json()["features"][0]
+    chosen = client.get("/ogc/collections/dltb-public/items", params={"properties": "BSM,DLBM", "limit": 1}).json()["features"][0]
     assert set(chosen["properties"]) == {"BSM", "DLBM"}
-    eq = client.get("/ogc/collections/dltb/items", params={"DLBM": "0103"}).json()
+    eq = client.get("/ogc/collections/dltb-public/items", params={"DLBM": "0103"}).json()
     assert [f["properties"]["DLBM"] for f in eq["features"]] == ["0103"] and eq["numberMatched"] == 1
-    assert client.get("/ogc/collections/dltb/items", params={"NOPE": "1"}).status_code == 400
-    v1 = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"version": 1}).json()
+    assert client.get("/ogc/collections/dltb-public/items", params={"NOPE": "1"}).status_code == 400
+    v1 = client.get(f"/ogc/collections/dltb-public/items/{KEYS[0]}", params={"version": 1}).json()
     assert v1["properties"]["DLBM"] == "0101"
-    then = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"datetime": "2000-01-01T00:00:00Z"})
+    then = client.get(f"/ogc/collections/dltb-public/items/{KEYS[0]}", params={"datetime": "2000-01-01T00:00:00Z"})
     assert then.status_code == 404
-    now = client.get(f"/ogc/collections/dltb/items/{KEYS[0]}", params={"datetime": "2999-01-01T00:00:00Z"}).json()
+    now = client.get(f"/ogc/collections/dltb-public/items/{KEYS[0]}", params={"datetime": "2999-01-01T00:00:00Z"}).json()
     assert now["properties"]["DLBM"] == "0702"
-    assert client.get("/ogc/collections/dltb/items", params={"sortby": "geometry"}).status_code == 400
+    assert client.get("/ogc/collections/dltb-public/items", params={"sortby": "geometry"}).status_code == 400
 
 
 def test_openapi_document_and_cql2_json_over_http(client: TestClient) -> None:
@@ -131,18 +137,18 @@ def test_openapi_document_and_cql2_json_over_http(client: TestClient) -> None:
     cql_json = {"op": "and", "args": [{"op": "=", "args": [{"property": "DLBM"}, "0103"]},
                                       {"op": "s_intersects", "args": [{"property": "geometry"},
                                                                       {"bbox": [126.59, 45.73, 126.61, 45.76]}]}]}
-    resp = client.get("/ogc/collections/dltb/items", params={"filter": json.dumps(cql_json), "filter-lang": "cql2-json"})
+    resp = client.get("/ogc/collections/dltb-public/items", params={"filter": json.dumps(cql_json), "filter-lang": "cql2-json"})
     assert resp.status_code == 200, resp.text
     assert [f["properties"]["DLBM"] for f in resp.json()["features"]] == ["0103"]
-    bad = client.get("/ogc/collections/dltb/items", params={"filter": "DLBM = ", "filter-lang": "cql2-text"})
+    bad = client.get("/ogc/collections/dltb-public/items", params={"filter": "DLBM = ", "filter-lang": "cql2-text"})
     assert bad.status_code == 400 and bad.json()["code"] == "filter.invalid"
 
 
 def test_html_pages(client: TestClient) -> None:
-    for path in ("/ogc", "/ogc/collections", "/ogc/collections/dltb", "/ogc/collections/dltb/items", f"/ogc/collections/dltb/items/{KEYS[0]}"):
+    for path in ("/ogc", "/ogc/collections", "/ogc/collections/dltb-public", "/ogc/collections/dltb-public/items", f"/ogc/collections/dltb-public/items/{KEYS[0]}"):
         resp = client.get(path, headers={"Accept": "text/html"})
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html"), path
-    assert "道里区地类图斑" in client.get("/ogc/collections/dltb/items?f=html").text
+    assert "道里区地类图斑" in client.get("/ogc/collections/dltb-public/items?f=html").text
 
 
 def test_transactions_make_new_versions_through_the_rules(client: TestClient, engine: sa.Engine) -> None:
@@ -150,16 +156,16 @@ def test_transactions_make_new_versions_through_the_rules(client: TestClient, en
     viewer = {"Authorization": f"Bearer {sign_in(client, 'viewer')}"}
     new = grid_parcels(4)[12]  # a parcel next to the 3×3 block: no overlap
     new["properties"]["BSM"] = "230102NEW001"
-    assert client.post("/ogc/collections/dltb/items", json=new).status_code == 401
+    assert client.post("/ogc/collections/dltb/items", json=new).status_code == 404  # the public does not know the master
     assert client.post("/ogc/collections/dltb/items", json=new, headers=viewer).status_code == 403
     created = client.post("/ogc/collections/dltb/items", json=new, headers=token)
     assert created.status_code == 201, created.text
     assert created.headers["location"].endswith("/ogc/collections/dltb/items/230102NEW001")
     assert created.headers["x-landcloud-version"] == "3"
-    assert client.get("/ogc/collections/dltb/items/230102NEW001").json()["properties"]["DLBM"] == new["properties"]["DLBM"]
+    assert client.get("/ogc/collections/dltb/items/230102NEW001", headers=viewer).json()["properties"]["DLBM"] == new["properties"]["DLBM"]
     patched = client.patch("/ogc/collections/dltb/items/230102NEW001", json={"properties": {"DLBM": "0301", "DLMC": "乔木林地"}}, headers=token)
     assert patched.status_code == 200 and patched.json()["version"] == 4
-    got = client.get("/ogc/collections/dltb/items/230102NEW001").json()
+    got = client.get("/ogc/collections/dltb/items/230102NEW001", headers=viewer).json()
     assert got["properties"]["DLBM"] == "0301" and got["properties"]["TBMJ"] == new["properties"]["TBMJ"]
     bad = client.patch("/ogc/collections/dltb/items/230102NEW001", json={"properties": {"DLBM": "9999"}}, headers=token)
     assert bad.status_code == 422 and bad.json()["details"]["findings"][0]["rule"] == "code.dlbm_invalid"
@@ -169,14 +175,15 @@ def test_transactions_make_new_versions_through_the_rules(client: TestClient, en
     assert catalog.require_dataset(engine, "dltb").current_version == 4  # rejected edits change nothing
     deleted = client.delete("/ogc/collections/dltb/items/230102NEW001", headers=token)
     assert deleted.status_code == 204 and deleted.headers["x-landcloud-version"] == "5"
-    assert client.get("/ogc/collections/dltb/items/230102NEW001").status_code == 404
-    assert client.get("/ogc/collections/dltb/items/230102NEW001", params={"version": 4}).status_code == 200
-    versions = client.get("/api/datasets/dltb/versions").json()["versions"]
+    assert client.get("/ogc/collections/dltb/items/230102NEW001", headers=viewer).status_code == 404
+    assert client.get("/ogc/collections/dltb/items/230102NEW001", params={"version": 4}, headers=viewer).status_code == 200
+    versions = client.get("/api/datasets/dltb/versions", headers=viewer).json()["versions"]
     assert [v["feature_count"] for v in versions] == [9, 9, 10, 10, 9]
 
 
 def test_projected_edit_with_content_crs(client: TestClient) -> None:
     token = {"Authorization": f"Bearer {sign_in(client, 'editor')}"}
+    viewer = {"Authorization": f"Bearer {sign_in(client, 'viewer')}"}
     new = grid_parcels(4)[13]
     new["properties"]["BSM"] = "230102GK0001"
     tr = Transformer.from_crs(4490, 4530, always_xy=True)
@@ -186,5 +193,5 @@ def test_projected_edit_with_content_crs(client: TestClient) -> None:
     resp = client.post("/ogc/collections/dltb/items", json=projected,
                        headers={**token, "Content-Crs": "<http://www.opengis.net/def/crs/EPSG/0/4530>"})
     assert resp.status_code == 201, resp.text
-    back = client.get("/ogc/collections/dltb/items/230102GK0001").json()["geometry"]
+    back = client.get("/ogc/collections/dltb/items/230102GK0001", headers=viewer).json()["geometry"]
     assert shapely.hausdorff_distance(shapely.geometry.shape(back), shapely.geometry.shape(new["geometry"])) < 1e-9

@@ -34,6 +34,7 @@ TITLES = {
     "qqhr-dltb": ("齐齐哈尔市地类图斑", "Qiqihar land-use polygons"),
     "daoli-mine": ("道里区采矿权", "Daoli mining rights"),
     "open-dltb": ("公开地类图斑样例", "Open land-use sample"),
+    "open-dltb-public": ("公开地类图斑样例（公开版）", "Open land-use sample (public edition)"),
 }
 
 
@@ -109,22 +110,22 @@ def test_owslib_reads_the_catalogue(owslib_client: Any, server: str) -> None:
     assert any(link["rel"] == "items" and link["href"] == f"{server}/ogc/collections/catalog/items" for link in coll["links"])
 
     items = hrb.collection_items("catalog")
-    assert items["type"] == "FeatureCollection" and items["numberMatched"] == 4
-    assert ids(items) == ["daoli-mine", "hrb-dltb", "open-dltb", "qqhr-dltb"]
+    assert items["type"] == "FeatureCollection" and items["numberMatched"] == 5
+    assert ids(items) == ["daoli-mine", "hrb-dltb", "open-dltb", "open-dltb-public", "qqhr-dltb"]
 
     found = hrb.collection_items("catalog", q="图斑")
-    assert set(ids(found)) == {"hrb-dltb", "qqhr-dltb", "open-dltb"}
+    assert set(ids(found)) == {"hrb-dltb", "qqhr-dltb", "open-dltb", "open-dltb-public"}
     assert ids(hrb.collection_items("catalog", q="规划")) == []
     assert ids(hrb.collection_items("catalog", q="三调 耕地")) == ["hrb-dltb"]
     assert set(ids(hrb.collection_items("catalog", q="采矿,齐齐哈尔"))) == {"daoli-mine", "qqhr-dltb"}  # commas: OR
     assert ids(hrb.collection_items("catalog", q="mining")) == ["daoli-mine"]
 
-    page = hrb.collection_items("catalog", limit=2, offset=0)
-    assert page["numberReturned"] == 2 and page["numberMatched"] == 4
+    page = hrb.collection_items("catalog", limit=3, offset=0)
+    assert page["numberReturned"] == 3 and page["numberMatched"] == 5
     nxt = next(link["href"] for link in page["links"] if link["rel"] == "next")
     second = httpx.get(nxt, headers=hrb.headers).json()
-    assert ids(second) == ["open-dltb", "qqhr-dltb"] and not any(link["rel"] == "next" for link in second["links"])
-    assert ids(hrb.collection_items("catalog", bbox=[126.5, 45.7, 126.7, 45.8])) == ["hrb-dltb", "open-dltb"]
+    assert ids(second) == ["open-dltb-public", "qqhr-dltb"] and not any(link["rel"] == "next" for link in second["links"])
+    assert ids(hrb.collection_items("catalog", bbox=[126.5, 45.7, 126.7, 45.8])) == ["hrb-dltb", "open-dltb", "open-dltb-public"]
     assert ids(hrb.collection_items("catalog", type="service")) == []
 
 
@@ -159,9 +160,10 @@ def test_one_record_as_ogc_api_records_core(owslib_client: Any, server: str) -> 
 def test_anonymous_sees_open_public_records_only(owslib_client: Any, server: str) -> None:
     anonymous = owslib_client(None)
     items = anonymous.collection_items("catalog")
-    assert ids(items) == ["open-dltb"] and items["numberMatched"] == 1
-    assert ids(anonymous.collection_items("catalog", q="图斑")) == ["open-dltb"]
-    assert "开放数据" in anonymous.collection_item("catalog", "open-dltb")["properties"]["rights"]
+    assert ids(items) == ["open-dltb-public"] and items["numberMatched"] == 1  # the edition, never the master
+    assert ids(anonymous.collection_items("catalog", q="图斑")) == ["open-dltb-public"]
+    assert "开放数据" in anonymous.collection_item("catalog", "open-dltb-public")["properties"]["rights"]
+    assert httpx.get(f"{server}/ogc/collections/catalog/items/open-dltb").status_code == 404
     with pytest.raises(RuntimeError):
         anonymous.collection_item("catalog", "hrb-dltb")  # 404, as for a missing record
     assert httpx.get(f"{server}/ogc/collections/catalog/items/hrb-dltb").status_code == 404
@@ -181,7 +183,7 @@ def test_dcat_catalogue(world: World) -> None:
     assert doc["@type"] == "dcat:Catalog" and {"dcat", "dct"} <= set(doc["@context"])
     assert {"@value": "国土资源云数据目录", "@language": "zh"} in doc["dct:title"]
     entries = {d["dct:identifier"]: d for d in doc["dcat:dataset"]}
-    assert sorted(entries) == ["daoli-mine", "hrb-dltb", "open-dltb", "qqhr-dltb"] and doc["hydra:totalItems"] == 4
+    assert sorted(entries) == ["daoli-mine", "hrb-dltb", "open-dltb", "open-dltb-public", "qqhr-dltb"] and doc["hydra:totalItems"] == 5
     hrb = entries["hrb-dltb"]
     assert hrb["@type"] == "dcat:Dataset"
     assert hrb["dct:title"] == [{"@value": "哈尔滨市地类图斑", "@language": "zh"}, {"@value": "Harbin land-use polygons", "@language": "en"}]
@@ -197,7 +199,7 @@ def test_dcat_catalogue(world: World) -> None:
     listed_only = entries["qqhr-dltb"]  # hrb may see the entry, not the data: no extent, no distributions
     assert "dct:spatial" not in listed_only and "dcat:distribution" not in listed_only
     anonymous = world.get("/api/catalog/dcat", None).json()
-    assert [d["dct:identifier"] for d in anonymous["dcat:dataset"]] == ["open-dltb"]
+    assert [d["dct:identifier"] for d in anonymous["dcat:dataset"]] == ["open-dltb-public"]
     paged = world.get("/api/catalog/dcat", "hrb", params={"limit": 3}).json()
     assert len(paged["dcat:dataset"]) == 3 and "hydra:next" in paged["hydra:view"]
     resp = world.get("/api/catalog/dcat", "hrb")

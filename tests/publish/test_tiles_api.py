@@ -169,13 +169,16 @@ def test_each_caller_gets_its_rows_and_clear_fields_and_never_anothers_cached_ti
 
 
 def test_public_data_caching_and_bad_requests(world: World) -> None:
-    url = tile_url("open-dltb")
+    url = tile_url("open-dltb-public")
     resp = world.get(url, None)
-    assert set(features(resp, "open-dltb")) == {"OPEN-1"}
+    assert set(features(resp, "open-dltb-public")) == {"OPEN-1"}
     assert resp.headers["cache-control"] == "public, max-age=3600"
     assert world.get(url, None, params={"version": 1}).headers["cache-control"] == "public, max-age=86400"
     entries = world.get("/api/audit", "aud", params={"action": "data.tiles", "limit": 1000}).json()["entries"]
-    assert not [e for e in entries if e["dataset_id"] == "open-dltb"]  # public reads are not logged
+    assert not [e for e in entries if e["dataset_id"] == "open-dltb-public"]  # public reads are not logged
+    assert world.get(tile_url("open-dltb"), None).status_code == 404  # the master, even open and public: never to the public
+    master = world.get(tile_url("open-dltb"), "prov")
+    assert master.status_code == 200 and master.headers["cache-control"] == "private, no-cache"  # no shared cache keeps it
     crs84 = world.get(tile_url("hrb-dltb", WORLD_CRS84_QUAD), "prov")
     assert set(features(crs84)) == ALL_HRB
     base = "/ogc/collections/hrb-dltb/tiles"

@@ -193,3 +193,21 @@ def test_where_and_order_run_in_sql_on_both_backends(engine: sa.Engine) -> None:
     combined = SQLFilter(f"NOT ST_Intersects(f.geom, ST_GeomFromWKB(:g, 4490)) AND {store.prop_sql('DLBM', 'string', params)} = :c",
                          {**params, "g": box, "c": "0101"})
     assert keys(engine, 1, where=combined) == ["A"]
+
+
+def test_features_in_box_reads_many_layers_in_one_statement_like_iter_features(engine: sa.Engine) -> None:
+    from landcloud.store.features import RowFilter
+
+    codes = ["230102101201", "230102102201", "230103101201", "230104101201"]
+    load(engine, [row(f"P{i}", {"ZLDWDM": c}, square(126.6 + i * 0.0005, 45.7)) for i, c in enumerate(codes)])
+    load(engine, [row(f"Q{i}", {"ZLDWDM": c}, square(126.6 + i * 0.0005, 45.7)) for i, c in enumerate(codes)], ds_id="t2")
+    load(engine, [row("P0", {"ZLDWDM": codes[0]}, square(126.7, 45.7))])  # t1 v2: P0 moved away, the rest gone
+    store = feature_store_for(engine)
+    box = (126.6012, 45.7004, 126.6018, 45.7006)  # meets squares 1, 2 and 3 (each 0.001 wide, 0.0005 apart)
+    area = RowFilter(areas=(shapely.to_wkb(shapely.box(126.6012, 45.69, 126.6014, 45.71)),))
+    parts = [("t1", 1, None), ("t1", 2, None), ("t2", 1, RowFilter(prefixes=(("ZLDWDM", "230104"),))), ("t2", 1, area),
+             ("t2", 1, RowFilter())]
+    got = [[f.fkey for f in feats] for feats in store.features_in_box(parts, box)]
+    assert got == [[f.fkey for f in store.iter_features(d, v, bbox=box, rows=r)] for d, v, r in parts]
+    assert got == [["P1", "P2", "P3"], [], ["Q3"], ["Q1", "Q2"], []]
+    assert store.features_in_box([], box) == []

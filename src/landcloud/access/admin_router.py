@@ -3,10 +3,12 @@ system status (system administrator). Neither role reads data through these rout
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import make_url
 
 from landcloud import __version__
 from landcloud.access import audit, gate, units, users
@@ -97,3 +99,30 @@ def system_status(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
         "units": len(units.list_units(engine)),
         "users": len(users.list_users(engine)),
     }
+
+
+SECRET_SETTINGS = frozenset({"secret_key", "oidc_client_secret"})
+
+
+def _shown_setting(name: str, value: Any) -> tuple[Any, bool]:
+    """(value as shown, is_secret): secrets only say whether they are set; a database URL loses its password."""
+    if name in SECRET_SETTINGS:
+        return None, True
+    if name == "database_url" and value:
+        return make_url(value).render_as_string(hide_password=True), False
+    return (str(value) if isinstance(value, Path) else value), False
+
+
+@router.get("/api/system/settings")
+def system_settings(settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The effective settings with their LANDCLOUD_* names, read-only; secrets are never shown, only whether they are set."""
+    gate.require_role(principal, SYSADMIN)
+    items = []
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        shown, secret = _shown_setting(name, value)
+        items.append({
+            "name": name, "env": f"LANDCLOUD_{name.upper()}", "value": shown, "secret": secret, "set": value is not None,
+            "default": value == field.default, "description": field.description or "",
+        })
+    return {"settings": items, "count": len(items)}

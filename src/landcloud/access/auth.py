@@ -18,6 +18,7 @@ turning a request into a Principal.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -387,4 +388,4 @@ def authenticate(engine: Engine, settings: Settings, request: Request) -> Princi
                     "missing or wrong CSRF token (header X-CSRF-Token); reload the page and try again",
                 )
         return principal_for(engine, user, via="session", ip=ip)
-    return ANONYMOUS
+    return dataclasses.replace(ANONYMOUS, ip=ip)  # the public: its address is what the audit log can name

@@ -9,9 +9,11 @@ with who, unit, dataset, version, filter, feature count and fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import shapely
 from sqlalchemy.engine import Connection, Engine
 
@@ -123,7 +125,8 @@ class Viewer:
         if sensitive is None:
             sensitive = frozenset(f["name"] for f in ds.fields if f.get("sensitive"))
         grants = self.grants.get(ds.id, [])
-        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive)
+        edition_of, published = getattr(ds, "edition_of", None), getattr(ds, "published_version", None)
+        key = (ds.owner_unit, ds.security_level, ds.sharing_class, ds.openness, ds.jurisdiction_field, sensitive, edition_of, published)
         if not grants and key in self._cache:
             return self._cache[key]
         view = DatasetView(
@@ -135,6 +138,8 @@ class Viewer:
             openness=ds.openness,
             jurisdiction_field=ds.jurisdiction_field,
             sensitive_fields=sensitive,
+            edition_of=edition_of,
+            published_version=published,
         )
         access = decide(self.principal, view, self.unit_for(ds), grants)
         if not grants:
@@ -153,10 +158,13 @@ def in_catalogue(principal: Principal, ds: Any, access: Access) -> bool:
     """Whether the caller may see the dataset's catalogue entry (metadata, not data).
 
     Signed-in staff of any unit or department see every shared dataset's entry, so that they
-    can find it and apply for it (the sharing catalogue); the public sees open, public ones.
+    can find it and apply for it (the sharing catalogue); the public sees published editions.
+    An edition not yet approved is listed for no one outside its owner unit.
     """
     if access.visible:
         return True
+    if getattr(ds, "edition_of", None) is not None:
+        return False
     return principal.kind == "user" and principal.reads_data and ds.sharing_class != "not_shared"
 
 
@@ -167,8 +175,25 @@ def visible_datasets(engine: Engine, principal: Principal) -> list[tuple[catalog
     for ds in catalog.list_datasets(engine):
         access = viewer.access(ds)
         if viewer.in_catalogue(ds, access):
-            out.append((ds, access))
+            out.append((as_seen(engine, ds, access), access))
     return out
+
+
+def as_seen(engine: Engine, ds: catalog.Dataset, access: Access) -> catalog.Dataset:
+    """The dataset as this caller may know it: a published edition read by the public shows its
+    published version as the current one (count and extent too), never a version pending approval."""
+    if access.version is None or access.version == ds.current_version:
+        return ds
+    v = catalog.get_version(engine, ds.id, access.version)
+    return dataclasses.replace(ds, current_version=v.version, feature_count=v.feature_count, extent=v.extent)
+
+
+def readable_version(ds: catalog.Dataset, access: Access, version: int | None) -> int:
+    """The version to read (default the newest the caller may read); 404 beyond what it may read."""
+    v = catalog.resolve_version(ds, access.version if version is None and access.version is not None else version)
+    if access.version is not None and v > access.version:
+        raise NotFound("version.not_found", f"数据集“{ds.id}”没有版本 {v}", f"dataset '{ds.id}' has no version {v}")
+    return v
 
 
 def not_found(dataset_id: str) -> NotFound:
@@ -184,7 +209,7 @@ def dataset_for_catalogue(engine: Engine, principal: Principal, dataset_id: str)
         access = access_for(engine, principal, ds, conn)
     if not in_catalogue(principal, ds, access):
         raise not_found(dataset_id)
-    return ds, access
+    return as_seen(engine, ds, access), access
 
 
 def dataset_for_read(engine: Engine, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset, Access]:
@@ -249,7 +274,7 @@ def read_features(
     """
     if not access.visible:
         raise not_found(ds.id)
-    v = catalog.resolve_version(ds, version)
+    v = readable_version(ds, access, version)
     feats = feature_store_for(engine).iter_features(
         ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset
     )
@@ -262,6 +287,7 @@ def count_features(
     """How many rows of a version match, within what the caller may see (counts are not audited reads)."""
     if not access.visible:
         raise not_found(ds.id)
+    version = readable_version(ds, access, version)
     return feature_store_for(engine).count(ds.id, version, bbox=bbox, rows=access.rows, where=where)
 
 
@@ -284,33 +310,130 @@ def _audited(
                 yield shaped
     finally:
         if access.audited:
-            names = access.field_names
             audit.record(
                 engine,
                 principal,
                 action,
                 dataset_id=ds.id,
                 version=version,
-                detail={
-                    **{k: v for k, v in detail.items() if v is not None},
-                    "count": count,
-                    "rows": "all" if access.rows is None else "restricted",
-                    "fields": sorted(names) if names is not None else "all",
-                    "masked": sorted(access.masked_fields()),
-                    "basis": list(access.bases),
-                },
+                detail={**{k: v for k, v in detail.items() if v is not None}, "count": count, **_access_detail(access)},
             )
+
+
+def _access_detail(access: Access) -> dict[str, Any]:
+    """What an audit entry says about the access a read was made with."""
+    names = access.field_names
+    return {
+        "rows": "all" if access.rows is None else "restricted",
+        "fields": sorted(names) if names is not None else "all",
+        "masked": sorted(access.masked_fields()),
+        "basis": list(access.bases),
+    }
 
 
 def get_feature(
     engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, version: int | None, fkey: str
 ) -> StoredFeature | None:
-    v = catalog.resolve_version(ds, version)
+    v = readable_version(ds, access, version)
     feat = feature_store_for(engine).get_feature(ds.id, v, fkey, rows=access.rows)
     shaped = shape_feature(access, feat) if feat is not None else None
     if access.audited:
         audit.record(engine, principal, "data.read", dataset_id=ds.id, version=v, detail={"feature": fkey, "count": int(shaped is not None)})
     return shaped
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerAt:
+    """One readable dataset's features at a point, shaped for the caller."""
+
+    dataset: catalog.Dataset
+    access: Access
+    version: int
+    features: list[tuple[StoredFeature, shapely.Geometry]]
+
+
+def _covers_extent(extent: Sequence[float] | None, box: BBox) -> bool:
+    if not extent or len(extent) != 4:
+        return True  # no extent recorded: look
+    return extent[0] <= box[2] and extent[2] >= box[0] and extent[1] <= box[3] and extent[3] >= box[1]
+
+
+def features_at(
+    engine: Engine,
+    principal: Principal,
+    lon: float,
+    lat: float,
+    *,
+    tolerance_m: float = 2.0,
+    action: str = "data.here",
+    detail: dict[str, Any] | None = None,
+) -> tuple[list[LayerAt], int]:
+    """Every readable dataset's features at a point (EPSG:4490 lon/lat): (layers with features, datasets checked).
+
+    One Viewer decides every dataset; each readable one is read at its current version through the
+    store with the policy's row filter (a small box around the point, on the spatial index), then
+    tested exactly: polygons must cover the point, points and lines lie within `tolerance_m`.
+    Features are shaped like any other read. One audit entry covers the whole request, listing the
+    non-public datasets read with their counts; none when every dataset read was public.
+    """
+    viewer = Viewer(engine, principal)
+    dlat = tolerance_m / 110_574.0
+    dlon = tolerance_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+    box: BBox = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    point = shapely.Point(lon, lat)
+    readable: list[tuple[catalog.Dataset, Access]] = []
+    checked = 0
+    for ds in catalog.list_datasets(engine):
+        if ds.current_version == 0:
+            continue
+        access = viewer.access(ds)
+        if not access.visible:
+            continue
+        checked += 1
+        if _covers_extent(ds.extent, box):
+            readable.append((ds, access))
+    found_per_layer = feature_store_for(engine).features_in_box(
+        [(ds.id, ds.current_version, access.rows) for ds, access in readable], box
+    )
+    layers: list[LayerAt] = []
+    audited: list[dict[str, Any]] = []
+    for (ds, access), feats in zip(readable, found_per_layer):
+        found = []
+        for feat in feats:
+            geom = shapely.from_wkb(feat.wkb) if feat.wkb is not None else None
+            if geom is None or not _at_point(geom, point, lon, lat, tolerance_m):
+                continue
+            shaped = shape_feature(access, feat)
+            if shaped is not None:
+                found.append((shaped, geom))
+        if access.audited:
+            audited.append({"dataset": ds.id, "version": ds.current_version, "count": len(found), **_access_detail(access)})
+        if found:
+            layers.append(LayerAt(ds, access, ds.current_version, found))
+    if audited:
+        audit.record(
+            engine,
+            principal,
+            action,
+            detail={**(detail or {}), "point": [lon, lat], "count": sum(a["count"] for a in audited), "datasets": audited},
+        )
+    return layers, checked
+
+
+def _at_point(geom: shapely.Geometry, point: shapely.Point, lon: float, lat: float, tolerance_m: float) -> bool:
+    """Polygons: cover the point; points and lines: within `tolerance_m` metres (local plane)."""
+    if geom.is_empty:
+        return False
+    polygonal = shapely.get_type_id(geom) in (3, 6)
+    if polygonal:
+        return bool(shapely.covers(geom, point))
+    kx = 111_320.0 * math.cos(math.radians(lat))
+    local = shapely.transform(geom, lambda xy: np.column_stack(((xy[:, 0] - lon) * kx, (xy[:, 1] - lat) * 110_574.0)))
+    if shapely.get_type_id(geom) == 7:  # a collection: its polygons cover, its other parts are near
+        parts = shapely.get_parts(geom)
+        if any(shapely.get_type_id(p) in (3, 6) and shapely.covers(p, point) for p in parts):
+            return True
+    return bool(shapely.dwithin(local, shapely.Point(0.0, 0.0), tolerance_m))
 
 
 # -- permissions to change things ----------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from landcloud.config import Settings
 
@@ -45,9 +46,30 @@ async def _json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+def with_map_origins(headers: list[tuple[bytes, bytes]], origins: list[str]) -> list[tuple[bytes, bytes]]:
+    """The headers with a content-security-policy that also lets the map fetch tiles from `origins`
+    (a deployment's basemap, e.g. 天地图); everything else stays 'self' only."""
+    if not origins:
+        return headers
+    extra = " ".join(origins).encode()
+    out = []
+    for k, v in headers:
+        if k == b"content-security-policy":
+            v = v.replace(b"img-src 'self'", b"img-src 'self' " + extra).replace(b"connect-src 'self'", b"connect-src 'self' " + extra)
+        out.append((k, v))
+    return out
+
+
+def origin_of(url: str | None) -> list[str]:
+    """['https://host[:port]'] of a URL template, or [] (no basemap, or not an http(s) URL)."""
+    parts = urlsplit(url or "")
+    return [f"{parts.scheme}://{parts.netloc}"] if parts.scheme in ("http", "https") and parts.netloc else []
+
+
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, map_origins: list[str] | None = None) -> None:
         self.app = app
+        self.headers = with_map_origins(SECURITY_HEADERS, map_origins or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +82,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                headers += [(k, v) for k, v in self.headers if k not in present]
                 if https:
                     headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
                 if path.startswith("/api/auth") or path.startswith("/api/tokens"):
@@ -157,8 +179,11 @@ class RateLimit:
         wait = None
         if scope.get("method") == "POST" and path in SIGNIN_PATHS:
             wait = self._hit("signin", ip, self.settings.rate_limit_signin_per_minute)
-        elif (path.startswith("/api") or path.startswith("/ogc")) and b"authorization" not in headers and b"cookie" not in headers:
-            wait = self._hit("public", ip, self.settings.rate_limit_public_per_minute)
+        elif (path.startswith("/api") or path.startswith("/ogc")) and b"authorization" not in headers and b"landcloud_session=" not in headers.get(b"cookie", b""):
+            if "/tiles/" in path:  # one map view asks for dozens of tiles at once
+                wait = self._hit("tiles", ip, self.settings.rate_limit_tiles_per_minute)
+            else:
+                wait = self._hit("public", ip, self.settings.rate_limit_public_per_minute)
         if wait is not None:
             await _json_error(
                 send, 429, "request.rate_limited", "请求过于频繁，请稍后再试", "too many requests; try again later",

@@ -6,7 +6,12 @@ Keeping the decision pure makes the whole matrix testable without a database.
 
 Rules, in order:
 - the local operator (CLI) sees everything;
-- open, public datasets are seen by everyone, every row; sensitive fields stay masked;
+- a public edition (公开版, a desensitised dataset derived from a master) is seen by everyone
+  in its published version only; the owner unit's staff also see versions pending approval;
+  an edition nothing of which is published yet is the owner unit's alone;
+- the public (anonymous callers) sees published editions and nothing else: never a master
+  dataset, even one marked open and public (the public sees editions, never the master);
+- open, public datasets are seen by every signed-in user, every row; sensitive fields stay masked;
 - administrators of the separated roles read no data (beyond what the public sees);
 - a public (not open) dataset is seen by every signed-in user;
 - an unconditionally shared dataset is seen by every signed-in user, every row;
@@ -53,6 +58,8 @@ class DatasetView:
     openness: str
     jurisdiction_field: str | None
     sensitive_fields: frozenset[str]
+    edition_of: str | None = None  # a public edition: its master
+    published_version: int | None = None  # a public edition: the approved version
 
     @property
     def is_public(self) -> bool:
@@ -86,6 +93,12 @@ class Access:
     reason_zh: str = ""
     reason_en: str = ""
     bases: tuple[str, ...] = field(default=())
+    version: int | None = None  # the newest version the caller may read (a published edition); None: any
+
+    @property
+    def public(self) -> bool:
+        """What anyone may see: a published edition read as the public reads it."""
+        return self.bases == (PUBLIC_EDITION,)
 
     @property
     def rows(self) -> RowFilter | None:
@@ -163,6 +176,7 @@ def mask(value: Any) -> Any:
     return "*" * len(text)
 
 
+PUBLIC_EDITION = "public_edition"
 DENIED_ZH = "无权访问该数据集"
 DENIED_EN = "no access to this dataset"
 
@@ -203,9 +217,13 @@ def decide(principal: Principal, ds: DatasetView, unit: UnitView | None, grants:
         and principal.allows("read")
     )
     clear = sensitive if privileged else frozenset()
+    if ds.edition_of is not None:
+        return _decide_edition(principal, ds, unit)
+    if principal.kind == "anonymous":  # the public sees editions, never the master
+        return Access(False, reason_zh=DENIED_ZH, reason_en=DENIED_EN)
     if ds.is_public:
         return Access(True, (Clause(None, None, clear, "public"),), sensitive, audited=False, bases=("public",))
-    if principal.kind == "anonymous" or not principal.reads_data or unit is None:
+    if not principal.reads_data or unit is None:
         return Access(False, reason_zh=DENIED_ZH, reason_en=DENIED_EN)
     clauses: list[Clause] = []
     if ds.security_level == "public" or (ds.sharing_class == "unconditional" and ds.security_level != "sensitive"):
@@ -221,3 +239,14 @@ def decide(principal: Principal, ds: DatasetView, unit: UnitView | None, grants:
     if not clauses:
         return Access(False, reason_zh=DENIED_ZH, reason_en=DENIED_EN)
     return Access(True, tuple(clauses), sensitive, audited=True, bases=tuple(c.basis for c in clauses))
+
+
+def _decide_edition(principal: Principal, ds: DatasetView, unit: UnitView | None) -> Access:
+    """An edition is public data once approved; before that (and its pending versions) the owner unit's."""
+    if principal.kind == "user" and principal.reads_data and unit is not None and unit.code == ds.owner_unit:
+        return Access(True, (Clause(None, None, frozenset(), "edition_owner"),), ds.sensitive_fields, audited=False,
+                      bases=("edition_owner",))
+    if ds.published_version is not None:
+        return Access(True, (Clause(None, None, frozenset(), PUBLIC_EDITION),), ds.sensitive_fields, audited=False,
+                      bases=(PUBLIC_EDITION,), version=ds.published_version)
+    return Access(False, reason_zh=DENIED_ZH, reason_en=DENIED_EN)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import shapely
 import sqlalchemy as sa
@@ -94,7 +95,10 @@ def set_boundary(engine: Engine, code: str, geometry: shapely.Geometry) -> None:
     wkb = shapely.to_wkb(geometry)
     value = sa.func.ST_GeomFromWKB(wkb, 4490) if backend_of(engine) == "postgis" else wkb
     with engine.begin() as conn:
-        updated = conn.execute(units.update().where(units.c.code == code).values(boundary=value)).rowcount
+        # updated_at moves too, so that the cached boundaries (division_at) see the change
+        updated = conn.execute(
+            units.update().where(units.c.code == code).values(boundary=value, updated_at=datetime.now(UTC))
+        ).rowcount
     if not updated:
         raise NotFound("unit.not_found", f"单位代码 {code} 不存在", f"unit {code} does not exist")
 
@@ -107,6 +111,61 @@ def boundary(bind: Engine | Connection, code: str | None) -> shapely.Geometry | 
     with connection(bind) as conn:
         wkb = conn.execute(sa.select(col).where(units.c.code == code)).scalar()
     return shapely.from_wkb(bytes(wkb)) if wkb is not None else None
+
+
+class _Bounded(NamedTuple):
+    code: str
+    name: str
+    geom: shapely.Geometry
+    size: float  # planar, in square degrees: only to order nested units
+
+
+class _BoundaryCache:
+    """The stored boundaries of the administrative units, parsed and indexed once per engine
+    until the units table changes (the same key as the division index)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[tuple[int, str], list[_Bounded], shapely.STRtree | None]] = {}
+
+    def __call__(self, engine: Engine) -> tuple[list[_Bounded], shapely.STRtree | None]:
+        key = _index_key(engine)
+        hit = self._cache.get(id(engine))
+        if hit and hit[0] == key:
+            return hit[1], hit[2]
+        col = sa.func.ST_AsBinary(units.c.boundary) if backend_of(engine) == "postgis" else units.c.boundary
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(units.c.code, units.c.name, col.label("wkb")).where(
+                    units.c.kind == "administrative", units.c.boundary.is_not(None)
+                )
+            ).all()
+        found = []
+        for r in rows:
+            geom = shapely.from_wkb(bytes(r.wkb))
+            shapely.prepare(geom)
+            found.append(_Bounded(r.code, r.name, geom, float(shapely.area(geom))))
+        tree = shapely.STRtree([u.geom for u in found]) if found else None
+        self._cache[id(engine)] = (key, found, tree)
+        return found, tree
+
+    def cache_clear(self) -> None:
+        self._cache.clear()
+
+
+_boundaries = _BoundaryCache()
+
+
+def division_at(engine: Engine, lon: float, lat: float) -> dict[str, str] | None:
+    """The smallest administrative unit whose stored boundary covers the point (EPSG:4490), or None."""
+    found, tree = _boundaries(engine)
+    if tree is None:
+        return None
+    point = shapely.Point(lon, lat)
+    hits = [found[int(i)] for i in tree.query(point, predicate="intersects")]
+    if not hits:
+        return None
+    best = min(hits, key=lambda u: u.size)  # nested units: the smallest is the innermost
+    return {"code": best.code, "name": best.name}
 
 
 DEPARTMENT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")

@@ -85,6 +85,8 @@ class Dataset:
     extra: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    edition_of: str | None = None  # a public edition: the master dataset it is derived from
+    published_version: int | None = None  # a public edition: the approved version the public reads
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -159,8 +161,20 @@ def list_datasets(engine: Engine) -> list[Dataset]:
         return [_row_to_dataset(r) for r in c.execute(sa.select(datasets).order_by(datasets.c.id))]
 
 
+def check_writable(ds: Dataset) -> None:
+    """A public edition is written only by building it from its master: no submission, edit or rollback."""
+    if ds.edition_of is not None:
+        raise Conflict(
+            "dataset.read_only_edition",
+            f"数据集“{ds.id}”是“{ds.edition_of}”的公开版，只读：请修改主数据并重新生成公开版",
+            f"dataset '{ds.id}' is a public edition of '{ds.edition_of}' and read-only: change the master and build a new edition",
+            edition_of=ds.edition_of,
+        )
+
+
 def check_owner(ds: Dataset, unit: str | None) -> None:
-    """一数一源: only the owner unit may submit to a dataset."""
+    """一数一源: only the owner unit may submit to a dataset (and never to a read-only edition)."""
+    check_writable(ds)
     if unit is not None and unit != ds.owner_unit:
         raise Forbidden(
             "dataset.not_owner",

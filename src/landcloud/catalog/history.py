@@ -60,6 +60,7 @@ def rollback(
         conn.info["write"] = True
         with conn.begin():
             ds = catalog.require_dataset(conn, dataset_id)
+            catalog.check_writable(ds)
             source = catalog.resolve_version(ds, to_version)
             new_version = ds.current_version + 1
             counts = store.restore_version(conn, ds.id, source, new_version)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import shapely
+import shapely.geometry
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import StreamingResponse
 
@@ -15,8 +17,9 @@ from landcloud.access import audit, gate
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
-from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
+from landcloud.publish import editions
 from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import DiffEntry, DiffKind
 
@@ -52,7 +55,7 @@ def patch_dataset(
 @router.get("/{dataset_id}/versions")
 def list_versions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     _, access = gate.dataset_for_catalogue(engine, principal, dataset_id)
-    versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id)]
+    versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id) if access.version is None or v.version <= access.version]
     if not access.visible:  # listed only: the history, not where the data lies
         for v in versions:
             v["extent"] = None
@@ -62,12 +65,12 @@ def list_versions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -
 @router.get("/{dataset_id}/versions/{version}")
 def get_version(dataset_id: str, version: int, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     """A version; its quality report (feature keys and locations) only for the owner unit's staff."""
-    ds, _ = gate.dataset_for_read(engine, principal, dataset_id)
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     full = gate.may_see_submissions_of(principal, ds.owner_unit)
-    return catalog.get_version(engine, dataset_id, version).to_dict(with_report=full)
+    return catalog.get_version(engine, dataset_id, gate.readable_version(ds, access, version)).to_dict(with_report=full)
 
 
-def _shaped_entry(access: Access, entry: DiffEntry) -> dict[str, Any] | None:
+def _shaped_entry(access: Access, entry: DiffEntry, geometry: bool = False) -> dict[str, Any] | None:
     before_f = gate.shape_feature(access, entry.before) if entry.before else None
     after_f = gate.shape_feature(access, entry.after) if entry.after else None
     if before_f is None and after_f is None:
@@ -75,7 +78,17 @@ def _shaped_entry(access: Access, entry: DiffEntry) -> dict[str, Any] | None:
     before = before_f.props if before_f else None
     after = after_f.props if after_f else None
     changed = [f for f in history.changed_fields(entry) if f == "geometry" or f in (before or {}) or f in (after or {})]
-    return {"kind": entry.kind, "key": entry.fkey, "changed_fields": changed, "before": before, "after": after}
+    out = {"kind": entry.kind, "key": entry.fkey, "changed_fields": changed, "before": before, "after": after}
+    if geometry:  # for drawing the changes on a map
+        out["geometry_before"] = _geojson(before_f)
+        out["geometry_after"] = _geojson(after_f)
+    return out
+
+
+def _geojson(feat: Any) -> dict[str, Any] | None:
+    if feat is None or feat.wkb is None:
+        return None
+    return shapely.geometry.mapping(shapely.from_wkb(feat.wkb))
 
 
 @router.get("/{dataset_id}/versions/{a}/diff/{b}")
@@ -87,18 +100,19 @@ def diff_versions(
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    geometry: Annotated[bool, Query(description="include the geometries before/after as GeoJSON / 附带变化前后的几何")] = False,
 ) -> dict[str, Any]:
     """Counts of added, removed and changed features, and the first `limit` of them (rows the caller may see)."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if access.rows is None:
         counts = history.diff_counts(engine, ds, a, b)
-        entries = [e for e in (_shaped_entry(access, x) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
+        entries = [e for e in (_shaped_entry(access, x, geometry) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
     else:  # restricted rows: count what the caller may see, one streamed pass
         counts = {k: 0 for k in DIFF_KINDS}
         entries = []
         seen = 0
         for x in history.iter_diff(engine, ds, a, b):
-            shaped = _shaped_entry(access, x)
+            shaped = _shaped_entry(access, x, geometry)
             if shaped is None:
                 continue
             counts[x.kind] += 1
@@ -112,16 +126,18 @@ def diff_versions(
 
 @router.post("/{dataset_id}/rollback")
 def rollback(
-    dataset_id: str, engine: EngineDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)]
+    dataset_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)]
 ) -> dict[str, Any]:
     ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
     gate.require_dataset_admin(principal, ds)
-    return history.rollback(
+    result = history.rollback(
         engine, dataset_id, to,
         in_transaction=lambda conn, result: audit.record(
             engine, principal, "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result, conn=conn
         ),
     )
+    editions.after_new_version(engine, settings, dataset_id)
+    return result
 
 
 @router.get("/{dataset_id}/features")
@@ -136,6 +152,6 @@ def features(
 ) -> StreamingResponse:
     """A version's features as GeoJSON (EPSG:4490 lon/lat), streamed; only the rows and fields the caller may see."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    v = catalog.resolve_version(ds, version)
+    v = gate.readable_version(ds, access, version)
     feats = gate.read_features(engine, principal, ds, access, v, bbox=parse_bbox(bbox), limit=limit, offset=offset)
     return StreamingResponse(feature_collection(feats, {"dataset": ds.id, "version": v}), media_type="application/geo+json")

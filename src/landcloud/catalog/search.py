@@ -499,7 +499,7 @@ def search(
         where.append("s.minx IS NOT NULL AND s.minx <= :bmaxx AND s.maxx >= :bminx AND s.miny <= :bmaxy AND s.maxy >= :bminy")
         params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
 
-    cols = "d.id, d.owner_unit, d.security_level, d.sharing_class, d.openness, d.jurisdiction_field"
+    cols = "d.id, d.owner_unit, d.security_level, d.sharing_class, d.openness, d.jurisdiction_field, d.edition_of, d.published_version"
     meta_hits: set[str] | None = None
     if not terms:
         sql = f"SELECT {cols}, 0.0 AS score FROM datasets d JOIN search_docs s ON s.dataset_id = d.id"
@@ -559,7 +559,7 @@ def search(
         access = vis.access(ds)
         if not vis.in_catalogue(ds, access):  # changed since the query: leave it out
             continue
-        meta = gate.dataset_metadata(ds, access)
+        meta = gate.dataset_metadata(gate.as_seen(engine, ds, access), access)
         meta["score"] = round(float(row.score or 0.0), 6)
         items.append(meta)
     return {"total": len(chosen), "limit": limit, "offset": offset, "items": items}

@@ -31,6 +31,8 @@ datasets = sa.Table(
     sa.Column("extra", JSONType, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("edition_of", sa.String(64), nullable=True),  # an edition: its master dataset (migration 0004)
+    sa.Column("published_version", sa.Integer, nullable=True),  # an edition: the version the public reads
 )
 
 dataset_versions = sa.Table(

@@ -122,3 +122,22 @@ SCHEMAS: dict[str, StandardSchema] = {s.id: s for s in (DLTB, XZQ)}
 def get_schema(id: str) -> StandardSchema | None:
     """The standard schema with this id (case-insensitive), or None."""
     return SCHEMAS.get(id.strip().upper()) if isinstance(id, str) else None
+
+
+# Field names the standards use beyond these layers, with their Chinese names (for aliases only).
+COMMON_ALIASES: dict[str, str] = {
+    "JB": "级别", "SJXZQDM": "上级行政区代码", "GHFQMC": "规划分区名称", "GHQJ": "规划期限", "YFCD": "易发程度",
+}
+
+
+def known_alias(name: str) -> str:
+    """The Chinese name a standard gives a field, whatever layer it turns up in ('' when none does).
+
+    A file submitted without a standard schema still carries standard field names (XZQDM in a
+    boundary layer, DLBM in a planning layer); users read them by their Chinese names.
+    """
+    for schema in SCHEMAS.values():
+        for f in schema.fields:
+            if f.name == name:
+                return f.alias_zh
+    return COMMON_ALIASES.get(name, "")

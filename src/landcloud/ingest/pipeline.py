@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from landcloud.access import units as units_ref
 from landcloud.catalog import datasets as catalog
-from landcloud.codes.schemas import StandardSchema, get_schema
+from landcloud.codes.schemas import StandardSchema, get_schema, known_alias
 from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
@@ -151,9 +151,14 @@ def run_submission(
     validate_options(opts)
     workdir = Path(tempfile.mkdtemp(prefix="landcloud-ingest-", dir=settings.data_dir if settings.data_dir.exists() else None))
     try:
-        return _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
+        result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if result.accepted:
+        from landcloud.publish import editions  # a new master version makes a new edition, pending approval
+
+        editions.after_new_version(engine, settings, result.dataset_id)
+    return result
 
 
 def _run(
@@ -405,7 +410,7 @@ def _describe_source(info: SourceInfo) -> dict[str, Any]:
 def _dataset_fields(info: SourceInfo, schema: StandardSchema | None, op_field: str | None) -> list[dict[str, Any]]:
     aliases = {f.name: f.alias_zh for f in schema.fields} if schema else {}
     return [
-        {"name": f.name, "type": f.type, "alias_zh": aliases.get(f.name, "")}
+        {"name": f.name, "type": f.type, "alias_zh": aliases.get(f.name) or known_alias(f.name)}
         for f in info.fields
         if f.name != op_field
     ]

@@ -43,6 +43,7 @@ __all__ = [
     "layer_epsg",
     "remove_classes",
     "trace",
+    "trace_matches",
 ]
 
 DEFAULT_TOLERANCE_M = 50.0
@@ -331,6 +332,18 @@ def trace(
     *,
     epsg: int | None = None,
 ) -> list[tuple[str, float]]:
+    """Recipients ranked by score (see :func:`trace_matches` for how many vertices the scores rest on)."""
+    return trace_matches(geoms_original, geoms_copy, candidates, tolerance_m, epsg=epsg)[0]
+
+
+def trace_matches(
+    geoms_original: Any,
+    geoms_copy: Any,
+    candidates: Mapping[str, bytes],
+    tolerance_m: float = DEFAULT_TOLERANCE_M,
+    *,
+    epsg: int | None = None,
+) -> tuple[list[tuple[str, float]], int]:
     """Rank recipients by how well their fingerprint explains a leaked copy.
 
     Each original vertex is matched to the nearest copy vertex within ``tolerance_m/5`` in the
@@ -338,7 +351,8 @@ def trace(
     matter); the observed shift is correlated with each candidate's expected sign pattern.
     Score ≈ 1 for the recipient (less if some features were damped for validity), ≈ 0 ± 1/√(2N)
     for everyone else. Coordinate rounding to 1e-7° (~1 cm) is negligible against the
-    ``tolerance_m/10`` shift. Returns ``[(name, score)]`` best first.
+    ``tolerance_m/10`` shift. Returns ``([(name, score)]`` best first, number of matched vertices``)``:
+    a score resting on few vertices (a copy that shares only a few positions by chance) says little.
     """
     orig = _as_array(geoms_original)
     copy = _as_array(geoms_copy)
@@ -349,12 +363,12 @@ def trace(
     cp = copy[~shapely.is_missing(copy)]
     xy_c = shapely.get_coordinates(_project(cp, fwd)) if cp.size else np.zeros((0, 2))
     if xy_o.shape[0] == 0 or xy_c.shape[0] == 0:
-        return [(name, 0.0) for name in candidates]
+        return [(name, 0.0) for name in candidates], 0
     xy_o = np.unique(np.round(xy_o, 2), axis=0)
     tree = shapely.STRtree(shapely.points(xy_c))
     src, dst = tree.query_nearest(shapely.points(xy_o), max_distance=tolerance_m / 5.0, all_matches=False)
     if src.size == 0:
-        return [(name, 0.0) for name in candidates]
+        return [(name, 0.0) for name in candidates], 0
     amp = tolerance_m / 10.0
     observed = (xy_c[dst] - xy_o[src]) / amp
     scores: list[tuple[str, float]] = []
@@ -362,7 +376,7 @@ def trace(
         expected = _vertex_signs(xy_o[src], secret)
         scores.append((name, float(np.sum(observed * expected) / (2 * src.size))))
     scores.sort(key=lambda t: t[1], reverse=True)
-    return scores
+    return scores, int(src.size)
 
 
 # --------------------------------------------------------------------------- statistics-only releases

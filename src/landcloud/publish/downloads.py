@@ -56,6 +56,8 @@ from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.messages import LandcloudError
+from landcloud.publish import fingerprints
+from landcloud.publish.fingerprints import Marker
 from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import StoredFeature
 
@@ -194,6 +196,7 @@ class _Job:
     encoding: str
     fields: list[dict[str, Any]]
     batch_size: int
+    marker: Marker | None = None  # data handed over under a grant: watermark and fingerprint
 
     @property
     def stem(self) -> str:
@@ -207,6 +210,8 @@ class _Job:
         d: dict[str, Any] = {"format": self.fmt.key, "crs": self.crs.srs}
         if self.fmt.key == "shp":
             d["encoding"] = self.encoding
+        if self.marker is not None:
+            d["fingerprint"] = {"recipient": self.marker.recipient, "grants": self.marker.grants}
         return d
 
     def metadata(self) -> dict[str, Any]:
@@ -226,6 +231,7 @@ class _Job:
             "fields": [
                 {k: f.get(k) for k in ("name", "type", "alias_zh", "masked") if f.get(k) is not None} for f in self.fields
             ],
+            **(self.marker.watermark() if self.marker is not None else {}),
         }
 
     def features(self) -> Iterator[StoredFeature]:
@@ -273,7 +279,10 @@ class _Job:
 
     def geometries(self, batch: list[StoredFeature]) -> np.ndarray:
         geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
-        return _transform_geoms(geoms, self.crs.transformer())
+        return _transform_geoms(self.mark(geoms), self.crs.transformer())
+
+    def mark(self, geoms: np.ndarray) -> np.ndarray:
+        return self.marker(geoms) if self.marker is not None else geoms
 
 
 def prepare(
@@ -316,10 +325,11 @@ def prepare(
             )
         out_crs = CRS84
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    v = catalog.resolve_version(ds, version)
+    v = gate.readable_version(ds, access, version)
     fields = gate.dataset_metadata(ds, access)["fields"]
     batch = max(100, min(settings.batch_size, STREAM_BATCH) if spec.streamed else settings.batch_size)
-    job = _Job(engine, principal, ds, access, v, spec, out_crs, enc, fields, batch)
+    marker = fingerprints.marker_for(engine, principal, ds, v, access, settings.fingerprint_tolerance_m)
+    job = _Job(engine, principal, ds, access, v, spec, out_crs, enc, fields, batch, marker)
     headers = {
         "Content-Disposition": content_disposition(f"{job.stem}.{spec.ext}"),
         "Content-Crs": f"<{out_crs.uri}>",
@@ -374,10 +384,11 @@ def _geojson_body(job: _Job) -> Iterator[bytes]:
         "title": job.ds.title,
         "version": job.version,
         "crs": {"type": "name", "properties": {"name": job.crs.urn}},
+        **(job.marker.watermark() if job.marker is not None else {}),
     }
     feats = (feat for batch in job.batches() for feat in batch)
     transformer = job.crs.transformer()
-    yield from feature_collection(feats, members, transform=lambda geoms: _transform_geoms(geoms, transformer), per_chunk=SLICE)
+    yield from feature_collection(feats, members, transform=lambda geoms: _transform_geoms(job.mark(geoms), transformer), per_chunk=SLICE)
 
 
 def _csv_value(value: Any) -> str:
@@ -663,6 +674,8 @@ def _write_shp(job: _Job, tmp: Path) -> Path:
     note = ""
     if job.encoding == "GBK":
         note = "GBK 无法表示的字符以“?”代替。Characters GBK cannot represent are written as '?'.\n"
+    if job.marker is not None:
+        note += job.marker.watermark()["watermark"] + "\n"
     (folder / f"{job.stem}.metadata.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     (folder / "README.txt").write_text(
         README.format(

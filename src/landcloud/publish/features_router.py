@@ -198,7 +198,7 @@ def _version_at(engine: Any, ds: catalog.Dataset, version: int | None, when: str
     chosen = 0
     for v in catalog.list_versions(engine, ds.id):
         created = v.created_at if v.created_at.tzinfo else v.created_at.replace(tzinfo=UTC)
-        if created <= instant:
+        if created <= instant and v.version <= ds.current_version:  # never past what the caller may read
             chosen = v.version
     if chosen == 0:
         raise NotFound("version.not_yet", f"{end} 时数据集尚无版本", f"the dataset had no version at {end}")

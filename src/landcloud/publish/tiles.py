@@ -254,7 +254,7 @@ def plan_tile(
     stamp = version_stamp(engine, ds, v) if engine is not None else ""
     key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y])
     sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
-    public = ds.openness == "open" and ds.security_level == "public" and not (sensitive & set(attributes))
+    public = access.public and not (sensitive & set(attributes))  # a published edition as anyone reads it
     return TilePlan(
         dataset_id=ds.id,
         version=v,

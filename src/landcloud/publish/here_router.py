@@ -1,0 +1,29 @@
+"""GET /api/here: what is at a point (此处是什么), for the calling principal, through the one gate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.publish.here import what_is_here
+
+router = APIRouter(prefix="/api/here", tags=["map"])
+
+
+@router.get("")
+def here(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    lon: Annotated[float | None, Query(description="经度 / longitude (CGCS2000 unless crs says otherwise)")] = None,
+    lat: Annotated[float | None, Query(description="纬度 / latitude")] = None,
+    x: Annotated[float | None, Query(description="平面坐标 x（东坐标，含带号）/ x in crs (easting)")] = None,
+    y: Annotated[float | None, Query(description="平面坐标 y（北坐标）/ y in crs (northing)")] = None,
+    crs: Annotated[
+        str | None, Query(max_length=200, description="坐标系，如 EPSG:4530 / CRS of the point, e.g. EPSG:4530 (default EPSG:4490)")
+    ] = None,
+) -> dict[str, Any]:
+    """Every layer the caller may read with features at the point: {"point", "input", "gauss_kruger",
+    "division", "layers", "checked", "generated_at"}; a point outside every layer gives `layers: []`."""
+    return what_is_here(engine, principal, lon=lon, lat=lat, x=x, y=y, crs=crs)

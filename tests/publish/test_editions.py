@@ -1,0 +1,236 @@
+"""Public editions through the API: profile, build, approve, publish, supersede; read-only; where data goes."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import pyogrio
+import pytest
+import shapely
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from landcloud import clock
+from landcloud.access.principal import system_principal
+from landcloud.app import create_app
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+from landcloud.messages import LandcloudError
+from landcloud.publish import editions, fingerprints
+
+from builders import publish_edition
+from world import BANK, HRB_ROWS, World, build, parcels, submit
+
+PROFILE = {"fields": ["BSM", "DLBM", "DLMC", "ZLDWDM"], "class_field": "DLBM", "remove_classes": ["07"], "tolerance_m": 50,
+           "attribution": "数据来源：哈尔滨市自然资源和规划局", "review_number": "黑S(2026)001号"}
+
+
+@pytest.fixture
+def world(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> World:
+    client = TestClient(create_app(settings))
+    return build(engine, settings, client, tmp_path)
+
+
+def keys(world: World, who: str | None, dataset: str, **params: str) -> tuple[int, dict[str, dict]]:
+    resp = world.get(f"/api/datasets/{dataset}/features", who, params=params)
+    if resp.status_code != 200:
+        return resp.status_code, {}
+    return 200, {f["properties"]["BSM"]: f["properties"] for f in resp.json()["features"]}
+
+
+def test_profile_build_approve_and_a_new_version(world: World, engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    url = "/api/datasets/hrb-dltb/release-profile"
+    assert world.client.put(url, json=PROFILE, headers=world.headers("hrb")).status_code == 403  # a viewer
+    assert world.client.put(url, json=PROFILE, headers=world.headers("daoliadmin")).status_code == 403  # not the owner unit
+    bad = world.client.put(url, json={**PROFILE, "fields": ["BSM", "QLRZJH"]}, headers=world.headers("hrbadmin"))
+    assert bad.status_code == 400 and bad.json()["error"] == "profile.sensitive_field" and bad.json()["message_zh"]
+    bad = world.client.put(url, json={**PROFILE, "fields": ["NOPE"]}, headers=world.headers("hrbadmin"))
+    assert bad.status_code == 400 and bad.json()["error"] == "profile.unknown_field"
+    bad = world.client.put(url, json={**PROFILE, "tolerance_m": -1}, headers=world.headers("hrbadmin"))
+    assert bad.status_code == 400 and bad.json()["error"] == "profile.invalid"
+    ok = world.client.put(url, json=PROFILE, headers=world.headers("hrbadmin"))
+    assert ok.status_code == 200 and ok.json()["tolerance_m"] == 50 and ok.json()["gcj02"] is False
+    assert world.get(url, "hrbadmin").json()["remove_classes"] == ["07"]
+
+    built = world.post("/api/datasets/hrb-dltb/editions", "hrbadmin")
+    assert built.status_code == 201, built.text
+    e1 = built.json()
+    assert (e1["status"], e1["dataset_id"], e1["version"], e1["source_version"]) == ("pending", "hrb-dltb-public", 1, 2)
+    report = e1["report"]
+    assert report["passed"] and all(report["checks"].values())
+    # v2: HRB-A1, HRB-B1 and HRB-B2 are 0702 (农村宅基地): the whole first-level class 07 goes
+    assert report["removed"]["by_class"] == 3 and report["feature_count"] == 2 and report["source_feature_count"] == 5
+    assert report["class_leaks"] == 0 and report["off_grid_coordinates"] == 0 and report["invalid_geometries"] == 0
+    assert set(report["fields"]) <= set(PROFILE["fields"])
+    by_class = {c["class"]: c for c in report["area_per_class"]}
+    assert by_class["0702"]["area_after_m2"] == 0 and by_class["0702"]["area_before_m2"] > 0
+    assert by_class["0103"]["area_after_m2"] > 0
+
+    # pending: the public does not see it; the owner unit's staff do
+    assert keys(world, None, "hrb-dltb-public")[0] == 404
+    assert {d["id"] for d in world.get("/api/datasets", None).json()["datasets"]} == {"open-dltb-public"}
+    assert set(keys(world, "hrb", "hrb-dltb-public")[1]) == {"HRB-A2", "HRB-C1"}
+    assert world.get("/api/datasets/hrb-dltb-public", "qqhr").status_code == 404  # not listed outside the owner unit yet
+    assert world.post(f"/api/editions/{e1['id']}/approve", "hrb").status_code == 403
+    assert world.post(f"/api/editions/{e1['id']}/approve", None).status_code == 401
+    approved = world.post(f"/api/editions/{e1['id']}/approve", "hrbadmin")
+    assert approved.status_code == 200 and approved.json()["status"] == "published"
+
+    status, got = keys(world, None, "hrb-dltb-public")
+    assert status == 200 and set(got) == {"HRB-A2", "HRB-C1"}
+    assert all(set(p) <= set(PROFILE["fields"]) for p in got.values())
+    assert keys(world, None, "hrb-dltb")[0] == 404  # the master stays out of reach
+    meta = world.get("/api/datasets/hrb-dltb-public", None).json()
+    assert meta["title"] == "hrb-dltb（公开版）" and meta["edition_of"] == "hrb-dltb" and "黑S(2026)001号" in meta["description"]
+
+    # a new master version: a new edition pending approval; the public keeps reading the published one
+    rows = [(b, z, q) for b, z, q in HRB_ROWS]
+    v3 = parcels(rows)
+    v3[1]["properties"].update(DLMC="旱地（改）")
+    submit(engine, settings, tmp_path, "hrb-dltb", "230100", v3)
+    listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()["editions"]
+    assert [(e["status"], e["source_version"], e["version"]) for e in listed] == [("pending", 3, 2), ("published", 2, 1)]
+    assert [e["status"] for e in world.get("/api/datasets/hrb-dltb/editions", "qqhr").json()["editions"]] == ["published"]
+    assert world.get("/api/datasets/hrb-dltb/editions", None).status_code == 404  # the master is not in the public catalogue
+    e2 = listed[0]["id"]
+    assert world.get(f"/api/editions/{e2}", "qqhr").status_code == 404 and world.get(f"/api/editions/{e2}", "hrb").status_code == 200
+    assert world.get("/api/datasets/hrb-dltb-public", None).json()["current_version"] == 1
+    assert keys(world, None, "hrb-dltb-public")[1]["HRB-A2"]["DLMC"] == "旱地"
+    assert keys(world, None, "hrb-dltb-public", version="2")[0] == 404
+    assert [v["version"] for v in world.get("/api/datasets/hrb-dltb-public/versions", None).json()["versions"]] == [1]
+    assert keys(world, "hrb", "hrb-dltb-public")[1]["HRB-A2"]["DLMC"] == "旱地（改）"  # the owner unit reviews the pending one
+    assert world.post(f"/api/editions/{e2}/approve", "hrbadmin").json()["status"] == "published"
+    assert keys(world, None, "hrb-dltb-public")[1]["HRB-A2"]["DLMC"] == "旱地（改）"
+    listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()["editions"]
+    assert [e["status"] for e in listed] == ["published", "superseded"]
+    again = world.post(f"/api/editions/{e1['id']}/approve", "hrbadmin")
+    assert again.status_code == 409 and again.json()["error"] == "edition.not_pending"
+
+    # an edition is read-only: no submission, no rollback, no edition of an edition
+    with pytest.raises(LandcloudError) as exc:
+        submit(engine, settings, tmp_path, "hrb-dltb-public", "230100", v3)
+    assert exc.value.message.code == "dataset.read_only_edition" and exc.value.status == 409
+    refused = world.post("/api/datasets/hrb-dltb-public/rollback", "hrbadmin", json={"to": 1})
+    assert refused.status_code == 409 and refused.json()["error"] == "dataset.read_only_edition" and refused.json()["message_zh"]
+    assert world.client.put("/api/datasets/hrb-dltb-public/release-profile", json=PROFILE,
+                            headers=world.headers("hrbadmin")).json()["error"] == "edition.of_edition"
+    actions = {e["action"] for e in world.get("/api/audit", "aud", params={"limit": 1000}).json()["entries"]}
+    assert {"edition.profile", "edition.build", "edition.approve"} <= actions
+
+
+def test_build_needs_a_profile_and_the_owner(world: World) -> None:
+    missing = world.post("/api/datasets/hrb-dltb/editions", "hrbadmin")
+    assert missing.status_code == 404 and missing.json()["error"] == "profile.not_found"
+    assert world.post("/api/datasets/hrb-dltb/editions", "hrb").status_code == 403
+    assert world.post("/api/datasets/hrb-dltb/editions", None).status_code == 404
+
+
+def test_public_downloads_of_editions_are_recorded(world: World) -> None:
+    resp = world.get("/api/datasets/open-dltb-public/download", None, params={"format": "geojson"})
+    assert resp.status_code == 200 and "OPEN-1" in resp.text and "230102199001018888" not in resp.text
+    assert world.get("/api/datasets/open-dltb/download", None, params={"format": "geojson"}).status_code == 404
+    entries = world.get("/api/audit", "aud", params={"action": "data.download", "limit": 100}).json()["entries"]
+    mine = [e for e in entries if e["dataset_id"] == "open-dltb-public"]
+    assert len(mine) == 1 and mine[0]["actor"] == "anonymous" and mine[0]["ip"] and mine[0]["at"]
+    assert mine[0]["detail"]["format"] == "geojson" and mine[0]["detail"]["count"] == 1 and mine[0]["version"] == 1
+
+
+def _grant(world: World, who: str, dataset: str = "hrb-dltb") -> None:
+    app = world.post("/api/applications", who, json={
+        "dataset_id": dataset, "purpose": "核查 checks", "period_end": (clock.now() + timedelta(days=30)).isoformat(),
+    })
+    assert app.status_code == 201, app.text
+    assert world.post(f"/api/applications/{app.json()['id']}/decision", "hrbadmin", json={"approve": True}).json()["status"] == "approved"
+
+
+def test_grant_downloads_are_fingerprinted_and_traced(world: World, engine: sa.Engine, tmp_path: Path) -> None:
+    _grant(world, "bank")
+    _grant(world, "qqhr")
+    got = {}
+    for who in ("bank", "qqhr"):
+        resp = world.get("/api/datasets/hrb-dltb/download", who, params={"format": "geojson"})
+        assert resp.status_code == 200
+        got[who] = tmp_path / f"{who}.geojson"
+        got[who].write_bytes(resp.content)
+    body = json.loads(got["bank"].read_text(encoding="utf-8"))
+    assert body["recipient"] == BANK and BANK in body["watermark"] and "不得外传" in body["watermark"]
+    # the fingerprint is invisible at use scale: every vertex within 15 cm of the master's
+    master = {f["properties"]["BSM"]: shapely.geometry.shape(f["geometry"])
+              for f in world.get("/api/datasets/hrb-dltb/features", "hrbadmin").json()["features"]}
+    for f in body["features"]:
+        copy = shapely.geometry.shape(f["geometry"])
+        assert copy.is_valid and 0 < shapely.hausdorff_distance(copy, master[f["properties"]["BSM"]]) < 2e-6
+    assert fingerprints.trace_copy(engine, fingerprints.read_copy(got["bank"]))["recipient"] == BANK
+    assert fingerprints.trace_copy(engine, fingerprints.read_copy(got["qqhr"]))["recipient"] == "230200"
+    # a Shapefile download, and a round trip GeoJSON → Shapefile → GeoJSON of the bank's copy, still name the bank
+    shp = world.get("/api/datasets/hrb-dltb/download", "bank", params={"format": "shp"})
+    zpath = tmp_path / "bank.shp.zip"
+    zpath.write_bytes(shp.content)
+    with zipfile.ZipFile(zpath) as zf:
+        meta = json.loads(next(zf.read(n) for n in zf.namelist() if n.endswith(".metadata.json")))
+        assert meta["recipient"] == BANK and BANK in zf.read("README.txt").decode("utf-8")
+    assert fingerprints.trace_copy(engine, fingerprints.read_copy(zpath))["recipient"] == BANK
+    frame = pyogrio.read_dataframe(got["bank"])
+    pyogrio.write_dataframe(frame, tmp_path / "leak.shp")
+    pyogrio.write_dataframe(pyogrio.read_dataframe(tmp_path / "leak.shp"), tmp_path / "leak.geojson", driver="GeoJSON")
+    traced = fingerprints.trace_copy(engine, fingerprints.read_copy(tmp_path / "leak.geojson"))
+    assert traced["recipient"] == BANK and traced["match"]["score"] > 0.9
+    # the master itself, as the owner reads it, carries no one's fingerprint
+    own = world.get("/api/datasets/hrb-dltb/download", "hrbadmin", params={"format": "geojson"})
+    (tmp_path / "own.geojson").write_bytes(own.content)
+    assert "recipient" not in own.json()
+    assert fingerprints.trace_copy(engine, fingerprints.read_copy(tmp_path / "own.geojson"))["recipient"] is None
+    entries = world.get("/api/audit", "aud", params={"action": "data.download", "limit": 100}).json()["entries"]
+    assert {e["detail"].get("fingerprint", {}).get("recipient") for e in entries} >= {BANK, "230200"}
+
+
+def test_cli_profile_build_approve_list_and_trace(world: World, settings: Settings, tmp_path: Path) -> None:
+    from test_cli import run
+
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(PROFILE, ensure_ascii=False), encoding="utf-8")
+    out = run(settings, "editions", "profile", "hrb-dltb", "--file", str(profile))
+    assert out.returncode == 0, out.stderr
+    out = run(settings, "editions", "build", "hrb-dltb")
+    assert out.returncode == 0, out.stderr
+    eid = json.loads(out.stdout)["id"]
+    out = run(settings, "editions", "approve", str(eid))
+    assert out.returncode == 0 and "published" in out.stdout, out.stderr
+    out = run(settings, "editions", "list", "hrb-dltb")
+    assert out.returncode == 0 and "published" in out.stdout and "checks passed" in out.stdout
+    bad = run(settings, "editions", "approve", "999")
+    assert bad.returncode == 2 and "edition 999 does not exist" in bad.stderr
+    _grant(world, "bank")
+    leak = tmp_path / "leak.geojson"
+    leak.write_bytes(world.get("/api/datasets/hrb-dltb/download", "bank", params={"format": "geojson"}).content)
+    out = run(settings, "trace", str(leak))
+    assert out.returncode == 0 and BANK in out.stdout, out.stderr
+    clean = tmp_path / "clean.geojson"
+    clean.write_bytes(world.get("/api/datasets/hrb-dltb/download", "hrbadmin", params={"format": "geojson"}).content)
+    assert run(settings, "trace", str(clean)).returncode == 1
+
+
+def test_statistics_only_release_by_grid(world: World, engine: sa.Engine, settings: Settings) -> None:
+    publish_edition(engine, settings, "qqhr-dltb", class_field="DLBM", aggregate={"kind": "grid", "cell_m": 500}, tolerance_m=50)
+    status_feats = world.get("/api/datasets/qqhr-dltb-public/features", None).json()["features"]
+    assert status_feats and all(set(f["properties"]) == {"cell", "DLBM", "area_m2"} for f in status_feats)
+    source = catalog.require_dataset(engine, "qqhr-dltb")
+    total = sum(f["properties"]["area_m2"] for f in status_feats)
+    master_area = sum(f["properties"]["TBMJ"] for f in world.get("/api/datasets/qqhr-dltb/features", "qqhr").json()["features"])
+    assert abs(total - master_area) / master_area < 0.01 and source.current_version == 1
+    assert all(shapely.geometry.shape(f["geometry"]).is_valid for f in status_feats)
+
+
+def test_the_check_finds_a_removed_feature_by_its_key(world: World, engine: sa.Engine, settings: Settings) -> None:
+    """The class field need not be published: removed features are also looked for by key, and a leak fails the check."""
+    publish_edition(engine, settings, "hrb-dltb", fields=["BSM", "DLMC"], class_field="DLBM", remove_classes=["07"])
+    built = editions.list_editions(engine, system_principal(), "hrb-dltb")[0]
+    assert built["report"]["class_leaks"] == 0 and built["report"]["removed"]["by_class"] == 3
+    profile = editions.ReleaseProfile.model_validate(built["profile"])
+    with engine.connect() as conn:
+        tally = editions.Tally(removed_keys={"HRB-A2"})  # as if HRB-A2 had been removed and still got through
+        report = editions.check(conn, "hrb-dltb-public", built["version"], profile, built["report"]["grid_epsg"], tally)
+    assert not report["passed"] and not report["checks"]["removed_classes_absent"] and report["class_leak_keys"] == ["HRB-A2"]
