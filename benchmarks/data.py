@@ -94,8 +94,8 @@ def write_dltb(out: Path, n: int, seed: int, prefix: str = "") -> dict:
     return {"path": str(out), "features": written, "counties": len(boundaries), "seed": seed, "prefix": prefix}
 
 
-def write_osm(out: Path) -> dict:
-    """Valid (multi)polygons of the Harbin OSM extract with a landuse or building tag."""
+def write_osm(out: Path, bbox: tuple[float, float, float, float] | None = None) -> dict:
+    """Valid (multi)polygons of the Harbin OSM extract with a landuse or building tag (those meeting `bbox`, if given)."""
     out = Path(out)
     out.unlink(missing_ok=True)
     meta, _, wkb, fields = pyogrio.raw.read(OSM, layer="multipolygons", columns=["osm_id", "osm_way_id", "name", "building", "landuse"])
@@ -111,6 +111,8 @@ def write_osm(out: Path) -> dict:
         & shapely.is_valid(geoms)
     )
     ok &= ~shapely.is_empty(geoms)
+    if bbox is not None:
+        ok &= shapely.intersects(geoms, shapely.box(*bbox))
     idx = np.nonzero(ok)[0]
     key = np.array([str(a or b) for a, b in zip(cols["osm_id"][idx], cols["osm_way_id"][idx])], dtype=object)
     out_fields = ["OSMID", "name", "building", "landuse"]
@@ -127,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--prefix", default="")
+    p.add_argument("--bbox", default="", help="osm: only polygons meeting minx,miny,maxx,maxy")
     a = p.parse_args(argv)
-    info = write_dltb(Path(a.out), a.n, a.seed, a.prefix) if a.kind == "dltb" else write_osm(Path(a.out))
+    bbox = tuple(float(v) for v in a.bbox.split(",")) if a.bbox else None
+    info = write_dltb(Path(a.out), a.n, a.seed, a.prefix) if a.kind == "dltb" else write_osm(Path(a.out), bbox)  # type: ignore[arg-type]
     print(json.dumps(info, ensure_ascii=False))
     return 0
 

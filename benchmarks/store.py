@@ -1,9 +1,11 @@
 """Store-side benchmark steps, each run as its own child process (so its peak memory is its own).
 
     python benchmarks/store.py setup   URL                       # migrations, Heilongjiang units and boundaries
-    python benchmarks/store.py ingest  URL FILE DATASET UNIT     # landcloud submission (full checks), then open/public
+    python benchmarks/store.py ingest  URL FILE DATASET UNIT [no-overlap]  # landcloud submission (full checks), then open/public
     python benchmarks/store.py plain   URL FILE TABLE OUT_GPKG   # anchor: pyogrio read + write, no checks
     python benchmarks/store.py catalog URL N REPEATS             # N catalogue records, timed Chinese searches
+    python benchmarks/store.py token   URL UNIT                  # a reader of UNIT and its API token (lct_…)
+    python benchmarks/store.py layers  URL FILE PREFIX K UNIT    # K more layers PREFIX-1..K (the file again), for "what is here"
 
 Every step prints one JSON line on stdout. LANDCLOUD_DATA_DIR must be set by the caller.
 """
@@ -43,7 +45,8 @@ def setup(url: str) -> dict:
     return {"units": len(hlj)}
 
 
-def ingest(url: str, path: str, dataset: str, unit: str) -> dict:
+def ingest(url: str, path: str, dataset: str, unit: str, profile: str = "") -> dict:
+    """`profile` "no-overlap": the submission's overlap rule off (a layer of no standard schema, e.g. OSM)."""
     from landcloud.catalog import datasets as catalog
     from landcloud.config import Settings
     from landcloud.ingest.pipeline import SubmitOptions, run_submission
@@ -51,7 +54,8 @@ def ingest(url: str, path: str, dataset: str, unit: str) -> dict:
     engine = _engine(url)
     settings = Settings(database_url=url)
     t0 = time.perf_counter()
-    res = run_submission(engine, settings, path, SubmitOptions(dataset_id=dataset, unit=unit, title=f"benchmark {dataset}"))
+    opts = SubmitOptions(dataset_id=dataset, unit=unit, title=f"benchmark {dataset}", overlap_check=profile != "no-overlap")
+    res = run_submission(engine, settings, path, opts)
     seconds = time.perf_counter() - t0
     out = {"accepted": res.accepted, "version": res.version, "seconds": seconds}
     if not res.accepted:
@@ -106,7 +110,7 @@ PLACES = ["哈尔滨市", "道里区", "南岗区", "香坊区", "齐齐哈尔�
 
 def catalog(url: str, n: int, repeats: int) -> dict:
 
-    from landcloud.access.principal import ANONYMOUS
+    from landcloud.access.principal import Principal
     from landcloud.catalog import datasets as cat
     from landcloud.catalog import search as srch
     from landcloud.catalog.tables import datasets as dtable
@@ -127,18 +131,46 @@ def catalog(url: str, n: int, repeats: int) -> dict:
                 keywords=[w[0], w[1], place], openness="open", security_level="public",
             ))
     build = time.perf_counter() - t0
+    # a viewer of the owner unit (the public sees published editions only, not these master records)
+    reader = Principal("user", user_id="bench-reader", username="bench_reader", unit="230000", unit_kind="administrative",
+                       roles=frozenset({"viewer"}))
     t1 = time.perf_counter()
     srch.reindex_all(engine)
     reindex = time.perf_counter() - t1
     times: list[float] = []
     totals = {}
-    for r in range(repeats):
+    for _r in range(repeats):
         for q in QUERIES:
             s = time.perf_counter()
-            res = srch.search(engine, ANONYMOUS, q, limit=20)
+            res = srch.search(engine, reader, q, limit=20)
             times.append(time.perf_counter() - s)
             totals[q] = res["total"]
     return {"records": n, "build_seconds": build, "reindex_seconds": reindex, "latencies": times, "hits": totals}
+
+
+def layers(url: str, path: str, prefix: str, k: str, unit: str) -> dict:
+    """K more open/public layers over the same ground (the same file submitted K times), for "what is here"."""
+    t0 = time.perf_counter()
+    out = [ingest(url, path, f"{prefix}-{i}", unit) for i in range(1, int(k) + 1)]
+    rejected = [o for o in out if not o["accepted"]]
+    return {"layers": len(out), "rejected": rejected, "seconds": time.perf_counter() - t0}
+
+
+def token(url: str, unit: str) -> dict:
+    """A viewer of `unit` (no password: it only uses its token) and a read-only API token for it.
+
+    The benchmark's landcloud requests carry this token, so they measure a signed-in reader (auth
+    included) and do not depend on what anonymous callers may see.
+    """
+    from landcloud.access import tokens, users
+    from landcloud.config import Settings
+
+    engine = _engine(url)
+    settings = Settings(database_url=url)
+    name = f"bench_reader_{unit}"
+    user = users.find_user(engine, name) or users.create_user(engine, settings, name, unit, ["viewer"], None, "benchmark reader")
+    plaintext, _ = tokens.create_token(engine, settings, user, "benchmark", ["read"], expires_days=1)
+    return {"token": plaintext, "user": name}
 
 
 def main(argv: list[str]) -> int:
@@ -149,6 +181,10 @@ def main(argv: list[str]) -> int:
         out = ingest(url, *rest)
     elif cmd == "plain":
         out = plain(url, *rest)
+    elif cmd == "layers":
+        out = layers(url, *rest)
+    elif cmd == "token":
+        out = token(url, rest[0])
     elif cmd == "catalog":
         out = catalog(url, int(rest[0]), int(rest[1]))
     else:

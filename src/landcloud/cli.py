@@ -109,6 +109,7 @@ def ingest(
     repair: Annotated[bool, typer.Option(help="Repair invalid polygons (reported as warnings)")] = False,
     title: Annotated[Optional[str], typer.Option(help="Title of a new dataset")] = None,
     dlbm_system: Annotated[str, typer.Option(help="DLBM classification: any | gbt21010 | sandiao")] = "any",
+    overlap_check: Annotated[bool, typer.Option(help="Check that polygons do not overlap (cannot be turned off for a standard schema)")] = True,
     report: Annotated[Optional[Path], typer.Option(help="Write the full JSON report here")] = None,
     report_html: Annotated[Optional[Path], typer.Option("--report-html", help="Write the HTML report here")] = None,
 ) -> None:
@@ -124,6 +125,7 @@ def ingest(
     opts = SubmitOptions(
         dataset_id=dataset, unit=unit, layer=layer, crs=crs, encoding=encoding, mode=mode,  # type: ignore[arg-type]
         key=key, schema=schema, repair=repair, title=title, dlbm_system=dlbm_system,  # type: ignore[arg-type]
+        overlap_check=overlap_check,
     )
     try:
         result = run_submission(engine, get_settings(), path, opts, progress=stderr_progress)

@@ -105,6 +105,24 @@ def test_overlapping_parcels_are_rejected(engine: sa.Engine, settings: Settings,
     assert table_counts(engine)["features"] == 0
 
 
+def test_overlap_check_off_only_for_layers_of_no_standard_schema(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = grid_parcels(2)
+    building = shapely.box(HARBIN[0] + 0.0005, HARBIN[1] + 0.0005, HARBIN[0] + 0.001, HARBIN[1] + 0.001)  # inside parcel 1
+    osm = [{"type": "Feature", "geometry": f["geometry"], "properties": {"landuse": "farmland"}} for f in feats]
+    osm.append({"type": "Feature", "geometry": shapely.geometry.mapping(building), "properties": {"building": "yes"}})
+    path = write_geojson(tmp_path / "osm.geojson", osm)
+    checked = submit(engine, settings, path, dataset_id="osm")
+    assert not checked.accepted and any(f.rule == "topology.overlap" for f in checked.findings)
+    unchecked = submit(engine, settings, path, dataset_id="osm", overlap_check=False)
+    assert unchecked.accepted, unchecked.report["findings"]
+    assert unchecked.report["options"]["overlap_check"] is False
+    assert catalog.require_dataset(engine, "osm").feature_count == 5
+    with pytest.raises(SubmissionUsageError) as exc:  # a DLTB layer always gets the rule
+        submit(engine, settings, write_geojson(tmp_path / "dltb.geojson", feats), overlap_check=False)
+    assert exc.value.message.code == "submission.overlap_check_required"
+    assert catalog.get_dataset(engine, "dltb") is None
+
+
 def test_warnings_are_accepted_and_kept_with_the_version(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     feats = grid_parcels(2)
     feats[1]["properties"]["TBMJ"] = round(feats[1]["properties"]["TBMJ"] * 1.05, 2)

@@ -101,10 +101,14 @@ def principal_for(
     via: str | None,
     ip: str | None = None,
     scopes: frozenset[str] | None = None,
+    unit_kind: str | None | object = ...,
 ) -> Principal:
-    """The principal of a user row (or public dict)."""
-    with engine.connect() as conn:
-        kind = _unit_kind(conn, user["unit"])
+    """The principal of a user row (or public dict); pass `unit_kind` when it was read with the row."""
+    if unit_kind is ...:
+        with engine.connect() as conn:
+            kind = _unit_kind(conn, user["unit"])
+    else:
+        kind = unit_kind  # type: ignore[assignment]
     return Principal(
         "user",
         user_id=user["id"],
@@ -355,13 +359,14 @@ def authenticate(engine: Engine, settings: Settings, request: Request) -> Princi
         if scheme.lower() != "bearer" or not credential:
             raise bad_token()
         if credential.startswith(tokens.PREFIX):
-            found = tokens.lookup_token(engine, credential)
+            found = tokens.lookup_token_user(engine, credential)  # token, account and unit kind in one query
             if found is None:
                 raise bad_token()
-            record, scopes = found
-            user = _active_user(engine, record["user_id"])
+            _, scopes, user, unit_kind = found
+            if not user["active"]:
+                raise bad_token()
             scopes = scopes & tokens.allowed_scopes(user["roles"])  # roles may have shrunk since
-            return principal_for(engine, user, via="api_token", ip=ip, scopes=frozenset(scopes))
+            return principal_for(engine, user, via="api_token", ip=ip, scopes=frozenset(scopes), unit_kind=unit_kind)
         claims = decode_access_token(settings, credential)
         user = _active_user(engine, claims["sub"])
         changed = user.get("password_changed_at")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud.access import audit, sharing
 from landcloud.access import units as units_mod
@@ -25,6 +25,7 @@ from landcloud.access.roles import DATA_ADMIN, REVIEWER, SUBMITTER
 from landcloud.catalog import datasets as catalog
 from landcloud.codes.admin import DivisionIndex
 from landcloud.messages import Forbidden, LandcloudError, NotFound
+from landcloud.store.db import connection
 from landcloud.store.features import BBox, SQLFilter, StoredFeature, feature_store_for
 
 __all__ = ["ANONYMOUS", "Principal", "system_principal", "Unauthorized"]
@@ -34,8 +35,14 @@ class Unauthorized(LandcloudError):
     status = 401
 
 
-def unit_view(engine: Engine, code: str | None, index: DivisionIndex | None = None) -> UnitView | None:
-    """The caller's unit with its ancestors, jurisdiction prefix and boundary (pass `index` when you hold it)."""
+def unit_view(
+    engine: Engine | Connection, code: str | None, index: DivisionIndex | None = None, *, with_boundary: bool = True
+) -> UnitView | None:
+    """The caller's unit with its ancestors, jurisdiction prefix and boundary (pass `index` when you hold it).
+
+    `with_boundary=False` leaves the boundary out (a province's is megabytes); `Viewer` adds it
+    only for a decision that uses it.
+    """
     if not code:
         return None
     try:
@@ -47,7 +54,7 @@ def unit_view(engine: Engine, code: str | None, index: DivisionIndex | None = No
     index = index if index is not None else units_mod.division_index(engine)
     if index is None or code not in index:
         return UnitView(code=code, kind="administrative", prefix=code, ancestors=frozenset())
-    boundary = units_mod.boundary(engine, code)
+    boundary = units_mod.boundary(engine, code) if with_boundary else None
     return UnitView(
         code=code,
         kind="administrative",
@@ -57,7 +64,7 @@ def unit_view(engine: Engine, code: str | None, index: DivisionIndex | None = No
     )
 
 
-def _grant_views(engine: Engine, principal: Principal, index: DivisionIndex | None) -> dict[str, list[GrantView]]:
+def _grant_views(engine: Engine | Connection, principal: Principal, index: DivisionIndex | None) -> dict[str, list[GrantView]]:
     if principal.kind != "user" or not principal.unit:
         return {}
     out: dict[str, list[GrantView]] = {}
@@ -81,11 +88,14 @@ class Viewer:
     decide through this one place.
     """
 
-    def __init__(self, engine: Engine, principal: Principal) -> None:
+    def __init__(self, engine: Engine, principal: Principal, conn: Connection | None = None) -> None:
         self.principal = principal
-        self.index = units_mod.division_index(engine)
-        self.unit = unit_view(engine, principal.unit, self.index)
-        self.grants = _grant_views(engine, principal, self.index)
+        self.engine = engine
+        with connection(conn if conn is not None else engine) as c:  # a few small reads: one connection
+            self.index = units_mod.division_index(c)
+            self.unit = unit_view(c, principal.unit, self.index, with_boundary=False)
+            self.grants = _grant_views(c, principal, self.index)
+        self._bounded_unit: UnitView | None = None
         self._ancestors: dict[str, frozenset[str]] = {}
         self._cache: dict[tuple[Any, ...], Access] = {}
 
@@ -95,6 +105,20 @@ class Viewer:
             found = frozenset(a.code for a in index.ancestors(owner)) if index is not None and owner in index else frozenset()
             self._ancestors[owner] = found
         return self._ancestors[owner]
+
+    def unit_for(self, ds: Any) -> UnitView | None:
+        """The caller's unit as the decision on `ds` needs it: with its boundary only when the policy
+        may match rows by area (an administrative unit, a dataset without a jurisdiction field that
+        is not open and public); otherwise the boundary is never read, so it is not loaded."""
+        unit = self.unit
+        if unit is None or unit.kind != "administrative" or ds.jurisdiction_field:
+            return unit
+        if ds.openness == "open" and ds.security_level == "public":
+            return unit
+        if self._bounded_unit is None:
+            boundary = units_mod.boundary(self.engine, unit.code)
+            self._bounded_unit = dataclasses.replace(unit, boundary=shapely.to_wkb(boundary) if boundary is not None else None)
+        return self._bounded_unit
 
     def access(self, ds: Any, sensitive: frozenset[str] | None = None) -> Access:
         """Access to a dataset (a Dataset, or any row with its policy columns and `sensitive` given)."""
@@ -117,7 +141,7 @@ class Viewer:
             edition_of=edition_of,
             published_version=published,
         )
-        access = decide(self.principal, view, self.unit, grants)
+        access = decide(self.principal, view, self.unit_for(ds), grants)
         if not grants:
             self._cache[key] = access
         return access
@@ -126,8 +150,8 @@ class Viewer:
         return in_catalogue(self.principal, ds, access)
 
 
-def access_for(engine: Engine, principal: Principal, ds: catalog.Dataset) -> Access:
-    return Viewer(engine, principal).access(ds)
+def access_for(engine: Engine, principal: Principal, ds: catalog.Dataset, conn: Connection | None = None) -> Access:
+    return Viewer(engine, principal, conn).access(ds)
 
 
 def in_catalogue(principal: Principal, ds: Any, access: Access) -> bool:
@@ -178,10 +202,11 @@ def not_found(dataset_id: str) -> NotFound:
 
 def dataset_for_catalogue(engine: Engine, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset, Access]:
     """The dataset's entry; one the caller may not even see listed is a 404 like a missing one."""
-    ds = catalog.get_dataset(engine, dataset_id)
-    if ds is None:
-        raise not_found(dataset_id)
-    access = access_for(engine, principal, ds)
+    with connection(engine) as conn:  # the dataset and the caller's facts on one connection
+        ds = catalog.get_dataset(conn, dataset_id)
+        if ds is None:
+            raise not_found(dataset_id)
+        access = access_for(engine, principal, ds, conn)
     if not in_catalogue(principal, ds, access):
         raise not_found(dataset_id)
     return as_seen(engine, ds, access), access

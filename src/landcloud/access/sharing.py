@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud import clock
 from landcloud.access import audit
@@ -23,6 +23,7 @@ from landcloud.access.roles import DATA_ADMIN, SECADMIN
 from landcloud.access.tables import applications, grants
 from landcloud.catalog import datasets as catalog
 from landcloud.messages import Conflict, Forbidden, LandcloudError, NotFound
+from landcloud.store.db import connection
 
 MAX_PERIOD = timedelta(days=3 * 366)
 
@@ -234,9 +235,9 @@ def list_applications(engine: Engine, principal: Principal) -> dict[str, list[di
     return {"mine": mine, "inbox": inbox}
 
 
-def active_grants(engine: Engine, unit: str) -> list[dict[str, Any]]:
+def active_grants(bind: Engine | Connection, unit: str) -> list[dict[str, Any]]:
     now = clock.now()
-    with engine.connect() as conn:
+    with connection(bind) as conn:
         rows = conn.execute(
             sa.select(grants).where(grants.c.grantee_unit == unit, grants.c.revoked_at.is_(None))
         ).all()

@@ -21,10 +21,11 @@ from sqlalchemy.engine import Engine
 from landcloud import clock
 from landcloud.access.principal import Principal
 from landcloud.access.roles import DATA_ADMIN, DATA_ROLES, REVIEWER, SEPARATED, SUBMITTER
-from landcloud.access.tables import api_tokens
+from landcloud.access.tables import api_tokens, units, users
 from landcloud.access.users import find_user, write_conn
 from landcloud.config import Settings
 from landcloud.messages import Forbidden, LandcloudError, NotFound
+from landcloud.store.db import connection
 
 PREFIX = "lct_"
 SCOPES: dict[str, tuple[str, str]] = {
@@ -170,23 +171,41 @@ def revoke_token(engine: Engine, user: Principal | Mapping[str, Any], token_id: 
     return token_public(record)
 
 
-def lookup_token(engine: Engine, plaintext: str) -> tuple[dict[str, Any], frozenset[str]] | None:
-    """(the token's row, its scopes narrowed to what the user's roles still allow) or None.
+_TOKEN_USER = (  # built once: it runs on every request that carries a token
+    sa.select(api_tokens, *[c.label(f"u__{c.name}") for c in users.c], units.c.kind.label("u__unit_kind"))
+    .join(users, users.c.id == api_tokens.c.user_id)
+    .outerjoin(units, units.c.code == users.c.unit)
+    .where(api_tokens.c.token_hash == sa.bindparam("digest"))
+)
+
+
+def lookup_token_user(engine: Engine, plaintext: str) -> tuple[dict[str, Any], frozenset[str], dict[str, Any], str | None] | None:
+    """(the token's row, its scopes, its account's full row, the account unit's kind) or None.
 
     None for an unknown, revoked or expired token. Records the use (last_used_at, to the minute).
-    The caller checks the account (active) and builds the principal.
+    The token, the account and the unit kind are read in one query (authentication runs on every
+    request); the caller checks that the account is active, narrows the scopes to what the roles
+    still allow, and builds the principal.
     """
     if not plaintext.startswith(PREFIX):
         return None
-    digest = token_hash(plaintext)
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(api_tokens).where(api_tokens.c.token_hash == digest)).first()
-    if row is None:
+    with connection(engine) as conn:
+        row = conn.execute(_TOKEN_USER, {"digest": token_hash(plaintext)}).first()
+    if row is None or not _use(engine, row):
         return None
+    m = row._mapping
+    token = {c.name: m[c.name] for c in api_tokens.c}
+    user = {c.name: m[f"u__{c.name}"] for c in users.c}
+    kind = m["u__unit_kind"] if user["unit"] else None
+    return token, frozenset(row.scopes or []), user, kind
+
+
+def _use(engine: Engine, row: Any) -> bool:
+    """Whether the token row is live (not revoked, not expired); records its use, to the minute."""
     now = clock.now()
     if row.revoked_at is not None or clock.aware(row.expires_at) <= now:
-        return None
+        return False
     if row.last_used_at is None or now - clock.aware(row.last_used_at) >= LAST_USED_RESOLUTION:
         with write_conn(engine) as conn:
             conn.execute(api_tokens.update().where(api_tokens.c.id == row.id).values(last_used_at=now))
-    return dict(row._mapping), frozenset(row.scopes or [])
+    return True

@@ -14,12 +14,12 @@ from typing import NamedTuple
 
 import shapely
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud.access.tables import units
 from landcloud.codes.admin import AdminDivision, DivisionIndex, parse_divisions
 from landcloud.messages import Conflict, LandcloudError, NotFound
-from landcloud.store.db import backend_of
+from landcloud.store.db import backend_of, connection
 
 
 def load_divisions(engine: Engine, path: str | Path) -> int:
@@ -45,8 +45,8 @@ def upsert_units(engine: Engine, divisions: list[AdminDivision]) -> int:
     return len(divisions)
 
 
-def _index_key(engine: Engine) -> tuple[int, str]:
-    with engine.connect() as conn:
+def _index_key(bind: Engine | Connection) -> tuple[int, str]:
+    with connection(bind) as conn:
         row = conn.execute(sa.select(sa.func.count(), sa.func.max(units.c.updated_at))).one()
     return int(row[0]), str(row[1])
 
@@ -57,12 +57,13 @@ class _IndexCache:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[tuple[int, str], DivisionIndex | None]] = {}
 
-    def __call__(self, engine: Engine) -> DivisionIndex | None:
-        key = _index_key(engine)
+    def __call__(self, bind: Engine | Connection) -> DivisionIndex | None:
+        engine = bind.engine if isinstance(bind, Connection) else bind
+        key = _index_key(bind)
         hit = self._cache.get(id(engine))
         if hit and hit[0] == key:
             return hit[1]
-        with engine.connect() as conn:
+        with connection(bind) as conn:
             rows = conn.execute(
                 sa.select(units.c.code, units.c.name, units.c.level, units.c.parent).where(units.c.kind == "administrative")
             ).all()
@@ -77,8 +78,8 @@ class _IndexCache:
 division_index = _IndexCache()
 
 
-def get_unit(engine: Engine, code: str) -> dict[str, object]:
-    with engine.connect() as conn:
+def get_unit(bind: Engine | Connection, code: str) -> dict[str, object]:
+    with connection(bind) as conn:
         row = conn.execute(
             sa.select(units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind).where(units.c.code == code)
         ).first()
@@ -102,12 +103,12 @@ def set_boundary(engine: Engine, code: str, geometry: shapely.Geometry) -> None:
         raise NotFound("unit.not_found", f"单位代码 {code} 不存在", f"unit {code} does not exist")
 
 
-def boundary(engine: Engine, code: str | None) -> shapely.Geometry | None:
+def boundary(bind: Engine | Connection, code: str | None) -> shapely.Geometry | None:
     """The unit's boundary, if one was loaded (read once per submission, not cached)."""
     if not code:
         return None
-    col = sa.func.ST_AsBinary(units.c.boundary) if backend_of(engine) == "postgis" else units.c.boundary
-    with engine.connect() as conn:
+    col = sa.func.ST_AsBinary(units.c.boundary) if backend_of(bind) == "postgis" else units.c.boundary
+    with connection(bind) as conn:
         wkb = conn.execute(sa.select(col).where(units.c.code == code)).scalar()
     return shapely.from_wkb(bytes(wkb)) if wkb is not None else None
 

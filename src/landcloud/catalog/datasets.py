@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.catalog.tables import dataset_versions, datasets
 from landcloud.messages import Conflict, Forbidden, LandcloudError, NotFound
+from landcloud.store.db import connection
 
 THEMES: dict[str, tuple[str, str]] = {
     "land_survey": ("国土调查", "land-use survey"),
@@ -144,10 +145,8 @@ def get_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset | None:
         row = c.execute(sa.select(datasets).where(datasets.c.id == dataset_id)).first()
         return _row_to_dataset(row) if row else None
 
-    if isinstance(conn, Engine):
-        with conn.connect() as c:
-            return run(c)
-    return run(conn)
+    with connection(conn) as c:
+        return run(c)
 
 
 def require_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset:
@@ -406,6 +405,16 @@ def get_version(engine: Engine | Connection, dataset_id: str, version: int) -> V
         with engine.connect() as c:
             return run(c)
     return run(engine)
+
+
+def version_created_at(bind: Engine | Connection, dataset_id: str, version: int) -> datetime | None:
+    """When a version was made (None if it does not exist): one column, not the version's report and fields."""
+    with connection(bind) as c:
+        return c.execute(
+            sa.select(dataset_versions.c.created_at).where(
+                dataset_versions.c.dataset_id == dataset_id, dataset_versions.c.version == version
+            )
+        ).scalar()
 
 
 def resolve_version(ds: Dataset, version: int | None) -> int:

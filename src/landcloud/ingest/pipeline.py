@@ -69,6 +69,10 @@ class SubmitOptions:
     theme: str | None = None
     op_field: str = "_op"
     dlbm_system: Literal["any", "gbt21010", "sandiao"] = "any"
+    # The overlap rule (图斑不得重叠) holds for every layer of a standard schema (DLTB …); a layer
+    # of no standard schema whose polygons overlap by nature (buildings on land-use areas, an OSM
+    # extract) may be submitted without it. The report's options record the choice.
+    overlap_check: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +224,13 @@ def _run(
     }
     field_names = {f.name for f in info.fields}
     schema = _choose_schema(opts, field_names, ds)
+    if not opts.overlap_check and schema is not None:
+        raise SubmissionUsageError(
+            "submission.overlap_check_required",
+            f"标准结构 {schema.id} 的图层必须检查图斑重叠，不能关闭重叠检查",
+            f"a layer of the standard schema {schema.id} must pass the overlap check; it cannot be turned off",
+            schema=schema.id,
+        )
     key_field = opts.key or (ds.key_field if ds else None) or (
         schema.key_field if schema and schema.key_field in field_names else None
     )
@@ -281,7 +292,7 @@ def _run(
             if any(f.severity == "error" for f in findings):
                 raise _Rejected(findings)
             counts = store.merge_stage(conn, ds.id, version, opts.mode)
-            if polygonal:
+            if polygonal and opts.overlap_check:
                 overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
                 findings += overlaps
                 if overlaps:

@@ -49,10 +49,12 @@ def create_submission(
     repair: Annotated[bool, Form()] = False,
     title: Annotated[str | None, Form()] = None,
     dlbm_system: Annotated[Literal["any", "gbt21010", "sandiao"], Form(description="Land-use classification for DLBM")] = "any",
+    overlap_check: Annotated[bool, Form(description="Check that polygons do not overlap (always on for a standard schema)")] = True,
 ) -> JSONResponse:
     opts = SubmitOptions(
         dataset_id=dataset, unit=gate.submitting_unit(principal, unit), layer=layer or None, crs=crs or None, encoding=encoding or None,
         mode=mode, key=key or None, schema=standard_schema or None, repair=repair, title=title or None, dlbm_system=dlbm_system,
+        overlap_check=overlap_check,
     )
     validate_options(opts)
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)

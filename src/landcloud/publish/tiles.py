@@ -216,10 +216,8 @@ def _zoom_not_served(ds: catalog.Dataset, tms: TileMatrixSet, z: int, cfg: TileC
 
 def version_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str:
     """When a version was made: part of the cache key, so a store rebuilt under the same version numbers never meets old tiles."""
-    try:
-        return catalog.get_version(engine, ds.id, version).created_at.isoformat()
-    except NotFound:
-        return ""
+    created = catalog.version_created_at(engine, ds.id, version)
+    return created.isoformat() if created is not None else ""
 
 
 def plan_tile(

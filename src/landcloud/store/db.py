@@ -6,6 +6,8 @@ behave like a server for concurrent readers while one submission writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -25,8 +27,27 @@ metadata = sa.MetaData(
 BackendKind = Literal["sqlite", "postgis"]
 
 
-def backend_of(engine: Engine) -> BackendKind:
+def backend_of(engine: Engine | sa.Connection) -> BackendKind:
     return "sqlite" if engine.dialect.name == "sqlite" else "postgis"
+
+
+@contextmanager
+def connection(bind: Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """For reads: `bind` itself when it is a connection (the caller's: left open), else a new one.
+
+    Lets a caller that makes several small reads make them on one connection (one pool checkout).
+    A new PostgreSQL connection is in autocommit: each read is its own statement (what READ
+    COMMITTED gives anyway) without the BEGIN and ROLLBACK round trips around it. Never write
+    through a new one: use `engine.begin()`.
+    """
+    if isinstance(bind, sa.Connection):
+        yield bind
+    elif backend_of(bind) == "postgis":
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+    else:
+        with bind.connect() as conn:
+            yield conn
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
