@@ -101,6 +101,7 @@ def test_map_draws_parcels_coloured_by_land_class(page: Any, site: Site) -> None
     assert "0101 水田" in page.locator(f"[data-testid=legend-{PARCELS}]").inner_text()
     tree = page.locator("[data-testid=layer-tree]").inner_text()
     assert all(theme in tree for theme in ("国土调查", "国土空间规划", "地质灾害", "行政区划"))
+    assert "公开版" not in tree  # staff reading the master boundaries are not shown its public edition as well
     # switching the layer off removes its pixels
     page.uncheck(f"input[data-dataset={PARCELS}]")
     wait_for_map(page)

@@ -14,6 +14,7 @@ function dl(pairs) {
 function metadata(ds) {
   return section(t("dataset.metadata"), dl([
     [t("dataset.id"), ds.id],
+    [t("dataset.edition_of"), ds.edition_of && user.signed_in ? el("a", { href: `/datasets/${encodeURIComponent(ds.edition_of)}` }, ds.edition_of) : null],
     [t("dataset.theme"), themeOf(ds)],
     [t("dataset.owner"), ds.owner_unit],
     [t("dataset.sharing"), t(`sharing.${ds.sharing_class}`)],

@@ -21,7 +21,10 @@ async function start() {
   const params = new URLSearchParams(location.search);
   const [config, list] = await Promise.all([api("/api/portal/config"), api("/api/datasets")]);
   state.config = config;
-  state.datasets = list.datasets.filter((ds) => ds.access && ds.access.rows !== "none" && ds.extent && ds.current_version);
+  const readable = list.datasets.filter((ds) => ds.access && ds.access.rows !== "none" && ds.extent && ds.current_version);
+  // staff who read a master see it, not also its public edition (the same features, generalised)
+  const masters = new Set(readable.map((ds) => ds.id));
+  state.datasets = readable.filter((ds) => !(ds.edition_of && masters.has(ds.edition_of)));
   const map = new maplibregl.Map({
     container: "map",
     style: baseStyle(config),
