@@ -151,6 +151,10 @@ def test_one_audit_entry_per_request(world: World) -> None:
     assert len(_here_entries(world)) == before + 1
     reads = world.get("/api/audit", "aud", params={"action": "data.read", "limit": 1000}).json()["entries"]
     assert all(e["actor"] != "daoli" for e in reads)  # not one entry per layer besides
+    # the auditor asking who read a dataset finds the many-layer read too, and only for the datasets it lists
+    for dataset_id, expected in (("daoli-mine", True), ("hrb-dltb", True), ("open-dltb", False)):
+        found = world.get("/api/audit", "aud", params={"dataset_id": dataset_id, "action": "data.here"}).json()["entries"]
+        assert (entry["seq"] in {e["seq"] for e in found}) is expected, dataset_id
 
 
 def test_gauss_kruger_zone_and_the_plane_coordinate_form(world: World) -> None:

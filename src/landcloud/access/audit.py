@@ -26,6 +26,8 @@ from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from landcloud import clock
 from landcloud.access.principal import Principal
@@ -287,6 +289,28 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
+class lists_dataset(FunctionElement[bool]):  # noqa: N801 - an SQL function, named like one
+    """True when the entry's detail lists the dataset under "datasets" (one entry for a read of many layers)."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+    name = "lists_dataset"
+
+
+@compiles(lists_dataset, "sqlite")
+def _lists_dataset_sqlite(element: lists_dataset, compiler: Any, **kw: Any) -> str:
+    arg = compiler.process(next(iter(element.clauses)), **kw)
+    return (f"(CASE WHEN json_valid(audit_log.detail) THEN EXISTS (SELECT 1 FROM json_each(audit_log.detail, '$.datasets') AS d "
+            f"WHERE json_extract(d.value, '$.dataset') = {arg}) ELSE 0 END)")
+
+
+@compiles(lists_dataset, "postgresql")
+def _lists_dataset_postgresql(element: lists_dataset, compiler: Any, **kw: Any) -> str:
+    arg = compiler.process(next(iter(element.clauses)), **kw)
+    return (f"(strpos(audit_log.detail, '\"datasets\"') > 0 AND (audit_log.detail::jsonb -> 'datasets') "
+            f"@> jsonb_build_array(jsonb_build_object('dataset', CAST({arg} AS text))))")
+
+
 class Filters(TypedDict, total=False):
     """What the audit administrator filters on; `since` inclusive, `until` exclusive (naive = UTC)."""
 
@@ -312,8 +336,8 @@ def _filtered(stmt: sa.Select[Any], filters: Filters) -> sa.Select[Any]:
             stmt = stmt.where(c.action.like(prefix + "%", escape="\\"))
         else:
             stmt = stmt.where(c.action == action)
-    if dataset_id:
-        stmt = stmt.where(c.dataset_id == dataset_id)
+    if dataset_id:  # an entry about the dataset, or a many-layer read listing it ("what is here")
+        stmt = stmt.where(sa.or_(c.dataset_id == dataset_id, lists_dataset(sa.literal(dataset_id, sa.String))))
     if since is not None:
         stmt = stmt.where(c.at >= _as_utc(since))
     if until is not None:
