@@ -102,6 +102,10 @@ def test_profile_build_approve_and_a_new_version(world: World, engine: sa.Engine
     assert keys(world, None, "hrb-dltb-public", version="2")[0] == 404
     assert [v["version"] for v in world.get("/api/datasets/hrb-dltb-public/versions", None).json()["versions"]] == [1]
     assert keys(world, "hrb", "hrb-dltb-public")[1]["HRB-A2"]["DLMC"] == "旱地（改）"  # the owner unit reviews the pending one
+    spot = shapely.geometry.shape(v3[1]["geometry"]).representative_point()
+    here = world.get("/api/here", None, params={"lon": spot.x, "lat": spot.y}).json()  # "what is here" too
+    assert [(lay["dataset"], lay["version"], lay["features"][0]["properties"]["DLMC"]) for lay in here["layers"]] == [
+        ("hrb-dltb-public", 1, "旱地")]
     assert world.post(f"/api/editions/{e2}/approve", "hrbadmin").json()["status"] == "published"
     assert keys(world, None, "hrb-dltb-public")[1]["HRB-A2"]["DLMC"] == "旱地（改）"
     listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()["editions"]

@@ -390,6 +390,7 @@ def features_at(
         if not access.visible:
             continue
         checked += 1
+        ds = as_seen(engine, ds, access)  # a published edition: its approved version, never one pending
         if _covers_extent(ds.extent, box):
             readable.append((ds, access))
     found_per_layer = feature_store_for(engine).features_in_box(
