@@ -376,21 +376,16 @@ def features_at(
     Features are shaped like any other read. One audit entry covers the whole request, listing the
     non-public datasets read with their counts; none when every dataset read was public.
     """
-    viewer = Viewer(engine, principal)
     dlat = tolerance_m / 110_574.0
     dlon = tolerance_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
     box: BBox = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
     point = shapely.Point(lon, lat)
     readable: list[tuple[catalog.Dataset, Access]] = []
     checked = 0
-    for ds in catalog.list_datasets(engine):
-        if ds.current_version == 0:
-            continue
-        access = viewer.access(ds)
-        if not access.visible:
+    for ds, access in visible_datasets(engine, principal):  # a published edition as seen: never a version pending
+        if not access.visible or ds.current_version == 0:
             continue
         checked += 1
-        ds = as_seen(engine, ds, access)  # a published edition: its approved version, never one pending
         if _covers_extent(ds.extent, box):
             readable.append((ds, access))
     found_per_layer = feature_store_for(engine).features_in_box(
