@@ -27,22 +27,12 @@ def _engine(url: str):
 
 
 def setup(url: str) -> dict:
-    import shapely
-
-    from landcloud.access import units
-    from landcloud.codes.admin import AdminDivision
-    from landcloud.demo import cnmaps
-    from landcloud.geo.gcj02 import geometry_gcj02_to_wgs84
+    from landcloud.demo.load import load_units
     from landcloud.store.migrate import upgrade
 
     engine = _engine(url)
     upgrade(engine)
-    hlj = cnmaps.units_of_province("黑龙江省")
-    units.upsert_units(engine, [AdminDivision(u.code, u.name, u.level, u.parent) for u in hlj])
-    for u in hlj:
-        gcj = shapely.from_geojson(u.path.read_text(encoding="utf-8"))
-        units.set_boundary(engine, u.code, shapely.make_valid(geometry_gcj02_to_wgs84(gcj)))
-    return {"units": len(hlj)}
+    return {"units": len(load_units(engine))}
 
 
 def ingest(url: str, path: str, dataset: str, unit: str, profile: str = "") -> dict:

@@ -35,6 +35,7 @@ from landcloud.store.engine import get_engine
 from landcloud.web import errors as web_errors
 from landcloud.web.api import router as portal_api_router
 from landcloud.web.assets import mount_assets
+from landcloud.web.colours import legend, load_overrides
 from landcloud.web.pages import router as pages_router
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.landuse_legend = legend(load_overrides(settings.landuse_colours_file))  # read once; a bad file stops the start
 
     @app.exception_handler(LandcloudError)
     async def landcloud_error(request: Request, exc: LandcloudError) -> Response:

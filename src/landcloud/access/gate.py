@@ -19,29 +19,25 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.access import audit, sharing
 from landcloud.access import units as units_mod
+from landcloud.access.auth import Unauthorized, auth_required
 from landcloud.access.policy import Access, DatasetView, GrantView, UnitView, decide
 from landcloud.access.principal import ANONYMOUS, Principal, system_principal
-from landcloud.access.roles import DATA_ADMIN, REVIEWER, SUBMITTER
+from landcloud.access.roles import DATA_ADMIN, REVIEWER, SUBMIT_ROLES, SUBMITTER
 from landcloud.catalog import datasets as catalog
 from landcloud.codes.admin import DivisionIndex
-from landcloud.messages import Forbidden, LandcloudError, NotFound
+from landcloud.messages import Forbidden, NotFound
 from landcloud.store.db import connection
 from landcloud.store.features import BBox, SQLFilter, StoredFeature, feature_store_for
 
 __all__ = ["ANONYMOUS", "Principal", "system_principal", "Unauthorized"]
 
 
-class Unauthorized(LandcloudError):
-    status = 401
-
-
 def unit_view(
-    engine: Engine | Connection, code: str | None, index: DivisionIndex | None = None, *, with_boundary: bool = True
+    engine: Engine | Connection, code: str | None, index: DivisionIndex | None = None
 ) -> UnitView | None:
-    """The caller's unit with its ancestors, jurisdiction prefix and boundary (pass `index` when you hold it).
+    """The caller's unit with its ancestors and jurisdiction prefix (pass `index` when you hold it).
 
-    `with_boundary=False` leaves the boundary out (a province's is megabytes); `Viewer` adds it
-    only for a decision that uses it.
+    Without its boundary (a province's is megabytes): `Viewer` adds it only for a decision that uses it.
     """
     if not code:
         return None
@@ -54,13 +50,8 @@ def unit_view(
     index = index if index is not None else units_mod.division_index(engine)
     if index is None or code not in index:
         return UnitView(code=code, kind="administrative", prefix=code, ancestors=frozenset())
-    boundary = units_mod.boundary(engine, code) if with_boundary else None
     return UnitView(
-        code=code,
-        kind="administrative",
-        prefix=index.jurisdiction_prefix(code),
-        ancestors=frozenset(a.code for a in index.ancestors(code)),
-        boundary=shapely.to_wkb(boundary) if boundary is not None else None,
+        code=code, kind="administrative", prefix=index.jurisdiction_prefix(code), ancestors=frozenset(a.code for a in index.ancestors(code))
     )
 
 
@@ -93,7 +84,7 @@ class Viewer:
         self.engine = engine
         with connection(conn if conn is not None else engine) as c:  # a few small reads: one connection
             self.index = units_mod.division_index(c)
-            self.unit = unit_view(c, principal.unit, self.index, with_boundary=False)
+            self.unit = unit_view(c, principal.unit, self.index)
             self.grants = _grant_views(c, principal, self.index)
         self._bounded_unit: UnitView | None = None
         self._ancestors: dict[str, frozenset[str]] = {}
@@ -266,8 +257,10 @@ def read_features(
     offset: int = 0,
     action: str = "data.read",
     detail: dict[str, Any] | None = None,
+    audit_public: bool = False,
 ) -> Iterator[StoredFeature]:
-    """The features of a version this caller may read, shaped; audited when the data is not public.
+    """The features of a version this caller may read, shaped; audited when the data is not public
+    (or always, with `audit_public`: a download is recorded whatever it holds).
 
     `where` and `order` are the caller's own filter and sort (already translated); the policy's
     row restriction is added here, never left to the route.
@@ -278,7 +271,8 @@ def read_features(
     feats = feature_store_for(engine).iter_features(
         ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset
     )
-    return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset})
+    return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset},
+                    audit_public)
 
 
 def count_features(
@@ -300,6 +294,7 @@ def _audited(
     feats: Iterator[StoredFeature],
     action: str,
     detail: dict[str, Any],
+    audit_public: bool = False,
 ) -> Iterator[StoredFeature]:
     count = 0
     try:
@@ -309,18 +304,18 @@ def _audited(
                 count += 1
                 yield shaped
     finally:
-        if access.audited:
+        if access.audited or audit_public:
             audit.record(
                 engine,
                 principal,
                 action,
                 dataset_id=ds.id,
                 version=version,
-                detail={**{k: v for k, v in detail.items() if v is not None}, "count": count, **_access_detail(access)},
+                detail={**{k: v for k, v in detail.items() if v is not None}, "count": count, **access_detail(access)},
             )
 
 
-def _access_detail(access: Access) -> dict[str, Any]:
+def access_detail(access: Access) -> dict[str, Any]:
     """What an audit entry says about the access a read was made with."""
     names = access.field_names
     return {
@@ -403,7 +398,7 @@ def features_at(
             if shaped is not None:
                 found.append((shaped, geom))
         if access.audited:
-            audited.append({"dataset": ds.id, "version": ds.current_version, "count": len(found), **_access_detail(access)})
+            audited.append({"dataset": ds.id, "version": ds.current_version, "count": len(found), **access_detail(access)})
         if found:
             layers.append(LayerAt(ds, access, ds.current_version, found))
     if audited:
@@ -435,7 +430,7 @@ def _at_point(geom: shapely.Geometry, point: shapely.Point, lon: float, lat: flo
 # -- permissions to change things ----------------------------------------------------------------
 def require_signed_in(principal: Principal) -> None:
     if principal.kind == "anonymous":
-        raise Unauthorized("auth.required", "此操作需要登录", "this operation requires signing in")
+        raise auth_required()
 
 
 def forbidden(zh: str = "无权执行此操作", en: str = "not allowed to perform this operation") -> Forbidden:
@@ -464,7 +459,7 @@ def submitting_unit(principal: Principal, unit: str | None) -> str | None:
     """The unit a submission is made for: the caller's own (the local operator may name any)."""
     if principal.kind == "system":
         return unit
-    require_role(principal, SUBMITTER, DATA_ADMIN, scope="submit")
+    require_role(principal, *SUBMIT_ROLES, scope="submit")
     if unit and unit != principal.unit:
         raise forbidden(
             f"只能以本单位（{principal.unit}）的名义汇交，不能代表 {unit}",

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from landcloud.config import Settings
+from landcloud.messages import LandcloudError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,7 +41,7 @@ SIGNIN_PATHS = ("/api/auth/token", "/api/auth/session")
 async def _json_error(
     send: Send, status: int, code: str, zh: str, en: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    body = json.dumps({"error": code, "message_zh": zh, "message_en": en}, ensure_ascii=False).encode()
+    body = json.dumps(LandcloudError(code, zh, en).to_dict(), ensure_ascii=False).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS, *extra_headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -30,6 +30,7 @@ ROLES: dict[str, tuple[str, str]] = {
 }
 SEPARATED = frozenset({SYSADMIN, SECADMIN, AUDITADMIN})
 DATA_ROLES = frozenset({VIEWER, SUBMITTER, REVIEWER, DATA_ADMIN})
+SUBMIT_ROLES = frozenset({SUBMITTER, DATA_ADMIN})  # who may submit (汇交)
 NEEDS_TOTP = SEPARATED | {DATA_ADMIN}
 
 

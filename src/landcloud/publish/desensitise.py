@@ -22,6 +22,7 @@ import hmac
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,7 @@ def layer_epsg(geoms: Any) -> int:
     return cgcs2000_zone_for_point((xmin + xmax) / 2.0, (ymin + ymax) / 2.0, 3, prefixed=False).epsg
 
 
+@lru_cache(maxsize=32)  # called per batch: building pyproj transformers is the slow part
 def _transformers(epsg: int) -> tuple[Transformer, Transformer]:
     fwd = Transformer.from_crs(GEOGRAPHIC_EPSG, epsg, always_xy=True)
     inv = Transformer.from_crs(epsg, GEOGRAPHIC_EPSG, always_xy=True)

@@ -50,7 +50,7 @@ import shapely
 from pyproj import CRS, Transformer
 from sqlalchemy.engine import Engine
 
-from landcloud.access import audit, gate
+from landcloud.access import gate
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
@@ -235,37 +235,9 @@ class _Job:
         }
 
     def features(self) -> Iterator[StoredFeature]:
-        feats = gate.read_features(
-            self.engine, self.principal, self.ds, self.access, self.version, action=ACTION, detail=self.detail()
+        return gate.read_features(
+            self.engine, self.principal, self.ds, self.access, self.version, action=ACTION, detail=self.detail(), audit_public=True
         )
-        return feats if self.access.audited else self._audit_public(feats)
-
-    def _audit_public(self, feats: Iterator[StoredFeature]) -> Iterator[StoredFeature]:
-        """The gate leaves reads of public data unaudited; a download is audited all the same."""
-        count = 0
-        try:
-            for feat in feats:
-                count += 1
-                yield feat
-        finally:
-            close = getattr(feats, "close", None)
-            if close is not None:
-                close()
-            audit.record(
-                self.engine,
-                self.principal,
-                ACTION,
-                dataset_id=self.ds.id,
-                version=self.version,
-                detail={
-                    **self.detail(),
-                    "count": count,
-                    "rows": "all",
-                    "fields": "all",
-                    "masked": sorted(self.access.masked_fields()),
-                    "basis": list(self.access.bases),
-                },
-            )
 
     def batches(self) -> Iterator[list[StoredFeature]]:
         it = self.features()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import tempfile
 from collections import Counter
@@ -50,10 +51,12 @@ from landcloud.messages import Conflict, LandcloudError, NotFound
 from landcloud.publish import desensitise
 from landcloud.publish.tables import editions as editions_table
 from landcloud.publish.tables import release_profiles
+from landcloud.store.db import connection
 from landcloud.store.features import StageRow, feature_store_for
 
+log = logging.getLogger(__name__)
+
 SUFFIX = "-public"
-STATUSES = ("pending", "published", "superseded")
 GCJ02_CHECK_EPS_M = 1e-3  # the GCJ-02 inverse is iterated to 1e-9° (~0.1 mm): grid checks allow 1 mm
 LISTED_KEYS = 50  # feature keys quoted in a report per reason
 
@@ -165,14 +168,9 @@ def set_profile(engine: Engine, principal: Principal, dataset_id: str, data: Any
 
 
 def stored_profile(engine: Engine | Connection, dataset_id: str) -> ReleaseProfile | None:
-    def run(c: Connection) -> ReleaseProfile | None:
+    with connection(engine) as c:
         row = c.execute(sa.select(release_profiles.c.profile).where(release_profiles.c.dataset_id == dataset_id)).first()
-        return ReleaseProfile.model_validate(row[0]) if row else None
-
-    if isinstance(engine, Engine):
-        with engine.connect() as c:
-            return run(c)
-    return run(engine)
+    return ReleaseProfile.model_validate(row[0]) if row else None
 
 
 def get_profile(engine: Engine, principal: Principal, dataset_id: str) -> dict[str, Any]:
@@ -361,7 +359,7 @@ def _ensure_edition_dataset(conn: Connection, ds: catalog.Dataset, profile: Rele
         key_field = ds.key_field if ds.key_field in profile.fields and profile.aggregate is None else None
         edition = catalog.create_dataset(
             conn, eid, ds.owner_unit, title=title, fields=_edition_fields(ds, profile), key_field=key_field, theme=ds.theme,
-            extra={"edition_of": ds.id},
+            extra={},
         )
     elif edition.edition_of != ds.id:
         raise Conflict("edition.id_taken", f"数据集标识“{eid}”已被占用", f"dataset id '{eid}' is already taken by another dataset")
@@ -373,7 +371,7 @@ def _ensure_edition_dataset(conn: Connection, ds: catalog.Dataset, profile: Rele
     conn.execute(
         datasets_table.update().where(datasets_table.c.id == eid).values(
             edition_of=ds.id, title=title, description=description, openness="open", security_level="public",
-            sharing_class="unconditional", extra={**edition.extra, "edition_of": ds.id, "attribution": profile.attribution,
+            sharing_class="unconditional", extra={**edition.extra, "attribution": profile.attribution,
                                                    "review_number": profile.review_number,
                                                    "coordinates": "GCJ-02" if profile.gcj02 else "CGCS2000"},
             updated_at=catalog.now(),
@@ -599,7 +597,10 @@ def after_new_version(engine: Engine, settings: Settings, dataset_id: str) -> di
         return build(engine, settings, me, dataset_id)
     except LandcloudError as exc:
         audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": exc.message.code, "message": exc.message.en})
-        return None
+    except Exception as exc:  # noqa: BLE001 - the master's version is committed: a failed build is recorded, never a 500
+        log.exception("building the edition of %s failed", dataset_id)
+        audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": type(exc).__name__, "message": str(exc)[:500]})
+    return None
 
 
 def published_edition_of(engine: Engine, source_id: str) -> str | None:

@@ -475,7 +475,6 @@ def audit_tile_read(
     """The audit entry of a tile read not made through `gate.read_features` (same shape as the gate's)."""
     if not access.audited:
         return
-    names = access.field_names
     audit.record(
         engine,
         principal,
@@ -487,10 +486,7 @@ def audit_tile_read(
             **extra,
             "bbox": list(plan.lonlat),
             "count": count,
-            "rows": "all" if access.rows is None else "restricted",
-            "fields": sorted(names) if names is not None else "all",
-            "masked": sorted(access.masked_fields()),
-            "basis": list(access.bases),
+            **gate.access_detail(access),
         },
     )
 

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from landcloud.access.regions import find_regions
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.messages import LandcloudError
-from landcloud.web.colours import legend, load_overrides
 
 router = APIRouter(tags=["portal"])
 
 
 @router.get("/api/portal/config", summary="Portal map settings: basemap and land-use colours / 门户地图配置")
-def portal_config(settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
+def portal_config(request: Request, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
     return {
         "basemap": {"url": settings.basemap_url, "attribution": settings.basemap_attribution} if settings.basemap_url else None,
-        "landuse_legend": legend(load_overrides(settings.landuse_colours_file)),
+        "landuse_legend": request.app.state.landuse_legend,
         "landuse_fields": ["DLBM", "dlbm"],
     }
 

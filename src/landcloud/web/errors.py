@@ -13,6 +13,8 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from landcloud.messages import LandcloudError
+
 log = logging.getLogger(__name__)
 MACHINE_PREFIXES = ("/api", "/ogc", "/static", "/healthz", "/docs", "/redoc", "/openapi.json")
 STATUS_TEXT = {
@@ -52,5 +54,4 @@ def install(app: FastAPI) -> None:
         zh, en = STATUS_TEXT[500]
         if wants_page(request):
             return error_page(request, 500, zh, en)
-        return JSONResponse(status_code=500, content={"error": "server.error", "message_zh": zh, "message_en": en,
-                                                      "code": "server.error", "description": en})
+        return JSONResponse(status_code=500, content=LandcloudError("server.error", zh, en).to_dict())

@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from landcloud import __version__
 from landcloud.access.principal import Principal
-from landcloud.access.roles import DATA_ADMIN, SEPARATED, SUBMITTER
+from landcloud.access.roles import SEPARATED, SUBMIT_ROLES
 from landcloud.deps import PrincipalDep
 from landcloud.web.i18n import LANG_COOKIE, LANGS, catalogue, negotiate, translator
 
@@ -37,7 +37,6 @@ PAGES: dict[str, tuple[str, bool]] = {
     "work": ("portal/work.html", True),
     "admin": ("portal/admin.html", True),
 }
-SUBMIT_ROLES = frozenset({SUBMITTER, DATA_ADMIN})
 
 
 def page_language(request: Request) -> str:
