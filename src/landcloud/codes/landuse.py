@@ -44,6 +44,8 @@ _GB_AGRICULTURAL = frozenset(
 _GB_UNUSED = frozenset(
     ["0404", "1101", "1102", "1105", "1106", "1108", "1110", "1204", "1205", "1206", "1207"]
 )
+# Our English names for the 三调 classes that are not GB classes (the published table has none).
+SANDIAO_NAMES_EN = "landuse_sandiao_names_en.csv"
 _GB_CONSTRUCTION_GROUPS = frozenset(["05", "06", "07", "08", "09"])
 _GB_CONSTRUCTION_EXTRA = frozenset(["1001", "1002", "1003", "1004", "1005", "1007", "1008", "1009", "1109", "1201"])
 
@@ -137,6 +139,7 @@ def _gb_table() -> dict[str, LandUseClass]:
 @cache
 def _sandiao_table() -> dict[str, LandUseClass]:
     gb = _gb_table()
+    english = {row["code"]: row["name_en"] for row in _read_csv(SANDIAO_NAMES_EN)}
     classes: dict[str, LandUseClass] = {}
     for row in _read_csv("landuse_sandiao_working.csv"):
         code = row["code"].strip()
@@ -145,9 +148,11 @@ def _sandiao_table() -> dict[str, LandUseClass]:
         if cat is not None and cat not in _CATEGORIES:
             raise ValueError(f"三调地类表中的未知三大类 {cat!r}（{code}）/ unknown land category {cat!r} for {code}")
         sources = tuple(s.strip() for s in (row.get("gbt21010_source") or "").split(";") if s.strip())
-        # The 三调 table has no English names; borrow the GB one where the class is the same class.
+        # The 三调 table as published has no English names (and is shipped unchanged): a class that is
+        # the GB class of the same code and name borrows the GB name, the others take our translation.
         same = gb.get(code)
-        name_en = same.name_en if same is not None and same.name_zh == name else None
+        borrowed = same.name_en if same is not None and same.name_zh == name else None
+        name_en = borrowed or english.get(code)
         classes[code] = LandUseClass(
             code=code,
             name_zh=name,
