@@ -177,7 +177,10 @@ def test_writes_are_for_the_right_roles_only(world: World) -> None:
     assert world.get("/api/users", "hrbadmin").status_code == 403
     assert world.get("/api/users", "sec").status_code == 200
     assert world.get("/api/system/status", "sec").status_code == 403
-    assert world.get("/api/system/status", "sys").json()["datasets"] == 5  # four masters and one edition
+    status = world.get("/api/system/status", "sys").json()
+    assert status["datasets"] == 5  # four masters and one edition
+    assert status["users"] == len(world.get("/api/users", "sec").json()["users"])
+    assert status["units"] == len(world.get("/api/units", "sec").json()["units"])
     assert world.get("/api/audit", "sys").status_code == 403
     assert world.get("/api/audit", "aud").status_code == 200
 

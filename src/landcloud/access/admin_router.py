@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from landcloud import __version__
 from landcloud.access import audit, gate, units, users
 from landcloud.access.roles import ROLES, SECADMIN, SYSADMIN
-from landcloud.catalog.datasets import list_datasets
+from landcloud.catalog.datasets import count_datasets
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.store.db import backend_of
 from landcloud.store.migrate import current_revision
@@ -95,9 +95,9 @@ def system_status(engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
         "version": __version__,
         "store": backend_of(engine),
         "schema_revision": current_revision(engine),
-        "datasets": len(list_datasets(engine)),
-        "units": len(units.list_units(engine)),
-        "users": len(users.list_users(engine)),
+        "datasets": count_datasets(engine),
+        "units": units.count_units(engine),
+        "users": users.count_users(engine),
     }
 
 

@@ -198,6 +198,12 @@ def add_department(engine: Engine, code: str, name: str, region: str) -> dict[st
     return get_unit(engine, code)
 
 
+def count_units(engine: Engine) -> int:
+    """How many units are registered, counted by the database."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(units)).scalar_one())
+
+
 def list_units(engine: Engine, kind: str | None = None, conn: sa.Connection | None = None) -> list[dict[str, object]]:
     """Every unit; pass `conn` to read inside the caller's (writing) transaction."""
     query = sa.select(units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind).order_by(units.c.code)

@@ -158,6 +158,12 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
     return [user_public(dict(r._mapping)) for r in rows]
 
 
+def count_users(engine: Engine) -> int:
+    """How many accounts exist (active or not), counted by the database."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(users_table)).scalar_one())
+
+
 def create_user(
     engine: Engine,
     settings: Settings,

@@ -161,6 +161,12 @@ def list_datasets(engine: Engine) -> list[Dataset]:
         return [_row_to_dataset(r) for r in c.execute(sa.select(datasets).order_by(datasets.c.id))]
 
 
+def count_datasets(engine: Engine) -> int:
+    """How many datasets (masters and editions) the catalogue holds, counted by the database."""
+    with engine.connect() as c:
+        return int(c.execute(sa.select(sa.func.count()).select_from(datasets)).scalar_one())
+
+
 def check_writable(ds: Dataset) -> None:
     """A public edition is written only by building it from its master: no submission, edit or rollback."""
     if ds.edition_of is not None:
