@@ -7,10 +7,12 @@ clear-text sensitive value it should not see.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
@@ -21,7 +23,7 @@ from landcloud.app import api_routes, create_app
 from landcloud.config import Settings
 from landcloud.deps import get_principal
 
-from world import HRB_ROWS, MINE_ROWS, QQHR_ROWS, World, build, sign_in
+from world import HRB_ROWS, MINE_ROWS, PASSWORD, QQHR_ROWS, World, build, sign_in
 
 ALL_HRB = {r[0] for r in HRB_ROWS}
 # hrb-dltb rows each caller sees (v2), and whether the 证件号 is in clear
@@ -301,3 +303,25 @@ def test_no_public_route_reaches_a_master(world: World) -> None:
     # the edition's features reach the public through the JSON API, OGC API Features, downloads and tiles
     assert {"/api/datasets/{dataset_id}/features", "/ogc/collections/{collection_id}/items", "/api/datasets/{dataset_id}/download",
             "/ogc/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}"} <= served_edition, served_edition
+
+
+def test_the_security_administrator_resets_a_second_factor_once_shown(world: World) -> None:
+    """A lost phone: the security administrator enrols a new secret; the old codes stop working at once."""
+    old = world.totp["daoliadmin"]
+    assert world.post("/api/users/daoliadmin/totp", "hrbadmin").status_code == 403
+    assert world.post("/api/users/daoliadmin/totp", None).status_code == 401
+    own = world.post("/api/users/sec/totp", "sec")
+    assert own.status_code == 403 and "自己" in own.json()["message_zh"]
+    assert world.post("/api/users/nobody-here/totp", "sec").status_code == 404
+    reset = world.post("/api/users/DaoliAdmin/totp", "sec")
+    assert reset.status_code == 200 and reset.headers["cache-control"] == "no-store"
+    body = reset.json()
+    assert body["username"] == "daoliadmin" and body["secret"] != old
+    assert body["otpauth_uri"].startswith("otpauth://totp/") and f"secret={body['secret']}" in body["otpauth_uri"]
+    form = {"username": "daoliadmin", "password": PASSWORD}
+    assert world.client.post("/api/auth/token", data=form | {"otp": pyotp.TOTP(old).now()}).status_code == 401
+    assert world.client.post("/api/auth/token", data=form | {"otp": pyotp.TOTP(body["secret"]).now()}).status_code == 200
+    listed = {u["username"]: u for u in world.get("/api/users", "sec").json()["users"]}
+    assert listed["daoliadmin"]["totp_enrolled"] and "secret" not in json.dumps(listed["daoliadmin"])
+    entries = world.get("/api/audit", "aud", params={"action": "user.totp_enrol", "limit": 1000}).json()["entries"]
+    assert [e["actor"] for e in entries if e["detail"]["username"] == "daoliadmin"][-1:] == ["sec"], entries[-3:]

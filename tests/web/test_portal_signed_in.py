@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 from builders import grid_parcels, write_geojson
@@ -199,6 +200,13 @@ def test_administration_shows_each_administrator_only_their_section(page: Any, s
     assert "道里查看员二" in text and "230102" in text and "查看员" in text and "启用" in text
     row.locator("button[data-action=disable]").click()
     page.wait_for_selector("[data-testid=user-list] tr[data-user=web-daoli-viewer][data-active=false]")
+    # a second factor enrolled after confirming: the secret is shown once and works
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("[data-testid=user-list] tr[data-user=web-daoli-viewer] button[data-action=totp]").click()
+    secret = page.locator("[data-testid=totp-secret] code[data-secret]")
+    secret.wait_for()
+    assert pyotp.TOTP(secret.inner_text()).now().isdigit() and "web-daoli-viewer" in page.locator("[data-testid=totp-secret]").inner_text()
+    assert "已绑定" in page.locator("[data-testid=user-list] tr[data-user=web-daoli-viewer]").inner_text()
     # a refused change shows the API's own message: separation of duties
     form.locator("input[name=username]").fill("web-two-hats")
     form.locator("input[name=unit]").fill("230000")

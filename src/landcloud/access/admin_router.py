@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import make_url
 
@@ -86,6 +86,22 @@ def update_user(username: str, body: UserPatch, engine: EngineDep, principal: Pr
     if body.active is not None:
         result = users.set_active(engine, username, body.active, actor=principal)
     return result
+
+
+@router.post("/api/users/{username}/totp")
+def reset_totp(username: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, response: Response) -> dict[str, Any]:
+    """Enrol a new one-time-code secret for an account (a lost phone, a first enrolment), replacing the old one.
+
+    The secret is shown in this answer only, for the security administrator to hand over; it is never
+    readable again. One's own second factor cannot be reset this way: a stolen session must not be able
+    to replace the factor that protects it.
+    """
+    gate.require_role(principal, SECADMIN)
+    if (principal.username or "").lower() == username.lower():
+        raise gate.forbidden("不能重置自己的动态口令", "you cannot reset your own one-time-code (TOTP) secret")
+    secret, uri = users.enrol_totp(engine, settings, username, actor=principal)
+    response.headers["Cache-Control"] = "no-store"
+    return {"username": users.get_user(engine, username)["username"], "secret": secret, "otpauth_uri": uri}
 
 
 @router.get("/api/system/status")

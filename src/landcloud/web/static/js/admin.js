@@ -77,7 +77,23 @@ async function usersSection() {
         el("td", {}, t(u.totp_enrolled ? "admin.totp_on" : "admin.totp_off")),
         el("td", {}, t(u.active ? "admin.active" : "admin.disabled")),
         el("td", {}, el("button", { type: "button", class: "small", "data-action": u.active ? "disable" : "enable",
-          onclick: () => setActive(u.username, !u.active) }, t(u.active ? "admin.disable" : "admin.enable")))))));
+          onclick: () => setActive(u.username, !u.active) }, t(u.active ? "admin.disable" : "admin.enable")), " ",
+          el("button", { type: "button", class: "small", "data-action": "totp", onclick: () => resetTotp(u.username) },
+            t(u.totp_enrolled ? "admin.totp_reset" : "admin.totp_enrol")))))));
+  };
+  // The secret is in this answer only: shown once, for the security administrator to hand over.
+  const secretBox = el("div", { "data-testid": "totp-secret" });
+  const resetTotp = async (username) => {
+    if (!window.confirm(t("admin.totp_reset_confirm", { username }))) return;
+    try {
+      const r = await api(`/api/users/${encodeURIComponent(username)}/totp`, { method: "POST" });
+      clear(secretBox, [el("p", {}, t("admin.totp_secret_shown", { username: r.username })),
+        el("dl", { class: "facts" }, el("dt", {}, t("admin.totp_secret")), el("dd", {}, el("code", { "data-secret": "" }, r.secret)),
+          el("dt", {}, t("admin.totp_uri")), el("dd", {}, el("code", { class: "wrap" }, r.otpauth_uri)))]);
+      await refresh();
+    } catch (err) {
+      say(msg, errorText(err), "error");
+    }
   };
   const setActive = async (username, active) => {
     try {
@@ -108,7 +124,7 @@ async function usersSection() {
   });
   api("/api/units").then((r) => clear(units, r.units.map((u) => el("option", { value: u.code }, u.name)))).catch(() => {});
   await refresh();
-  return section(t("admin.users"), box, el("h3", {}, t("admin.add_user")), form, msg);
+  return section(t("admin.users"), box, secretBox, el("h3", {}, t("admin.add_user")), form, msg);
 }
 
 // --- system administrator: status and settings -----------------------------------------------
