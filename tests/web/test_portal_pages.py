@@ -147,6 +147,9 @@ def test_system_settings_are_for_the_system_administrator_and_never_show_secrets
     assert items["LANDCLOUD_SECRET_KEY"] == {**items["LANDCLOUD_SECRET_KEY"], "value": None, "secret": True, "set": True}
     assert items["LANDCLOUD_OIDC_CLIENT_SECRET"]["value"] is None and items["LANDCLOUD_OIDC_CLIENT_SECRET"]["set"] is False
     assert "test-secret" not in resp.text
+    # every setting is described in both languages for the administrator reading the page
+    assert all(s["description"] and s["description_zh"] for s in items.values()), [k for k, s in items.items() if not s["description_zh"]]
+    assert items["LANDCLOUD_BATCH_SIZE"]["description_zh"] == "汇交和导出时每批流式处理的要素数"
     if settings.database_url and "@" in settings.database_url and ":" in settings.database_url.split("@")[0].split("//")[-1]:
         assert "***" in items["LANDCLOUD_DATABASE_URL"]["value"]
 

@@ -226,6 +226,7 @@ def test_administration_shows_each_administrator_only_their_section(page: Any, s
     assert "sqlite" in status
     assert str(site.data_dir) in page.locator("[data-testid=settings] tr[data-setting=LANDCLOUD_DATA_DIR]").inner_text()
     assert "已设置（不显示）" in page.locator("[data-testid=settings] tr[data-setting=LANDCLOUD_SECRET_KEY]").inner_text()
+    assert "每批流式处理的要素数" in page.locator("[data-testid=settings] tr[data-setting=LANDCLOUD_BATCH_SIZE]").inner_text()
     assert "browser-test-secret" not in page.content()
     sign_out(page)
 

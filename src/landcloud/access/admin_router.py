@@ -140,5 +140,6 @@ def system_settings(settings: SettingsDep, principal: PrincipalDep) -> dict[str,
         items.append({
             "name": name, "env": f"LANDCLOUD_{name.upper()}", "value": shown, "secret": secret, "set": value is not None,
             "default": value == field.default, "description": field.description or "",
+            "description_zh": extra.get("description_zh", "") if isinstance(extra := field.json_schema_extra, dict) else "",
         })
     return {"settings": items, "count": len(items)}

@@ -143,7 +143,8 @@ async function systemSection() {
     el("h3", {}, t("admin.settings")), el("p", { class: "muted" }, t("admin.settings_lead")),
     grid("settings", ["admin.setting_env", "admin.setting_value", "admin.setting_default", "admin.setting_description"],
       settings.settings.map((x) => el("tr", { "data-setting": x.env },
-        el("td", {}, el("code", {}, x.env)), el("td", {}, shown(x)), el("td", {}, t(x.default ? "admin.yes" : "admin.no")), el("td", {}, x.description)))));
+        el("td", {}, el("code", {}, x.env)), el("td", {}, shown(x)), el("td", {}, t(x.default ? "admin.yes" : "admin.no")),
+        el("td", {}, lang === "en" ? x.description : x.description_zh || x.description)))));
 }
 
 // --- audit administrator: search, verify, export --------------------------------------------
