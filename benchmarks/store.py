@@ -163,8 +163,12 @@ def edition(url: str, dataset: str) -> dict:
     editions.set_profile(engine, me, dataset, {"fields": [f["name"] for f in ds.fields if not f.get("sensitive")]})
     built = editions.build(engine, settings, me, dataset)
     editions.approve(engine, me, built["id"])
-    return {"edition": built["dataset_id"], "version": built["version"], "features": built["report"].get("feature_count"),
-            "seconds": time.perf_counter() - t0}
+    return {
+        "edition": built["dataset_id"],
+        "version": built["version"],
+        "features": built["report"].get("feature_count"),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def token(url: str, unit: str) -> dict:

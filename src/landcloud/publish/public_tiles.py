@@ -25,6 +25,7 @@ What it never does:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -37,6 +38,8 @@ from sqlalchemy.engine import Engine
 
 from landcloud.access.hardening import ASGIApp, Message, Receive, Scope, Send
 from landcloud.catalog import datasets as catalog
+
+log = logging.getLogger(__name__)
 
 STATE_KEY = "landcloud.public_tile"  # the route's word: (dataset id, version, updated_at) of a tile served as the public reads it
 _TILE_PATH = re.compile(r"^/ogc/collections/([^/]+)/tiles/([^/]+)/([0-9]{1,10})/([0-9]{1,10})/([0-9]{1,10})$")
@@ -164,7 +167,11 @@ class PublicTiles:
             await self.app(scope, receive, send)
             return
         dataset_id, tms, z, row, col = match.groups()
-        fact = await self._fact(dataset_id)
+        try:
+            fact = await self._fact(dataset_id)
+        except Exception:  # noqa: BLE001 - the store did not answer: the normal route decides (and reports it)
+            log.warning("public tiles: reading whether %s is a published edition failed", dataset_id, exc_info=True)
+            fact = None
         if fact is None:
             await self.app(scope, receive, send)  # not (or no longer) a published edition: the normal route decides
             return
