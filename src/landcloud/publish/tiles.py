@@ -407,7 +407,10 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
     layer: list[dict[str, Any]] = []
     it = iter(features)
     while batch := list(islice(it, _BATCH)):
-        geoms = tile_geometries(plan, [f.wkb for f in batch])
+        # exterior rings counter-clockwise in these y-down grid units (clockwise on screen), as MVT wants: done
+        # here for the whole batch in GEOS, so the encoder need not re-check every ring in Python (same bytes)
+        made = np.array(tile_geometries(plan, [f.wkb for f in batch]), dtype=object)
+        geoms = shapely.orient_polygons(made, exterior_cw=False)
         for feat, geom in zip(batch, geoms):
             if geom is None:
                 continue
@@ -417,7 +420,7 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
         return b"", 0
     data = mapbox_vector_tile.encode(
         [{"name": plan.dataset_id, "features": layer}],
-        default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": True},
+        default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": False},
     )
     return data, len(layer)
 
