@@ -34,12 +34,14 @@ PY = sys.executable
 
 PROFILES = {
     "smoke": dict(parcels=2_000, prefix="2301", requests=100, time_limit=15.0, tiles_per_zoom=4, catalog=1_000, catalog_repeats=4,
-                  osm=True, osm_bbox="126.60,45.74,126.64,45.77", here_parcels=300),  # central Harbin only: 2,177 of the 19,173 polygons
+                  osm=True, osm_bbox="126.60,45.74,126.64,45.77", here_parcels=300,  # central Harbin only: 2,177 of the 19,173 polygons
+                  cached_tiles=(120, 2_000)),  # cached tile requests with several clients: (signed-in, public edition)
     "full": dict(parcels=100_000, prefix="", requests=1_000, time_limit=60.0, tiles_per_zoom=20, catalog=10_000, catalog_repeats=20,
-                 osm=True, here_parcels=5_000),
+                 osm=True, here_parcels=5_000, cached_tiles=(3_000, 20_000)),
     "full-1m": dict(parcels=1_000_000, prefix="", requests=1_000, time_limit=90.0, tiles_per_zoom=20, catalog=10_000,
-                    catalog_repeats=20, osm=False, here_parcels=5_000),
+                    catalog_repeats=20, osm=False, here_parcels=5_000, cached_tiles=(3_000, 20_000)),
 }
+TILE_CLIENTS = 8  # concurrent clients for the cached-tile throughput runs (one server process: one core)
 TOKEN = "benchmark-secret-key-not-for-production"
 
 
@@ -125,7 +127,7 @@ class Server:
 def landcloud_server(name: str, url: str, datadir: Path, logdir: Path) -> Server:
     port = free_port()
     env = dict(os.environ, LANDCLOUD_DATA_DIR=str(datadir), LANDCLOUD_DATABASE_URL=url, LANDCLOUD_SECRET_KEY=TOKEN,
-               LANDCLOUD_RATE_LIMIT_PUBLIC_PER_MINUTE="100000000")
+               LANDCLOUD_RATE_LIMIT_PUBLIC_PER_MINUTE="100000000", LANDCLOUD_RATE_LIMIT_TILES_PER_MINUTE="100000000")
     cmd = [PY, "-m", "uvicorn", "landcloud.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", "--no-access-log"]
     return Server(name, cmd, env, port, "/healthz", logdir)
@@ -165,8 +167,11 @@ def pygeoapi_server(anchors: Path, work: Path, resources: dict, logdir: Path) ->
 
 # ---------------------------------------------------------------- load generator
 
-def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None) -> dict:
-    """Each path once (bounded), by `concurrency` keep-alive clients, stopping at the time limit."""
+def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None,
+             samples: bool = False) -> dict:
+    """Each path once (bounded), by `concurrency` keep-alive clients, stopping at the time limit.
+
+    `samples`: also (path, status, seconds) of every answered request, under "samples" (not for the JSON)."""
     headers = {"Accept": "application/geo+json, application/json, */*"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -174,6 +179,7 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
     it = iter(paths)
     lat: list[float] = []
     errors: dict[str, int] = {}
+    seen: list[tuple[str, int, float]] = []
     nbytes = [0]
     deadline = time.monotonic() + time_limit
 
@@ -191,6 +197,8 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
                 body = resp.read()
                 dt = time.perf_counter() - t
                 with lock:
+                    if samples:
+                        seen.append((path, resp.status, dt))
                     if resp.status in (200, 204):
                         lat.append(dt)
                         nbytes[0] += len(body)
@@ -211,7 +219,35 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
     out = stats(lat)
     out.update(concurrency=concurrency, planned=len(paths), errors=errors, wall_s=wall,
                throughput_rps=len(lat) / wall if wall else None, bytes=nbytes[0])
+    if samples:
+        out["samples"] = seen
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (utime + stime of /proc/<pid>/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cached_throughput(server: Server, paths: list[str], total: int, token: str | None, time_limit: float) -> dict:
+    """Cached tiles with TILE_CLIENTS concurrent clients against one server process: tiles/s, and the server's CPU
+    per tile (/proc/<pid>/stat before/after), i.e. what one core could serve; the clients run on the same machine."""
+    run_load(server.port, paths, TILE_CLIENTS, time_limit, token)  # every tile once more: all of them cached
+    planned = (paths * (total // max(len(paths), 1) + 1))[:total]
+    cpu0 = cpu_seconds(server.proc.pid)
+    r = run_load(server.port, planned, TILE_CLIENTS, time_limit, token)
+    cpu = cpu_seconds(server.proc.pid) - cpu0
+    done = r.get("n", 0) + sum(r["errors"].values())
+    r["server_cpu_ms_per_tile"] = cpu * 1000 / done if done else None
+    if r["server_cpu_ms_per_tile"]:
+        r["extra"] = f"{r['server_cpu_ms_per_tile']:.3f} ms server CPU/tile ≈ {1000 / r['server_cpu_ms_per_tile']:,.0f} tiles/s per core"
+    return r
+
+
+def fullness(nbytes: int) -> str:
+    """How full a tile is, by the size of the raw query's tile: what decides the cold cost on both sides."""
+    return "empty" if nbytes == 0 else "< 4 KiB" if nbytes < 4096 else "≥ 4 KiB"
 
 
 def sample_points(gpkg: Path, k: int, seed: int) -> np.ndarray:
@@ -273,17 +309,18 @@ def crs84_copy(dsn: str, table: str) -> None:
         conn.execute(f'ANALYZE "{t}"')
 
 
-def raw_tiles(dsn: str, table: str, tiles: list[tuple[int, int, int]], column: str) -> list[float]:
+def raw_tiles(dsn: str, table: str, tiles: list[tuple[int, int, int]], column: str) -> list[tuple[float, int]]:
+    """(seconds, tile bytes) of the raw query for each tile."""
     import psycopg
 
     sql = RAW_MVT.format(table=table, column=column)
-    lat = []
+    out = []
     with psycopg.connect(dsn) as conn:
         for z, x, y in tiles:
             t = time.perf_counter()
-            conn.execute(sql, {"z": z, "x": x, "y": y}).fetchone()
-            lat.append(time.perf_counter() - t)
-    return lat
+            tile = conn.execute(sql, {"z": z, "x": x, "y": y}).fetchone()[0]
+            out.append((time.perf_counter() - t, len(tile or b"")))
+    return out
 
 
 # ---------------------------------------------------------------- machine and versions
@@ -484,26 +521,56 @@ def main(argv: list[str] | None = None) -> int:
                                     "unit": "request latency"})
 
         # ---- (2) vector tiles z8–z14, cold then cached, against raw ST_AsMVT
+        tile_sets: dict[str, list[str]] = {}
+        tile_rows: dict[str, list[dict]] = {}
         for key, (path, dsid, table) in data.items():
             tiles = tile_list(sample_points(path, 2000, seed=5), range(8, 15), prof["tiles_per_zoom"])
+            # and one empty tile per zoom, beyond the data's north-east corner (a map view at the edge asks for those)
+            ext = pyogrio.read_info(path)["total_bounds"]
+            tiles += tile_list(np.array([[ext[2] + 0.3, ext[3] + 0.3]]), range(8, 15), 1)
             tpaths = [f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
+            tile_sets[key] = [f"/ogc/collections/{dsid}-public/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
+            raw = None
+            if pg_dsn:
+                log(f"tiles {key}: raw PostGIS ST_AsMVT on the plain table")
+                raw = raw_tiles(pg_dsn, table, tiles, RAW_MVT_COLUMN[key])
             rows = []
+            by_fullness: dict[str, list[dict]] = {}
             for s in servers:
                 if not s.name.startswith("landcloud"):
                     continue
                 log(f"tiles {key} {s.name}: {len(tpaths)} tiles cold, then cached")
-                cold = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name))
+                cold = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name), samples=True)
                 cold.update(target=f"{s.name} cold", anchor=False)
+                samples = cold.pop("samples")
+                if raw:  # the same tiles split by how full they are (the raw tile's size)
+                    kind = {p: fullness(raw[i][1]) for i, p in enumerate(tpaths)}
+                    for label in sorted(set(kind.values())):
+                        lat = [dt for p, st, dt in samples if st in (200, 204) and kind[p] == label]
+                        empty = sum(1 for p, st, _ in samples if st == 204 and kind[p] == label)
+                        r = stats(lat)
+                        r.update(target=f"{s.name} cold", anchor=False, extra=f"{empty} of them 204 (empty for landcloud)")
+                        by_fullness.setdefault(label, []).append(r)
                 warm = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name))
                 warm.update(target=f"{s.name} cached", anchor=False)
-                rows += [cold, warm]
-            if pg_dsn:
-                log(f"tiles {key}: raw PostGIS ST_AsMVT on the plain table")
-                r = stats(raw_tiles(pg_dsn, table, tiles, RAW_MVT_COLUMN[key]))
+                log(f"tiles {key} {s.name}: cached, signed in, {TILE_CLIENTS} clients")
+                busy = cached_throughput(s, tpaths, prof["cached_tiles"][0], tokens.get(s.name), prof["time_limit"])
+                busy.update(target=f"{s.name} cached, signed in, {TILE_CLIENTS} clients", anchor=False)
+                rows += [cold, warm, busy]
+            if raw:
+                r = stats([t for t, _ in raw])
                 r.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
                 rows.append(r)
+                for label, frows in by_fullness.items():
+                    part = [t for t, n in raw if fullness(n) == label]
+                    anchor_row = stats(part)
+                    anchor_row.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
+                    comparisons.append({"comparison": "vector tiles WebMercatorQuad, cold, by fullness", "dataset": key,
+                                        "variant": f"raw tile {label}: {len(part)} of {len(tiles)} tiles", "rows": [*frows, anchor_row],
+                                        "unit": "tile latency"})
+            tile_rows[key] = rows
             comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": key,
-                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client", "rows": rows, "unit": "tile latency"})
+                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said", "rows": rows, "unit": "tile latency"})
 
         # ---- (4) what is here: GET /api/here at points of the shared ground, 10 layers
         pts = sample_points(here_file, prof["requests"], seed=13)
@@ -520,6 +587,21 @@ def main(argv: list[str] | None = None) -> int:
         comparisons.append({"comparison": "what is here (GET /api/here)", "dataset": "10 layers",
                             "variant": f"dltb, osm + {here_extra} layers of {prof['here_parcels']} parcels; 1 client (goal p99 < 20 ms)",
                             "rows": rows, "unit": "request latency"})
+
+        # ---- (2, continued) cached tiles of the public editions, anonymous: the lean path (after "what is here":
+        # an edition is one more layer there)
+        for be, url in backends.items():
+            env = dict(os.environ, LANDCLOUD_DATA_DIR=str(work / be), LANDCLOUD_SECRET_KEY=TOKEN)
+            log(f"{be}: public editions (profile, build, approve)")
+            _child_with_rss(["edition", url, *[dsid for _path, dsid, _table in data.values()]], env)
+        for s in servers:
+            if not s.name.startswith("landcloud"):
+                continue
+            for key, ppaths in tile_sets.items():
+                log(f"tiles {key} {s.name}: cached public edition, anonymous, {TILE_CLIENTS} clients")
+                r = cached_throughput(s, ppaths, prof["cached_tiles"][1], None, prof["time_limit"])
+                r.update(target=f"{s.name} cached public edition, anonymous, {TILE_CLIENTS} clients", anchor=False)
+                tile_rows[key].append(r)
     except BaseException:
         for s in servers:
             s.stop()

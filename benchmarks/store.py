@@ -6,6 +6,7 @@
     python benchmarks/store.py catalog URL N REPEATS             # N catalogue records, timed Chinese searches
     python benchmarks/store.py token   URL UNIT                  # a reader of UNIT and its API token (lct_…)
     python benchmarks/store.py layers  URL FILE PREFIX K UNIT    # K more layers PREFIX-1..K (the file again), for "what is here"
+    python benchmarks/store.py edition URL DATASET...            # their public editions (every non-sensitive field), built and approved
 
 Every step prints one JSON line on stdout. LANDCLOUD_DATA_DIR must be set by the caller.
 """
@@ -146,6 +147,30 @@ def layers(url: str, path: str, prefix: str, k: str, unit: str) -> dict:
     return {"layers": len(out), "rejected": rejected, "seconds": time.perf_counter() - t0}
 
 
+def edition(url: str, dataset: str) -> dict:
+    """The dataset's public edition (`<id>-public`): a profile keeping every non-sensitive field, built and approved,
+    as its data administrator would; the public (anonymous) reads it, which the lean tile path serves."""
+    from landcloud.access.principal import system_principal
+    from landcloud.catalog import datasets as catalog
+    from landcloud.config import Settings
+    from landcloud.publish import editions
+
+    engine = _engine(url)
+    settings = Settings(database_url=url)
+    me = system_principal("benchmark")
+    ds = catalog.require_dataset(engine, dataset)
+    t0 = time.perf_counter()
+    editions.set_profile(engine, me, dataset, {"fields": [f["name"] for f in ds.fields if not f.get("sensitive")]})
+    built = editions.build(engine, settings, me, dataset)
+    editions.approve(engine, me, built["id"])
+    return {
+        "edition": built["dataset_id"],
+        "version": built["version"],
+        "features": built["report"].get("feature_count"),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def token(url: str, unit: str) -> dict:
     """A viewer of `unit` (no password: it only uses its token) and a read-only API token for it.
 
@@ -173,6 +198,8 @@ def main(argv: list[str]) -> int:
         out = plain(url, *rest)
     elif cmd == "layers":
         out = layers(url, *rest)
+    elif cmd == "edition":
+        out = {"editions": [edition(url, d) for d in rest]}
     elif cmd == "token":
         out = token(url, rest[0])
     elif cmd == "catalog":

@@ -28,6 +28,7 @@ from landcloud.publish.downloads_router import router as downloads_router
 from landcloud.publish.editions_router import router as editions_router
 from landcloud.publish.features_router import router as features_router
 from landcloud.publish.here_router import router as here_router
+from landcloud.publish.public_tiles import PublicTileCache, PublicTiles
 from landcloud.publish.records_router import router as records_router
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
@@ -105,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if missing:
         log.warning("portal libraries missing (run `make install` / `npm ci`): %s", ", ".join(missing))
     # outermost last: limits and headers apply to every response, errors included
+    if settings.public_tile_cache_mb > 0:  # innermost: behind the rate limit and the security headers
+        app.state.public_tiles = PublicTileCache(settings.public_tile_cache_mb << 20, settings.public_tile_check_ms)
+        app.add_middleware(PublicTiles, engine=engine, cache=app.state.public_tiles)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(SecurityHeaders, map_origins=origin_of(settings.basemap_url))

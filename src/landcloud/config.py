@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         default=12000, description="Anonymous map tile requests per client IP and minute (a map view loads dozens at once)",
         json_schema_extra=_zh("每个客户端 IP 每分钟的匿名地图瓦片请求数（一次地图浏览会同时加载几十张）"),
     )
+    public_tile_check_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="Anonymous tiles of published editions are answered from memory; how often (ms) whether the dataset is "
+        "still a published edition, and at which version, is re-read (un-publishing or a new approved version takes effect "
+        "within this window; shared caches already keep these tiles an hour). 0: re-read on every request",
+    )
+    public_tile_cache_mb: int = Field(default=64, ge=0, description="Memory for those tiles (0: no lean path)")
     basemap_url: str | None = Field(
         default=None,
         description="Raster basemap tile URL template for the portal map ({z}/{x}/{y}), e.g. 天地图 with its key; none: no external basemap",

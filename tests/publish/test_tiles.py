@@ -347,3 +347,41 @@ def test_tile_cache_is_a_bounded_lru(tmp_path: Path) -> None:
     empty = TileCache(directory=tmp_path / "e")
     empty.put("ff" + "0" * 62, CachedTile(b"", 0))
     assert TileCache(directory=tmp_path / "e").get("ff" + "0" * 62) == CachedTile(b"", 0)
+
+
+def test_rings_are_oriented_as_the_encoder_would_orient_them() -> None:
+    """encode_layer orients rings in GEOS and turns the encoder's own (Python) check off: same bytes."""
+    from landcloud.publish.tiles import encode_layer, plan_tile, tile_geometries, tile_properties
+    from landcloud.store.features import StoredFeature
+
+    ds = catalog.Dataset(
+        id="rings", title="rings", title_en="", description="", theme="other", owner_unit="230000", standard_schema=None,
+        fields=[{"name": "name", "type": "string"}], update_frequency="", sharing_class="unconditional", openness="open",
+        security_level="public", keywords=[], key_field=None, jurisdiction_field=None, extent=None, feature_count=4,
+        current_version=1,
+    )
+    access = Access(True, (Clause(None, None, frozenset(), "test"),))
+    x0, y0 = 126.6, 45.74
+    shell = [(x0, y0), (x0 + 0.01, y0), (x0 + 0.01, y0 + 0.01), (x0, y0 + 0.01)]
+    hole = [(x0 + 0.003, y0 + 0.003), (x0 + 0.003, y0 + 0.006), (x0 + 0.006, y0 + 0.006), (x0 + 0.006, y0 + 0.003)]
+    geoms = [
+        shapely.Polygon(shell, [hole]),  # counter-clockwise shell, clockwise hole (lon/lat, y up)
+        shapely.Polygon(shell[::-1], [hole[::-1]]),  # the other way round
+        shapely.MultiPolygon([shapely.box(x0 + 0.02, y0, x0 + 0.03, y0 + 0.01), shapely.Polygon(shell[::-1])]),
+        shapely.LineString([(x0, y0), (x0 + 0.02, y0 + 0.02)]),
+    ]
+    feats = [StoredFeature(i, str(i), {"name": f"f{i}"}, shapely.to_wkb(g), 1, None, None) for i, g in enumerate(geoms)]
+    for z in (12, 14, 16):
+        x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(x0 + 0.005, y0 + 0.005, z)
+        plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
+        made, n = encode_layer(plan, feats)
+        layer = [
+            {"geometry": g, "properties": tile_properties(plan, f)[1], "id": tile_properties(plan, f)[0]}
+            for f, g in zip(feats, tile_geometries(plan, [f.wkb for f in feats]))
+            if g is not None
+        ]
+        checked = mapbox_vector_tile.encode(
+            [{"name": "rings", "features": layer}],
+            default_options={"extents": 4096, "y_coord_down": True, "check_winding_order": True},
+        )
+        assert n == len(layer) >= 2 and made == checked, z

@@ -220,3 +220,13 @@ def test_a_new_version_changes_the_tile_and_history_still_answers(
 
 
 HRB_DLBM_V1 = grid_parcels(3, origin=(126.6, 45.74))[0]["properties"]["DLBM"]
+
+
+def test_a_tile_outside_the_extent_is_empty_without_a_query_and_still_audited(world: World) -> None:
+    # daoli-mine (sensitive, audited) lies in Harbin: a tile over the Atlantic is outside its extent
+    resp = world.get("/ogc/collections/daoli-mine/tiles/WebMercatorQuad/12/0/0", "daoli")
+    assert resp.status_code == 204 and not resp.content
+    assert world.get("/ogc/collections/daoli-mine/tiles/WebMercatorQuad/12/0/0", "prov").status_code == 403
+    entries = world.get("/api/audit", "aud", params={"action": "data.tiles", "limit": 1000}).json()["entries"]
+    mine = [e for e in entries if e["dataset_id"] == "daoli-mine" and e["actor"] == "daoli"]
+    assert len(mine) == 1 and (mine[0]["detail"]["count"], mine[0]["detail"]["x"], mine[0]["detail"]["y"]) == (0, 0, 0)

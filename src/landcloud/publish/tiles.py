@@ -214,10 +214,29 @@ def _zoom_not_served(ds: catalog.Dataset, tms: TileMatrixSet, z: int, cfg: TileC
     )
 
 
+_STAMPS: dict[tuple[str, str, int, str], str] = {}
+_STAMPS_MAX = 4096
+
+
 def version_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str:
-    """When a version was made: part of the cache key, so a store rebuilt under the same version numbers never meets old tiles."""
-    created = catalog.version_created_at(engine, ds.id, version)
-    return created.isoformat() if created is not None else ""
+    """When a version was made: part of the cache key, so a store rebuilt (or restored) under the same
+    version numbers never meets old tiles.
+
+    A version's creation time never changes, so it is read once and remembered, keyed by the dataset
+    row's `updated_at` as well: recording any new version (a rebuilt or restored store included) sets
+    it anew, so a remembered stamp never outlives the version it stamps.
+    """
+    updated = ds.updated_at.isoformat() if ds.updated_at is not None else ""
+    key = (str(engine.url), ds.id, version, updated)
+    stamp = _STAMPS.get(key)
+    if stamp is None:
+        created = catalog.version_created_at(engine, ds.id, version)
+        stamp = created.isoformat() if created is not None else ""
+        if len(_STAMPS) >= _STAMPS_MAX:
+            _STAMPS.clear()
+        if updated:
+            _STAMPS[key] = stamp
+    return stamp
 
 
 def plan_tile(
@@ -388,7 +407,10 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
     layer: list[dict[str, Any]] = []
     it = iter(features)
     while batch := list(islice(it, _BATCH)):
-        geoms = tile_geometries(plan, [f.wkb for f in batch])
+        # exterior rings counter-clockwise in these y-down grid units (clockwise on screen), as MVT wants: done
+        # here for the whole batch in GEOS, so the encoder need not re-check every ring in Python (same bytes)
+        made = np.array(tile_geometries(plan, [f.wkb for f in batch]), dtype=object)
+        geoms = shapely.orient_polygons(made, exterior_cw=False)
         for feat, geom in zip(batch, geoms):
             if geom is None:
                 continue
@@ -398,7 +420,7 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
         return b"", 0
     data = mapbox_vector_tile.encode(
         [{"name": plan.dataset_id, "features": layer}],
-        default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": True},
+        default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": False},
     )
     return data, len(layer)
 
@@ -498,10 +520,26 @@ def _method(engine: Engine, method: Method) -> str:
     return method
 
 
+def outside_extent(ds: catalog.Dataset, plan: TilePlan) -> bool:
+    """Whether the tile lies wholly outside the version's extent (the min/max of its stored envelopes), so
+    no feature can meet it: an empty tile known without a query. Only for the version whose extent the
+    dataset row holds; strict inequalities, as a feature touching the tile's edge is in the tile."""
+    if plan.version != ds.current_version or not ds.extent or len(ds.extent) != 4:
+        return False
+    minx, miny, maxx, maxy = plan.lonlat
+    ex0, ey0, ex1, ey1 = (float(v) for v in ds.extent)
+    return maxx < ex0 or minx > ex1 or maxy < ey0 or miny > ey1
+
+
 def render_planned(
     engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, method: Method = "auto"
 ) -> tuple[bytes, int]:
     """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count)."""
+    if not access.visible:
+        raise gate.not_found(ds.id)
+    if outside_extent(ds, plan):
+        audit_tile_read(engine, principal, ds, access, plan, 0)
+        return b"", 0
     if _method(engine, method) == "postgis":
         return _render_postgis(engine, principal, ds, access, plan)
     return _render_python(engine, principal, ds, access, plan)

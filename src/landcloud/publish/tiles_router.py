@@ -27,6 +27,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep
 from landcloud.geo.tiles import TILE_MATRIX_SETS, BBox, TileMatrixSet, get_tms
 from landcloud.messages import LandcloudError
+from landcloud.publish.public_tiles import STATE_KEY as PUBLIC_TILE_STATE
 from landcloud.publish.tiles import (
     KEY_PROPERTY,
     MEDIA_TYPE,
@@ -273,6 +274,9 @@ def tile(
     tms.check(zi, xi, yi)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine)
+    if plan.public and version is None:  # the public edition as anyone reads it: the lean path may keep this answer
+        updated = ds.updated_at.isoformat() if ds.updated_at else ""
+        request.scope.setdefault("state", {})[PUBLIC_TILE_STATE] = (ds.id, plan.version, updated)
     if plan.public:
         cache_control = f"public, max-age={HISTORY_MAX_AGE if version is not None else PUBLIC_MAX_AGE}"
     else:
