@@ -78,8 +78,15 @@ class Settings(BaseSettings):
         description="Anonymous tiles of published editions are answered from memory; how often (ms) whether the dataset is "
         "still a published edition, and at which version, is re-read (un-publishing or a new approved version takes effect "
         "within this window; shared caches already keep these tiles an hour). 0: re-read on every request",
+        json_schema_extra=_zh(
+            "公开版的匿名瓦片由内存应答；每隔多少毫秒重新读取该数据集是否仍为已发布的公开版及其版本"
+            "（撤销发布或批准新版本在此时间内生效；共享缓存本已可保存这些瓦片一小时）。0：每次请求都重新读取"
+        ),
     )
-    public_tile_cache_mb: int = Field(default=64, ge=0, description="Memory for those tiles (0: no lean path)")
+    public_tile_cache_mb: int = Field(
+        default=64, ge=0, description="Memory for those tiles (0: no lean path)",
+        json_schema_extra=_zh("这些瓦片占用的内存（MB；0 表示不走内存应答）"),
+    )
     basemap_url: str | None = Field(
         default=None,
         description="Raster basemap tile URL template for the portal map ({z}/{x}/{y}), e.g. 天地图 with its key; none: no external basemap",
