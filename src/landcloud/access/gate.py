@@ -62,11 +62,14 @@ def _unit_view_of(unit: dict[str, Any] | None, index: DivisionIndex | None) -> U
     )
 
 
+_CALLER_FACTS = sharing.with_grants_of(units_mod.INDEX_KEY_AND_UNIT)  # built once: it runs on every request
+
+
 def _caller_facts(conn: Connection, principal: Principal) -> tuple[units_mod.IndexKey, dict[str, Any] | None, list[dict[str, Any]]]:
     """The division index's key, the caller's unit and its grants in force: one round trip, read on
     every request (never cached: a revoked grant or a moved unit counts at once)."""
     grantee = principal.unit if principal.kind == "user" else None
-    rows = conn.execute(sharing.with_grants_of(units_mod.index_key_and_unit_select(principal.unit), grantee)).all()
+    rows = conn.execute(_CALLER_FACTS, {"unit_code": principal.unit, "grantee": grantee}).all()
     key, unit = units_mod.index_key_and_unit_of(rows[0])
     return key, unit, sharing.active_grants_of(rows)
 

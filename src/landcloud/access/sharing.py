@@ -255,12 +255,12 @@ def _active(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _GRANT_LABELS = [c.label(f"g__{c.name}") for c in grants.c]
 
 
-def with_grants_of(facts: sa.Select[Any], unit: str | None) -> sa.Select[Any]:
-    """The one-row select `facts` with `unit`'s unrevoked grants beside it: a row per grant, or one
-    row of NULL grant columns (no unit: no grants). Lets the gate read a caller's facts and grants
-    in one round trip; read the grants back with `active_grants_of`."""
+def with_grants_of(facts: sa.Select[Any]) -> sa.Select[Any]:
+    """The one-row select `facts` with the unrevoked grants of the unit `:grantee` beside it: a row
+    per grant, or one row of NULL grant columns (a NULL grantee matches none). Lets the gate read a
+    caller's facts and grants in one round trip; read the grants back with `active_grants_of`."""
     sub = facts.subquery()
-    on = sa.and_(grants.c.grantee_unit == unit, grants.c.revoked_at.is_(None)) if unit else sa.false()
+    on = sa.and_(grants.c.grantee_unit == sa.bindparam("grantee"), grants.c.revoked_at.is_(None))
     return sa.select(sub, *_GRANT_LABELS).select_from(sub.outerjoin(grants, on))
 
 

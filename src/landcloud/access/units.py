@@ -55,19 +55,19 @@ def _index_key(bind: Engine | Connection) -> IndexKey:
     return int(row[0]), str(row[1])
 
 
-def index_key_and_unit_select(code: str | None) -> sa.Select[Any]:
-    """One row: the division index's key and the unit `code`'s columns (NULLs when there is none).
-
-    Every access decision needs both (is the cached index current? who is the caller's unit?), so
-    they are read together; the unit's columns are aggregates filtered to its code, so the answer is
-    one row whether or not the unit exists. Read it with `index_key_and_unit_of`.
-    """
-    picked = [sa.func.max(c).filter(units.c.code == code).label(f"u__{c.name}") for c in _UNIT_COLUMNS]
-    return sa.select(sa.func.count().label("u__count"), sa.func.max(units.c.updated_at).label("u__updated"), *picked)
+# One row: the division index's key and the unit `:unit_code`'s columns (NULLs when there is none).
+# Every access decision needs both (is the cached index current? who is the caller's unit?), so they
+# are read together; the unit's columns are aggregates filtered to its code, so the answer is one row
+# whether or not the unit exists. Built once (it runs on every request); read with index_key_and_unit_of.
+INDEX_KEY_AND_UNIT = sa.select(
+    sa.func.count().label("u__count"),
+    sa.func.max(units.c.updated_at).label("u__updated"),
+    *[sa.func.max(c).filter(units.c.code == sa.bindparam("unit_code")).label(f"u__{c.name}") for c in _UNIT_COLUMNS],
+)
 
 
 def index_key_and_unit_of(row: Any) -> tuple[IndexKey, dict[str, object] | None]:
-    """(index key, unit row or None) of a row of `index_key_and_unit_select`."""
+    """(index key, unit row or None) of a row of `INDEX_KEY_AND_UNIT`."""
     m = row._mapping
     key = (int(m["u__count"]), str(m["u__updated"]))
     if m["u__code"] is None:
