@@ -11,11 +11,13 @@ from landcloud.access.principal import Principal
 from landcloud.config import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+# async: an attribute read. A sync dependency runs in the thread pool, a hop each per request
+# (see benchmarks/profiles/items-*.txt); get_principal reads the store, so it stays sync.
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_app_engine(request: Request) -> Engine:
+async def get_app_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 

@@ -45,9 +45,16 @@ def unit_view(
         unit = units_mod.get_unit(engine, code)
     except NotFound:
         return None
+    return _unit_view_of(unit, index if index is not None else units_mod.division_index(engine))
+
+
+def _unit_view_of(unit: dict[str, Any] | None, index: DivisionIndex | None) -> UnitView | None:
+    """The UnitView of a unit row (None: no such unit)."""
+    if unit is None:
+        return None
+    code = str(unit["code"])
     if unit["kind"] != "administrative":
         return UnitView(code=code, kind=str(unit["kind"]), prefix="", ancestors=frozenset())
-    index = index if index is not None else units_mod.division_index(engine)
     if index is None or code not in index:
         return UnitView(code=code, kind="administrative", prefix=code, ancestors=frozenset())
     return UnitView(
@@ -55,11 +62,26 @@ def unit_view(
     )
 
 
-def _grant_views(engine: Engine | Connection, principal: Principal, index: DivisionIndex | None) -> dict[str, list[GrantView]]:
+_CALLER_FACTS = sharing.with_grants_of(units_mod.INDEX_KEY_AND_UNIT)  # built once: it runs on every request
+
+
+def _caller_facts(conn: Connection, principal: Principal) -> tuple[units_mod.IndexKey, dict[str, Any] | None, list[dict[str, Any]]]:
+    """The division index's key, the caller's unit and its grants in force: one round trip, read on
+    every request (never cached: a revoked grant or a moved unit counts at once)."""
+    grantee = principal.unit if principal.kind == "user" else None
+    rows = conn.execute(_CALLER_FACTS, {"unit_code": principal.unit, "grantee": grantee}).all()
+    key, unit = units_mod.index_key_and_unit_of(rows[0])
+    return key, unit, sharing.active_grants_of(rows)
+
+
+def _grant_views(
+    engine: Engine | Connection, principal: Principal, index: DivisionIndex | None, active: list[dict[str, Any]] | None = None
+) -> dict[str, list[GrantView]]:
+    """The caller's grants in force by dataset (`active`: already read, else read here)."""
     if principal.kind != "user" or not principal.unit:
         return {}
     out: dict[str, list[GrantView]] = {}
-    for g in sharing.active_grants(engine, principal.unit):
+    for g in active if active is not None else sharing.active_grants(engine, principal.unit):
         region = g["region"]
         region_boundary = units_mod.boundary(engine, region) if region else None
         out.setdefault(g["dataset_id"], []).append(
@@ -83,9 +105,10 @@ class Viewer:
         self.principal = principal
         self.engine = engine
         with connection(conn if conn is not None else engine) as c:  # a few small reads: one connection
-            self.index = units_mod.division_index(c)
-            self.unit = unit_view(c, principal.unit, self.index)
-            self.grants = _grant_views(c, principal, self.index)
+            self.index_key, unit, active = _caller_facts(c, principal)
+            self.index = units_mod.division_index(c, self.index_key)
+            self.unit = _unit_view_of(unit, self.index)
+            self.grants = _grant_views(c, principal, self.index, active)
         self._bounded_unit: UnitView | None = None
         self._ancestors: dict[str, frozenset[str]] = {}
         self._cache: dict[tuple[Any, ...], Access] = {}
@@ -159,11 +182,14 @@ def in_catalogue(principal: Principal, ds: Any, access: Access) -> bool:
     return principal.kind == "user" and principal.reads_data and ds.sharing_class != "not_shared"
 
 
-def visible_datasets(engine: Engine, principal: Principal) -> list[tuple[catalog.Dataset, Access]]:
-    """Catalogue entries the caller may see, each with what it may read of the data."""
-    viewer = Viewer(engine, principal)
+def visible_datasets(engine: Engine, principal: Principal, viewer: Viewer | None = None) -> list[tuple[catalog.Dataset, Access]]:
+    """Catalogue entries the caller may see, each with what it may read of the data (`viewer`: the
+    caller's, when already made in this request)."""
+    with connection(engine) as conn:  # the caller's facts and the dataset list on one connection
+        viewer = viewer if viewer is not None else Viewer(engine, principal, conn)
+        listed = catalog.list_datasets(conn)
     out = []
-    for ds in catalog.list_datasets(engine):
+    for ds in listed:
         access = viewer.access(ds)
         if viewer.in_catalogue(ds, access):
             out.append((as_seen(engine, ds, access), access))
@@ -362,6 +388,7 @@ def features_at(
     tolerance_m: float = 2.0,
     action: str = "data.here",
     detail: dict[str, Any] | None = None,
+    viewer: Viewer | None = None,
 ) -> tuple[list[LayerAt], int]:
     """Every readable dataset's features at a point (EPSG:4490 lon/lat): (layers with features, datasets checked).
 
@@ -377,7 +404,7 @@ def features_at(
     point = shapely.Point(lon, lat)
     readable: list[tuple[catalog.Dataset, Access]] = []
     checked = 0
-    for ds, access in visible_datasets(engine, principal):  # a published edition as seen: never a version pending
+    for ds, access in visible_datasets(engine, principal, viewer):  # a published edition as seen: never a version pending
         if not access.visible or ds.current_version == 0:
             continue
         checked += 1

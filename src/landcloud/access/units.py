@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import shapely
 import sqlalchemy as sa
@@ -45,10 +45,34 @@ def upsert_units(engine: Engine, divisions: list[AdminDivision]) -> int:
     return len(divisions)
 
 
-def _index_key(bind: Engine | Connection) -> tuple[int, str]:
+IndexKey = tuple[int, str]  # (number of units, newest updated_at): changes whenever the units table does
+_UNIT_COLUMNS = (units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind)
+
+
+def _index_key(bind: Engine | Connection) -> IndexKey:
     with connection(bind) as conn:
         row = conn.execute(sa.select(sa.func.count(), sa.func.max(units.c.updated_at))).one()
     return int(row[0]), str(row[1])
+
+
+# One row: the division index's key and the unit `:unit_code`'s columns (NULLs when there is none).
+# Every access decision needs both (is the cached index current? who is the caller's unit?), so they
+# are read together; the unit's columns are aggregates filtered to its code, so the answer is one row
+# whether or not the unit exists. Built once (it runs on every request); read with index_key_and_unit_of.
+INDEX_KEY_AND_UNIT = sa.select(
+    sa.func.count().label("u__count"),
+    sa.func.max(units.c.updated_at).label("u__updated"),
+    *[sa.func.max(c).filter(units.c.code == sa.bindparam("unit_code")).label(f"u__{c.name}") for c in _UNIT_COLUMNS],
+)
+
+
+def index_key_and_unit_of(row: Any) -> tuple[IndexKey, dict[str, object] | None]:
+    """(index key, unit row or None) of a row of `INDEX_KEY_AND_UNIT`."""
+    m = row._mapping
+    key = (int(m["u__count"]), str(m["u__updated"]))
+    if m["u__code"] is None:
+        return key, None
+    return key, {c.name: m[f"u__{c.name}"] for c in _UNIT_COLUMNS}
 
 
 class _IndexCache:
@@ -57,9 +81,10 @@ class _IndexCache:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[tuple[int, str], DivisionIndex | None]] = {}
 
-    def __call__(self, bind: Engine | Connection) -> DivisionIndex | None:
+    def __call__(self, bind: Engine | Connection, key: IndexKey | None = None) -> DivisionIndex | None:
+        """The index, read again only when the units table changed (`key`: already read by the caller)."""
         engine = bind.engine if isinstance(bind, Connection) else bind
-        key = _index_key(bind)
+        key = key if key is not None else _index_key(bind)
         hit = self._cache.get(id(engine))
         if hit and hit[0] == key:
             return hit[1]
@@ -80,9 +105,7 @@ division_index = _IndexCache()
 
 def get_unit(bind: Engine | Connection, code: str) -> dict[str, object]:
     with connection(bind) as conn:
-        row = conn.execute(
-            sa.select(units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind).where(units.c.code == code)
-        ).first()
+        row = conn.execute(sa.select(*_UNIT_COLUMNS).where(units.c.code == code)).first()
     if row is None:
         raise NotFound("unit.not_found", f"单位代码 {code} 不存在", f"unit {code} does not exist")
     return dict(row._mapping)
@@ -127,8 +150,8 @@ class _BoundaryCache:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[tuple[int, str], list[_Bounded], shapely.STRtree | None]] = {}
 
-    def __call__(self, engine: Engine) -> tuple[list[_Bounded], shapely.STRtree | None]:
-        key = _index_key(engine)
+    def __call__(self, engine: Engine, key: IndexKey | None = None) -> tuple[list[_Bounded], shapely.STRtree | None]:
+        key = key if key is not None else _index_key(engine)
         hit = self._cache.get(id(engine))
         if hit and hit[0] == key:
             return hit[1], hit[2]
@@ -155,9 +178,11 @@ class _BoundaryCache:
 _boundaries = _BoundaryCache()
 
 
-def division_at(engine: Engine, lon: float, lat: float) -> dict[str, str] | None:
-    """The smallest administrative unit whose stored boundary covers the point (EPSG:4490), or None."""
-    found, tree = _boundaries(engine)
+def division_at(engine: Engine, lon: float, lat: float, key: IndexKey | None = None) -> dict[str, str] | None:
+    """The smallest administrative unit whose stored boundary covers the point (EPSG:4490), or None.
+
+    `key`: the index key the caller read in this request (saves reading it again)."""
+    found, tree = _boundaries(engine, key)
     if tree is None:
         return None
     point = shapely.Point(lon, lat)

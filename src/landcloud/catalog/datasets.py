@@ -156,8 +156,8 @@ def require_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset:
     return ds
 
 
-def list_datasets(engine: Engine) -> list[Dataset]:
-    with engine.connect() as c:
+def list_datasets(engine: Engine | Connection) -> list[Dataset]:
+    with connection(engine) as c:
         return [_row_to_dataset(r) for r in c.execute(sa.select(datasets).order_by(datasets.c.id))]
 
 

@@ -2,8 +2,9 @@
 
 Collections are the datasets the caller may read; items are the rows and fields the gate lets
 through. Filters (bbox, attribute equality, CQL2) and sorting run in the database; paging uses
-offset links, and numberMatched comes from the version record when nothing narrows the rows,
-otherwise from a cached count so that paging never recounts.
+offset links. numberMatched is given where it is exact and cheap (the version record when nothing
+narrows the rows, the last page's own length, a count cached for the HTML page) and left out
+otherwise, as the standard allows: counting every match of a bbox cost more than the page itself.
 """
 
 from __future__ import annotations
@@ -296,7 +297,8 @@ def items(
     props = [p.strip() for p in properties.split(",") if p.strip()] if properties else None
     feats = list(gate.read_features(engine, principal, ds, access, v, bbox=box, where=where, order=order, limit=limit, offset=offset,
                                     detail={"filter": filter_, "sortby": sortby, "ogc": True}))
-    matched = _number_matched(engine, ds, access, v, box, where)
+    matched = _number_matched(engine, ds, access, v, box, where, returned=len(feats), limit=limit, offset=offset,
+                              required=fmt == "html")
     base = base_url(request)
     url = f"{base}/ogc/collections/{ds.id}/items"
     query = {k: v for k, v in request.query_params.items() if k not in ("offset", "f")}
@@ -333,14 +335,25 @@ def _access_key(access: Access) -> tuple[Any, ...]:
     return (access.rows, access.field_names)
 
 
-def _number_matched(engine: Any, ds: catalog.Dataset, access: Access, version: int, box: BBox | None, where: SQLFilter | None) -> int | None:
-    """Exact and cheap: the version's count when nothing narrows; otherwise counted once and cached."""
+def _number_matched(
+    engine: Any, ds: catalog.Dataset, access: Access, version: int, box: BBox | None, where: SQLFilter | None, *,
+    returned: int, limit: int, offset: int, required: bool = False,
+) -> int | None:
+    """numberMatched where it is exact and cheap, else None (OGC API Features makes it optional).
+
+    The version's count when nothing narrows the rows; `offset + returned` when the page is the last
+    one (fewer than `limit`); a count made earlier for the same query. A full page of a narrowed query
+    would cost a count of every match (on SQLite with the exact geometry test in Python): made only
+    when `required` (the HTML page shows it), otherwise left out, and the `next` link leads on.
+    """
     if box is None and where is None and access.rows is None:
         return catalog.get_version(engine, ds.id, version).feature_count
+    if returned < limit and (returned > 0 or offset == 0):
+        return offset + returned
     key = (ds.id, version, _access_key(access), box, where.sql if where else None,
            tuple(sorted((k, repr(v)) for k, v in (where.params if where else {}).items())))
     cached = _counts.get(key)
-    if cached is None:
+    if cached is None and required:
         cached = gate.count_features(engine, ds, access, version, bbox=box, where=where)
         _counts.put(key, cached)
     return cached

@@ -16,6 +16,9 @@ import shapely
 
 from landcloud.store.features import StoredFeature
 
+# json.dumps with options builds a JSONEncoder per call: two per feature, made once here instead
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
 
 def feature_id(feat: StoredFeature) -> str:
     return feat.fkey
@@ -47,8 +50,8 @@ def encode_features(
         for feat, gtext in zip(batch, texts):
             props = feat.props if properties is None else {k: v for k, v in feat.props.items() if k in properties}
             yield (
-                '{"type":"Feature","id":' + json.dumps(feature_id(feat), ensure_ascii=False)
-                + ',"properties":' + json.dumps(props, ensure_ascii=False, default=str)
+                '{"type":"Feature","id":' + _encode(feature_id(feat))
+                + ',"properties":' + _encode(props)
                 + ',"geometry":' + (gtext if gtext is not None else "null") + "}"
             )
 

@@ -176,7 +176,8 @@ def what_is_here(
 ) -> dict[str, Any]:
     """The report for one point (see the module docstring)."""
     plon, plat, given = resolve_point(lon, lat, x, y, crs)
-    layers, checked = gate.features_at(engine, principal, plon, plat, tolerance_m=TOLERANCE_M)
+    viewer = gate.Viewer(engine, principal)  # its index key also tells division_at whether its boundaries are current
+    layers, checked = gate.features_at(engine, principal, plon, plat, tolerance_m=TOLERANCE_M, viewer=viewer)
     out_layers = []
     for layer in layers:
         ds = layer.dataset
@@ -195,7 +196,7 @@ def what_is_here(
         "point": {"lon": plon, "lat": plat, "crs": STORAGE},
         "input": given,
         "gauss_kruger": gauss_kruger(plon, plat),
-        "division": units_mod.division_at(engine, plon, plat),
+        "division": units_mod.division_at(engine, plon, plat, viewer.index_key),
         "layers": out_layers,
         "checked": checked,
         "generated_at": clock.now().isoformat(),

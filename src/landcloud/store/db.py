@@ -6,6 +6,7 @@ behave like a server for concurrent readers while one submission writes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -70,6 +71,35 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
 
+IDLE_PING_SECONDS = 10.0  # a pooled PostgreSQL connection idle longer than this is pinged before use
+
+
+def _mark_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    """A pool `checkout` listener: ping only a connection that sat idle longer than IDLE_PING_SECONDS.
+
+    `pool_pre_ping` costs a round trip on every checkout (12% of a feature page's server time, see
+    benchmarks/profiles/items-*.txt). A connection in steady use is known alive; one idle for a while
+    may have been dropped (a PostgreSQL restart, a firewall timeout): that one is pinged, and a dead
+    one is replaced (DisconnectionError makes the pool reconnect). A connection that dies while in
+    use fails that one statement; SQLAlchemy then recycles every connection older than the failure.
+    """
+
+    def listener(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("checked_in")
+        if last is None or time.monotonic() - last <= IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+    return listener
+
+
 def create_engine(url: str) -> Engine:
     """An engine for either backend, with the settings the store relies on."""
     if url.startswith("sqlite"):
@@ -79,4 +109,7 @@ def create_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=20)
+    event.listen(engine.pool, "checkin", _mark_checkin)
+    event.listen(engine.pool, "checkout", _ping_if_idle(engine))
+    return engine

@@ -224,7 +224,7 @@ class FeatureStore:
             )
         sql = " UNION ALL ".join(selects) + " ORDER BY 1, 2"  # part, row id
         out: list[list[StoredFeature]] = [[] for _ in parts]
-        with _maybe_connect(self.engine, conn) as c:
+        with connection(conn if conn is not None else self.engine) as c:  # a new one in autocommit: no BEGIN/ROLLBACK trips
             for row in c.execute(sa.text(sql), params):
                 out[row.part].append(self._row_to_feature(row))
         for i, (_dataset_id, _version, rows) in enumerate(parts):
@@ -327,7 +327,7 @@ class FeatureStore:
         if rows is not None:
             where += " AND " + self._row_filter_sql(rows, params)
         sql = f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f WHERE {where}"
-        with _maybe_connect(self.engine, conn) as c:
+        with connection(conn if conn is not None else self.engine) as c:
             row = c.execute(sa.text(sql), params).first()
             if row is None:
                 return None
@@ -346,7 +346,7 @@ class FeatureStore:
         if self._post_filter(bbox, rows) is not None:
             return sum(1 for _ in self.iter_features(dataset_id, version, bbox=bbox, rows=rows, where=where))
         clauses, params = self.conditions(dataset_id, version, bbox, rows, where)
-        with self.engine.connect() as c:
+        with connection(self.engine) as c:
             return int(c.execute(sa.text(f"SELECT count(*) FROM features f WHERE {' AND '.join(clauses)}"), params).scalar_one())
 
     def summary(self, conn: Connection, dataset_id: str, version: int) -> tuple[int, BBox | None]:
@@ -710,23 +710,6 @@ class PostGISFeatureStore(FeatureStore):
         )
         for row in conn.execute(sa.text(sql).execution_options(yield_per=10000), {"d": dataset_id, "n": version}):
             yield row.a, row.b
-
-
-class _maybe_connect:
-    """Use the caller's connection (inside its transaction) or open a short-lived one."""
-
-    def __init__(self, engine: Engine, conn: Connection | None) -> None:
-        self.engine, self.conn, self.owned = engine, conn, None
-
-    def __enter__(self) -> Connection:
-        if self.conn is not None:
-            return self.conn
-        self.owned = self.engine.connect()
-        return self.owned
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned is not None:
-            self.owned.close()
 
 
 def feature_store_for(engine: Engine) -> FeatureStore:
