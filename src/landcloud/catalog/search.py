@@ -23,8 +23,9 @@ description and the owner unit's name and those of its ancestors (C); field name
 caller sees no field list, and must not find a dataset through it either.
 
 The index is refreshed by `reindex(bind, dataset_id)` when a dataset changes, and heals itself:
-every query first reindexes datasets whose `updated_at` differs from the indexed one and drops
-rows of datasets that no longer exist. Visibility and the theme/unit/sharing filters are read
+triggers on `datasets` note every row inserted, deleted or updated with a new `updated_at`
+(table `search_dirty`), and every query first reindexes those and drops rows of datasets that
+no longer exist. Visibility and the theme/unit/sharing filters are read
 from the datasets table, never from the index, so a stale index can only make a text match
 stale, never show an entry the caller may not see.
 """
@@ -264,7 +265,9 @@ def _write(conn: Connection, items: Sequence[catalog.Dataset], units: dict[str, 
             row["rid"] = next_rid + i
             fts_rows.append({"rid": row["rid"], **{col: " ".join(toks) for col, toks in row.pop("_doc")}})
         conn.execute(
-            sa.text("INSERT INTO search_fts (rowid, title, keywords, body, fields) VALUES (:rid, :title, :keywords, :body, :fields)"),
+            sa.text(
+                "INSERT INTO search_fts (rowid, title, keywords, body, fields) VALUES (:rid, :title, :keywords, :body, :fields)"
+            ),
             fts_rows,
         )
         conn.execute(search_docs.insert(), rows)
@@ -286,12 +289,13 @@ def _write(conn: Connection, items: Sequence[catalog.Dataset], units: dict[str, 
 
 
 def _delete(conn: Connection, ids: Sequence[str]) -> None:
+    _clear_dirty(conn, ids)
     for chunk in _chunks(list(ids), 500):
         if _is_sqlite(conn):
             conn.execute(
-                sa.text("DELETE FROM search_fts WHERE rowid IN (SELECT rid FROM search_docs WHERE dataset_id IN :ids)").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                ),
+                sa.text(
+                    "DELETE FROM search_fts WHERE rowid IN (SELECT rid FROM search_docs WHERE dataset_id IN :ids)"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": chunk},
             )
         conn.execute(search_docs.delete().where(search_docs.c.dataset_id.in_(chunk)))
@@ -329,14 +333,28 @@ def reindex_all(engine: Engine) -> int:
     """Rebuild the whole index; returns how many datasets were indexed."""
     with _write_connection(engine) as conn, conn.begin():
         ids = [r[0] for r in conn.execute(sa.select(datasets_table.c.id))]
-        gone = [r[0] for r in conn.execute(sa.select(search_docs.c.dataset_id).where(search_docs.c.dataset_id.not_in(
-            sa.select(datasets_table.c.id))))]
+        gone = [
+            r[0]
+            for r in conn.execute(
+                sa.select(search_docs.c.dataset_id).where(search_docs.c.dataset_id.not_in(sa.select(datasets_table.c.id)))
+            )
+        ]
         _delete(conn, gone)
         _reindex_ids(conn, engine, ids)
     return len(ids)
 
 
+def _clear_dirty(conn: Connection, ids: Sequence[str]) -> None:
+    """These ids are being indexed from the rows as this transaction reads them next."""
+    for chunk in _chunks(list(ids), 500):
+        conn.execute(
+            sa.text("DELETE FROM search_dirty WHERE dataset_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": chunk},
+        )
+
+
 def _reindex_ids(conn: Connection, engine: Engine, ids: Sequence[str]) -> None:
+    _clear_dirty(conn, ids)
     units = _unit_names(conn)  # the caller's connection: a second one would wait for this transaction's lock
     found = {}
     for chunk in _chunks(list(ids), 1000):
@@ -374,46 +392,40 @@ class _write_connection:
             self.conn.close()
 
 
-def _stale(conn: Connection) -> tuple[list[str], list[str]]:
-    stale = [
-        r[0]
-        for r in conn.execute(
-            sa.text(
-                "SELECT d.id FROM datasets d LEFT JOIN search_docs s ON s.dataset_id = d.id "
-                "WHERE s.dataset_id IS NULL OR s.source_updated_at <> d.updated_at"
-            )
-        )
-    ]
-    gone = [
-        r[0]
-        for r in conn.execute(
-            sa.text("SELECT s.dataset_id FROM search_docs s LEFT JOIN datasets d ON d.id = s.dataset_id WHERE d.id IS NULL")
-        )
-    ]
-    return stale, gone
+def _dirty(conn: Connection) -> bool:
+    return conn.execute(sa.text("SELECT 1 FROM search_dirty LIMIT 1")).first() is not None
+
+
+def _take_dirty(conn: Connection) -> list[str]:
+    """The ids noted by the triggers on `datasets` (migration 0005), removed in this transaction.
+
+    Removed before their datasets are read: a change committed meanwhile notes its id again
+    (after this transaction, on PostgreSQL it waits for the row), so it is refreshed next time.
+    """
+    return [r[0] for r in conn.execute(sa.text("DELETE FROM search_dirty RETURNING dataset_id"))]
 
 
 def heal(engine: Engine) -> int:
     """Reindex what changed since it was indexed and drop what is gone; returns how many rows changed.
 
+    Triggers note every dataset inserted, deleted or updated with a new `updated_at`, so the
+    check is one probe of a (normally empty) table, not a comparison over the catalogue.
     On SQLite the write lock is waited for briefly only: while a long submission holds it, the
     search answers from the index as it is (visibility never comes from the index).
     """
     with engine.connect() as conn:
-        stale, gone = _stale(conn)
-    if not stale and not gone:
-        return 0
+        if not _dirty(conn):
+            return 0
     try:
         with _write_connection(engine, busy_ms=250) as conn, conn.begin():
-            stale, gone = _stale(conn)
-            _delete(conn, gone)
-            _reindex_ids(conn, engine, stale)
+            ids = _take_dirty(conn)
+            _reindex_ids(conn, engine, ids)
     except OperationalError as exc:
         if not _is_sqlite(engine):
             raise
         log.warning("search index not refreshed (store busy): %s", exc)
         return 0
-    return len(stale) + len(gone)
+    return len(ids)
 
 
 # ---------------------------------------------------------------- visibility
@@ -568,7 +580,9 @@ def search(
 def _fts5_meta_hits(engine: Engine, terms: Sequence[Sequence[Term]]) -> set[str]:
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.text("SELECT s.dataset_id FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid WHERE search_fts MATCH :q"),
+            sa.text(
+                "SELECT s.dataset_id FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid WHERE search_fts MATCH :q"
+            ),
             {"q": _fts5_query(terms, meta_only=True)},
         )
         return {r[0] for r in rows}
