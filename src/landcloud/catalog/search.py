@@ -511,57 +511,33 @@ def search(
         where.append("s.minx IS NOT NULL AND s.minx <= :bmaxx AND s.maxx >= :bminx AND s.miny <= :bmaxy AND s.maxy >= :bminy")
         params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
 
-    cols = "d.id, d.owner_unit, d.security_level, d.sharing_class, d.openness, d.jurisdiction_field, d.edition_of, d.published_version"
-    meta_hits: set[str] | None = None
-    if not terms:
-        sql = f"SELECT {cols}, 0.0 AS score FROM datasets d JOIN search_docs s ON s.dataset_id = d.id"
-        order = "d.id"
-    elif sqlite:
-        weights = ", ".join(str(w) for _, _, w in SECTIONS)
-        sql = (
-            f"SELECT {cols}, -bm25(search_fts, {weights}) AS score FROM search_fts "
-            "JOIN search_docs s ON s.rid = search_fts.rowid JOIN datasets d ON d.id = s.dataset_id"
-        )
-        where.insert(0, "search_fts MATCH :q")
-        params["q"] = _fts5_query(terms, meta_only=False)
-        order = "score DESC, d.id"
-    else:
-        sql = (
-            f"SELECT {cols}, ts_rank(s.tsv, tq.q) AS score, (s.tsv @@ tq.qm) AS meta_hit "
-            "FROM search_docs s JOIN datasets d ON d.id = s.dataset_id "
-            "CROSS JOIN (SELECT CAST(:q AS tsquery) AS q, CAST(:qm AS tsquery) AS qm) tq"
-        )
-        where.insert(0, "s.tsv @@ tq.q")
-        params.update(q=_tsquery(terms, meta_only=False), qm=_tsquery(terms, meta_only=True))
-        order = "score DESC, d.id"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {order}"
-    stmt = sa.text(sql).bindparams(*binds) if binds else sa.text(sql)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt, params).all()
-
-    vis = gate.Viewer(engine, principal)
-    chosen: list[Any] = []
-    for row in rows:
-        access = vis.access(row, frozenset())  # index rows carry no field list
-        if not vis.in_catalogue(row, access):
-            continue
-        if bbox is not None and not access.visible:
-            continue
-        if terms and access.field_names is not None:  # the caller does not see every field: field names do not count
-            if sqlite:
-                if meta_hits is None:
-                    meta_hits = _fts5_meta_hits(engine, terms)
-                hit = row.id in meta_hits
-            else:
-                hit = bool(row.meta_hit)
-            if not hit:
-                continue
-        chosen.append(row)
-
-    page = chosen[offset : offset + limit]
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # the classes, the caller's facts, the page and its rows: one connection
+        if not sqlite:  # and one snapshot (SQLite's read transaction is one already)
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        match, score, order = _match_sql(terms, sqlite, params)
+        vis = gate.Viewer(engine, principal, conn)
+        granted = sorted(vis.grants)
+        if granted:
+            params["granted"] = granted
+            binds.append(sa.bindparam("granted", expanding=True))
+        source = _source_sql(terms, sqlite) + " WHERE " + " AND ".join([*match, *where] or ["1 = 1"])
+        classes = _allowed_classes(conn, vis, _stmt(_classes_sql(source, bool(granted)), binds), params, terms, bbox)
+        if not classes.full and not classes.meta_only:
+            return {"total": 0, "limit": limit, "offset": offset, "items": []}
+        # every class of the matching rows allowed in full (in this snapshot): no condition to add
+        allowed = "1 = 1" if classes.every else _allowed_sql(classes, bool(granted), terms, sqlite, params, binds)
+        counted = not classes.meta_only  # the total is the classes' counts; else count the matches
+        window = "" if counted else ", count(*) OVER () AS total"
+        matches = f"SELECT d.id AS id, {score} AS score {source} AND {allowed}"  # FTS5's bm25 refuses a window beside it
+        page_sql = f"SELECT id, score{window} FROM ({matches}) m ORDER BY {order} LIMIT :limit OFFSET :offset"
+        params.update(limit=limit, offset=offset)
+        page = conn.execute(_stmt(page_sql, binds), params).all()
+        if counted:
+            total = classes.full_count
+        elif page:
+            total = int(page[0].total)
+        else:  # an offset past the end (or limit 0): count on its own
+            total = int(conn.execute(_stmt(f"SELECT count(*) {source} AND {allowed}", binds), params).scalar_one())
         loaded = {ds.id: ds for ds in _load(conn, [r.id for r in page])}
     items = []
     for row in page:
@@ -574,15 +550,128 @@ def search(
         meta = gate.dataset_metadata(gate.as_seen(engine, ds, access), access)
         meta["score"] = round(float(row.score or 0.0), 6)
         items.append(meta)
-    return {"total": len(chosen), "limit": limit, "offset": offset, "items": items}
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
-def _fts5_meta_hits(engine: Engine, terms: Sequence[Sequence[Term]]) -> set[str]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT s.dataset_id FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid WHERE search_fts MATCH :q"
-            ),
-            {"q": _fts5_query(terms, meta_only=True)},
-        )
-        return {r[0] for r in rows}
+# The columns the access decision reads of a catalogue row (gate.Viewer.access with no field list).
+POLICY_COLUMNS = (
+    "owner_unit",
+    "security_level",
+    "sharing_class",
+    "openness",
+    "jurisdiction_field",
+    "edition_of",
+    "published_version",
+)
+
+
+def _class_key_sql(granted: bool) -> str:
+    """SQL text naming a row's access class: its policy columns, NULL-safe and length-prefixed (so
+    two different combinations never make the same text); a dataset with a grant to the caller's
+    unit is a class of its own, since grants are decided per dataset. `_class_key` makes the same
+    text in Python."""
+    parts = [f"coalesce(length(CAST(d.{c} AS TEXT)) || ':' || CAST(d.{c} AS TEXT), '-')" for c in POLICY_COLUMNS]
+    key = " || ".join(parts)
+    return f"(CASE WHEN d.id IN :granted THEN '*' || d.id ELSE {key} END)" if granted else f"({key})"
+
+
+def _class_key(row: Any) -> str:
+    if getattr(row, "granted_id", None) is not None:
+        return "*" + str(row.granted_id)
+    values = (getattr(row, c) for c in POLICY_COLUMNS)
+    return "".join("-" if v is None else f"{len(str(v))}:{v}" for v in values)
+
+
+def _classes_sql(source: str, granted: bool) -> str:
+    """The access classes among the matching rows (grouped on the plain columns: cheaper than on
+    the key text), each with a member's id, its policy columns and its number of rows."""
+    cols = ", ".join(f"d.{c}" for c in POLICY_COLUMNS)
+    if not granted:
+        return f"SELECT {cols}, min(d.id) AS id, count(*) AS n {source} GROUP BY {cols}"
+    gid = "CASE WHEN d.id IN :granted THEN d.id END"
+    return f"SELECT {cols}, {gid} AS granted_id, min(d.id) AS id, count(*) AS n {source} GROUP BY {cols}, granted_id"
+
+
+@dataclass
+class _Classes:
+    """The access classes the caller may see listed (their keys), and how many rows they hold."""
+
+    full: list[str]  # matched by any part of the document
+    meta_only: list[str]  # matched by the metadata only (the caller does not see every field)
+    every: bool = True  # every class among the matching rows is in `full`
+    full_count: int = 0
+
+
+def _allowed_classes(
+    conn: Connection,
+    vis: gate.Viewer,
+    stmt: sa.TextClause,
+    params: dict[str, Any],
+    terms: Sequence[Sequence[Term]],
+    bbox: tuple[float, float, float, float] | None,
+) -> _Classes:
+    """The classes the caller may see listed, decided by the gate once per class (a caller who does
+    not see every field must not find a dataset through a field name). With `bbox`, only classes
+    whose data the caller may read (a listed-only entry does not show where its data lies)."""
+    out = _Classes([], [])
+    for row in conn.execute(stmt, params):
+        access = vis.access(row, frozenset())  # index rows carry no field list
+        if not vis.in_catalogue(row, access) or (bbox is not None and not access.visible):
+            out.every = False
+        elif terms and access.field_names is not None:
+            out.every = False
+            out.meta_only.append(_class_key(row))
+        else:
+            out.full.append(_class_key(row))
+            out.full_count += int(row.n)
+    return out
+
+
+def _allowed_sql(
+    classes: _Classes,
+    granted: bool,
+    terms: Sequence[Sequence[Term]],
+    sqlite: bool,
+    params: dict[str, Any],
+    binds: list[sa.BindParameter[Any]],
+) -> str:
+    """The condition admitting exactly the rows of the allowed classes."""
+    key = _class_key_sql(granted)
+    parts = []
+    if classes.full:
+        params["full_classes"] = classes.full
+        binds.append(sa.bindparam("full_classes", expanding=True))
+        parts.append(f"{key} IN :full_classes")
+    if classes.meta_only:
+        params["meta_classes"] = classes.meta_only
+        binds.append(sa.bindparam("meta_classes", expanding=True))
+        if sqlite:
+            params["qm"] = _fts5_query(terms, meta_only=True)
+            hit = "s.rid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :qm)"
+        else:
+            params["qm"] = _tsquery(terms, meta_only=True)
+            hit = "s.tsv @@ CAST(:qm AS tsquery)"
+        parts.append(f"({key} IN :meta_classes AND {hit})")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _match_sql(terms: Sequence[Sequence[Term]], sqlite: bool, params: dict[str, Any]) -> tuple[list[str], str, str]:
+    """The text condition, the score expression and the order of results."""
+    if not terms:
+        return [], "0.0", "id"
+    if sqlite:
+        params["q"] = _fts5_query(terms, meta_only=False)
+        weights = ", ".join(str(w) for _, _, w in SECTIONS)
+        return ["search_fts MATCH :q"], f"-bm25(search_fts, {weights})", "score DESC, id"
+    params["q"] = _tsquery(terms, meta_only=False)
+    return ["s.tsv @@ CAST(:q AS tsquery)"], "ts_rank(s.tsv, CAST(:q AS tsquery))", "score DESC, id"
+
+
+def _source_sql(terms: Sequence[Sequence[Term]], sqlite: bool) -> str:
+    if terms and sqlite:
+        return "FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid JOIN datasets d ON d.id = s.dataset_id"
+    return "FROM search_docs s JOIN datasets d ON d.id = s.dataset_id"
+
+
+def _stmt(sql: str, binds: Sequence[sa.BindParameter[Any]]) -> sa.TextClause:
+    return sa.text(sql).bindparams(*binds) if binds else sa.text(sql)

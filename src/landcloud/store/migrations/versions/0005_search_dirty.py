@@ -7,7 +7,8 @@ row inserted, deleted or updated with a new `updated_at` (what made a row stale 
 any process and through any path, in the writer's transaction; a search refreshes only those.
 
 The table starts with the rows stale today, so an index left behind before this revision is
-healed as before.
+healed as before. Two covering indexes let a search read a matching dataset's id and access
+columns without the wide row (SQLite also the FTS5 rowid → dataset id step).
 
 Revision ID: 0005
 Revises: 0004
@@ -57,19 +58,37 @@ WHERE s.dataset_id IS NULL OR s.source_updated_at <> d.updated_at
 UNION SELECT s.dataset_id FROM search_docs s LEFT JOIN datasets d ON d.id = s.dataset_id WHERE d.id IS NULL"""
 
 
+# What a search reads of each matching dataset (its id and the columns the access decision
+# reads): from the index alone, not from the wide row with its JSON.
+POLICY_COLUMNS = [
+    "owner_unit",
+    "security_level",
+    "sharing_class",
+    "openness",
+    "jurisdiction_field",
+    "edition_of",
+    "published_version",
+]
+
+
 def upgrade() -> None:
     op.create_table("search_dirty", sa.Column("dataset_id", sa.String(64), primary_key=True))
     if op.get_bind().dialect.name == "sqlite":
         for trigger in SQLITE_TRIGGERS:
             op.execute(trigger)
+        op.create_index("ix_datasets_search", "datasets", ["id", *POLICY_COLUMNS])
+        op.create_index("ix_search_docs_rid_dataset", "search_docs", ["rid", "dataset_id"])  # the FTS5 rowid to the dataset
     else:
         op.execute(POSTGRES_FUNCTION)
         op.execute(POSTGRES_TRIGGER)
+        op.create_index("ix_datasets_search", "datasets", ["id"], postgresql_include=POLICY_COLUMNS)
     op.execute(STALE_NOW)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_datasets_search", "datasets")
     if op.get_bind().dialect.name == "sqlite":
+        op.drop_index("ix_search_docs_rid_dataset", "search_docs")
         for name in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS search_dirty_{name}")
     else:
