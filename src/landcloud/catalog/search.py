@@ -416,6 +416,10 @@ def heal(engine: Engine) -> int:
     with engine.connect() as conn:
         if not _dirty(conn):
             return 0
+    return _heal_dirty(engine)
+
+
+def _heal_dirty(engine: Engine) -> int:
     try:
         with _write_connection(engine, busy_ms=250) as conn, conn.begin():
             ids = _take_dirty(conn)
@@ -482,7 +486,6 @@ def search(
         raise _bad("sharing_class", sharing_class, catalog.SHARING_CLASSES)
     limit = max(0, min(int(limit), MAX_LIMIT))
     offset = max(0, int(offset))
-    heal(engine)
     terms = query_terms(q)
     sqlite = _is_sqlite(engine)
 
@@ -511,9 +514,12 @@ def search(
         where.append("s.minx IS NOT NULL AND s.minx <= :bmaxx AND s.maxx >= :bminx AND s.miny <= :bmaxy AND s.maxy >= :bminy")
         params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
 
-    with engine.connect() as conn:  # the classes, the caller's facts, the page and its rows: one connection
-        if not sqlite:  # and one snapshot (SQLite's read transaction is one already)
-            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    with engine.connect() as conn:  # the heal probe, the classes, the caller's facts, the page and its rows
+        _snapshot(conn)
+        if _dirty(conn):  # heal (see `heal`), then read in a snapshot taken after it
+            conn.rollback()
+            _heal_dirty(engine)
+            _snapshot(conn)
         match, score, order = _match_sql(terms, sqlite, params)
         vis = gate.Viewer(engine, principal, conn)
         granted = sorted(vis.grants)
@@ -551,6 +557,12 @@ def search(
         meta["score"] = round(float(row.score or 0.0), 6)
         items.append(meta)
     return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+def _snapshot(conn: Connection) -> None:
+    """Let every read of this search see one snapshot (SQLite's read transaction is one already)."""
+    if not _is_sqlite(conn):
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 # The columns the access decision reads of a catalogue row (gate.Viewer.access with no field list).
