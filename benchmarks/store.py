@@ -4,6 +4,7 @@
     python benchmarks/store.py ingest  URL FILE DATASET UNIT [no-overlap]  # landcloud submission (full checks), then open/public
     python benchmarks/store.py plain   URL FILE TABLE OUT_GPKG   # anchor: pyogrio read + write, no checks
     python benchmarks/store.py catalog URL N REPEATS             # N catalogue records, timed Chinese searches
+    python benchmarks/store.py search  URL REPEATS               # the timed searches again, on a catalogue built before
     python benchmarks/store.py token   URL UNIT                  # a reader of UNIT and its API token (lct_…)
     python benchmarks/store.py layers  URL FILE PREFIX K UNIT    # K more layers PREFIX-1..K (the file again), for "what is here"
     python benchmarks/store.py edition URL DATASET...            # their public editions (every non-sensitive field), built and approved
@@ -101,7 +102,6 @@ PLACES = ["哈尔滨市", "道里区", "南岗区", "香坊区", "齐齐哈尔�
 
 def catalog(url: str, n: int, repeats: int) -> dict:
 
-    from landcloud.access.principal import Principal
     from landcloud.catalog import datasets as cat
     from landcloud.catalog import search as srch
     from landcloud.catalog.tables import datasets as dtable
@@ -122,21 +122,37 @@ def catalog(url: str, n: int, repeats: int) -> dict:
                 keywords=[w[0], w[1], place], openness="open", security_level="public",
             ))
     build = time.perf_counter() - t0
-    # a viewer of the owner unit (the public sees published editions only, not these master records)
-    reader = Principal("user", user_id="bench-reader", username="bench_reader", unit="230000", unit_kind="administrative",
-                       roles=frozenset({"viewer"}))
     t1 = time.perf_counter()
     srch.reindex_all(engine)
     reindex = time.perf_counter() - t1
+    return {"records": n, "build_seconds": build, "reindex_seconds": reindex, **search(url, repeats, engine)}
+
+
+def search_reader():
+    """A viewer of the owner unit (the public sees published editions only, not these master records)."""
+    from landcloud.access.principal import Principal
+
+    return Principal("user", user_id="bench-reader", username="bench_reader", unit="230000", unit_kind="administrative",
+                     roles=frozenset({"viewer"}))
+
+
+def search(url: str, repeats: int, engine=None) -> dict:
+    """Timed searches (QUERIES, `repeats` times, limit 20) on a catalogue built by `catalog`: wall and CPU time each."""
+    from landcloud.catalog import search as srch
+
+    engine = engine if engine is not None else _engine(url)
+    reader = search_reader()
     times: list[float] = []
+    cpu: list[float] = []
     totals = {}
     for _r in range(repeats):
         for q in QUERIES:
-            s = time.perf_counter()
+            s, c = time.perf_counter(), time.process_time()
             res = srch.search(engine, reader, q, limit=20)
             times.append(time.perf_counter() - s)
+            cpu.append(time.process_time() - c)
             totals[q] = res["total"]
-    return {"records": n, "build_seconds": build, "reindex_seconds": reindex, "latencies": times, "hits": totals}
+    return {"latencies": times, "cpu": cpu, "hits": totals}
 
 
 def layers(url: str, path: str, prefix: str, k: str, unit: str) -> dict:
@@ -204,6 +220,8 @@ def main(argv: list[str]) -> int:
         out = token(url, rest[0])
     elif cmd == "catalog":
         out = catalog(url, int(rest[0]), int(rest[1]))
+    elif cmd == "search":
+        out = search(url, int(rest[0]))
     else:
         raise SystemExit(f"unknown step {cmd}")
     print(json.dumps(out, ensure_ascii=False, default=str))

@@ -188,6 +188,21 @@ def test_hidden_fields_do_not_match(world: World) -> None:
     assert "hrb-dltb" not in ids(qqhr) and "open-dltb" in ids(qqhr)
 
 
+def test_pages_and_totals_agree_for_every_caller(world: World) -> None:
+    """Ranking, paging and the total come from the database: pages of two make up the whole list,
+    and an offset past the end still says how many there are (for a caller whose listed-only
+    entries match on their metadata only, too)."""
+    for who in [None, "prov", "hrb", "qqhr", "bank"]:
+        for q in [None, "图斑", "QLRZJH", "hrb"]:
+            whole = world.get("/api/search", who, params={"q": q or "", "limit": 100}).json()
+            offsets = range(0, len(ids(whole)) + 2, 2)
+            pages = [world.get("/api/search", who, params={"q": q or "", "limit": 2, "offset": o}).json() for o in offsets]
+            assert [i for p in pages for i in ids(p)] == ids(whole), (who, q)
+            assert {p["total"] for p in pages} == {whole["total"]} and whole["total"] == len(ids(whole)), (who, q)
+            past = world.get("/api/search", who, params={"q": q or "", "limit": 5, "offset": 50}).json()
+            assert past["items"] == [] and past["total"] == whole["total"], (who, q)
+
+
 def test_gate_agrees_for_every_entry(world: World, engine: sa.Engine) -> None:
     from landcloud.access.principal import Principal
 

@@ -23,8 +23,9 @@ description and the owner unit's name and those of its ancestors (C); field name
 caller sees no field list, and must not find a dataset through it either.
 
 The index is refreshed by `reindex(bind, dataset_id)` when a dataset changes, and heals itself:
-every query first reindexes datasets whose `updated_at` differs from the indexed one and drops
-rows of datasets that no longer exist. Visibility and the theme/unit/sharing filters are read
+triggers on `datasets` note every row inserted, deleted or updated with a new `updated_at`
+(table `search_dirty`), and every query first reindexes those and drops rows of datasets that
+no longer exist. Visibility and the theme/unit/sharing filters are read
 from the datasets table, never from the index, so a stale index can only make a text match
 stale, never show an entry the caller may not see.
 """
@@ -264,7 +265,9 @@ def _write(conn: Connection, items: Sequence[catalog.Dataset], units: dict[str, 
             row["rid"] = next_rid + i
             fts_rows.append({"rid": row["rid"], **{col: " ".join(toks) for col, toks in row.pop("_doc")}})
         conn.execute(
-            sa.text("INSERT INTO search_fts (rowid, title, keywords, body, fields) VALUES (:rid, :title, :keywords, :body, :fields)"),
+            sa.text(
+                "INSERT INTO search_fts (rowid, title, keywords, body, fields) VALUES (:rid, :title, :keywords, :body, :fields)"
+            ),
             fts_rows,
         )
         conn.execute(search_docs.insert(), rows)
@@ -286,12 +289,13 @@ def _write(conn: Connection, items: Sequence[catalog.Dataset], units: dict[str, 
 
 
 def _delete(conn: Connection, ids: Sequence[str]) -> None:
+    _clear_dirty(conn, ids)
     for chunk in _chunks(list(ids), 500):
         if _is_sqlite(conn):
             conn.execute(
-                sa.text("DELETE FROM search_fts WHERE rowid IN (SELECT rid FROM search_docs WHERE dataset_id IN :ids)").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                ),
+                sa.text(
+                    "DELETE FROM search_fts WHERE rowid IN (SELECT rid FROM search_docs WHERE dataset_id IN :ids)"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": chunk},
             )
         conn.execute(search_docs.delete().where(search_docs.c.dataset_id.in_(chunk)))
@@ -329,14 +333,28 @@ def reindex_all(engine: Engine) -> int:
     """Rebuild the whole index; returns how many datasets were indexed."""
     with _write_connection(engine) as conn, conn.begin():
         ids = [r[0] for r in conn.execute(sa.select(datasets_table.c.id))]
-        gone = [r[0] for r in conn.execute(sa.select(search_docs.c.dataset_id).where(search_docs.c.dataset_id.not_in(
-            sa.select(datasets_table.c.id))))]
+        gone = [
+            r[0]
+            for r in conn.execute(
+                sa.select(search_docs.c.dataset_id).where(search_docs.c.dataset_id.not_in(sa.select(datasets_table.c.id)))
+            )
+        ]
         _delete(conn, gone)
         _reindex_ids(conn, engine, ids)
     return len(ids)
 
 
+def _clear_dirty(conn: Connection, ids: Sequence[str]) -> None:
+    """These ids are being indexed from the rows as this transaction reads them next."""
+    for chunk in _chunks(list(ids), 500):
+        conn.execute(
+            sa.text("DELETE FROM search_dirty WHERE dataset_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": chunk},
+        )
+
+
 def _reindex_ids(conn: Connection, engine: Engine, ids: Sequence[str]) -> None:
+    _clear_dirty(conn, ids)
     units = _unit_names(conn)  # the caller's connection: a second one would wait for this transaction's lock
     found = {}
     for chunk in _chunks(list(ids), 1000):
@@ -374,46 +392,44 @@ class _write_connection:
             self.conn.close()
 
 
-def _stale(conn: Connection) -> tuple[list[str], list[str]]:
-    stale = [
-        r[0]
-        for r in conn.execute(
-            sa.text(
-                "SELECT d.id FROM datasets d LEFT JOIN search_docs s ON s.dataset_id = d.id "
-                "WHERE s.dataset_id IS NULL OR s.source_updated_at <> d.updated_at"
-            )
-        )
-    ]
-    gone = [
-        r[0]
-        for r in conn.execute(
-            sa.text("SELECT s.dataset_id FROM search_docs s LEFT JOIN datasets d ON d.id = s.dataset_id WHERE d.id IS NULL")
-        )
-    ]
-    return stale, gone
+def _dirty(conn: Connection) -> bool:
+    return conn.execute(sa.text("SELECT 1 FROM search_dirty LIMIT 1")).first() is not None
+
+
+def _take_dirty(conn: Connection) -> list[str]:
+    """The ids noted by the triggers on `datasets` (migration 0005), removed in this transaction.
+
+    Removed before their datasets are read: a change committed meanwhile notes its id again
+    (after this transaction, on PostgreSQL it waits for the row), so it is refreshed next time.
+    """
+    return [r[0] for r in conn.execute(sa.text("DELETE FROM search_dirty RETURNING dataset_id"))]
 
 
 def heal(engine: Engine) -> int:
     """Reindex what changed since it was indexed and drop what is gone; returns how many rows changed.
 
+    Triggers note every dataset inserted, deleted or updated with a new `updated_at`, so the
+    check is one probe of a (normally empty) table, not a comparison over the catalogue.
     On SQLite the write lock is waited for briefly only: while a long submission holds it, the
     search answers from the index as it is (visibility never comes from the index).
     """
     with engine.connect() as conn:
-        stale, gone = _stale(conn)
-    if not stale and not gone:
-        return 0
+        if not _dirty(conn):
+            return 0
+    return _heal_dirty(engine)
+
+
+def _heal_dirty(engine: Engine) -> int:
     try:
         with _write_connection(engine, busy_ms=250) as conn, conn.begin():
-            stale, gone = _stale(conn)
-            _delete(conn, gone)
-            _reindex_ids(conn, engine, stale)
+            ids = _take_dirty(conn)
+            _reindex_ids(conn, engine, ids)
     except OperationalError as exc:
         if not _is_sqlite(engine):
             raise
         log.warning("search index not refreshed (store busy): %s", exc)
         return 0
-    return len(stale) + len(gone)
+    return len(ids)
 
 
 # ---------------------------------------------------------------- visibility
@@ -470,7 +486,6 @@ def search(
         raise _bad("sharing_class", sharing_class, catalog.SHARING_CLASSES)
     limit = max(0, min(int(limit), MAX_LIMIT))
     offset = max(0, int(offset))
-    heal(engine)
     terms = query_terms(q)
     sqlite = _is_sqlite(engine)
 
@@ -499,57 +514,36 @@ def search(
         where.append("s.minx IS NOT NULL AND s.minx <= :bmaxx AND s.maxx >= :bminx AND s.miny <= :bmaxy AND s.maxy >= :bminy")
         params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
 
-    cols = "d.id, d.owner_unit, d.security_level, d.sharing_class, d.openness, d.jurisdiction_field, d.edition_of, d.published_version"
-    meta_hits: set[str] | None = None
-    if not terms:
-        sql = f"SELECT {cols}, 0.0 AS score FROM datasets d JOIN search_docs s ON s.dataset_id = d.id"
-        order = "d.id"
-    elif sqlite:
-        weights = ", ".join(str(w) for _, _, w in SECTIONS)
-        sql = (
-            f"SELECT {cols}, -bm25(search_fts, {weights}) AS score FROM search_fts "
-            "JOIN search_docs s ON s.rid = search_fts.rowid JOIN datasets d ON d.id = s.dataset_id"
-        )
-        where.insert(0, "search_fts MATCH :q")
-        params["q"] = _fts5_query(terms, meta_only=False)
-        order = "score DESC, d.id"
-    else:
-        sql = (
-            f"SELECT {cols}, ts_rank(s.tsv, tq.q) AS score, (s.tsv @@ tq.qm) AS meta_hit "
-            "FROM search_docs s JOIN datasets d ON d.id = s.dataset_id "
-            "CROSS JOIN (SELECT CAST(:q AS tsquery) AS q, CAST(:qm AS tsquery) AS qm) tq"
-        )
-        where.insert(0, "s.tsv @@ tq.q")
-        params.update(q=_tsquery(terms, meta_only=False), qm=_tsquery(terms, meta_only=True))
-        order = "score DESC, d.id"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY {order}"
-    stmt = sa.text(sql).bindparams(*binds) if binds else sa.text(sql)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt, params).all()
-
-    vis = gate.Viewer(engine, principal)
-    chosen: list[Any] = []
-    for row in rows:
-        access = vis.access(row, frozenset())  # index rows carry no field list
-        if not vis.in_catalogue(row, access):
-            continue
-        if bbox is not None and not access.visible:
-            continue
-        if terms and access.field_names is not None:  # the caller does not see every field: field names do not count
-            if sqlite:
-                if meta_hits is None:
-                    meta_hits = _fts5_meta_hits(engine, terms)
-                hit = row.id in meta_hits
-            else:
-                hit = bool(row.meta_hit)
-            if not hit:
-                continue
-        chosen.append(row)
-
-    page = chosen[offset : offset + limit]
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # the heal probe, the classes, the caller's facts, the page and its rows
+        _snapshot(conn)
+        if _dirty(conn):  # heal (see `heal`), then read in a snapshot taken after it
+            conn.rollback()
+            _heal_dirty(engine)
+            _snapshot(conn)
+        match, score, order = _match_sql(terms, sqlite, params)
+        vis = gate.Viewer(engine, principal, conn)
+        granted = sorted(vis.grants)
+        if granted:
+            params["granted"] = granted
+            binds.append(sa.bindparam("granted", expanding=True))
+        source = _source_sql(terms, sqlite) + " WHERE " + " AND ".join([*match, *where] or ["1 = 1"])
+        classes = _allowed_classes(conn, vis, _stmt(_classes_sql(source, bool(granted)), binds), params, terms, bbox)
+        if not classes.full and not classes.meta_only:
+            return {"total": 0, "limit": limit, "offset": offset, "items": []}
+        # every class of the matching rows allowed in full (in this snapshot): no condition to add
+        allowed = "1 = 1" if classes.every else _allowed_sql(classes, bool(granted), terms, sqlite, params, binds)
+        counted = not classes.meta_only  # the total is the classes' counts; else count the matches
+        window = "" if counted else ", count(*) OVER () AS total"
+        matches = f"SELECT d.id AS id, {score} AS score {source} AND {allowed}"  # FTS5's bm25 refuses a window beside it
+        page_sql = f"SELECT id, score{window} FROM ({matches}) m ORDER BY {order} LIMIT :limit OFFSET :offset"
+        params.update(limit=limit, offset=offset)
+        page = conn.execute(_stmt(page_sql, binds), params).all()
+        if counted:
+            total = classes.full_count
+        elif page:
+            total = int(page[0].total)
+        else:  # an offset past the end (or limit 0): count on its own
+            total = int(conn.execute(_stmt(f"SELECT count(*) {source} AND {allowed}", binds), params).scalar_one())
         loaded = {ds.id: ds for ds in _load(conn, [r.id for r in page])}
     items = []
     for row in page:
@@ -562,13 +556,134 @@ def search(
         meta = gate.dataset_metadata(gate.as_seen(engine, ds, access), access)
         meta["score"] = round(float(row.score or 0.0), 6)
         items.append(meta)
-    return {"total": len(chosen), "limit": limit, "offset": offset, "items": items}
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
 
 
-def _fts5_meta_hits(engine: Engine, terms: Sequence[Sequence[Term]]) -> set[str]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT s.dataset_id FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid WHERE search_fts MATCH :q"),
-            {"q": _fts5_query(terms, meta_only=True)},
-        )
-        return {r[0] for r in rows}
+def _snapshot(conn: Connection) -> None:
+    """Let every read of this search see one snapshot (SQLite's read transaction is one already)."""
+    if not _is_sqlite(conn):
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+# The columns the access decision reads of a catalogue row (gate.Viewer.access with no field list).
+POLICY_COLUMNS = (
+    "owner_unit",
+    "security_level",
+    "sharing_class",
+    "openness",
+    "jurisdiction_field",
+    "edition_of",
+    "published_version",
+)
+
+
+def _class_key_sql(granted: bool) -> str:
+    """SQL text naming a row's access class: its policy columns, NULL-safe and length-prefixed (so
+    two different combinations never make the same text); a dataset with a grant to the caller's
+    unit is a class of its own, since grants are decided per dataset. `_class_key` makes the same
+    text in Python."""
+    parts = [f"coalesce(length(CAST(d.{c} AS TEXT)) || ':' || CAST(d.{c} AS TEXT), '-')" for c in POLICY_COLUMNS]
+    key = " || ".join(parts)
+    return f"(CASE WHEN d.id IN :granted THEN '*' || d.id ELSE {key} END)" if granted else f"({key})"
+
+
+def _class_key(row: Any) -> str:
+    if getattr(row, "granted_id", None) is not None:
+        return "*" + str(row.granted_id)
+    values = (getattr(row, c) for c in POLICY_COLUMNS)
+    return "".join("-" if v is None else f"{len(str(v))}:{v}" for v in values)
+
+
+def _classes_sql(source: str, granted: bool) -> str:
+    """The access classes among the matching rows (grouped on the plain columns: cheaper than on
+    the key text), each with a member's id, its policy columns and its number of rows."""
+    cols = ", ".join(f"d.{c}" for c in POLICY_COLUMNS)
+    if not granted:
+        return f"SELECT {cols}, min(d.id) AS id, count(*) AS n {source} GROUP BY {cols}"
+    gid = "CASE WHEN d.id IN :granted THEN d.id END"
+    return f"SELECT {cols}, {gid} AS granted_id, min(d.id) AS id, count(*) AS n {source} GROUP BY {cols}, granted_id"
+
+
+@dataclass
+class _Classes:
+    """The access classes the caller may see listed (their keys), and how many rows they hold."""
+
+    full: list[str]  # matched by any part of the document
+    meta_only: list[str]  # matched by the metadata only (the caller does not see every field)
+    every: bool = True  # every class among the matching rows is in `full`
+    full_count: int = 0
+
+
+def _allowed_classes(
+    conn: Connection,
+    vis: gate.Viewer,
+    stmt: sa.TextClause,
+    params: dict[str, Any],
+    terms: Sequence[Sequence[Term]],
+    bbox: tuple[float, float, float, float] | None,
+) -> _Classes:
+    """The classes the caller may see listed, decided by the gate once per class (a caller who does
+    not see every field must not find a dataset through a field name). With `bbox`, only classes
+    whose data the caller may read (a listed-only entry does not show where its data lies)."""
+    out = _Classes([], [])
+    for row in conn.execute(stmt, params):
+        access = vis.access(row, frozenset())  # index rows carry no field list
+        if not vis.in_catalogue(row, access) or (bbox is not None and not access.visible):
+            out.every = False
+        elif terms and access.field_names is not None:
+            out.every = False
+            out.meta_only.append(_class_key(row))
+        else:
+            out.full.append(_class_key(row))
+            out.full_count += int(row.n)
+    return out
+
+
+def _allowed_sql(
+    classes: _Classes,
+    granted: bool,
+    terms: Sequence[Sequence[Term]],
+    sqlite: bool,
+    params: dict[str, Any],
+    binds: list[sa.BindParameter[Any]],
+) -> str:
+    """The condition admitting exactly the rows of the allowed classes."""
+    key = _class_key_sql(granted)
+    parts = []
+    if classes.full:
+        params["full_classes"] = classes.full
+        binds.append(sa.bindparam("full_classes", expanding=True))
+        parts.append(f"{key} IN :full_classes")
+    if classes.meta_only:
+        params["meta_classes"] = classes.meta_only
+        binds.append(sa.bindparam("meta_classes", expanding=True))
+        if sqlite:
+            params["qm"] = _fts5_query(terms, meta_only=True)
+            hit = "s.rid IN (SELECT rowid FROM search_fts WHERE search_fts MATCH :qm)"
+        else:
+            params["qm"] = _tsquery(terms, meta_only=True)
+            hit = "s.tsv @@ CAST(:qm AS tsquery)"
+        parts.append(f"({key} IN :meta_classes AND {hit})")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _match_sql(terms: Sequence[Sequence[Term]], sqlite: bool, params: dict[str, Any]) -> tuple[list[str], str, str]:
+    """The text condition, the score expression and the order of results."""
+    if not terms:
+        return [], "0.0", "id"
+    if sqlite:
+        params["q"] = _fts5_query(terms, meta_only=False)
+        weights = ", ".join(str(w) for _, _, w in SECTIONS)
+        return ["search_fts MATCH :q"], f"-bm25(search_fts, {weights})", "score DESC, id"
+    params["q"] = _tsquery(terms, meta_only=False)
+    return ["s.tsv @@ CAST(:q AS tsquery)"], "ts_rank(s.tsv, CAST(:q AS tsquery))", "score DESC, id"
+
+
+def _source_sql(terms: Sequence[Sequence[Term]], sqlite: bool) -> str:
+    if terms and sqlite:
+        return "FROM search_fts JOIN search_docs s ON s.rid = search_fts.rowid JOIN datasets d ON d.id = s.dataset_id"
+    return "FROM search_docs s JOIN datasets d ON d.id = s.dataset_id"
+
+
+def _stmt(sql: str, binds: Sequence[sa.BindParameter[Any]]) -> sa.TextClause:
+    return sa.text(sql).bindparams(*binds) if binds else sa.text(sql)
