@@ -7,6 +7,8 @@ import zipfile
 from datetime import timedelta
 from pathlib import Path
 
+import mapbox_vector_tile
+import numpy as np
 import pyogrio
 import pytest
 import shapely
@@ -18,8 +20,10 @@ from landcloud.access.principal import system_principal
 from landcloud.app import create_app
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
+from landcloud.geo.gcj02 import wgs84_to_gcj02
 from landcloud.messages import LandcloudError
 from landcloud.publish import editions, fingerprints
+from landcloud.publish.ogc_crs import GCJ02_URI
 
 from builders import publish_edition
 from world import BANK, HRB_ROWS, World, build, parcels, submit
@@ -262,3 +266,68 @@ def test_statistics_only_release_by_administrative_unit(world: World, engine: sa
     bad = world.client.put("/api/datasets/hrb-dltb/release-profile", json={"class_field": "DLBM", "aggregate": {"kind": "admin"}},
                            headers=world.headers("hrbadmin"))
     assert bad.status_code == 400 and bad.json()["error"] == "profile.code_field_required"
+
+
+def _coords(doc: dict) -> np.ndarray:
+    return np.array([c for f in doc["features"] for c in shapely.get_coordinates(shapely.geometry.shape(f["geometry"]))])
+
+
+def test_gcj02_is_an_output_of_the_editions_that_enable_it(world: World, engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """Stored in CGCS2000 (invariant 1); GCJ-02 in OGC API items, tiles and downloads, honestly labelled, on request only."""
+    publish_edition(engine, settings, "hrb-dltb", **{**PROFILE, "gcj02": True})
+    url = "/ogc/collections/hrb-dltb-public"
+    assert GCJ02_URI in world.get(url, None).json()["crs"]
+    plain = world.get(f"{url}/items", None).json()
+    gcj = world.get(f"{url}/items", None, params={"crs": GCJ02_URI})
+    assert gcj.status_code == 200 and gcj.headers["Content-Crs"] == f"<{GCJ02_URI}>"
+    lon, lat = wgs84_to_gcj02(_coords(plain)[:, 0], _coords(plain)[:, 1])
+    assert np.allclose(_coords(gcj.json()), np.column_stack([lon, lat]), atol=1e-9)
+    shift = np.abs(_coords(gcj.json()) - _coords(plain)).max()
+    assert shift > 0.003  # hundreds of metres around Harbin: really shifted …
+    one = world.get(f"{url}/items/HRB-A2", None, params={"crs": "GCJ02"})
+    assert one.status_code == 200 and one.headers["Content-Crs"] == f"<{GCJ02_URI}>"
+    # … and a GCJ-02 bbox finds what is shown there
+    x0, y0 = _coords(gcj.json()).min(axis=0)
+    x1, y1 = _coords(gcj.json()).max(axis=0)
+    boxed = world.get(f"{url}/items", None, params={"bbox": f"{x0},{y0},{x1},{y1}", "bbox-crs": GCJ02_URI})
+    assert boxed.json()["numberReturned"] == len(gcj.json()["features"])
+    # the store itself holds CGCS2000: the plain output is the master's geometry generalised, not shifted
+    master = world.get("/ogc/collections/hrb-dltb/items", "hrbadmin").json()
+    assert np.abs(_coords(plain).mean(axis=0) - _coords(master).mean(axis=0)).max() < 0.001
+
+    # tiles for GCJ-02 basemaps: the TileJSON names gcj02=true in its tile URLs, the tile is the shifted one
+    tj = world.get(f"{url}/tiles/WebMercatorQuad/tilejson.json", None, params={"gcj02": "true"})
+    assert tj.status_code == 200 and tj.json()["tiles"][0].endswith("?gcj02=true")
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    z = 14
+    tx = int((cx + 180) / 360 * 2**z)
+    ty = int((1 - np.log(np.tan(np.radians(cy)) + 1 / np.cos(np.radians(cy))) / np.pi) / 2 * 2**z)
+    t_gcj = world.get(f"{url}/tiles/WebMercatorQuad/{z}/{ty}/{tx}", None, params={"gcj02": "true"})
+    t_plain = world.get(f"{url}/tiles/WebMercatorQuad/{z}/{ty}/{tx}", None)
+    assert t_gcj.status_code == 200 and t_gcj.content != t_plain.content
+    layer = mapbox_vector_tile.decode(t_gcj.content)["hrb-dltb-public"]
+    assert layer["features"]
+
+    # downloads
+    doc = world.get("/api/datasets/hrb-dltb-public/download", None, params={"format": "geojson", "crs": "GCJ02"})
+    assert doc.status_code == 200 and doc.headers["X-Landcloud-CRS"] == "GCJ-02"
+    assert doc.json()["crs"]["properties"]["name"] == GCJ02_URI
+    assert np.allclose(np.sort(_coords(doc.json()), axis=0), np.sort(_coords(gcj.json()), axis=0), atol=1e-7)
+    gpkg = world.get("/api/datasets/hrb-dltb-public/download", None, params={"format": "gpkg", "crs": "gcj-02"})
+    assert gpkg.status_code == 200
+    (tmp_path / "e.gpkg").write_bytes(gpkg.content)
+    info = pyogrio.read_info(tmp_path / "e.gpkg")
+    assert "GCJ-02" in info["crs"] and "_GCJ02" in gpkg.headers["Content-Disposition"]
+
+    # asked of anything else: a 400 that says why (a master, an edition without GCJ-02)
+    for path, who, params in [("/ogc/collections/hrb-dltb/items", "hrbadmin", {"crs": GCJ02_URI}),
+                              ("/ogc/collections/hrb-dltb/items", "hrbadmin", {"bbox": "126,45,127,46", "bbox-crs": "GCJ02"}),
+                              ("/ogc/collections/open-dltb-public/items", None, {"crs": GCJ02_URI}),
+                              ("/ogc/collections/hrb-dltb/tiles/WebMercatorQuad/tilejson.json", "hrbadmin", {"gcj02": "true"}),
+                              (f"/ogc/collections/hrb-dltb/tiles/WebMercatorQuad/{z}/{ty}/{tx}", "hrbadmin", {"gcj02": "true"}),
+                              ("/api/datasets/hrb-dltb/download", "hrbadmin", {"format": "geojson", "crs": "GCJ02"}),
+                              ("/api/datasets/open-dltb-public/download", None, {"format": "geojson", "crs": "GCJ02"})]:
+        resp = world.get(path, who, params=params)
+        assert resp.status_code == 400 and resp.json()["error"] == "crs.gcj02_not_offered", (path, resp.text)
+        assert "GCJ-02" in resp.json()["message_zh"] and "GCJ-02" in resp.json()["message_en"]
+    assert GCJ02_URI not in world.get("/ogc/collections/open-dltb-public", None).json()["crs"]

@@ -15,6 +15,12 @@ a file under the data folder; only then is one write transaction opened that sta
 merges them as the new version, reads them back and checks them (no removed class present, no
 field outside the whitelist, no coordinate off the tolerance grid, every geometry valid, area
 per class before and after). An edition whose check fails is not written.
+
+An edition is stored in CGCS2000 like every dataset (invariant 1; DOMAIN.md §4: GCJ-02 is never
+written to the store). A profile's `gcj02` makes GCJ-02 an additional output of that edition's
+versions (OGC API `crs=`, tiles `gcj02=true`, downloads `crs=GCJ02`): `offers_gcj02` says which,
+and the check report proves the GCJ-02 output valid and aligned (it maps back onto the stored
+geometry to within a millimetre).
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from landcloud.store.features import StageRow, feature_store_for
 log = logging.getLogger(__name__)
 
 SUFFIX = "-public"
-GCJ02_CHECK_EPS_M = 1e-3  # the GCJ-02 inverse is iterated to 1e-9° (~0.1 mm): grid checks allow 1 mm
+GCJ02_CHECK_EPS_M = 1e-3  # the GCJ-02 inverse is iterated to 1e-9° (~0.1 mm): the output maps back to within 1 mm
+METRES_PER_DEGREE = 111_320.0  # the upper bound of a degree (of latitude, or of longitude at the equator) in metres
 LISTED_KEYS = 50  # feature keys quoted in a report per reason
 
 
@@ -95,7 +102,7 @@ class ReleaseProfile(BaseModel):
     remove_classes: list[str] = Field(default_factory=list, description="classes removed; a 2-digit code removes its whole first-level class")
     remove_where: list[AttributeFilter] = Field(default_factory=list)
     tolerance_m: float = Field(default=desensitise.DEFAULT_TOLERANCE_M, gt=0, le=100_000)
-    gcj02: bool = Field(default=False, description="output in GCJ-02 for overlay on GCJ-02 basemaps")
+    gcj02: bool = Field(default=False, description="offer GCJ-02 output (stored in CGCS2000) for overlay on GCJ-02 basemaps")
     aggregate: Aggregation | None = None
     attribution: str = ""
     review_number: str = Field(default="", description="审图号")
@@ -234,8 +241,9 @@ def apply_profile(
     """One batch of master features → the edition's (key, properties, geometry) rows; no I/O.
 
     Removes declared classes and attribute values, keeps whitelisted fields, generalises to the
-    tolerance in the layer's plane `epsg` (collapsed features are dropped and counted), applies
-    GCJ-02 when asked; for statistics-only profiles it only adds the batch to the grid totals.
+    tolerance in the layer's plane `epsg` (collapsed features are dropped and counted); the rows
+    stay CGCS2000 (GCJ-02 is an output, never stored); for statistics-only profiles it only adds
+    the batch to the grid totals.
     """
     tally.source_count += len(fkeys)
     for p, a in zip(props, survey_areas(geoms)):
@@ -248,7 +256,6 @@ def apply_profile(
         return []
     res = desensitise.generalise(geoms[idx], profile.tolerance_m, epsg=epsg)
     kept_props = desensitise.filter_fields([props[i] for i in idx], set(profile.fields))
-    out_geoms = geometry_wgs84_to_gcj02(res.geoms) if profile.gcj02 else res.geoms
     rows = []
     for j, i in enumerate(idx):
         tally.area_after[_class_of(props[i], profile.class_field)] += float(res.area_after_m2[j])
@@ -258,7 +265,7 @@ def apply_profile(
             if len(tally.collapsed_keys) < LISTED_KEYS:
                 tally.collapsed_keys.append(fkeys[i])
             continue
-        rows.append((fkeys[i], kept_props[j], out_geoms[j]))
+        rows.append((fkeys[i], kept_props[j], res.geoms[j]))
     return rows
 
 
@@ -318,8 +325,6 @@ def _write_aggregate(engine: Engine, spool: Path, profile: ReleaseProfile, epsg:
     with spool.open("w", encoding="utf-8") as out:
         for (key, code), area in sorted(tally.grid.items(), key=lambda t: (str(t[0][0]), t[0][1])):
             geom, props = outline(key)
-            if profile.gcj02 and geom is not None:
-                geom = geometry_wgs84_to_gcj02(geom)
             props.update({profile.class_field or "class": code, "area_m2": round(area, 2)})
             fkey = f"{props.get('cell') or props.get('unit')}_{code}"
             out.write(json.dumps([fkey, props, shapely.to_wkb(geom).hex() if geom is not None else None], ensure_ascii=False) + "\n")
@@ -373,7 +378,7 @@ def _ensure_edition_dataset(conn: Connection, ds: catalog.Dataset, profile: Rele
             edition_of=ds.id, title=title, description=description, openness="open", security_level="public",
             sharing_class="unconditional", extra={**edition.extra, "attribution": profile.attribution,
                                                    "review_number": profile.review_number,
-                                                   "coordinates": "GCJ-02" if profile.gcj02 else "CGCS2000"},
+                                                   "coordinates": "CGCS2000", "gcj02_output": profile.gcj02},
             updated_at=catalog.now(),
         )
     )
@@ -443,11 +448,22 @@ def _geometry_type(conn: Connection, source_id: str, v: int, profile: ReleasePro
     return (catalog.get_version(conn, source_id, v).source or {}).get("geometry_type")
 
 
+def gcj02_output_check(geoms: np.ndarray) -> tuple[int, float]:
+    """The GCJ-02 output of stored geometries: how many are invalid, and how far (m) its inverse lands from them."""
+    present = geoms[~shapely.is_missing(geoms)]
+    out = geometry_wgs84_to_gcj02(present)
+    invalid = int(np.count_nonzero(~shapely.is_valid(out)))
+    back = shapely.get_coordinates(geometry_gcj02_to_wgs84(out))
+    worst = float(np.abs(back - shapely.get_coordinates(present)).max()) * METRES_PER_DEGREE if len(back) else 0.0
+    return invalid, worst
+
+
 def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfile, epsg: int, tally: Tally) -> dict[str, Any]:
     """Read the written edition back and prove the rules held; the report quotes every count."""
     store = feature_store_for(conn.engine)
     allowed = set(profile.aggregate.field_names(profile.class_field) if profile.aggregate is not None else profile.fields)
-    class_leaks = extra_fields = off_grid = invalid = count = 0
+    class_leaks = extra_fields = off_grid = invalid = count = gcj_invalid = 0
+    gcj_worst_m = 0.0
     leak_keys: list[str] = []
     field_names: set[str] = set()
     stored_area = 0.0
@@ -466,13 +482,16 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         leak_keys += [f.fkey for f, k in zip(batch, keep) if not k][: LISTED_KEYS - len(leak_keys)]
         geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
         invalid += int(np.count_nonzero(~shapely.is_missing(geoms) & ~shapely.is_valid(geoms)))
-        plane_check = geometry_gcj02_to_wgs84(geoms) if profile.gcj02 else geoms
         if profile.aggregate is None or profile.aggregate.kind == "admin":  # grid cells are the grid itself
-            off_grid += desensitise.check_precision(plane_check, profile.tolerance_m, epsg, eps_m=GCJ02_CHECK_EPS_M if profile.gcj02 else 1e-6)
+            off_grid += desensitise.check_precision(geoms, profile.tolerance_m, epsg, eps_m=1e-6)
+        if profile.gcj02:
+            bad, worst = gcj02_output_check(geoms)
+            gcj_invalid += bad
+            gcj_worst_m = max(gcj_worst_m, worst)
         if profile.aggregate is not None:
             stored_area += sum(float(p.get("area_m2") or 0) for p in props)
         else:
-            stored_area += float(np.sum(survey_areas(plane_check)))
+            stored_area += float(np.sum(survey_areas(geoms)))
     removed = set(profile.remove_classes)
     per_class = []
     for code in sorted(set(tally.area_before) | set(tally.area_after)):
@@ -487,6 +506,9 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         # what was written is what was computed (the per-class areas below describe the stored edition)
         "stored_area_matches": math.isclose(stored_area, sum(tally.area_after.values()), rel_tol=1e-6, abs_tol=1.0),
     }
+    if profile.gcj02:  # the GCJ-02 output is valid and is the stored geometry shifted, nothing else
+        checks["gcj02_output_valid"] = gcj_invalid == 0
+        checks["gcj02_output_aligned"] = gcj_worst_m <= GCJ02_CHECK_EPS_M
     return {
         "passed": all(checks.values()),
         "checks": checks,
@@ -502,7 +524,8 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         "invalid_geometries": invalid,
         "tolerance_m": profile.tolerance_m,
         "grid_epsg": epsg,
-        "coordinates": "GCJ-02" if profile.gcj02 else "CGCS2000",
+        "coordinates": "CGCS2000",
+        "gcj02_output": {"invalid_geometries": gcj_invalid, "max_roundtrip_m": round(gcj_worst_m, 6)} if profile.gcj02 else None,
         "aggregate": profile.aggregate.model_dump() if profile.aggregate else None,
         "area_total_m2": {"before": round(sum(tally.area_before.values()), 2), "after": round(stored_area, 2)},
         "area_per_class": per_class,
@@ -601,6 +624,17 @@ def after_new_version(engine: Engine, settings: Settings, dataset_id: str) -> di
         log.exception("building the edition of %s failed", dataset_id)
         audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": type(exc).__name__, "message": str(exc)[:500]})
     return None
+
+
+def offers_gcj02(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> bool:
+    """Whether this version of `ds` offers GCJ-02 output: an edition built with a profile that enables it."""
+    if ds.edition_of is None:
+        return False
+    with connection(engine) as c:
+        profile = c.execute(
+            sa.select(editions_table.c.profile).where(editions_table.c.dataset_id == ds.id, editions_table.c.version == version)
+        ).scalar()
+    return bool(profile and profile.get("gcj02"))
 
 
 def published_edition_of(engine: Engine, source_id: str) -> str | None:

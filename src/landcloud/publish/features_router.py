@@ -22,15 +22,17 @@ from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
 from landcloud.messages import LandcloudError, NotFound
-from landcloud.publish import cql2, records, transactions
+from landcloud.publish import cql2, editions, records, transactions
 from landcloud.publish.geojson import encode_features
 from landcloud.publish.ogc_common import GEOJSON, HTML, JSON, LRU, OPENAPI, base_url, html_page, link, output_format, with_query
 from landcloud.publish.ogc_crs import (
     CRS84,
+    GCJ02_URI,
     STORAGE_CRS,
     SUPPORTED,
     OutputCRS,
     bbox_to_storage,
+    is_gcj02,
     parse_crs_uri,
     to_output,
 )
@@ -109,8 +111,9 @@ def api_definition(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi(), media_type=OPENAPI.split(";")[0])
 
 
-def _collection(request: Request, ds: catalog.Dataset, access: Access) -> dict[str, Any]:
+def _collection(request: Request, ds: catalog.Dataset, access: Access, engine: Any) -> dict[str, Any]:
     base = base_url(request)
+    gcj = editions.offers_gcj02(engine, ds, gate.readable_version(ds, access, None)) if ds.edition_of else False
     url = f"{base}/ogc/collections/{ds.id}"
     extent: dict[str, Any] = {"spatial": {"bbox": [ds.extent or [-180, -90, 180, 90]], "crs": CRS84}}
     if ds.created_at:
@@ -122,7 +125,7 @@ def _collection(request: Request, ds: catalog.Dataset, access: Access) -> dict[s
         "keywords": ds.keywords,
         "itemType": "feature",
         "extent": extent,
-        "crs": SUPPORTED,
+        "crs": [*SUPPORTED, GCJ02_URI] if gcj else SUPPORTED,
         "storageCrs": STORAGE_CRS,
         "links": [
             link(url, "self", JSON, ds.title),
@@ -143,7 +146,7 @@ def _readable(engine: Any, principal: Any) -> list[tuple[catalog.Dataset, Access
 @router.get("/collections", summary="Collections / 数据集合")
 def collections(request: Request, engine: EngineDep, principal: PrincipalDep, f: str | None = None) -> Response:
     base = base_url(request)
-    items = [_collection(request, ds, a) for ds, a in _readable(engine, principal)]
+    items = [_collection(request, ds, a, engine) for ds, a in _readable(engine, principal)]
     items.append(records.catalog_collection(base))
     body = {"collections": items, "links": [*_f_links(f"{base}/ogc/collections", JSON)]}
     if output_format(request, f) == "html":
@@ -162,7 +165,7 @@ def _dataset(engine: Any, principal: Any, collection_id: str) -> tuple[catalog.D
 @router.get("/collections/{collection_id}", summary="A collection / 一个数据集合")
 def collection(request: Request, collection_id: str, engine: EngineDep, principal: PrincipalDep, f: str | None = None) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
-    body = _collection(request, ds, access)
+    body = _collection(request, ds, access, engine)
     if output_format(request, f) == "html":
         return html_page("ogc.html", title=ds.title, description=body["description"], links=body["links"], items=None,
                          fields=gate.dataset_metadata(ds, access)["fields"])
@@ -177,9 +180,16 @@ def queryables(request: Request, collection_id: str, engine: EngineDep, principa
     return JSONResponse(doc, media_type="application/schema+json")
 
 
-def _parse_bbox(value: str | None, bbox_crs: str | None) -> BBox | None:
+def _output_crs(engine: Any, ds: catalog.Dataset, version: int, value: str | None) -> OutputCRS:
+    """A `crs`/`bbox-crs` value; GCJ-02 only for an edition version that offers it (400 otherwise)."""
+    if is_gcj02(value):
+        return parse_crs_uri(value, gcj02=editions.offers_gcj02(engine, ds, version), dataset_id=ds.id)
+    return parse_crs_uri(value)
+
+
+def _parse_bbox(value: str | None, bbox_crs: OutputCRS) -> BBox | None:
     box = parse_bbox(value, allow_3d=True, ordered_x=False)
-    return None if box is None else bbox_to_storage(box, parse_crs_uri(bbox_crs))
+    return None if box is None else bbox_to_storage(box, bbox_crs)
 
 
 def _version_at(engine: Any, ds: catalog.Dataset, version: int | None, when: str | None) -> int:
@@ -282,9 +292,9 @@ def items(
     ds, access = _dataset(engine, principal, collection_id)
     fmt = output_format(request, f)
     limit = min(limit, MAX_LIMIT)
-    out = parse_crs_uri(crs)
-    box = _parse_bbox(bbox, bbox_crs)
     v = _version_at(engine, ds, version, datetime_)
+    out = _output_crs(engine, ds, v, crs)
+    box = _parse_bbox(bbox, _output_crs(engine, ds, v, bbox_crs))
     store = feature_store_for(engine)
     visible_fields = [x for x in gate.dataset_metadata(ds, access)["fields"] if not x.get("masked")]
     qables = cql2.queryables_of(visible_fields)
@@ -359,8 +369,8 @@ def item(
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
-    out = parse_crs_uri(crs)
     v = _version_at(engine, ds, version, datetime_)
+    out = _output_crs(engine, ds, v, crs)
     feat = gate.get_feature(engine, principal, ds, access, v, feature_id)
     if feat is None:
         raise NotFound("feature.not_found", f"要素“{feature_id}”不存在", f"feature '{feature_id}' does not exist")
