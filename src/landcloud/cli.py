@@ -137,7 +137,22 @@ def ingest(
     if report_html:
         report_html.write_text(render_report(result.report))
     _print_summary(result.report)
+    if result.accepted:
+        _rebuild_edition(engine, dataset)
     raise typer.Exit(0 if result.accepted else 1)
+
+
+def _rebuild_edition(engine: Any, dataset_id: str) -> None:
+    """A new master version in a batch command: its edition is rebuilt right after (pending approval), and said so."""
+    from landcloud.publish import editions_jobs
+
+    edition = editions_jobs.build_now(engine, get_settings(), dataset_id)
+    if edition is not None:
+        typer.echo(f"edition {edition['id']} built, pending approval / 新公开版待批准")
+        return
+    built = editions_jobs.state(engine, dataset_id)
+    if built is not None and built["status"] == "failed":
+        typer.echo(f"edition build failed / 公开版生成失败: {built['error']['message_zh']} / {built['error']['message_en']}", err=True)
 
 
 def _print_summary(report: dict[str, Any]) -> None:
@@ -257,11 +272,7 @@ def datasets_rollback(dataset_id: str, to: Annotated[int, typer.Option("--to", h
         _fail(exc)
         return
     typer.echo(f"version {result['version']} = version {result['rollback_to']} ({result['feature_count']} features)")
-    from landcloud.publish import editions
-
-    edition = editions.after_new_version(_engine(), get_settings(), dataset_id)
-    if edition is not None:
-        typer.echo(f"edition {edition['id']} built, pending approval / 新公开版待批准")
+    _rebuild_edition(_engine(), dataset_id)
 
 
 @datasets_app.command("export")

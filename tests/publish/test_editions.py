@@ -25,7 +25,7 @@ from landcloud.messages import LandcloudError
 from landcloud.publish import editions, fingerprints
 from landcloud.publish.ogc_crs import GCJ02_URI
 
-from builders import publish_edition
+from builders import publish_edition, write_geojson
 from world import BANK, HRB_ROWS, World, build, parcels, submit
 
 PROFILE = {"fields": ["BSM", "DLBM", "DLMC", "ZLDWDM"], "class_field": "DLBM", "remove_classes": ["07"], "tolerance_m": 50,
@@ -94,7 +94,11 @@ def test_profile_build_approve_and_a_new_version(world: World, engine: sa.Engine
     rows = [(b, z, q) for b, z, q in HRB_ROWS]
     v3 = parcels(rows)
     v3[1]["properties"].update(DLMC="旱地（改）")
-    submit(engine, settings, tmp_path, "hrb-dltb", "230100", v3)
+    upload = write_geojson(tmp_path / "v3.geojson", v3)
+    sub = world.post("/api/submissions", "hrbadmin", data={"dataset": "hrb-dltb", "schema": "DLTB"},
+                     files={"file": ("v3.geojson", upload.read_bytes(), "application/geo+json")})
+    assert sub.status_code == 202, sub.text
+    assert world.get(f"/api/submissions/{sub.json()['id']}", "hrbadmin").json()["status"] == "accepted"
     listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()["editions"]
     assert [(e["status"], e["source_version"], e["version"]) for e in listed] == [("pending", 3, 2), ("published", 2, 1)]
     assert [e["status"] for e in world.get("/api/datasets/hrb-dltb/editions", "qqhr").json()["editions"]] == ["published"]
@@ -209,6 +213,12 @@ def test_cli_profile_build_approve_list_and_trace(world: World, settings: Settin
     assert out.returncode == 0 and "published" in out.stdout, out.stderr
     out = run(settings, "editions", "list", "hrb-dltb")
     assert out.returncode == 0 and "published" in out.stdout and "checks passed" in out.stdout
+    # a new version submitted from the command line: the edition is rebuilt right after it (a batch), pending approval
+    upload = write_geojson(tmp_path / "v3.geojson", parcels(HRB_ROWS))
+    out = run(settings, "ingest", str(upload), "--dataset", "hrb-dltb", "--unit", "230100", "--schema", "DLTB")
+    assert out.returncode == 0 and "built, pending approval" in out.stdout, out.stderr
+    out = run(settings, "editions", "list", "hrb-dltb")
+    assert "pending" in out.stdout and "latest build / 最近一次生成: built (source v3)" in out.stdout, out.stdout
     bad = run(settings, "editions", "approve", "999")
     assert bad.returncode == 2 and "edition 999 does not exist" in bad.stderr
     _grant(world, "bank")
@@ -331,3 +341,36 @@ def test_gcj02_is_an_output_of_the_editions_that_enable_it(world: World, engine:
         assert resp.status_code == 400 and resp.json()["error"] == "crs.gcj02_not_offered", (path, resp.text)
         assert "GCJ-02" in resp.json()["message_zh"] and "GCJ-02" in resp.json()["message_en"]
     assert GCJ02_URI not in world.get("/ogc/collections/open-dltb-public", None).json()["crs"]
+
+
+def test_an_ogc_edit_answers_before_the_edition_is_rebuilt_and_a_failed_build_is_recorded(
+    world: World, engine: sa.Engine, settings: Settings
+) -> None:
+    publish_edition(engine, settings, "hrb-dltb", **PROFILE)
+    admin = world.headers("hrbadmin")
+    resp = world.client.patch("/ogc/collections/hrb-dltb/items/HRB-A2", json={"properties": {"DLMC": "旱地（改）"}}, headers=admin)
+    assert resp.status_code == 200, resp.text
+    # the answer was made before the edition was rebuilt: then it was only queued, for the new version
+    assert resp.json()["version"] == 3 and resp.headers["X-Landcloud-Edition-Build"] == "queued"
+    assert resp.json()["edition_build"]["status"] == "queued" and resp.json()["edition_build"]["source_version"] == 3
+    # after the response it ran: a new edition of v3, pending approval, and the published one stays published
+    listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()
+    assert listed["build"]["status"] == "built" and listed["build"]["error"] is None
+    assert [(e["status"], e["source_version"]) for e in listed["editions"]] == [("pending", 3), ("published", 2)]
+    assert listed["build"]["edition_id"] == listed["editions"][0]["id"]
+    assert world.get("/api/datasets/hrb-dltb-public/features", None).json()["features"][0]["properties"]["DLMC"] != "旱地（改）"
+    other = world.get("/api/datasets/hrb-dltb/editions", "prov")
+    assert other.status_code != 200 or other.json()["build"] is None  # the build state is the owner unit's
+
+    # a build that fails (nothing left to publish) is recorded with its error; the edit itself succeeded
+    keys = [f["id"] for f in world.get("/ogc/collections/hrb-dltb/items", "hrbadmin").json()["features"]]
+    for key in keys:
+        deleted = world.client.delete(f"/ogc/collections/hrb-dltb/items/{key}", headers=admin)
+        assert deleted.status_code == 204, deleted.text
+    listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()
+    assert listed["build"]["status"] == "failed" and listed["build"]["source_version"] == 3 + len(keys)
+    assert listed["build"]["error"]["error"] == "edition.empty_source" and listed["build"]["error"]["message_zh"]
+    assert listed["editions"][0]["source_version"] == 3 + len(keys) - 1  # the last good build stays, pending
+    failed = world.get("/api/audit", "aud", params={"action": "edition.build_failed"}).json()["entries"]
+    assert [e["detail"]["error"] for e in failed if e["dataset_id"] == "hrb-dltb"] == ["edition.empty_source"]
+

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import tempfile
 from collections import Counter
@@ -46,7 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 from landcloud.access import audit, gate
 from landcloud.access import units as units_mod
 from landcloud.access.policy import Access
-from landcloud.access.principal import Principal, system_principal
+from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import search
 from landcloud.catalog.tables import datasets as datasets_table
@@ -59,8 +58,6 @@ from landcloud.publish.tables import editions as editions_table
 from landcloud.publish.tables import release_profiles
 from landcloud.store.db import connection
 from landcloud.store.features import StageRow, feature_store_for
-
-log = logging.getLogger(__name__)
 
 SUFFIX = "-public"
 GCJ02_CHECK_EPS_M = 1e-3  # the GCJ-02 inverse is iterated to 1e-9° (~0.1 mm): the output maps back to within 1 mm
@@ -561,10 +558,15 @@ def edition_for(engine: Engine, principal: Principal, eid: int) -> dict[str, Any
     return edition
 
 
+def owner_staff(principal: Principal, ds: catalog.Dataset) -> bool:
+    """The owner unit's staff (and the local operator): who sees a master's pending editions and build states."""
+    return principal.kind == "system" or (principal.kind == "user" and principal.unit == ds.owner_unit)
+
+
 def list_editions(engine: Engine, principal: Principal, source_id: str) -> list[dict[str, Any]]:
     """Editions of a master, newest first: the owner unit's staff see all, others the published one."""
     ds, _ = gate.dataset_for_catalogue(engine, principal, source_id)
-    staff = principal.kind == "system" or (principal.kind == "user" and principal.unit == ds.owner_unit)
+    staff = owner_staff(principal, ds)
     stmt = sa.select(editions_table).where(editions_table.c.source_dataset_id == ds.id).order_by(editions_table.c.id.desc())
     if not staff:
         stmt = stmt.where(editions_table.c.status == "published")
@@ -605,25 +607,6 @@ def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
             audit.record(engine, principal, "edition.approve", dataset_id=edition["dataset_id"], version=edition["version"],
                          detail={"edition": eid, "source": source.id, "source_version": edition["source_version"]}, conn=conn)
     return get_edition(engine, eid)
-
-
-def after_new_version(engine: Engine, settings: Settings, dataset_id: str) -> dict[str, Any] | None:
-    """A new master version: build a new edition, pending approval, when the master has a profile.
-
-    The published edition stays published until the new one is approved. A build that fails is
-    recorded in the audit log; it never undoes the master's new version.
-    """
-    if stored_profile(engine, dataset_id) is None:
-        return None
-    me = system_principal("editions")
-    try:
-        return build(engine, settings, me, dataset_id)
-    except LandcloudError as exc:
-        audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": exc.message.code, "message": exc.message.en})
-    except Exception as exc:  # noqa: BLE001 - the master's version is committed: a failed build is recorded, never a 500
-        log.exception("building the edition of %s failed", dataset_id)
-        audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": type(exc).__name__, "message": str(exc)[:500]})
-    return None
 
 
 def offers_gcj02(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> bool:

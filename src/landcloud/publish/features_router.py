@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -22,7 +22,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
 from landcloud.messages import LandcloudError, NotFound
-from landcloud.publish import cql2, editions, records, transactions
+from landcloud.publish import cql2, editions, editions_jobs, records, transactions
 from landcloud.publish.geojson import encode_features
 from landcloud.publish.ogc_common import GEOJSON, HTML, JSON, LRU, OPENAPI, base_url, html_page, link, output_format, with_query
 from landcloud.publish.ogc_crs import (
@@ -400,8 +400,18 @@ async def _json_body(request: Request) -> Any:
         raise LandcloudError("edit.bad_json", "请求体不是有效的 JSON", "the request body is not valid JSON") from None
 
 
+async def _after_edit(
+    background: BackgroundTasks, engine: Any, settings: Any, ds: catalog.Dataset, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The edit is committed: the master's edition is rebuilt after the response (its state goes with the answer)."""
+    build = await run_in_threadpool(editions_jobs.schedule, background, engine, settings, ds.id)
+    return {**result, "edition_build": build} if build is not None else result
+
+
 def _edited(result: dict[str, Any], status: int, location: str | None = None) -> Response:
     headers = {"X-Landcloud-Version": str(result["version"])}
+    if result.get("edition_build"):
+        headers["X-Landcloud-Edition-Build"] = result["edition_build"]["status"]
     if location:
         headers["Location"] = location
     if status == 204:
@@ -410,19 +420,23 @@ def _edited(result: dict[str, Any], status: int, location: str | None = None) ->
 
 
 @router.post("/collections/{collection_id}/items", status_code=201, summary="Add features / 新增要素（新版本）")
-async def create_items(request: Request, collection_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+async def create_items(
+    request: Request, collection_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, background: BackgroundTasks
+) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     body = await _json_body(request)
     result = await run_in_threadpool(
         transactions.apply, engine, settings, principal, ds, access, "add", transactions.features_of(body), _content_crs(request)
     )
+    result = await _after_edit(background, engine, settings, ds, result)
     location = f"{base_url(request)}/ogc/collections/{ds.id}/items/{result['keys'][0]}" if len(result["keys"]) == 1 else None
     return _edited(result, 201, location)
 
 
 @router.put("/collections/{collection_id}/items/{feature_id}", summary="Replace a feature / 替换要素（新版本）")
 async def replace_item(
-    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep
+    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep,
+    background: BackgroundTasks,
 ) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     body = await _json_body(request)
@@ -432,12 +446,13 @@ async def replace_item(
     await run_in_threadpool(transactions.current, engine, principal, ds, feature_id)
     feat = {**feats[0], "properties": {**(feats[0].get("properties") or {}), **({ds.key_field: feature_id} if ds.key_field else {})}}
     result = await run_in_threadpool(transactions.apply, engine, settings, principal, ds, access, "modify", [feat], _content_crs(request))
-    return _edited(result, 200)
+    return _edited(await _after_edit(background, engine, settings, ds, result), 200)
 
 
 @router.patch("/collections/{collection_id}/items/{feature_id}", summary="Update a feature / 修改要素（新版本）")
 async def update_item(
-    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep
+    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep,
+    background: BackgroundTasks,
 ) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     patch = await _json_body(request)
@@ -451,12 +466,14 @@ async def update_item(
     }
     crs = _content_crs(request) if "geometry" in patch else parse_crs_uri(None)
     result = await run_in_threadpool(transactions.apply, engine, settings, principal, ds, access, "modify", [feat], crs)
-    return _edited(result, 200)
+    return _edited(await _after_edit(background, engine, settings, ds, result), 200)
 
 
 @router.delete("/collections/{collection_id}/items/{feature_id}", status_code=204, summary="Delete a feature / 删除要素（新版本）")
-async def delete_item(collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+async def delete_item(
+    collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, background: BackgroundTasks
+) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     now = await run_in_threadpool(transactions.current, engine, principal, ds, feature_id)
     result = await run_in_threadpool(transactions.apply, engine, settings, principal, ds, access, "delete", [now], parse_crs_uri(None))
-    return _edited(result, 204)
+    return _edited(await _after_edit(background, engine, settings, ds, result), 204)
