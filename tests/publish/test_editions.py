@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -374,3 +376,29 @@ def test_an_ogc_edit_answers_before_the_edition_is_rebuilt_and_a_failed_build_is
     failed = world.get("/api/audit", "aud", params={"action": "edition.build_failed"}).json()["entries"]
     assert [e["detail"]["error"] for e in failed if e["dataset_id"] == "hrb-dltb"] == ["edition.empty_source"]
 
+
+def test_concurrent_approvals_publish_one_edition(world: World, engine: sa.Engine, settings: Settings) -> None:
+    me = system_principal("test")
+    editions.set_profile(engine, me, "hrb-dltb", PROFILE)
+    first = editions.build(engine, settings, me, "hrb-dltb")
+    barrier = threading.Barrier(2)
+
+    def approve(eid: int) -> str:
+        barrier.wait()  # both start together: both see the edition pending before either commits
+        try:
+            return str(editions.approve(engine, me, eid)["status"])
+        except LandcloudError as exc:
+            return exc.message.code
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(approve, [first["id"], first["id"]])) == ["edition.not_pending", "published"]
+    approvals = world.get("/api/audit", "aud", params={"action": "edition.approve"}).json()["entries"]
+    assert [e["detail"]["edition"] for e in approvals if e["dataset_id"] == "hrb-dltb-public"] == [first["id"]]
+    # two pending editions approved at once: whichever order, one edition is published, and it is the one the public reads
+    second, third = editions.build(engine, settings, me, "hrb-dltb"), editions.build(engine, settings, me, "hrb-dltb")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(approve, [second["id"], third["id"]]))
+    assert results[1] == "published" and results[0] in ("published", "edition.outdated")
+    status = {e["id"]: e["status"] for e in editions.list_editions(engine, me, "hrb-dltb")}
+    assert [eid for eid, s in status.items() if s == "published"] == [third["id"]]
+    assert catalog.require_dataset(engine, "hrb-dltb-public").published_version == third["version"]

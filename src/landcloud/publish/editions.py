@@ -575,15 +575,28 @@ def list_editions(engine: Engine, principal: Principal, source_id: str) -> list[
 
 
 def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
-    """Publish a pending edition (the owner unit's data administrator); the previous one is superseded."""
+    """Publish a pending edition (the owner unit's data administrator); the previous one is superseded.
+
+    All in one transaction that first locks the edition dataset's row (SQLite: the write lock of
+    BEGIN IMMEDIATE), so approvals of one dataset run one after the other; the edition is claimed
+    by a conditional update (`status = 'pending'`), so of two concurrent approvals one publishes
+    and the other is refused, and one edition at most is published (a refusal rolls it all back).
+    """
     edition = get_edition(engine, eid)
     source = catalog.require_dataset(engine, edition["source_dataset_id"])
     gate.require_dataset_admin(principal, source)
-    if edition["status"] != "pending":
-        raise Conflict("edition.not_pending", f"公开版 {eid} 的状态为 {edition['status']}，不能批准", f"edition {eid} is {edition['status']}; only a pending one can be approved")
     with engine.connect() as conn:
         conn.info["write"] = True
         with conn.begin():
+            ts = catalog.now()
+            conn.execute(datasets_table.update().where(datasets_table.c.id == edition["dataset_id"]).values(updated_at=ts))  # the lock
+            claimed = conn.execute(
+                editions_table.update().where(editions_table.c.id == eid, editions_table.c.status == "pending")
+                .values(status="published", decided_by=principal.actor, decided_at=ts)
+            ).rowcount
+            if claimed != 1:
+                status = conn.execute(sa.select(editions_table.c.status).where(editions_table.c.id == eid)).scalar_one()
+                raise Conflict("edition.not_pending", f"公开版 {eid} 的状态为 {status}，不能批准", f"edition {eid} is {status}; only a pending one can be approved")
             newer = conn.execute(
                 sa.select(sa.func.count()).select_from(editions_table).where(
                     editions_table.c.dataset_id == edition["dataset_id"], editions_table.c.status == "published",
@@ -592,13 +605,10 @@ def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
             ).scalar_one()
             if newer:
                 raise Conflict("edition.outdated", f"已有更新的公开版发布，公开版 {eid} 不能再批准", f"a newer edition is already published; edition {eid} cannot be approved")
-            ts = catalog.now()
             conn.execute(
-                editions_table.update().where(editions_table.c.dataset_id == edition["dataset_id"], editions_table.c.status == "published")
+                editions_table.update().where(editions_table.c.dataset_id == edition["dataset_id"], editions_table.c.status == "published",
+                                              editions_table.c.id != eid)
                 .values(status="superseded")
-            )
-            conn.execute(
-                editions_table.update().where(editions_table.c.id == eid).values(status="published", decided_by=principal.actor, decided_at=ts)
             )
             conn.execute(
                 datasets_table.update().where(datasets_table.c.id == edition["dataset_id"]).values(published_version=edition["version"], updated_at=ts)
