@@ -33,7 +33,7 @@ def _mount_access_commands() -> None:
 
     app.add_typer(users_app, name="users", help="Users: add, list, roles, TOTP, disable")
     app.add_typer(audit_app, name="audit", help="The audit chain: verify, export")
-    app.command("export-tiles", help="Export a dataset version to PMTiles for static hosting")(export_tiles)
+    app.command("export-tiles", help="Export a public edition's published version to PMTiles for static hosting (--master: a master, internal hosting only)")(export_tiles)
     app.add_typer(editions_app, name="editions", help="Public editions (公开版): release profile, build, approve, list")
     app.command("trace", help="Name the recipient of a leaked, fingerprinted copy (SHP/GeoJSON/GPKG)")(trace_command)
 

@@ -630,6 +630,20 @@ def offers_gcj02(engine: Engine | Connection, ds: catalog.Dataset, version: int)
     return bool(profile and profile.get("gcj02"))
 
 
+def version_fields(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> list[dict[str, Any]]:
+    """The fields of one edition version (its profile's), as `ds.fields` describes them; `ds.fields` follows the newest build."""
+    with connection(engine) as c:
+        stored = c.execute(
+            sa.select(editions_table.c.profile).where(editions_table.c.dataset_id == ds.id, editions_table.c.version == version)
+        ).scalar()
+    if stored is None:
+        return list(ds.fields)
+    profile = ReleaseProfile.model_validate(stored)
+    names = profile.aggregate.field_names(profile.class_field) if profile.aggregate is not None else profile.fields
+    known = {f["name"]: f for f in ds.fields}
+    return [known.get(n, {"name": n, "type": "real" if n == "area_m2" else "string"}) for n in names]
+
+
 def published_edition_of(engine: Engine, source_id: str) -> str | None:
     """The edition dataset of a master, when one is published."""
     ds = catalog.get_dataset(engine, edition_id(source_id))
