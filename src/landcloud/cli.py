@@ -33,7 +33,7 @@ def _mount_access_commands() -> None:
 
     app.add_typer(users_app, name="users", help="Users: add, list, roles, TOTP, disable")
     app.add_typer(audit_app, name="audit", help="The audit chain: verify, export")
-    app.command("export-tiles", help="Export a dataset version to PMTiles for static hosting")(export_tiles)
+    app.command("export-tiles", help="Export a public edition's published version to PMTiles for static hosting (--master: a master, internal hosting only)")(export_tiles)
     app.add_typer(editions_app, name="editions", help="Public editions (公开版): release profile, build, approve, list")
     app.command("trace", help="Name the recipient of a leaked, fingerprinted copy (SHP/GeoJSON/GPKG)")(trace_command)
 
@@ -137,7 +137,22 @@ def ingest(
     if report_html:
         report_html.write_text(render_report(result.report))
     _print_summary(result.report)
+    if result.accepted:
+        _rebuild_edition(engine, dataset)
     raise typer.Exit(0 if result.accepted else 1)
+
+
+def _rebuild_edition(engine: Any, dataset_id: str) -> None:
+    """A new master version in a batch command: its edition is rebuilt right after (pending approval), and said so."""
+    from landcloud.publish import editions_jobs
+
+    edition = editions_jobs.build_now(engine, get_settings(), dataset_id)
+    if edition is not None:
+        typer.echo(f"edition {edition['id']} built, pending approval / 新公开版待批准")
+        return
+    built = editions_jobs.state(engine, dataset_id)
+    if built is not None and built["status"] == "failed":
+        typer.echo(f"edition build failed / 公开版生成失败: {built['error']['message_zh']} / {built['error']['message_en']}", err=True)
 
 
 def _print_summary(report: dict[str, Any]) -> None:
@@ -257,11 +272,7 @@ def datasets_rollback(dataset_id: str, to: Annotated[int, typer.Option("--to", h
         _fail(exc)
         return
     typer.echo(f"version {result['version']} = version {result['rollback_to']} ({result['feature_count']} features)")
-    from landcloud.publish import editions
-
-    edition = editions.after_new_version(_engine(), get_settings(), dataset_id)
-    if edition is not None:
-        typer.echo(f"edition {edition['id']} built, pending approval / 新公开版待批准")
+    _rebuild_edition(_engine(), dataset_id)
 
 
 @datasets_app.command("export")

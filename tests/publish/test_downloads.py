@@ -183,7 +183,7 @@ def test_refusals(world: World) -> None:
         return resp.status_code, resp.json().get("error", "") if resp.status_code != 200 else ""
 
     assert status(format="dxf") == (400, "download.bad_format")
-    assert status(format="gpkg", crs="GCJ02") == (400, "download.gcj02_not_offered")
+    assert status(format="gpkg", crs="GCJ02") == (400, "crs.gcj02_not_offered")  # a master: only editions that enable it
     assert status(format="gpkg", crs="EPSG:2385") == (400, "download.bad_crs")  # Xian 80: not offered
     assert status(format="kml", crs="EPSG:4530") == (400, "download.kml_lonlat_only")
     assert status(format="gpkg", version="9") == (404, "version.not_found")

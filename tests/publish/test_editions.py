@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import mapbox_vector_tile
+import numpy as np
 import pyogrio
 import pytest
 import shapely
@@ -18,10 +22,12 @@ from landcloud.access.principal import system_principal
 from landcloud.app import create_app
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
+from landcloud.geo.gcj02 import wgs84_to_gcj02
 from landcloud.messages import LandcloudError
 from landcloud.publish import editions, fingerprints
+from landcloud.publish.ogc_crs import GCJ02_URI
 
-from builders import publish_edition
+from builders import publish_edition, write_geojson
 from world import BANK, HRB_ROWS, World, build, parcels, submit
 
 PROFILE = {"fields": ["BSM", "DLBM", "DLMC", "ZLDWDM"], "class_field": "DLBM", "remove_classes": ["07"], "tolerance_m": 50,
@@ -90,7 +96,11 @@ def test_profile_build_approve_and_a_new_version(world: World, engine: sa.Engine
     rows = [(b, z, q) for b, z, q in HRB_ROWS]
     v3 = parcels(rows)
     v3[1]["properties"].update(DLMC="旱地（改）")
-    submit(engine, settings, tmp_path, "hrb-dltb", "230100", v3)
+    upload = write_geojson(tmp_path / "v3.geojson", v3)
+    sub = world.post("/api/submissions", "hrbadmin", data={"dataset": "hrb-dltb", "schema": "DLTB"},
+                     files={"file": ("v3.geojson", upload.read_bytes(), "application/geo+json")})
+    assert sub.status_code == 202, sub.text
+    assert world.get(f"/api/submissions/{sub.json()['id']}", "hrbadmin").json()["status"] == "accepted"
     listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()["editions"]
     assert [(e["status"], e["source_version"], e["version"]) for e in listed] == [("pending", 3, 2), ("published", 2, 1)]
     assert [e["status"] for e in world.get("/api/datasets/hrb-dltb/editions", "qqhr").json()["editions"]] == ["published"]
@@ -205,6 +215,12 @@ def test_cli_profile_build_approve_list_and_trace(world: World, settings: Settin
     assert out.returncode == 0 and "published" in out.stdout, out.stderr
     out = run(settings, "editions", "list", "hrb-dltb")
     assert out.returncode == 0 and "published" in out.stdout and "checks passed" in out.stdout
+    # a new version submitted from the command line: the edition is rebuilt right after it (a batch), pending approval
+    upload = write_geojson(tmp_path / "v3.geojson", parcels(HRB_ROWS))
+    out = run(settings, "ingest", str(upload), "--dataset", "hrb-dltb", "--unit", "230100", "--schema", "DLTB")
+    assert out.returncode == 0 and "built, pending approval" in out.stdout, out.stderr
+    out = run(settings, "editions", "list", "hrb-dltb")
+    assert "pending" in out.stdout and "latest build / 最近一次生成: built (source v3)" in out.stdout, out.stdout
     bad = run(settings, "editions", "approve", "999")
     assert bad.returncode == 2 and "edition 999 does not exist" in bad.stderr
     _grant(world, "bank")
@@ -262,3 +278,127 @@ def test_statistics_only_release_by_administrative_unit(world: World, engine: sa
     bad = world.client.put("/api/datasets/hrb-dltb/release-profile", json={"class_field": "DLBM", "aggregate": {"kind": "admin"}},
                            headers=world.headers("hrbadmin"))
     assert bad.status_code == 400 and bad.json()["error"] == "profile.code_field_required"
+
+
+def _coords(doc: dict) -> np.ndarray:
+    return np.array([c for f in doc["features"] for c in shapely.get_coordinates(shapely.geometry.shape(f["geometry"]))])
+
+
+def test_gcj02_is_an_output_of_the_editions_that_enable_it(world: World, engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """Stored in CGCS2000 (invariant 1); GCJ-02 in OGC API items, tiles and downloads, honestly labelled, on request only."""
+    publish_edition(engine, settings, "hrb-dltb", **{**PROFILE, "gcj02": True})
+    url = "/ogc/collections/hrb-dltb-public"
+    assert GCJ02_URI in world.get(url, None).json()["crs"]
+    plain = world.get(f"{url}/items", None).json()
+    gcj = world.get(f"{url}/items", None, params={"crs": GCJ02_URI})
+    assert gcj.status_code == 200 and gcj.headers["Content-Crs"] == f"<{GCJ02_URI}>"
+    lon, lat = wgs84_to_gcj02(_coords(plain)[:, 0], _coords(plain)[:, 1])
+    assert np.allclose(_coords(gcj.json()), np.column_stack([lon, lat]), atol=1e-9)
+    shift = np.abs(_coords(gcj.json()) - _coords(plain)).max()
+    assert shift > 0.003  # hundreds of metres around Harbin: really shifted …
+    one = world.get(f"{url}/items/HRB-A2", None, params={"crs": "GCJ02"})
+    assert one.status_code == 200 and one.headers["Content-Crs"] == f"<{GCJ02_URI}>"
+    # … and a GCJ-02 bbox finds what is shown there
+    x0, y0 = _coords(gcj.json()).min(axis=0)
+    x1, y1 = _coords(gcj.json()).max(axis=0)
+    boxed = world.get(f"{url}/items", None, params={"bbox": f"{x0},{y0},{x1},{y1}", "bbox-crs": GCJ02_URI})
+    assert boxed.json()["numberReturned"] == len(gcj.json()["features"])
+    # the store itself holds CGCS2000: the plain output is the master's geometry generalised, not shifted
+    master = world.get("/ogc/collections/hrb-dltb/items", "hrbadmin").json()
+    assert np.abs(_coords(plain).mean(axis=0) - _coords(master).mean(axis=0)).max() < 0.001
+
+    # tiles for GCJ-02 basemaps: the TileJSON names gcj02=true in its tile URLs, the tile is the shifted one
+    tj = world.get(f"{url}/tiles/WebMercatorQuad/tilejson.json", None, params={"gcj02": "true"})
+    assert tj.status_code == 200 and tj.json()["tiles"][0].endswith("?gcj02=true")
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    z = 14
+    tx = int((cx + 180) / 360 * 2**z)
+    ty = int((1 - np.log(np.tan(np.radians(cy)) + 1 / np.cos(np.radians(cy))) / np.pi) / 2 * 2**z)
+    t_gcj = world.get(f"{url}/tiles/WebMercatorQuad/{z}/{ty}/{tx}", None, params={"gcj02": "true"})
+    t_plain = world.get(f"{url}/tiles/WebMercatorQuad/{z}/{ty}/{tx}", None)
+    assert t_gcj.status_code == 200 and t_gcj.content != t_plain.content
+    layer = mapbox_vector_tile.decode(t_gcj.content)["hrb-dltb-public"]
+    assert layer["features"]
+
+    # downloads
+    doc = world.get("/api/datasets/hrb-dltb-public/download", None, params={"format": "geojson", "crs": "GCJ02"})
+    assert doc.status_code == 200 and doc.headers["X-Landcloud-CRS"] == "GCJ-02"
+    assert doc.json()["crs"]["properties"]["name"] == GCJ02_URI
+    assert np.allclose(np.sort(_coords(doc.json()), axis=0), np.sort(_coords(gcj.json()), axis=0), atol=1e-7)
+    gpkg = world.get("/api/datasets/hrb-dltb-public/download", None, params={"format": "gpkg", "crs": "gcj-02"})
+    assert gpkg.status_code == 200
+    (tmp_path / "e.gpkg").write_bytes(gpkg.content)
+    info = pyogrio.read_info(tmp_path / "e.gpkg")
+    assert "GCJ-02" in info["crs"] and "_GCJ02" in gpkg.headers["Content-Disposition"]
+
+    # asked of anything else: a 400 that says why (a master, an edition without GCJ-02)
+    for path, who, params in [("/ogc/collections/hrb-dltb/items", "hrbadmin", {"crs": GCJ02_URI}),
+                              ("/ogc/collections/hrb-dltb/items", "hrbadmin", {"bbox": "126,45,127,46", "bbox-crs": "GCJ02"}),
+                              ("/ogc/collections/open-dltb-public/items", None, {"crs": GCJ02_URI}),
+                              ("/ogc/collections/hrb-dltb/tiles/WebMercatorQuad/tilejson.json", "hrbadmin", {"gcj02": "true"}),
+                              (f"/ogc/collections/hrb-dltb/tiles/WebMercatorQuad/{z}/{ty}/{tx}", "hrbadmin", {"gcj02": "true"}),
+                              ("/api/datasets/hrb-dltb/download", "hrbadmin", {"format": "geojson", "crs": "GCJ02"}),
+                              ("/api/datasets/open-dltb-public/download", None, {"format": "geojson", "crs": "GCJ02"})]:
+        resp = world.get(path, who, params=params)
+        assert resp.status_code == 400 and resp.json()["error"] == "crs.gcj02_not_offered", (path, resp.text)
+        assert "GCJ-02" in resp.json()["message_zh"] and "GCJ-02" in resp.json()["message_en"]
+    assert GCJ02_URI not in world.get("/ogc/collections/open-dltb-public", None).json()["crs"]
+
+
+def test_an_ogc_edit_answers_before_the_edition_is_rebuilt_and_a_failed_build_is_recorded(
+    world: World, engine: sa.Engine, settings: Settings
+) -> None:
+    publish_edition(engine, settings, "hrb-dltb", **PROFILE)
+    admin = world.headers("hrbadmin")
+    resp = world.client.patch("/ogc/collections/hrb-dltb/items/HRB-A2", json={"properties": {"DLMC": "旱地（改）"}}, headers=admin)
+    assert resp.status_code == 200, resp.text
+    # the answer was made before the edition was rebuilt: then it was only queued, for the new version
+    assert resp.json()["version"] == 3 and resp.headers["X-Landcloud-Edition-Build"] == "queued"
+    assert resp.json()["edition_build"]["status"] == "queued" and resp.json()["edition_build"]["source_version"] == 3
+    # after the response it ran: a new edition of v3, pending approval, and the published one stays published
+    listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()
+    assert listed["build"]["status"] == "built" and listed["build"]["error"] is None
+    assert [(e["status"], e["source_version"]) for e in listed["editions"]] == [("pending", 3), ("published", 2)]
+    assert listed["build"]["edition_id"] == listed["editions"][0]["id"]
+    assert world.get("/api/datasets/hrb-dltb-public/features", None).json()["features"][0]["properties"]["DLMC"] != "旱地（改）"
+    other = world.get("/api/datasets/hrb-dltb/editions", "prov")
+    assert other.status_code != 200 or other.json()["build"] is None  # the build state is the owner unit's
+
+    # a build that fails (nothing left to publish) is recorded with its error; the edit itself succeeded
+    keys = [f["id"] for f in world.get("/ogc/collections/hrb-dltb/items", "hrbadmin").json()["features"]]
+    for key in keys:
+        deleted = world.client.delete(f"/ogc/collections/hrb-dltb/items/{key}", headers=admin)
+        assert deleted.status_code == 204, deleted.text
+    listed = world.get("/api/datasets/hrb-dltb/editions", "hrbadmin").json()
+    assert listed["build"]["status"] == "failed" and listed["build"]["source_version"] == 3 + len(keys)
+    assert listed["build"]["error"]["error"] == "edition.empty_source" and listed["build"]["error"]["message_zh"]
+    assert listed["editions"][0]["source_version"] == 3 + len(keys) - 1  # the last good build stays, pending
+    failed = world.get("/api/audit", "aud", params={"action": "edition.build_failed"}).json()["entries"]
+    assert [e["detail"]["error"] for e in failed if e["dataset_id"] == "hrb-dltb"] == ["edition.empty_source"]
+
+
+def test_concurrent_approvals_publish_one_edition(world: World, engine: sa.Engine, settings: Settings) -> None:
+    me = system_principal("test")
+    editions.set_profile(engine, me, "hrb-dltb", PROFILE)
+    first = editions.build(engine, settings, me, "hrb-dltb")
+    barrier = threading.Barrier(2)
+
+    def approve(eid: int) -> str:
+        barrier.wait()  # both start together: both see the edition pending before either commits
+        try:
+            return str(editions.approve(engine, me, eid)["status"])
+        except LandcloudError as exc:
+            return exc.message.code
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(approve, [first["id"], first["id"]])) == ["edition.not_pending", "published"]
+    approvals = world.get("/api/audit", "aud", params={"action": "edition.approve"}).json()["entries"]
+    assert [e["detail"]["edition"] for e in approvals if e["dataset_id"] == "hrb-dltb-public"] == [first["id"]]
+    # two pending editions approved at once: whichever order, one edition is published, and it is the one the public reads
+    second, third = editions.build(engine, settings, me, "hrb-dltb"), editions.build(engine, settings, me, "hrb-dltb")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(approve, [second["id"], third["id"]]))
+    assert results[1] == "published" and results[0] in ("published", "edition.outdated")
+    status = {e["id"]: e["status"] for e in editions.list_editions(engine, me, "hrb-dltb")}
+    assert [eid for eid, s in status.items() if s == "published"] == [third["id"]]
+    assert catalog.require_dataset(engine, "hrb-dltb-public").published_version == third["version"]

@@ -18,9 +18,10 @@ from landcloud.access import gate
 from landcloud.access.principal import ANONYMOUS, system_principal
 from landcloud.app import create_app
 from landcloud.config import Settings
-from landcloud.geo.gcj02 import geometry_gcj02_to_wgs84
+from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
 from landcloud.publish import desensitise, editions, fingerprints
+from landcloud.publish.ogc_crs import GCJ02_URI
 
 from conftest import needs_data
 from world import BANK, World, build
@@ -78,24 +79,35 @@ def test_county_boundaries_at_50_m_and_in_gcj02(engine: sa.Engine, settings: Set
     for key, (_, g) in got.items():  # generalised, not moved: every vertex within the tolerance (+ grid snap) of the master outline
         assert farthest_vertex(g, master[key][1]) < 50 * 1.8 * METRE_LON, key
 
-    # GCJ-02 output for GCJ-02 basemaps: at 50 m it is the 50 m edition shifted …
+    # GCJ-02 for GCJ-02 basemaps is an output: the edition is stored in CGCS2000 (the 50 m edition, not moved) …
     gcj = build_edition(engine, settings, "hlj", {**profile, "gcj02": True})
-    assert gcj["report"]["coordinates"] == "GCJ-02" and gcj["report"]["checks"]["coordinates_on_tolerance_grid"]
-    shifted = edition_geoms(engine, "hlj-public", gcj["version"])
-    for key, (_, g) in shifted.items():
-        assert shapely.hausdorff_distance(geometry_gcj02_to_wgs84(g), got[key][1]) < 0.01 * METRE_DEG
-        assert farthest_vertex(g, shapely.geometry.shape(raw[key]["geometry"])) < 50 * 1.8 * METRE_LON
-    # … and kept at full precision it lines up with the original GCJ-02 county file to within a metre
+    assert gcj["report"]["coordinates"] == "CGCS2000" and gcj["report"]["checks"]["coordinates_on_tolerance_grid"]
+    assert gcj["report"]["checks"]["gcj02_output_valid"] and gcj["report"]["checks"]["gcj02_output_aligned"]
+    assert gcj["report"]["gcj02_output"]["max_roundtrip_m"] <= editions.GCJ02_CHECK_EPS_M
+    stored = edition_geoms(engine, "hlj-public", gcj["version"])
+    for key, (_, g) in stored.items():
+        assert shapely.hausdorff_distance(g, got[key][1]) < 0.01 * METRE_DEG
+        assert farthest_vertex(geometry_wgs84_to_gcj02(g), shapely.geometry.shape(raw[key]["geometry"])) < 50 * 1.8 * METRE_LON
+    # … and kept at full precision, its GCJ-02 output (OGC API, crs=GCJ-02) lines up with the original GCJ-02 county file
+    # to within a metre
     fine = build_edition(engine, settings, "hlj", {**profile, "gcj02": True, "tolerance_m": 0.01})
     exact = edition_geoms(engine, "hlj-public", fine["version"])
     assert len(exact) == report["feature_count"]
     worst = max(shapely.hausdorff_distance(g, shapely.geometry.shape(raw[key]["geometry"])) for key, (_, g) in exact.items())
-    assert worst < METRE_DEG, f"{worst / METRE_DEG:.3f} m"
+    assert worst > 100 * METRE_DEG  # stored in CGCS2000: hundreds of metres off the GCJ-02 file
     # none of these is published until approved; the public then reads the approved one only
     assert gate.visible_datasets(engine, ANONYMOUS) == []
-    editions.approve(engine, ME, edition["id"])
+    editions.approve(engine, ME, fine["id"])
     ds, access = gate.dataset_for_read(engine, ANONYMOUS, "hlj-public")
-    assert ds.current_version == edition["version"] and access.version == edition["version"]
+    assert ds.current_version == fine["version"] and access.version == fine["version"]
+    client = TestClient(create_app(settings))
+    assert GCJ02_URI in client.get("/ogc/collections/hlj-public").json()["crs"]
+    resp = client.get("/ogc/collections/hlj-public/items", params={"crs": GCJ02_URI, "limit": 1000})
+    assert resp.status_code == 200 and resp.headers["Content-Crs"] == f"<{GCJ02_URI}>"
+    out = {str(f["id"]): shapely.geometry.shape(f["geometry"]) for f in resp.json()["features"]}
+    assert set(out) == set(exact)
+    worst = max(shapely.hausdorff_distance(g, shapely.geometry.shape(raw[key]["geometry"])) for key, g in out.items())
+    assert worst < METRE_DEG, f"{worst / METRE_DEG:.3f} m"
 
 
 def _osm_landuse(tmp: Path) -> tuple[Path, int]:

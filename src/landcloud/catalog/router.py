@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import shapely
 import shapely.geometry
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, BackgroundTasks, Body, Query
 from fastapi.responses import StreamingResponse
 
 from landcloud.access import audit, gate
@@ -19,7 +19,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
-from landcloud.publish import editions
+from landcloud.publish import editions_jobs
 from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import DiffEntry, DiffKind
 
@@ -126,7 +126,8 @@ def diff_versions(
 
 @router.post("/{dataset_id}/rollback")
 def rollback(
-    dataset_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)]
+    dataset_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, to: Annotated[int, Body(embed=True)],
+    background: BackgroundTasks,
 ) -> dict[str, Any]:
     ds, _ = gate.dataset_for_catalogue(engine, principal, dataset_id)
     gate.require_dataset_admin(principal, ds)
@@ -136,8 +137,8 @@ def rollback(
             engine, principal, "dataset.rollback", dataset_id=dataset_id, version=result["version"], detail=result, conn=conn
         ),
     )
-    editions.after_new_version(engine, settings, dataset_id)
-    return result
+    build = editions_jobs.schedule(background, engine, settings, dataset_id)  # after the response, never inside it
+    return {**result, "edition_build": build} if build is not None else result
 
 
 @router.get("/{dataset_id}/features")

@@ -154,10 +154,8 @@ def run_submission(
         result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if result.accepted:
-        from landcloud.publish import editions  # a new master version makes a new edition, pending approval
-
-        editions.after_new_version(engine, settings, result.dataset_id)
+    # a new master version makes a new edition, pending approval: the entry points ask for it after this
+    # (publish/editions_jobs.py), never inside the submission
     return result
 
 

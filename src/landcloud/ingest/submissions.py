@@ -60,6 +60,10 @@ def process(engine: Engine, settings: Settings, sid: str, path: Path) -> None:
     try:
         result = run_submission(engine, settings, path, opts, submission_id=sid)
         _finish(engine, sid, "accepted" if result.accepted else "rejected", result.report, result.version)
+        if result.accepted:  # already a background job: the edition is rebuilt after the submission is recorded
+            from landcloud.publish import editions_jobs
+
+            editions_jobs.build_now(engine, settings, result.dataset_id)
     except LandcloudError as exc:
         _finish(engine, sid, "rejected", {"status": "rejected", "error": exc.to_dict(), "findings": [], "summary": {"errors": 1, "warnings": 0}}, None)
     except Exception as exc:  # noqa: BLE001 - the row must say what happened, whatever it was

@@ -14,8 +14,10 @@ Nothing is built whole in memory:
 Coordinates are stored in CGCS2000 lon/lat (EPSG:4490). A download may ask for CRS84 /
 EPSG:4326 (taken as equal to CGCS2000 at the decimetre level, no shift applied, like ingest),
 a CGCS2000 Gauss-Krüger zone (EPSG:4491–4554) or Web Mercator (EPSG:3857); coordinates are
-transformed with pyproj, always x = easting/longitude. GCJ-02 is not offered here: it belongs
-to the public editions.
+transformed with pyproj, always x = easting/longitude. GCJ-02 (`crs=GCJ02`) is offered only by
+the public editions whose release profile enables it (the files name it: a geographic CRS
+called GCJ-02 on the WGS 84 datum, and the URN `urn:landcloud:def:crs:GCJ-02`); asking it of any
+other dataset is a 400.
 
 Filenames and metadata record dataset, version and CRS: `{id}_v{N}_{EPSG}.{ext}` (CRS84 for
 CRS84), GeoJSON top-level members "dataset", "version", "crs", GeoPackage/FlatGeobuf layer
@@ -55,8 +57,9 @@ from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
+from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
 from landcloud.messages import LandcloudError
-from landcloud.publish import fingerprints
+from landcloud.publish import editions, fingerprints, ogc_crs
 from landcloud.publish.fingerprints import Marker
 from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import StoredFeature
@@ -99,13 +102,37 @@ class OutputCRS:
     urn: str  # GeoJSON "crs" member
     uri: str  # OGC http URI (Content-Crs)
     geographic: bool
+    gcj02: bool = False
 
     @property
     def identity(self) -> bool:
         return self.srs in ("EPSG:4490", "EPSG:4326", "OGC:CRS84")
 
     def transformer(self) -> Transformer | None:
-        return None if self.identity else _transformer(self.srs)
+        return None if self.identity or self.gcj02 else _transformer(self.srs)
+
+    @property
+    def file_crs(self) -> str:
+        """What GDAL writes into the file: the CRS itself, or for GCJ-02 a WKT that names it."""
+        return _gcj02_wkt() if self.gcj02 else self.srs
+
+    def apply(self, geoms: np.ndarray) -> np.ndarray:
+        """Stored (EPSG:4490) geometries in this CRS."""
+        return geometry_wgs84_to_gcj02(geoms) if self.gcj02 else _transform_geoms(geoms, self.transformer())
+
+
+@lru_cache(maxsize=1)
+def _gcj02_json() -> dict[str, Any]:
+    """GCJ-02 as a CRS a file can carry: WGS 84 lon/lat by its datum and axes, named GCJ-02 (no EPSG code)."""
+    doc = CRS.from_user_input("OGC:CRS84").to_json_dict()
+    doc.pop("id", None)
+    doc["name"] = "GCJ-02 (WGS 84 longitude/latitude with the Chinese web-map offset, 火星坐标)"
+    return doc
+
+
+@lru_cache(maxsize=1)
+def _gcj02_wkt() -> str:
+    return str(CRS.from_json_dict(_gcj02_json()).to_wkt())
 
 
 @lru_cache(maxsize=32)
@@ -116,6 +143,7 @@ def _transformer(srs: str) -> Transformer:
 CRS84 = OutputCRS(
     "OGC:CRS84", "CRS84", "urn:ogc:def:crs:OGC:1.3:CRS84", "http://www.opengis.net/def/crs/OGC/1.3/CRS84", True
 )
+GCJ02 = OutputCRS("GCJ-02", "GCJ02", ogc_crs.GCJ02_URI, ogc_crs.GCJ02_URI, True, gcj02=True)
 _CRS84_NAMES = {"crs84", "ogc:crs84", "urn:ogc:def:crs:ogc:1.3:crs84", "http://www.opengis.net/def/crs/ogc/1.3/crs84"}
 _EPSG_FORMS = (
     re.compile(r"^(?:epsg:)?(\d{4,5})$"),
@@ -123,7 +151,7 @@ _EPSG_FORMS = (
     re.compile(r"^https?://www\.opengis\.net/def/crs/epsg/0/(\d{4,5})$"),
 )
 OFFERED_EPSG = frozenset({4490, 4326, 3857, *range(4491, 4555)})
-OFFERED_TEXT = "EPSG:4490（默认/default）, CRS84, EPSG:4326, EPSG:4491–4554 (CGCS2000 Gauss-Krüger), EPSG:3857"
+OFFERED_TEXT = "EPSG:4490（默认/default）, CRS84, EPSG:4326, EPSG:4491–4554 (CGCS2000 Gauss-Krüger), EPSG:3857, GCJ02（仅限启用的公开版/editions that offer it）"
 
 
 def _epsg(code: int) -> OutputCRS:
@@ -139,13 +167,8 @@ def parse_crs(text: str | None) -> OutputCRS:
         return _epsg(4490)
     if value in _CRS84_NAMES:
         return CRS84
-    if value.replace("-", "").replace("_", "") in ("gcj02", "火星坐标"):
-        raise LandcloudError(
-            "download.gcj02_not_offered",
-            "GCJ-02 坐标只在公开版（互联网地图服务）中提供，数据下载不提供 GCJ-02",
-            "GCJ-02 coordinates are offered only by the public editions, not by data downloads",
-            offered=OFFERED_TEXT,
-        )
+    if ogc_crs.is_gcj02(value):
+        return GCJ02  # only for an edition that offers it: `prepare` checks
     for form in _EPSG_FORMS:
         m = form.match(value)
         if m and int(m.group(1)) in OFFERED_EPSG:
@@ -251,10 +274,13 @@ class _Job:
 
     def geometries(self, batch: list[StoredFeature]) -> np.ndarray:
         geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
-        return _transform_geoms(self.mark(geoms), self.crs.transformer())
+        return self.geometries_out(geoms)
 
     def mark(self, geoms: np.ndarray) -> np.ndarray:
         return self.marker(geoms) if self.marker is not None else geoms
+
+    def geometries_out(self, geoms: np.ndarray) -> np.ndarray:
+        return self.crs.apply(self.mark(geoms))
 
 
 def prepare(
@@ -295,9 +321,11 @@ def prepare(
                 "KML 只能使用经纬度坐标（CRS84），不能投影到其他坐标系",
                 "KML is always longitude/latitude (CRS84); it cannot be projected",
             )
-        out_crs = CRS84
+        out_crs = GCJ02 if out_crs.gcj02 else CRS84
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     v = gate.readable_version(ds, access, version)
+    if out_crs.gcj02 and not editions.offers_gcj02(engine, ds, v):
+        raise ogc_crs.gcj02_not_offered(ds.id)
     fields = gate.dataset_metadata(ds, access)["fields"]
     batch = max(100, min(settings.batch_size, STREAM_BATCH) if spec.streamed else settings.batch_size)
     marker = fingerprints.marker_for(engine, principal, ds, v, access, settings.fingerprint_tolerance_m)
@@ -359,8 +387,7 @@ def _geojson_body(job: _Job) -> Iterator[bytes]:
         **(job.marker.watermark() if job.marker is not None else {}),
     }
     feats = (feat for batch in job.batches() for feat in batch)
-    transformer = job.crs.transformer()
-    yield from feature_collection(feats, members, transform=lambda geoms: _transform_geoms(job.mark(geoms), transformer), per_chunk=SLICE)
+    yield from feature_collection(feats, members, transform=job.geometries_out, per_chunk=SLICE)
 
 
 def _csv_value(value: Any) -> str:
@@ -591,7 +618,7 @@ def _write_gdal(job: _Job, path: Path, driver: str, *, gbk: bool = False, layer_
         driver=driver,
         geometry_name=arrow.geometry_name,
         geometry_type=arrow.gtype,
-        crs=job.crs.srs,
+        crs=job.crs.file_crs,
         encoding=job.encoding if driver == "ESRI Shapefile" else None,
         layer_metadata=_strings(job.metadata()) if metadata else None,
         layer_options=layer_options,
@@ -667,7 +694,7 @@ def _write_shp(job: _Job, tmp: Path) -> Path:
 def _write_parquet(job: _Job, tmp: Path) -> Path:
     path = tmp / f"{job.stem}.parquet"
     layer = _ArrowLayer(job)
-    crs_json = None if job.crs.srs == "OGC:CRS84" else CRS.from_user_input(job.crs.srs).to_json_dict()
+    crs_json = _gcj02_json() if job.crs.gcj02 else None if job.crs.srs == "OGC:CRS84" else CRS.from_user_input(job.crs.srs).to_json_dict()
     geo_types = {"MultiPolygon": ["MultiPolygon"], "MultiLineString": ["MultiLineString"], "MultiPoint": ["MultiPoint"],
                  "Point": ["Point"]}.get(layer.gtype, [])
     column: dict[str, Any] = {"encoding": "WKB", "geometry_types": geo_types}

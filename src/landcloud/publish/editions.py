@@ -15,13 +15,18 @@ a file under the data folder; only then is one write transaction opened that sta
 merges them as the new version, reads them back and checks them (no removed class present, no
 field outside the whitelist, no coordinate off the tolerance grid, every geometry valid, area
 per class before and after). An edition whose check fails is not written.
+
+An edition is stored in CGCS2000 like every dataset (invariant 1; DOMAIN.md §4: GCJ-02 is never
+written to the store). A profile's `gcj02` makes GCJ-02 an additional output of that edition's
+versions (OGC API `crs=`, tiles `gcj02=true`, downloads `crs=GCJ02`): `offers_gcj02` says which,
+and the check report proves the GCJ-02 output valid and aligned (it maps back onto the stored
+geometry to within a millimetre).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import tempfile
 from collections import Counter
@@ -40,7 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 from landcloud.access import audit, gate
 from landcloud.access import units as units_mod
 from landcloud.access.policy import Access
-from landcloud.access.principal import Principal, system_principal
+from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog import search
 from landcloud.catalog.tables import datasets as datasets_table
@@ -54,10 +59,9 @@ from landcloud.publish.tables import release_profiles
 from landcloud.store.db import connection
 from landcloud.store.features import StageRow, feature_store_for
 
-log = logging.getLogger(__name__)
-
 SUFFIX = "-public"
-GCJ02_CHECK_EPS_M = 1e-3  # the GCJ-02 inverse is iterated to 1e-9° (~0.1 mm): grid checks allow 1 mm
+GCJ02_CHECK_EPS_M = 1e-3  # the GCJ-02 inverse is iterated to 1e-9° (~0.1 mm): the output maps back to within 1 mm
+METRES_PER_DEGREE = 111_320.0  # the upper bound of a degree (of latitude, or of longitude at the equator) in metres
 LISTED_KEYS = 50  # feature keys quoted in a report per reason
 
 
@@ -95,7 +99,7 @@ class ReleaseProfile(BaseModel):
     remove_classes: list[str] = Field(default_factory=list, description="classes removed; a 2-digit code removes its whole first-level class")
     remove_where: list[AttributeFilter] = Field(default_factory=list)
     tolerance_m: float = Field(default=desensitise.DEFAULT_TOLERANCE_M, gt=0, le=100_000)
-    gcj02: bool = Field(default=False, description="output in GCJ-02 for overlay on GCJ-02 basemaps")
+    gcj02: bool = Field(default=False, description="offer GCJ-02 output (stored in CGCS2000) for overlay on GCJ-02 basemaps")
     aggregate: Aggregation | None = None
     attribution: str = ""
     review_number: str = Field(default="", description="审图号")
@@ -234,8 +238,9 @@ def apply_profile(
     """One batch of master features → the edition's (key, properties, geometry) rows; no I/O.
 
     Removes declared classes and attribute values, keeps whitelisted fields, generalises to the
-    tolerance in the layer's plane `epsg` (collapsed features are dropped and counted), applies
-    GCJ-02 when asked; for statistics-only profiles it only adds the batch to the grid totals.
+    tolerance in the layer's plane `epsg` (collapsed features are dropped and counted); the rows
+    stay CGCS2000 (GCJ-02 is an output, never stored); for statistics-only profiles it only adds
+    the batch to the grid totals.
     """
     tally.source_count += len(fkeys)
     for p, a in zip(props, survey_areas(geoms)):
@@ -248,7 +253,6 @@ def apply_profile(
         return []
     res = desensitise.generalise(geoms[idx], profile.tolerance_m, epsg=epsg)
     kept_props = desensitise.filter_fields([props[i] for i in idx], set(profile.fields))
-    out_geoms = geometry_wgs84_to_gcj02(res.geoms) if profile.gcj02 else res.geoms
     rows = []
     for j, i in enumerate(idx):
         tally.area_after[_class_of(props[i], profile.class_field)] += float(res.area_after_m2[j])
@@ -258,7 +262,7 @@ def apply_profile(
             if len(tally.collapsed_keys) < LISTED_KEYS:
                 tally.collapsed_keys.append(fkeys[i])
             continue
-        rows.append((fkeys[i], kept_props[j], out_geoms[j]))
+        rows.append((fkeys[i], kept_props[j], res.geoms[j]))
     return rows
 
 
@@ -318,8 +322,6 @@ def _write_aggregate(engine: Engine, spool: Path, profile: ReleaseProfile, epsg:
     with spool.open("w", encoding="utf-8") as out:
         for (key, code), area in sorted(tally.grid.items(), key=lambda t: (str(t[0][0]), t[0][1])):
             geom, props = outline(key)
-            if profile.gcj02 and geom is not None:
-                geom = geometry_wgs84_to_gcj02(geom)
             props.update({profile.class_field or "class": code, "area_m2": round(area, 2)})
             fkey = f"{props.get('cell') or props.get('unit')}_{code}"
             out.write(json.dumps([fkey, props, shapely.to_wkb(geom).hex() if geom is not None else None], ensure_ascii=False) + "\n")
@@ -373,7 +375,7 @@ def _ensure_edition_dataset(conn: Connection, ds: catalog.Dataset, profile: Rele
             edition_of=ds.id, title=title, description=description, openness="open", security_level="public",
             sharing_class="unconditional", extra={**edition.extra, "attribution": profile.attribution,
                                                    "review_number": profile.review_number,
-                                                   "coordinates": "GCJ-02" if profile.gcj02 else "CGCS2000"},
+                                                   "coordinates": "CGCS2000", "gcj02_output": profile.gcj02},
             updated_at=catalog.now(),
         )
     )
@@ -443,11 +445,22 @@ def _geometry_type(conn: Connection, source_id: str, v: int, profile: ReleasePro
     return (catalog.get_version(conn, source_id, v).source or {}).get("geometry_type")
 
 
+def gcj02_output_check(geoms: np.ndarray) -> tuple[int, float]:
+    """The GCJ-02 output of stored geometries: how many are invalid, and how far (m) its inverse lands from them."""
+    present = geoms[~shapely.is_missing(geoms)]
+    out = geometry_wgs84_to_gcj02(present)
+    invalid = int(np.count_nonzero(~shapely.is_valid(out)))
+    back = shapely.get_coordinates(geometry_gcj02_to_wgs84(out))
+    worst = float(np.abs(back - shapely.get_coordinates(present)).max()) * METRES_PER_DEGREE if len(back) else 0.0
+    return invalid, worst
+
+
 def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfile, epsg: int, tally: Tally) -> dict[str, Any]:
     """Read the written edition back and prove the rules held; the report quotes every count."""
     store = feature_store_for(conn.engine)
     allowed = set(profile.aggregate.field_names(profile.class_field) if profile.aggregate is not None else profile.fields)
-    class_leaks = extra_fields = off_grid = invalid = count = 0
+    class_leaks = extra_fields = off_grid = invalid = count = gcj_invalid = 0
+    gcj_worst_m = 0.0
     leak_keys: list[str] = []
     field_names: set[str] = set()
     stored_area = 0.0
@@ -466,13 +479,16 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         leak_keys += [f.fkey for f, k in zip(batch, keep) if not k][: LISTED_KEYS - len(leak_keys)]
         geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
         invalid += int(np.count_nonzero(~shapely.is_missing(geoms) & ~shapely.is_valid(geoms)))
-        plane_check = geometry_gcj02_to_wgs84(geoms) if profile.gcj02 else geoms
         if profile.aggregate is None or profile.aggregate.kind == "admin":  # grid cells are the grid itself
-            off_grid += desensitise.check_precision(plane_check, profile.tolerance_m, epsg, eps_m=GCJ02_CHECK_EPS_M if profile.gcj02 else 1e-6)
+            off_grid += desensitise.check_precision(geoms, profile.tolerance_m, epsg, eps_m=1e-6)
+        if profile.gcj02:
+            bad, worst = gcj02_output_check(geoms)
+            gcj_invalid += bad
+            gcj_worst_m = max(gcj_worst_m, worst)
         if profile.aggregate is not None:
             stored_area += sum(float(p.get("area_m2") or 0) for p in props)
         else:
-            stored_area += float(np.sum(survey_areas(plane_check)))
+            stored_area += float(np.sum(survey_areas(geoms)))
     removed = set(profile.remove_classes)
     per_class = []
     for code in sorted(set(tally.area_before) | set(tally.area_after)):
@@ -487,6 +503,9 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         # what was written is what was computed (the per-class areas below describe the stored edition)
         "stored_area_matches": math.isclose(stored_area, sum(tally.area_after.values()), rel_tol=1e-6, abs_tol=1.0),
     }
+    if profile.gcj02:  # the GCJ-02 output is valid and is the stored geometry shifted, nothing else
+        checks["gcj02_output_valid"] = gcj_invalid == 0
+        checks["gcj02_output_aligned"] = gcj_worst_m <= GCJ02_CHECK_EPS_M
     return {
         "passed": all(checks.values()),
         "checks": checks,
@@ -502,7 +521,8 @@ def check(conn: Connection, dataset_id: str, version: int, profile: ReleaseProfi
         "invalid_geometries": invalid,
         "tolerance_m": profile.tolerance_m,
         "grid_epsg": epsg,
-        "coordinates": "GCJ-02" if profile.gcj02 else "CGCS2000",
+        "coordinates": "CGCS2000",
+        "gcj02_output": {"invalid_geometries": gcj_invalid, "max_roundtrip_m": round(gcj_worst_m, 6)} if profile.gcj02 else None,
         "aggregate": profile.aggregate.model_dump() if profile.aggregate else None,
         "area_total_m2": {"before": round(sum(tally.area_before.values()), 2), "after": round(stored_area, 2)},
         "area_per_class": per_class,
@@ -538,10 +558,15 @@ def edition_for(engine: Engine, principal: Principal, eid: int) -> dict[str, Any
     return edition
 
 
+def owner_staff(principal: Principal, ds: catalog.Dataset) -> bool:
+    """The owner unit's staff (and the local operator): who sees a master's pending editions and build states."""
+    return principal.kind == "system" or (principal.kind == "user" and principal.unit == ds.owner_unit)
+
+
 def list_editions(engine: Engine, principal: Principal, source_id: str) -> list[dict[str, Any]]:
     """Editions of a master, newest first: the owner unit's staff see all, others the published one."""
     ds, _ = gate.dataset_for_catalogue(engine, principal, source_id)
-    staff = principal.kind == "system" or (principal.kind == "user" and principal.unit == ds.owner_unit)
+    staff = owner_staff(principal, ds)
     stmt = sa.select(editions_table).where(editions_table.c.source_dataset_id == ds.id).order_by(editions_table.c.id.desc())
     if not staff:
         stmt = stmt.where(editions_table.c.status == "published")
@@ -550,15 +575,28 @@ def list_editions(engine: Engine, principal: Principal, source_id: str) -> list[
 
 
 def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
-    """Publish a pending edition (the owner unit's data administrator); the previous one is superseded."""
+    """Publish a pending edition (the owner unit's data administrator); the previous one is superseded.
+
+    All in one transaction that first locks the edition dataset's row (SQLite: the write lock of
+    BEGIN IMMEDIATE), so approvals of one dataset run one after the other; the edition is claimed
+    by a conditional update (`status = 'pending'`), so of two concurrent approvals one publishes
+    and the other is refused, and one edition at most is published (a refusal rolls it all back).
+    """
     edition = get_edition(engine, eid)
     source = catalog.require_dataset(engine, edition["source_dataset_id"])
     gate.require_dataset_admin(principal, source)
-    if edition["status"] != "pending":
-        raise Conflict("edition.not_pending", f"公开版 {eid} 的状态为 {edition['status']}，不能批准", f"edition {eid} is {edition['status']}; only a pending one can be approved")
     with engine.connect() as conn:
         conn.info["write"] = True
         with conn.begin():
+            ts = catalog.now()
+            conn.execute(datasets_table.update().where(datasets_table.c.id == edition["dataset_id"]).values(updated_at=ts))  # the lock
+            claimed = conn.execute(
+                editions_table.update().where(editions_table.c.id == eid, editions_table.c.status == "pending")
+                .values(status="published", decided_by=principal.actor, decided_at=ts)
+            ).rowcount
+            if claimed != 1:
+                status = conn.execute(sa.select(editions_table.c.status).where(editions_table.c.id == eid)).scalar_one()
+                raise Conflict("edition.not_pending", f"公开版 {eid} 的状态为 {status}，不能批准", f"edition {eid} is {status}; only a pending one can be approved")
             newer = conn.execute(
                 sa.select(sa.func.count()).select_from(editions_table).where(
                     editions_table.c.dataset_id == edition["dataset_id"], editions_table.c.status == "published",
@@ -567,13 +605,10 @@ def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
             ).scalar_one()
             if newer:
                 raise Conflict("edition.outdated", f"已有更新的公开版发布，公开版 {eid} 不能再批准", f"a newer edition is already published; edition {eid} cannot be approved")
-            ts = catalog.now()
             conn.execute(
-                editions_table.update().where(editions_table.c.dataset_id == edition["dataset_id"], editions_table.c.status == "published")
+                editions_table.update().where(editions_table.c.dataset_id == edition["dataset_id"], editions_table.c.status == "published",
+                                              editions_table.c.id != eid)
                 .values(status="superseded")
-            )
-            conn.execute(
-                editions_table.update().where(editions_table.c.id == eid).values(status="published", decided_by=principal.actor, decided_at=ts)
             )
             conn.execute(
                 datasets_table.update().where(datasets_table.c.id == edition["dataset_id"]).values(published_version=edition["version"], updated_at=ts)
@@ -584,23 +619,29 @@ def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
     return get_edition(engine, eid)
 
 
-def after_new_version(engine: Engine, settings: Settings, dataset_id: str) -> dict[str, Any] | None:
-    """A new master version: build a new edition, pending approval, when the master has a profile.
+def offers_gcj02(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> bool:
+    """Whether this version of `ds` offers GCJ-02 output: an edition built with a profile that enables it."""
+    if ds.edition_of is None:
+        return False
+    with connection(engine) as c:
+        profile = c.execute(
+            sa.select(editions_table.c.profile).where(editions_table.c.dataset_id == ds.id, editions_table.c.version == version)
+        ).scalar()
+    return bool(profile and profile.get("gcj02"))
 
-    The published edition stays published until the new one is approved. A build that fails is
-    recorded in the audit log; it never undoes the master's new version.
-    """
-    if stored_profile(engine, dataset_id) is None:
-        return None
-    me = system_principal("editions")
-    try:
-        return build(engine, settings, me, dataset_id)
-    except LandcloudError as exc:
-        audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": exc.message.code, "message": exc.message.en})
-    except Exception as exc:  # noqa: BLE001 - the master's version is committed: a failed build is recorded, never a 500
-        log.exception("building the edition of %s failed", dataset_id)
-        audit.record(engine, me, "edition.build_failed", dataset_id=dataset_id, detail={"error": type(exc).__name__, "message": str(exc)[:500]})
-    return None
+
+def version_fields(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> list[dict[str, Any]]:
+    """The fields of one edition version (its profile's), as `ds.fields` describes them; `ds.fields` follows the newest build."""
+    with connection(engine) as c:
+        stored = c.execute(
+            sa.select(editions_table.c.profile).where(editions_table.c.dataset_id == ds.id, editions_table.c.version == version)
+        ).scalar()
+    if stored is None:
+        return list(ds.fields)
+    profile = ReleaseProfile.model_validate(stored)
+    names = profile.aggregate.field_names(profile.class_field) if profile.aggregate is not None else profile.fields
+    known = {f["name"]: f for f in ds.fields}
+    return [known.get(n, {"name": n, "type": "real" if n == "area_m2" else "string"}) for n in names]
 
 
 def published_edition_of(engine: Engine, source_id: str) -> str | None:

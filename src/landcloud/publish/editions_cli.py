@@ -63,12 +63,16 @@ def approve(edition_id: int) -> None:
 
 @editions_app.command("list")
 def list_editions(dataset_id: str) -> None:
-    """The editions of a master dataset, newest first."""
-    from landcloud.publish import editions
+    """The editions of a master dataset, newest first, and the state of its latest rebuild."""
+    from landcloud.publish import editions, editions_jobs
 
     for e in _do(editions.list_editions, dataset_id):
         passed = "checks passed" if e["report"].get("passed") else "CHECKS FAILED"
         typer.echo(f"{e['id']}\t{e['status']}\t{e['dataset_id']} v{e['version']}\t← {e['source_dataset_id']} v{e['source_version']}\t{passed}")
+    build = _do(editions_jobs.state_for, dataset_id)
+    if build is not None:
+        error = f"\t{build['error']['message_zh']} / {build['error']['message_en']}" if build["error"] else ""
+        typer.echo(f"latest build / 最近一次生成: {build['status']} (source v{build['source_version']}){error}")
 
 
 def trace_command(file: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query
 
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
-from landcloud.publish import editions
+from landcloud.publish import editions, editions_jobs
 
 router = APIRouter(prefix="/api", tags=["editions"])
 EditionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -36,8 +36,10 @@ def build_edition(
 
 @router.get("/datasets/{dataset_id}/editions")
 def list_editions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Editions of a master, newest first (others than the owner unit see the published one)."""
-    return {"dataset_id": dataset_id, "editions": editions.list_editions(engine, principal, dataset_id)}
+    """Editions of a master, newest first (others than the owner unit see the published one), and for the owner unit
+    the state of the latest rebuild a new version asked for (queued, building, built, failed with its error)."""
+    listed = editions.list_editions(engine, principal, dataset_id)
+    return {"dataset_id": dataset_id, "editions": listed, "build": editions_jobs.state_for(engine, principal, dataset_id)}
 
 
 @router.get("/editions/{edition_id}")

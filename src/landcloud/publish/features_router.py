@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -23,15 +23,17 @@ from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
 from landcloud.messages import LandcloudError, NotFound
-from landcloud.publish import cql2, records, transactions
+from landcloud.publish import cql2, editions, editions_jobs, records, transactions
 from landcloud.publish.geojson import encode_features
 from landcloud.publish.ogc_common import GEOJSON, HTML, JSON, LRU, OPENAPI, base_url, html_page, link, output_format, with_query
 from landcloud.publish.ogc_crs import (
     CRS84,
+    GCJ02_URI,
     STORAGE_CRS,
     SUPPORTED,
     OutputCRS,
     bbox_to_storage,
+    is_gcj02,
     parse_crs_uri,
     to_output,
 )
@@ -110,8 +112,9 @@ def api_definition(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi(), media_type=OPENAPI.split(";")[0])
 
 
-def _collection(request: Request, ds: catalog.Dataset, access: Access) -> dict[str, Any]:
+def _collection(request: Request, ds: catalog.Dataset, access: Access, engine: Any) -> dict[str, Any]:
     base = base_url(request)
+    gcj = editions.offers_gcj02(engine, ds, gate.readable_version(ds, access, None)) if ds.edition_of else False
     url = f"{base}/ogc/collections/{ds.id}"
     extent: dict[str, Any] = {"spatial": {"bbox": [ds.extent or [-180, -90, 180, 90]], "crs": CRS84}}
     if ds.created_at:
@@ -123,7 +126,7 @@ def _collection(request: Request, ds: catalog.Dataset, access: Access) -> dict[s
         "keywords": ds.keywords,
         "itemType": "feature",
         "extent": extent,
-        "crs": SUPPORTED,
+        "crs": [*SUPPORTED, GCJ02_URI] if gcj else SUPPORTED,
         "storageCrs": STORAGE_CRS,
         "links": [
             link(url, "self", JSON, ds.title),
@@ -144,7 +147,7 @@ def _readable(engine: Any, principal: Any) -> list[tuple[catalog.Dataset, Access
 @router.get("/collections", summary="Collections / 数据集合")
 def collections(request: Request, engine: EngineDep, principal: PrincipalDep, f: str | None = None) -> Response:
     base = base_url(request)
-    items = [_collection(request, ds, a) for ds, a in _readable(engine, principal)]
+    items = [_collection(request, ds, a, engine) for ds, a in _readable(engine, principal)]
     items.append(records.catalog_collection(base))
     body = {"collections": items, "links": [*_f_links(f"{base}/ogc/collections", JSON)]}
     if output_format(request, f) == "html":
@@ -163,7 +166,7 @@ def _dataset(engine: Any, principal: Any, collection_id: str) -> tuple[catalog.D
 @router.get("/collections/{collection_id}", summary="A collection / 一个数据集合")
 def collection(request: Request, collection_id: str, engine: EngineDep, principal: PrincipalDep, f: str | None = None) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
-    body = _collection(request, ds, access)
+    body = _collection(request, ds, access, engine)
     if output_format(request, f) == "html":
         return html_page("ogc.html", title=ds.title, description=body["description"], links=body["links"], items=None,
                          fields=gate.dataset_metadata(ds, access)["fields"])
@@ -178,9 +181,16 @@ def queryables(request: Request, collection_id: str, engine: EngineDep, principa
     return JSONResponse(doc, media_type="application/schema+json")
 
 
-def _parse_bbox(value: str | None, bbox_crs: str | None) -> BBox | None:
+def _output_crs(engine: Any, ds: catalog.Dataset, version: int, value: str | None) -> OutputCRS:
+    """A `crs`/`bbox-crs` value; GCJ-02 only for an edition version that offers it (400 otherwise)."""
+    if is_gcj02(value):
+        return parse_crs_uri(value, gcj02=editions.offers_gcj02(engine, ds, version), dataset_id=ds.id)
+    return parse_crs_uri(value)
+
+
+def _parse_bbox(value: str | None, bbox_crs: OutputCRS) -> BBox | None:
     box = parse_bbox(value, allow_3d=True, ordered_x=False)
-    return None if box is None else bbox_to_storage(box, parse_crs_uri(bbox_crs))
+    return None if box is None else bbox_to_storage(box, bbox_crs)
 
 
 def _version_at(engine: Any, ds: catalog.Dataset, version: int | None, when: str | None) -> int:
@@ -283,9 +293,9 @@ def items(
     ds, access = _dataset(engine, principal, collection_id)
     fmt = output_format(request, f)
     limit = min(limit, MAX_LIMIT)
-    out = parse_crs_uri(crs)
-    box = _parse_bbox(bbox, bbox_crs)
     v = _version_at(engine, ds, version, datetime_)
+    out = _output_crs(engine, ds, v, crs)
+    box = _parse_bbox(bbox, _output_crs(engine, ds, v, bbox_crs))
     store = feature_store_for(engine)
     visible_fields = [x for x in gate.dataset_metadata(ds, access)["fields"] if not x.get("masked")]
     qables = cql2.queryables_of(visible_fields)
@@ -372,8 +382,8 @@ def item(
     datetime_: Annotated[str | None, Query(alias="datetime")] = None,
 ) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
-    out = parse_crs_uri(crs)
     v = _version_at(engine, ds, version, datetime_)
+    out = _output_crs(engine, ds, v, crs)
     feat = gate.get_feature(engine, principal, ds, access, v, feature_id)
     if feat is None:
         raise NotFound("feature.not_found", f"要素“{feature_id}”不存在", f"feature '{feature_id}' does not exist")
@@ -403,8 +413,18 @@ async def _json_body(request: Request) -> Any:
         raise LandcloudError("edit.bad_json", "请求体不是有效的 JSON", "the request body is not valid JSON") from None
 
 
+async def _after_edit(
+    background: BackgroundTasks, engine: Any, settings: Any, ds: catalog.Dataset, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The edit is committed: the master's edition is rebuilt after the response (its state goes with the answer)."""
+    build = await run_in_threadpool(editions_jobs.schedule, background, engine, settings, ds.id)
+    return {**result, "edition_build": build} if build is not None else result
+
+
 def _edited(result: dict[str, Any], status: int, location: str | None = None) -> Response:
     headers = {"X-Landcloud-Version": str(result["version"])}
+    if result.get("edition_build"):
+        headers["X-Landcloud-Edition-Build"] = result["edition_build"]["status"]
     if location:
         headers["Location"] = location
     if status == 204:
@@ -413,19 +433,23 @@ def _edited(result: dict[str, Any], status: int, location: str | None = None) ->
 
 
 @router.post("/collections/{collection_id}/items", status_code=201, summary="Add features / 新增要素（新版本）")
-async def create_items(request: Request, collection_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+async def create_items(
+    request: Request, collection_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, background: BackgroundTasks
+) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     body = await _json_body(request)
     result = await run_in_threadpool(
         transactions.apply, engine, settings, principal, ds, access, "add", transactions.features_of(body), _content_crs(request)
     )
+    result = await _after_edit(background, engine, settings, ds, result)
     location = f"{base_url(request)}/ogc/collections/{ds.id}/items/{result['keys'][0]}" if len(result["keys"]) == 1 else None
     return _edited(result, 201, location)
 
 
 @router.put("/collections/{collection_id}/items/{feature_id}", summary="Replace a feature / 替换要素（新版本）")
 async def replace_item(
-    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep
+    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep,
+    background: BackgroundTasks,
 ) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     body = await _json_body(request)
@@ -435,12 +459,13 @@ async def replace_item(
     await run_in_threadpool(transactions.current, engine, principal, ds, feature_id)
     feat = {**feats[0], "properties": {**(feats[0].get("properties") or {}), **({ds.key_field: feature_id} if ds.key_field else {})}}
     result = await run_in_threadpool(transactions.apply, engine, settings, principal, ds, access, "modify", [feat], _content_crs(request))
-    return _edited(result, 200)
+    return _edited(await _after_edit(background, engine, settings, ds, result), 200)
 
 
 @router.patch("/collections/{collection_id}/items/{feature_id}", summary="Update a feature / 修改要素（新版本）")
 async def update_item(
-    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep
+    request: Request, collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep,
+    background: BackgroundTasks,
 ) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     patch = await _json_body(request)
@@ -454,12 +479,14 @@ async def update_item(
     }
     crs = _content_crs(request) if "geometry" in patch else parse_crs_uri(None)
     result = await run_in_threadpool(transactions.apply, engine, settings, principal, ds, access, "modify", [feat], crs)
-    return _edited(result, 200)
+    return _edited(await _after_edit(background, engine, settings, ds, result), 200)
 
 
 @router.delete("/collections/{collection_id}/items/{feature_id}", status_code=204, summary="Delete a feature / 删除要素（新版本）")
-async def delete_item(collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+async def delete_item(
+    collection_id: str, feature_id: str, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep, background: BackgroundTasks
+) -> Response:
     ds, access = _dataset(engine, principal, collection_id)
     now = await run_in_threadpool(transactions.current, engine, principal, ds, feature_id)
     result = await run_in_threadpool(transactions.apply, engine, settings, principal, ds, access, "delete", [now], parse_crs_uri(None))
-    return _edited(result, 204)
+    return _edited(await _after_edit(background, engine, settings, ds, result), 204)

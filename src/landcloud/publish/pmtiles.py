@@ -6,7 +6,9 @@ as an Arrow stream into GDAL's PMTiles driver (pyogrio.write_arrow), which repro
 EPSG:3857, builds every tile from `minzoom` to `maxzoom` and packs the archive on close.
 
 A file leaves the gate for good and cannot mask anything, so sensitive fields are left out
-unless asked for. Attributes follow the dataset's tile settings (`extra["tiles"]["attributes"]`)
+unless asked for. It is meant for static hosting behind a CDN, i.e. for the public, who see
+editions only (invariant 5): an edition exports its published (approved) version, and a master
+is refused unless `master=True` says the file is for internal hosting. Attributes follow the dataset's tile settings (`extra["tiles"]["attributes"]`)
 or else every field; each feature also carries its key as `_key`.
 """
 
@@ -27,6 +29,7 @@ from landcloud.access import gate
 from landcloud.access.principal import system_principal
 from landcloud.catalog import datasets as catalog
 from landcloud.messages import LandcloudError
+from landcloud.publish import editions
 from landcloud.publish.tiles import KEY_PROPERTY, tile_config
 from landcloud.store.features import StoredFeature
 
@@ -42,6 +45,36 @@ def _check_zooms(minzoom: int, maxzoom: int) -> None:
             f"层级范围无效：应满足 0 ≤ minzoom ≤ maxzoom ≤ {MAX_PMTILES_ZOOM}（收到 {minzoom}–{maxzoom}）",
             f"invalid zoom range: need 0 ≤ minzoom ≤ maxzoom ≤ {MAX_PMTILES_ZOOM} (got {minzoom}–{maxzoom})",
         )
+
+
+def _master_version(ds: catalog.Dataset, version: int | None, master: bool) -> int:
+    if not master:
+        raise LandcloudError(
+            "tiles.export_master",
+            f"“{ds.id}”是主数据集：PMTiles 文件用于公开的静态托管，公众只能看到公开版；请导出其公开版"
+            f"（{editions.edition_id(ds.id)}），仅供内部托管时加 --master",
+            f"'{ds.id}' is a master dataset: PMTiles files are for public static hosting and the public sees editions only; "
+            f"export its public edition ({editions.edition_id(ds.id)}), or add --master for internal hosting only",
+            dataset=ds.id,
+        )
+    return catalog.resolve_version(ds, version)
+
+
+def _export_version(ds: catalog.Dataset, version: int | None) -> int:
+    """An edition's published version: what the public may read."""
+    if not ds.published_version:
+        raise LandcloudError(
+            "tiles.edition_not_published", f"公开版“{ds.id}”尚未批准发布，不能导出", f"edition '{ds.id}' has no approved version to export",
+            dataset=ds.id,
+        )
+    if version is not None and version != ds.published_version:
+        raise LandcloudError(
+            "tiles.edition_version_not_published",
+            f"公开版“{ds.id}”只能导出已发布的版本 {ds.published_version}（请求的是版本 {version}）",
+            f"edition '{ds.id}' exports only its published version {ds.published_version} (asked for version {version})",
+            dataset=ds.id, published_version=ds.published_version,
+        )
+    return ds.published_version
 
 
 def export_fields(ds: catalog.Dataset, include_sensitive: bool = False) -> list[dict[str, Any]]:
@@ -92,14 +125,20 @@ def export_pmtiles(
     maxzoom: int = 14,
     *,
     include_sensitive: bool = False,
+    master: bool = False,
 ) -> int:
-    """Write a version of a dataset to a PMTiles file as the local operator; returns the features written."""
+    """Write a version of a dataset to a PMTiles file as the local operator; returns the features written.
+
+    An edition: its published version (`version`, when given, must be that one). A master only with `master=True`.
+    """
     _check_zooms(minzoom, maxzoom)
     out = Path(out_path)
     me = system_principal("tiles-cli")
     ds, access = gate.dataset_for_read(engine, me, dataset_id)
-    v = catalog.resolve_version(ds, version)
+    v = _export_version(ds, version) if ds.edition_of is not None else _master_version(ds, version, master)
     fields = export_fields(ds, include_sensitive)
+    if ds.edition_of is not None:  # the published version's own fields (a newer pending build may have others)
+        fields = [f for f in editions.version_fields(engine, ds, v) if not f.get("sensitive") or include_sensitive]
     schema = pa.schema(
         [pa.field(KEY_PROPERTY, pa.string())]
         + [pa.field(f["name"], _ARROW_TYPES.get(f.get("type", "string"), pa.string())) for f in fields]

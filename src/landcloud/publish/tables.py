@@ -1,4 +1,4 @@
-"""Public editions' own tables (migration 0004): profiles, editions, recipient keys, fingerprinted copies."""
+"""Public editions' own tables (migrations 0004, 0006): profiles, editions, build states, recipient keys, fingerprinted copies."""
 
 from __future__ import annotations
 
@@ -38,6 +38,19 @@ editions = sa.Table(
     _ts("decided_at", nullable=True),
     sa.UniqueConstraint("dataset_id", "version", name="uq_editions_dataset_version"),
     sa.Index("ix_editions_source", "source_dataset_id", "source_version"),
+)
+
+edition_builds = sa.Table(  # one row per master: its latest edition rebuild (publish/editions_jobs.py)
+    "edition_builds",
+    metadata,
+    sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | building | built | failed
+    sa.Column("source_version", sa.Integer, nullable=True),
+    sa.Column("edition_id", sa.Integer, nullable=True),
+    sa.Column("error", JSONType, nullable=True),
+    _ts("requested_at"),
+    _ts("started_at", nullable=True),
+    _ts("finished_at", nullable=True),
 )
 
 recipient_keys = sa.Table(

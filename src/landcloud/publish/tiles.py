@@ -29,6 +29,11 @@ Every tile read of non-public data is audited (action "data.tiles", with z/x/y),
 is served from the cache. The cache key holds the dataset, version (number and creation time), an
 access signature (row restriction, attribute list, masked fields) and the tile address, so a
 county's tile is never served to the province and a new version never serves an old tile.
+
+GCJ-02 tiles (`gcj02=True`, for overlay on GCJ-02 basemaps; only editions that offer GCJ-02):
+the tile grid is laid over GCJ-02 lon/lat, the tile's box is mapped back to CGCS2000 with a
+margin (the offset is up to ~700 m) to read the rows, and the geometries are shifted before
+the tile's own membership test, clipping and encoding. Always made the Python way.
 """
 
 from __future__ import annotations
@@ -56,8 +61,10 @@ from landcloud.access import audit, gate
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
+from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
+from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
 from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
 
 EXTENT = 4096
@@ -186,6 +193,8 @@ class TilePlan:
     signature: str
     key: str
     public: bool  # the tile shows only what anyone may see (may be kept by shared caches)
+    gcj02: bool = False  # the tile grid over GCJ-02 lon/lat: `lonlat` and `clip` are GCJ-02
+    query: BBox | None = None  # the CGCS2000 box rows are read from, when it is not `lonlat`
 
     @property
     def etag(self) -> str:
@@ -249,6 +258,7 @@ def plan_tile(
     y: int,
     *,
     engine: Engine | None = None,
+    gcj02: bool = False,
 ) -> TilePlan:
     """Everything that decides a tile's content, checked: bad z/x/y → 400, zoom not served → 404.
 
@@ -271,7 +281,7 @@ def plan_tile(
     clip = (float(cx0), float(cy0), float(cx1), float(cy1))
     signature = access_signature(access, attributes)
     stamp = version_stamp(engine, ds, v) if engine is not None else ""
-    key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y])
+    key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, *(["gcj02"] if gcj02 else [])])
     sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
     public = access.public and not (sensitive & set(attributes))  # a published edition as anyone reads it
     return TilePlan(
@@ -291,6 +301,8 @@ def plan_tile(
         signature=signature,
         key=hashlib.sha256(key_text.encode()).hexdigest(),
         public=public,
+        gcj02=gcj02,
+        query=gcj02_bbox_to_storage(lonlat) if gcj02 else None,
     )
 
 
@@ -362,6 +374,9 @@ def tile_geometries(plan: TilePlan, wkbs: Sequence[bytes | None]) -> list[shapel
     """Stored geometries (EPSG:4490 WKB) as tile geometries: y-down integer coordinates in 0..4096 (± buffer)."""
     geoms = shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore")
     present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    if plan.gcj02:  # rows were read from a wider CGCS2000 box: shift them, then keep what meets the tile
+        geoms = geometry_wgs84_to_gcj02(geoms)
+        present &= shapely.intersects(geoms, shapely.box(*plan.lonlat))
     out: list[shapely.Geometry | None] = [None] * len(geoms)
     if not present.any():
         return out
@@ -427,7 +442,7 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
 
 def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
     feats = gate.read_features(
-        engine, principal, ds, access, plan.version, bbox=plan.lonlat, where=plan.size_filter(),
+        engine, principal, ds, access, plan.version, bbox=plan.query or plan.lonlat, where=plan.size_filter(),
         action="data.tiles", detail=plan.audit_detail(),
     )
     try:
@@ -526,7 +541,7 @@ def outside_extent(ds: catalog.Dataset, plan: TilePlan) -> bool:
     dataset row holds; strict inequalities, as a feature touching the tile's edge is in the tile."""
     if plan.version != ds.current_version or not ds.extent or len(ds.extent) != 4:
         return False
-    minx, miny, maxx, maxy = plan.lonlat
+    minx, miny, maxx, maxy = plan.query or plan.lonlat  # a GCJ-02 tile reads the CGCS2000 box behind it
     ex0, ey0, ex1, ey1 = (float(v) for v in ds.extent)
     return maxx < ex0 or minx > ex1 or maxy < ey0 or miny > ey1
 
@@ -540,7 +555,7 @@ def render_planned(
     if outside_extent(ds, plan):
         audit_tile_read(engine, principal, ds, access, plan, 0)
         return b"", 0
-    if _method(engine, method) == "postgis":
+    if _method(engine, method) == "postgis" and not plan.gcj02:
         return _render_postgis(engine, principal, ds, access, plan)
     return _render_python(engine, principal, ds, access, plan)
 

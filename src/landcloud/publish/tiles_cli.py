@@ -2,7 +2,10 @@
 
 Mount with `app.command("export-tiles")(export_tiles)` (or `app.add_typer(tiles_app, name="tiles")`
 for `landcloud tiles export`). Exit codes: 0 written, 2 refused (unknown dataset or version,
-bad zoom range).
+bad zoom range, a master without --master, an edition not yet approved).
+
+The file is for static hosting behind a CDN, where the public reads it: an edition is exported
+at its published version; a master only with `--master`, for internal hosting.
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ def export_tiles(
     minzoom: Annotated[int, typer.Option(help="Lowest zoom level / 最小层级")] = 0,
     maxzoom: Annotated[int, typer.Option(help="Highest zoom level (≤ 22) / 最大层级")] = 14,
     include_sensitive: Annotated[bool, typer.Option(help="Also write sensitive fields / 包含敏感字段")] = False,
+    master: Annotated[bool, typer.Option("--master", help="Export a master dataset, for internal hosting only / 导出主数据集（仅限内部托管）")] = False,
 ) -> None:
-    """Export a version as PMTiles (Web Mercator vector tiles) — audited as the local operator."""
+    """Export a version as PMTiles (Web Mercator vector tiles) — audited as the local operator.
+
+    An edition is exported at its published version; a master is refused unless --master (internal hosting only).
+    """
     from landcloud.config import get_settings
     from landcloud.publish.pmtiles import export_pmtiles
     from landcloud.store.engine import get_engine
 
     engine = get_engine(get_settings())
     try:
-        n = export_pmtiles(engine, dataset, version, out, minzoom, maxzoom, include_sensitive=include_sensitive)
+        n = export_pmtiles(engine, dataset, version, out, minzoom, maxzoom, include_sensitive=include_sensitive, master=master)
     except LandcloudError as exc:
         typer.echo(f"错误 error: {exc.message.zh}\n{exc.message.en}", err=True)
         raise typer.Exit(2) from None

@@ -11,6 +11,10 @@ Every route asks who is calling; every dataset route goes through the gate (404 
 the caller may not know of, 403 for one it may only apply for). Tiles are ETagged with their
 cache key (which holds the caller's access signature), answer 304 to a matching If-None-Match,
 204 when empty, and are `private, no-cache` unless the data are open and public.
+
+`gcj02=true` on the tileset, TileJSON and tile URLs asks for tiles in GCJ-02 (for overlay on
+GCJ-02 basemaps): offered only by the public editions whose release profile enables it, a 400
+everywhere else.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from fastapi import APIRouter, Request, Response
 from landcloud.access import gate
 from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.geo.gcj02 import wgs84_to_gcj02
 from landcloud.geo.tiles import TILE_MATRIX_SETS, BBox, TileMatrixSet, get_tms
 from landcloud.messages import LandcloudError
+from landcloud.publish import editions
+from landcloud.publish.ogc_crs import gcj02_not_offered
 from landcloud.publish.public_tiles import STATE_KEY as PUBLIC_TILE_STATE
 from landcloud.publish.tiles import (
     KEY_PROPERTY,
@@ -77,8 +84,15 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _query(version: int | None) -> str:
-    return f"?version={version}" if version is not None else ""
+def _query(version: int | None, gcj02: bool = False) -> str:
+    params = [*([f"version={version}"] if version is not None else []), *(["gcj02=true"] if gcj02 else [])]
+    return f"?{'&'.join(params)}" if params else ""
+
+
+def _check_gcj02(engine: Any, ds: catalog.Dataset, version: int | None, gcj02: bool) -> None:
+    """GCJ-02 tiles only of an edition version that offers them."""
+    if gcj02 and not editions.offers_gcj02(engine, ds, catalog.resolve_version(ds, version)):
+        raise gcj02_not_offered(ds.id)
 
 
 def _tile_index(name: str, value: str) -> int:
@@ -124,9 +138,9 @@ def _collection_url(base: str, dataset_id: str) -> str:
     return f"{base}/ogc/collections/{quote(dataset_id)}"
 
 
-def _tileset_links(base: str, dataset_id: str, tms: TileMatrixSet, version: int | None) -> list[dict[str, Any]]:
+def _tileset_links(base: str, dataset_id: str, tms: TileMatrixSet, version: int | None, gcj02: bool = False) -> list[dict[str, Any]]:
     root = f"{_collection_url(base, dataset_id)}/tiles/{tms.id}"
-    q = _query(version)
+    q = _query(version, gcj02)
     return [
         {"rel": "self", "href": f"{root}{q}", "type": "application/json", "title": f"{tms.id} tileset"},
         {"rel": REL_TILING_SCHEME, "href": f"{base}/ogc/tileMatrixSets/{tms.id}", "type": "application/json", "title": tms.title},
@@ -163,24 +177,29 @@ def list_tilesets(dataset_id: str, request: Request, engine: EngineDep, principa
     }
 
 
-def _extent(ds: catalog.Dataset) -> BBox | None:
+def _extent(ds: catalog.Dataset, gcj02: bool = False) -> BBox | None:
     if not ds.extent or len(ds.extent) != 4:
         return None
     minx, miny, maxx, maxy = (float(v) for v in ds.extent)
+    if gcj02:  # the offset grows both ways across a box: take the shifted corners' bounds
+        xs, ys = wgs84_to_gcj02([minx, maxx, minx, maxx], [miny, miny, maxy, maxy])
+        return float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))
     return minx, miny, maxx, maxy
 
 
 @router.get("/collections/{dataset_id}/tiles/{tms_id}")
 def tileset(
-    dataset_id: str, tms_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None
+    dataset_id: str, tms_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None,
+    gcj02: bool = False,
 ) -> dict[str, Any]:
     """Tileset metadata (OGC API – Tiles), with the tile URL template and a TileJSON link."""
     tms = get_tms(tms_id)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if version is not None:
         catalog.resolve_version(ds, version)
+    _check_gcj02(engine, ds, version, gcj02)
     cfg = tile_config(ds)
-    extent = _extent(ds)
+    extent = _extent(ds, gcj02)
     fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
     properties = {name: {"type": {"String": "string", "Number": "number", "Boolean": "boolean"}[t]} for name, t in fields.items()}
     properties[KEY_PROPERTY] = {"type": "string", "description": "feature key, when it is not a plain integer (else the MVT id)"}
@@ -201,7 +220,7 @@ def tileset(
             "maxTileMatrix": str(cfg.maxzoom),
             "propertiesSchema": {"type": "object", "properties": properties},
         }],
-        "links": _tileset_links(_base(request), ds.id, tms, version),
+        "links": _tileset_links(_base(request), ds.id, tms, version, gcj02),
     }
     if extent:
         doc["boundingBox"] = {"lowerLeft": list(extent[:2]), "upperRight": list(extent[2:]), "crs": CRS84}
@@ -210,15 +229,17 @@ def tileset(
 
 @router.get("/collections/{dataset_id}/tiles/{tms_id}/tilejson.json")
 def tilejson(
-    dataset_id: str, tms_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None
+    dataset_id: str, tms_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None,
+    gcj02: bool = False,
 ) -> dict[str, Any]:
-    """TileJSON 3.0.0 of the tileset: what MapLibre needs for a `vector` source."""
+    """TileJSON 3.0.0 of the tileset: what MapLibre needs for a `vector` source (`gcj02=true`: for GCJ-02 basemaps)."""
     tms = get_tms(tms_id)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if version is not None:
         catalog.resolve_version(ds, version)
+    _check_gcj02(engine, ds, version, gcj02)
     cfg = tile_config(ds)
-    extent = _extent(ds) or (-180.0, -85.0511, 180.0, 85.0511)
+    extent = _extent(ds, gcj02) or (-180.0, -85.0511, 180.0, 85.0511)
     root = f"{_collection_url(_base(request), ds.id)}/tiles/{tms.id}"
     fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
     fields[KEY_PROPERTY] = "String"
@@ -229,7 +250,7 @@ def tilejson(
         "description": ds.description,
         "version": "1.0.0",
         "scheme": "xyz",
-        "tiles": [f"{root}/{{z}}/{{y}}/{{x}}{_query(version)}"],
+        "tiles": [f"{root}/{{z}}/{{y}}/{{x}}{_query(version, gcj02)}"],
         "minzoom": cfg.minzoom,
         "maxzoom": cfg.maxzoom,
         "bounds": list(extent),
@@ -267,14 +288,16 @@ def tile(
     engine: EngineDep,
     principal: PrincipalDep,
     version: int | None = None,
+    gcj02: bool = False,
 ) -> Response:
     """One vector tile (tileMatrix z, tileRow y, tileCol x): only the rows and clear fields the caller may see."""
     tms = get_tms(tms_id)
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine)
-    if plan.public and version is None:  # the public edition as anyone reads it: the lean path may keep this answer
+    _check_gcj02(engine, ds, version, gcj02)
+    plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02)
+    if plan.public and version is None and not gcj02:  # the public edition as anyone reads it: the lean path may keep this answer
         updated = ds.updated_at.isoformat() if ds.updated_at else ""
         request.scope.setdefault("state", {})[PUBLIC_TILE_STATE] = (ds.id, plan.version, updated)
     if plan.public:
