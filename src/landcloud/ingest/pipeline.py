@@ -8,6 +8,7 @@ Memory stays bounded: the source is read in batches and nothing holds the whole 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -75,8 +76,10 @@ class SubmitOptions:
     dlbm_system: Literal["any", "gbt21010", "sandiao"] = "any"
     # The overlap rule (图斑不得重叠) holds for every layer of a standard schema (DLTB …); a layer
     # of no standard schema whose polygons overlap by nature (buildings on land-use areas, an OSM
-    # extract) may be submitted without it. The report's options record the choice.
-    overlap_check: bool = True
+    # extract) may be submitted without it. The choice is the dataset's (`datasets.overlap_check`):
+    # None follows it, the first submission sets it, a later one may be stricter (True), never
+    # looser (its data administrator turns it off with `datasets set`). The report records the value used.
+    overlap_check: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,13 +232,7 @@ def _run(
     }
     field_names = {f.name for f in info.fields}
     schema = _choose_schema(opts, field_names, ds)
-    if not opts.overlap_check and schema is not None:
-        raise SubmissionUsageError(
-            "submission.overlap_check_required",
-            f"标准结构 {schema.id} 的图层必须检查图斑重叠，不能关闭重叠检查",
-            f"a layer of the standard schema {schema.id} must pass the overlap check; it cannot be turned off",
-            schema=schema.id,
-        )
+    opts = _resolve_overlap_check(opts, ds, schema)
     key_field = opts.key or (ds.key_field if ds else None) or (
         schema.key_field if schema and schema.key_field in field_names else None
     )
@@ -287,6 +284,7 @@ def _run(
                     key_field=key_field,
                     jurisdiction_field=schema.jurisdiction_field if schema and schema.jurisdiction_field in field_names else None,
                     theme=opts.theme or ("land_survey" if schema and schema.id == "DLTB" else "other"),
+                    overlap_check=bool(opts.overlap_check),
                 )
             version = ds.current_version + 1
             store.begin_stage(conn)
@@ -338,6 +336,29 @@ def _run(
             trans.rollback()
             raise
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
+
+
+def _resolve_overlap_check(opts: SubmitOptions, ds: catalog.Dataset | None, schema: StandardSchema | None) -> SubmitOptions:
+    """The options with the overlap rule this submission runs: the submission's, else the dataset's, else on."""
+    wanted = opts.overlap_check
+    if wanted is False and ds is not None and ds.overlap_check and schema is None:
+        raise SubmissionUsageError(
+            "submission.overlap_check_dataset",
+            f"数据集“{ds.id}”要求检查图斑重叠：汇交不能关闭；如该图层的图斑本应重叠，请由数据管理员设置 overlap_check=false",
+            f"dataset '{ds.id}' requires the overlap check: a submission cannot turn it off; if the layer's polygons overlap "
+            "by nature, its data administrator sets overlap_check=false",
+            dataset=ds.id,
+        )
+    if wanted is None:
+        wanted = ds.overlap_check if ds is not None else True
+    if not wanted and schema is not None:
+        raise SubmissionUsageError(
+            "submission.overlap_check_required",
+            f"标准结构 {schema.id} 的图层必须检查图斑重叠，不能关闭重叠检查",
+            f"a layer of the standard schema {schema.id} must pass the overlap check; it cannot be turned off",
+            schema=schema.id,
+        )
+    return dataclasses.replace(opts, overlap_check=wanted)
 
 
 def _stage_all(
