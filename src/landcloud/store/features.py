@@ -546,12 +546,16 @@ class FeatureStore:
                 ha, hb = ia[hit], ib[hit]
                 yield OverlapChunk(keys[ha].tolist(), keys[hb].tolist(), shapely.intersection(geoms[ha], geoms[hb]))
 
-    # ids bound per statement when reading rows by id (SQLite ≥ 3.32 allows 32,766 bound variables)
-    _max_ids_per_statement = 30_000
+    # ids bound per statement when reading rows by id
+    _max_ids_per_statement = 50_000
 
     def _ids_condition(self) -> str:
-        """`f.id` among the bound list `:ids` (expanded to IN (…) on SQLite, one array on PostGIS)."""
-        return "f.id IN :ids"
+        """`f.id` among the ids bound as one parameter `:ids` (`_ids_param`), not one parameter per id:
+        compiling 20,000 expanded parameters cost more than the query."""
+        raise NotImplementedError
+
+    def _ids_param(self, ids: list[int]) -> Any:
+        return ids
 
     def fetch_geometries(self, conn: Connection, ids: Iterable[int]) -> dict[int, tuple[str, bytes | None]]:
         """Row id → (fkey, WKB) for a set of row ids."""
@@ -561,9 +565,7 @@ class FeatureStore:
         for i in range(0, len(id_list), step):
             chunk = id_list[i : i + step]
             stmt = sa.text(f"SELECT f.id, f.fkey, {self.geom_read_sql} AS wkb FROM features f WHERE {self._ids_condition()}")
-            if self.kind == "sqlite":
-                stmt = stmt.bindparams(sa.bindparam("ids", expanding=True))
-            for row in conn.execute(stmt, {"ids": chunk}):
+            for row in conn.execute(stmt, {"ids": self._ids_param(chunk)}):
                 wkb = row.wkb if row.wkb is None or isinstance(row.wkb, bytes) else bytes(row.wkb)
                 out[row.id] = (row.fkey, wkb)
         return out
@@ -704,6 +706,12 @@ class SQLiteFeatureStore(FeatureStore):
 
     def _geom_from_stage_sql(self) -> str:
         return "s.geom"
+
+    def _ids_condition(self) -> str:
+        return "f.id IN (SELECT value FROM json_each(:ids))"
+
+    def _ids_param(self, ids: list[int]) -> Any:
+        return json.dumps(ids)
 
     def _after_insert(self, conn: Connection, dataset_id: str, version: int) -> None:
         conn.execute(
