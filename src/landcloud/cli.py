@@ -109,7 +109,14 @@ def ingest(
     repair: Annotated[bool, typer.Option(help="Repair invalid polygons (reported as warnings)")] = False,
     title: Annotated[Optional[str], typer.Option(help="Title of a new dataset")] = None,
     dlbm_system: Annotated[str, typer.Option(help="DLBM classification: any | gbt21010 | sandiao")] = "any",
-    overlap_check: Annotated[bool, typer.Option(help="Check that polygons do not overlap (cannot be turned off for a standard schema)")] = True,
+    overlap_check: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--overlap-check/--no-overlap-check",
+            help="Check that polygons do not overlap (default: the dataset's setting, on for a new one; "
+            "never off for a standard schema; off on an existing dataset only by its `overlap_check` setting)",
+        ),
+    ] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the full JSON report here")] = None,
     report_html: Annotated[Optional[Path], typer.Option("--report-html", help="Write the HTML report here")] = None,
 ) -> None:

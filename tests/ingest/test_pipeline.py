@@ -20,7 +20,7 @@ from landcloud.geo.crs import TransformationSet
 from landcloud.geo.helmert import Helmert7
 from landcloud.ingest import transformations
 from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, run_submission
-from landcloud.messages import Forbidden
+from landcloud.messages import Forbidden, LandcloudError
 from landcloud.store.features import feature_store_for
 
 from builders import HARBIN, grid_parcels, write_geojson, write_shapefile
@@ -121,6 +121,48 @@ def test_overlap_check_off_only_for_layers_of_no_standard_schema(engine: sa.Engi
         submit(engine, settings, write_geojson(tmp_path / "dltb.geojson", feats), overlap_check=False)
     assert exc.value.message.code == "submission.overlap_check_required"
     assert catalog.get_dataset(engine, "dltb") is None
+
+
+
+def test_overlap_check_is_the_datasets_and_holds_for_later_edits(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """Set by the first submission, recorded and shown on the dataset, followed by incremental edits (what an
+    OGC API transaction submits: no overlap option), changed only by the data administrator."""
+    land = [{"type": "Feature", "geometry": f["geometry"], "properties": {"OSMID": f"w{i}", "landuse": "farmland"}}
+            for i, f in enumerate(grid_parcels(2))]
+    assert submit(engine, settings, write_geojson(tmp_path / "osm.geojson", land), dataset_id="osm", key="OSMID", overlap_check=False).accepted
+    ds = catalog.require_dataset(engine, "osm")
+    assert ds.overlap_check is False and ds.to_dict()["overlap_check"] is False
+
+    def building(i: int) -> Path:  # inside parcel w0: overlaps it by its whole area
+        box = shapely.box(HARBIN[0] + 0.0002 * i, HARBIN[1] + 0.0005, HARBIN[0] + 0.0002 * i + 0.0001, HARBIN[1] + 0.001)
+        feat = {"type": "Feature", "geometry": shapely.geometry.mapping(box), "properties": {"OSMID": f"b{i}", "building": "yes", "_op": "add"}}
+        return write_geojson(tmp_path / f"b{i}.geojson", [feat])
+
+    edit = submit(engine, settings, building(1), dataset_id="osm", mode="incremental", key="OSMID")
+    assert edit.accepted, edit.report["findings"]
+    assert edit.report["options"]["overlap_check"] is False and edit.version == 2
+    stricter = submit(engine, settings, building(2), dataset_id="osm", mode="incremental", key="OSMID", overlap_check=True)
+    assert not stricter.accepted and {f.rule for f in stricter.findings} == {"topology.overlap"}
+
+    catalog.update_metadata(engine, "osm", {"overlap_check": "true"})  # the data administrator (`datasets set`, PATCH)
+    assert catalog.require_dataset(engine, "osm").to_dict()["overlap_check"] is True
+    checked = submit(engine, settings, building(3), dataset_id="osm", mode="incremental", key="OSMID")
+    assert not checked.accepted and checked.report["options"]["overlap_check"] is True
+    overlap = next(f for f in checked.findings if f.rule == "topology.overlap")
+    assert {overlap.feature_key, overlap.details["other_key"]} == {"b3", "w0"}  # the new polygon against the stored one
+    with pytest.raises(SubmissionUsageError) as exc:  # a submitter cannot turn the dataset's rule off
+        submit(engine, settings, building(4), dataset_id="osm", mode="incremental", key="OSMID", overlap_check=False)
+    assert exc.value.message.code == "submission.overlap_check_dataset"
+    assert catalog.require_dataset(engine, "osm").current_version == 2  # refused and rejected submissions change nothing
+
+    assert submit(engine, settings, write_geojson(tmp_path / "dltb.geojson", grid_parcels(2))).accepted
+    with pytest.raises(LandcloudError) as bad:  # a standard schema's layer keeps the rule
+        catalog.update_metadata(engine, "dltb", {"overlap_check": False})
+    assert bad.value.message.code == "dataset.overlap_check_required"
+    with pytest.raises(LandcloudError) as bad:
+        catalog.update_metadata(engine, "osm", {"overlap_check": "maybe"})
+    assert bad.value.message.code == "dataset.bad_value"
+    assert catalog.require_dataset(engine, "dltb").overlap_check is True
 
 
 def test_warnings_are_accepted_and_kept_with_the_version(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

@@ -59,7 +59,10 @@ EDITABLE: dict[str, Any] = {
     "key_field": "field",
     "standard_schema": str,
     "sensitive_fields": "fields",
+    "overlap_check": bool,
 }
+_TRUE = {"true", "yes", "on", "1", "是"}
+_FALSE = {"false", "no", "off", "0", "否"}
 
 
 @dataclass
@@ -87,6 +90,9 @@ class Dataset:
     updated_at: datetime | None = None
     edition_of: str | None = None  # a public edition: the master dataset it is derived from
     published_version: int | None = None  # a public edition: the approved version the public reads
+    # Every submission (incremental ones and OGC API transactions too) checks that polygons do not overlap;
+    # off only for a layer of no standard schema whose polygons overlap by nature (buildings on land use)
+    overlap_check: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -203,9 +209,11 @@ def create_dataset(
     jurisdiction_field: str | None = None,
     theme: str = "other",
     extra: Mapping[str, Any] | None = None,
+    overlap_check: bool = True,
 ) -> Dataset:
     """A new dataset, secure by default: not open, internal, conditional sharing."""
     validate_dataset_id(dataset_id)
+    check_overlap_setting(standard_schema, overlap_check)
     if get_dataset(conn, dataset_id) is not None:
         raise Conflict("dataset.exists", f"数据集“{dataset_id}”已存在", f"dataset '{dataset_id}' already exists")
     ts = now()
@@ -232,10 +240,22 @@ def create_dataset(
             extra=dict(extra or {}),
             created_at=ts,
             updated_at=ts,
+            overlap_check=overlap_check,
         )
     )
     _reindex(conn, dataset_id)
     return require_dataset(conn, dataset_id)
+
+
+def check_overlap_setting(standard_schema: str | None, overlap_check: bool) -> None:
+    """The overlap rule holds for every layer of a standard schema (DLTB …): it cannot be off there."""
+    if standard_schema and not overlap_check:
+        raise LandcloudError(
+            "dataset.overlap_check_required",
+            f"标准结构 {standard_schema} 的图层必须检查图斑重叠，不能关闭重叠检查",
+            f"a layer of the standard schema {standard_schema} must pass the overlap check; it cannot be turned off",
+            schema=standard_schema,
+        )
 
 
 def _coerce(ds: Dataset, key: str, value: Any) -> Any:
@@ -290,6 +310,11 @@ def _coerce(ds: Dataset, key: str, value: Any) -> Any:
         return value
     if kind is str and isinstance(value, str):
         return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
     raise LandcloudError(
         "dataset.bad_value", f"元数据项“{key}”的值类型无效", f"invalid value type for '{key}'", key=key
     )
@@ -308,6 +333,7 @@ def update_metadata(
         values = {key: _coerce(ds, key, value) for key, value in changes.items()}
         if not values:
             return ds
+        check_overlap_setting(values.get("standard_schema", ds.standard_schema), values.get("overlap_check", ds.overlap_check))
         if "sensitive_fields" in values:
             marked = set(values.pop("sensitive_fields"))
             values["fields"] = [{**f, "sensitive": f["name"] in marked} for f in ds.fields]

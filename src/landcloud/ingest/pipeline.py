@@ -8,6 +8,7 @@ Memory stays bounded: the source is read in batches and nothing holds the whole 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ from landcloud.ingest.overlap import find_overlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
 from landcloud.ingest.report import Finding
 from landcloud.ingest.rules import Batch, RuleConfig, RuleRunner
+from landcloud.ingest.timing import StageClock
 from landcloud.messages import LandcloudError
 from landcloud.store.features import StageRow, feature_store_for
 
@@ -48,6 +50,9 @@ OP_VALUES = {
     "upsert": "upsert", "": "upsert",
 }
 USAGE_SOURCE_ERRORS = {"source.ambiguous_layer", "source.unknown_layer"}
+# one encoder for every feature (json.dumps with options builds a new encoder per call); same text as
+# json.dumps(p, ensure_ascii=False, default=str), which the content hashes of stored versions were made from
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 class SubmissionUsageError(LandcloudError):
@@ -71,8 +76,10 @@ class SubmitOptions:
     dlbm_system: Literal["any", "gbt21010", "sandiao"] = "any"
     # The overlap rule (图斑不得重叠) holds for every layer of a standard schema (DLTB …); a layer
     # of no standard schema whose polygons overlap by nature (buildings on land-use areas, an OSM
-    # extract) may be submitted without it. The report's options record the choice.
-    overlap_check: bool = True
+    # extract) may be submitted without it. The choice is the dataset's (`datasets.overlap_check`):
+    # None follows it, the first submission sets it, a later one may be stricter (True), never
+    # looser (its data administrator turns it off with `datasets set`). The report records the value used.
+    overlap_check: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +92,7 @@ class SubmissionResult:
     version: int | None
     report: dict[str, Any]
     findings: list[Finding] = field(default_factory=list)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # StageClock.as_dict(): where the time went
 
 
 ProgressFn = Callable[[int], None]
@@ -222,13 +230,7 @@ def _run(
     }
     field_names = {f.name for f in info.fields}
     schema = _choose_schema(opts, field_names, ds)
-    if not opts.overlap_check and schema is not None:
-        raise SubmissionUsageError(
-            "submission.overlap_check_required",
-            f"标准结构 {schema.id} 的图层必须检查图斑重叠，不能关闭重叠检查",
-            f"a layer of the standard schema {schema.id} must pass the overlap check; it cannot be turned off",
-            schema=schema.id,
-        )
+    opts = _resolve_overlap_check(opts, ds, schema)
     key_field = opts.key or (ds.key_field if ds else None) or (
         schema.key_field if schema and schema.key_field in field_names else None
     )
@@ -264,6 +266,7 @@ def _run(
         fields = [{**f, "sensitive": True} if f["name"] in sensitive else f for f in fields]
     store = feature_store_for(engine)
     findings: list[Finding] = []
+    clock = StageClock()
     with engine.connect() as conn:
         conn.info["write"] = True
         trans = conn.begin()
@@ -279,23 +282,30 @@ def _run(
                     key_field=key_field,
                     jurisdiction_field=schema.jurisdiction_field if schema and schema.jurisdiction_field in field_names else None,
                     theme=opts.theme or ("land_survey" if schema and schema.id == "DLTB" else "other"),
+                    overlap_check=bool(opts.overlap_check),
                 )
             version = ds.current_version + 1
             store.begin_stage(conn)
-            polygonal = _stage_all(conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress)
+            polygonal = _stage_all(
+                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock
+            )
             rules.finish()
             findings = list(rules.findings)
             if opts.mode == "incremental":
-                findings += _incremental_findings(store.stage_problems(conn, ds.id))
+                with clock.stage("incremental_check"):
+                    findings += _incremental_findings(store.stage_problems(conn, ds.id))
             if any(f.severity == "error" for f in findings):
                 raise _Rejected(findings)
-            counts = store.merge_stage(conn, ds.id, version, opts.mode)
+            with clock.stage("merge"):
+                counts = store.merge_stage(conn, ds.id, version, opts.mode)
             if polygonal and opts.overlap_check:
-                overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
+                with clock.stage("overlap"):
+                    overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
                 findings += overlaps
                 if overlaps:
                     raise _Rejected(findings)
-            feature_count, extent = store.summary(conn, ds.id, version)
+            with clock.stage("summary"):
+                feature_count, extent = store.summary(conn, ds.id, version)
             report = _report("accepted", opts, source, findings, rules.counts, feature_count, counts.__dict__, version)
             catalog.record_version(
                 conn,
@@ -313,14 +323,40 @@ def _run(
                 report=report,
                 fields=fields,
             )
-            trans.commit()
+            with clock.stage("commit"):
+                trans.commit()
         except _Rejected as rej:
             trans.rollback()
-            return _rejected(opts, source, rej.findings, rules.counts)
+            rejected = _rejected(opts, source, rej.findings, rules.counts)
+            rejected.timings = clock.as_dict()
+            return rejected
         except BaseException:
             trans.rollback()
             raise
-    return SubmissionResult(True, ds.id, version, report, findings)
+    return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
+
+
+def _resolve_overlap_check(opts: SubmitOptions, ds: catalog.Dataset | None, schema: StandardSchema | None) -> SubmitOptions:
+    """The options with the overlap rule this submission runs: the submission's, else the dataset's, else on."""
+    wanted = opts.overlap_check
+    if wanted is False and ds is not None and ds.overlap_check and schema is None:
+        raise SubmissionUsageError(
+            "submission.overlap_check_dataset",
+            f"数据集“{ds.id}”要求检查图斑重叠：汇交不能关闭；如该图层的图斑本应重叠，请由数据管理员设置 overlap_check=false",
+            f"dataset '{ds.id}' requires the overlap check: a submission cannot turn it off; if the layer's polygons overlap "
+            "by nature, its data administrator sets overlap_check=false",
+            dataset=ds.id,
+        )
+    if wanted is None:
+        wanted = ds.overlap_check if ds is not None else True
+    if not wanted and schema is not None:
+        raise SubmissionUsageError(
+            "submission.overlap_check_required",
+            f"标准结构 {schema.id} 的图层必须检查图斑重叠，不能关闭重叠检查",
+            f"a layer of the standard schema {schema.id} must pass the overlap check; it cannot be turned off",
+            schema=schema.id,
+        )
+    return dataclasses.replace(opts, overlap_check=wanted)
 
 
 def _stage_all(
@@ -333,49 +369,67 @@ def _stage_all(
     op_field: str | None,
     batch_size: int,
     progress: ProgressFn | None,
+    clock: StageClock,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal."""
     polygonal = True
     seen_geometry = False
     total = 0
-    for raw in iter_batches(info, batch_size=batch_size):
-        geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
-        geoms = transformer.transform_geometries(geoms)
-        props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
-        ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
-        geoms = rules.check(Batch(start=raw.start, geometries=geoms, properties=props))
-        present = geoms[~shapely.is_missing(geoms)]
-        if len(present):
-            seen_geometry = True
-            polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
-        store.stage(conn, _stage_rows(geoms, props, key_field, ops))
+    batches = iter_batches(info, batch_size=batch_size)
+    while True:
+        with clock.stage("read"):
+            raw = next(batches, None)
+        if raw is None:
+            break
+        with clock.stage("decode"):
+            geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
+            props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
+            ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
+        with clock.stage("crs"):
+            geoms = transformer.transform_geometries(geoms)
+        with clock.stage("areas"):
+            areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
+        with clock.stage("rules"):
+            geoms = rules.check(Batch(start=raw.start, geometries=geoms, properties=props, areas=areas))
+            present = geoms[~shapely.is_missing(geoms)]
+            if len(present):
+                seen_geometry = True
+                polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
+        with clock.stage("rows"):
+            rows = _stage_rows(geoms, areas, props, key_field, ops)
+        with clock.stage("write"):
+            store.stage(conn, rows)
         total += len(props)
         if progress:
             progress(total)
     if not key_field:
-        store.number_duplicate_keys(conn)
+        with clock.stage("number_keys"):
+            store.number_duplicate_keys(conn)
     return polygonal and seen_geometry
 
 
-def _stage_rows(geoms: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None) -> list[StageRow]:
+def _stage_rows(
+    geoms: np.ndarray, areas: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None
+) -> list[StageRow]:
     """Rows for the stage; without a key field a feature is identified by its content hash."""
-    wkbs = shapely.to_wkb(geoms, output_dimension=3)
-    bounds = shapely.bounds(geoms)
-    areas = survey_areas(geoms)
+    wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
+    bounds = shapely.bounds(geoms).tolist()
+    area_list = areas.tolist()
+    encode = _JSON.encode
+    blake2b = hashlib.blake2b
     rows = []
     for i, p in enumerate(props):
-        props_json = json.dumps(p, ensure_ascii=False, default=str)
+        props_json = encode(p)
         wkb = wkbs[i]
-        chash = hashlib.blake2b(props_json.encode() + (wkb or b""), digest_size=16).hexdigest()
+        chash = blake2b(props_json.encode() + (wkb or b""), digest_size=16).hexdigest()
         if key_field:
             value = p.get(key_field)
             fkey = "" if value is None else str(value).strip()
         else:
             fkey = f"h:{chash}"
-        bbox = None if wkb is None or math.isnan(bounds[i][0]) else tuple(float(x) for x in bounds[i])
-        rows.append(
-            StageRow(fkey, props_json, wkb, bbox, float(areas[i]) if wkb is not None else None, chash, ops[i] if ops else "upsert")
-        )
+        box = bounds[i]
+        bbox = None if wkb is None or math.isnan(box[0]) else tuple(box)
+        rows.append(StageRow(fkey, props_json, wkb, bbox, area_list[i] if wkb is not None else None, chash, ops[i] if ops else "upsert"))
     return rows
 
 

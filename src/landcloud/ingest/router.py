@@ -49,7 +49,10 @@ def create_submission(
     repair: Annotated[bool, Form()] = False,
     title: Annotated[str | None, Form()] = None,
     dlbm_system: Annotated[Literal["any", "gbt21010", "sandiao"], Form(description="Land-use classification for DLBM")] = "any",
-    overlap_check: Annotated[bool, Form(description="Check that polygons do not overlap (always on for a standard schema)")] = True,
+    overlap_check: Annotated[
+        bool | None,
+        Form(description="Check that polygons do not overlap (default: the dataset's setting; always on for a standard schema)"),
+    ] = None,
 ) -> JSONResponse:
     opts = SubmitOptions(
         dataset_id=dataset, unit=gate.submitting_unit(principal, unit), layer=layer or None, crs=crs or None, encoding=encoding or None,

@@ -99,12 +99,15 @@ class Batch:
     ``geometries`` are shapely geometries already transformed to EPSG:4490 (lon, lat); None
     means the reader could not parse the feature's geometry. ``properties`` holds one dict per
     feature. ``start`` is the index of the first feature in the whole submission, so findings
-    point at the right feature across batches.
+    point at the right feature across batches. ``areas`` optionally holds the survey areas (m²)
+    of ``geometries`` when the caller computed them already (it stores them too); the runner
+    then uses them and updates the entries of geometries it repairs.
     """
 
     start: int
     geometries: np.ndarray | Sequence[shapely.Geometry | None]
     properties: list[dict[str, Any]]
+    areas: np.ndarray | None = None
 
 
 def _ellipsoidal_areas(geoms: np.ndarray) -> np.ndarray:
@@ -302,7 +305,10 @@ class RuleRunner:
         if n == 0:
             return geoms
         keys = self._keys(batch)
+        self._repaired: list[int] = []
         usable = self._check_geometries(int(batch.start), geoms, keys)
+        if batch.areas is not None and self._repaired:
+            batch.areas[self._repaired] = _ellipsoidal_areas(geoms[self._repaired])
         self._check_properties(batch, keys)
         if self._extent is not None:
             self._check_extent(int(batch.start), geoms, usable, keys)
@@ -376,6 +382,7 @@ class RuleRunner:
                 if not ok[j]:
                     continue
                 geoms[i] = fixed[j]
+                self._repaired.append(i)
                 k = j
                 if self._admit("geometry.repaired", "warning"):
                     lz, le = self._label(start + i, keys[i])
@@ -571,7 +578,7 @@ class RuleRunner:
         if not cand:
             return
         idxs = np.asarray(cand)
-        computed = _ellipsoidal_areas(geoms[idxs])
+        computed = batch.areas[idxs] if batch.areas is not None else _ellipsoidal_areas(geoms[idxs])
         decl = np.asarray(declared)
         diff = np.abs(decl - computed)
         bad = (diff > self.config.area_tolerance_abs) & (diff > self.config.area_tolerance_rel * np.abs(computed))

@@ -1,0 +1,35 @@
+"""Where a submission spends its time, stage by stage (read, decode, CRS, rules, writes, merge, overlap …).
+
+The benchmark and `landcloud submit --verbose` read it to see which stage to work on next; the
+stages of the streamed part (read → stage) interleave per batch, so each stage accumulates over
+all batches. Wall time and this process's CPU time are both kept: on PostGIS the difference is
+mostly the server's work (and waiting on a busy machine).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageClock:
+    """Accumulated wall and CPU seconds per named stage, in the order stages first ran."""
+
+    wall: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        w0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - w0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """{stage: {"wall_s": …, "cpu_s": …}}, rounded to milliseconds."""
+        return {k: {"wall_s": round(self.wall[k], 3), "cpu_s": round(self.cpu[k], 3)} for k in self.wall}
