@@ -33,7 +33,7 @@ datasets = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("edition_of", sa.String(64), nullable=True),  # an edition: its master dataset (migration 0004)
     sa.Column("published_version", sa.Integer, nullable=True),  # an edition: the version the public reads
-    # the overlap rule (图斑不得重叠) for every submission of the dataset (migration 0005)
+    # the overlap rule (图斑不得重叠) for every submission of the dataset (migration 0007)
     sa.Column("overlap_check", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 

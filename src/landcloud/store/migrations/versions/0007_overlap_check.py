@@ -5,8 +5,8 @@ submitted without the overlap rule; the choice belongs to the dataset, so that e
 submission, incremental ones and OGC API transactions included, is checked the same way.
 Existing datasets keep the rule (server default true).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-21
 """
 
@@ -15,17 +15,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("datasets") as batch:
-        batch.add_column(sa.Column("overlap_check", sa.Boolean, nullable=False, server_default=sa.true()))
+    # A plain ADD COLUMN on both engines: a batch rebuild of `datasets` on SQLite would drop the
+    # search triggers of revision 0005.
+    op.add_column("datasets", sa.Column("overlap_check", sa.Boolean, nullable=False, server_default=sa.true()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("datasets") as batch:
-        batch.drop_column("overlap_check")
+    op.drop_column("datasets", "overlap_check")  # SQLite ≥ 3.35 drops a column in place, keeping the triggers
