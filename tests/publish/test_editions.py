@@ -402,3 +402,23 @@ def test_concurrent_approvals_publish_one_edition(world: World, engine: sa.Engin
     status = {e["id"]: e["status"] for e in editions.list_editions(engine, me, "hrb-dltb")}
     assert [eid for eid, s in status.items() if s == "published"] == [third["id"]]
     assert catalog.require_dataset(engine, "hrb-dltb-public").published_version == third["version"]
+
+
+def test_the_public_sees_the_fields_of_the_published_edition_not_of_one_pending(world: World, engine: sa.Engine,
+                                                                                 settings: Settings) -> None:
+    """A wider profile's build awaits approval: until then its field list stays with the staff reviewing it."""
+    publish_edition(engine, settings, "hrb-dltb", fields=["BSM", "DLBM"])
+    url = "/api/datasets/hrb-dltb/release-profile"
+    assert world.client.put(url, json={**PROFILE, "fields": ["BSM", "DLBM", "DLMC"]}, headers=world.headers("hrbadmin")).status_code == 200
+    assert world.post("/api/datasets/hrb-dltb/editions", "hrbadmin").json()["status"] == "pending"
+
+    def names(who: str | None, path: str) -> set[str]:
+        resp = world.get(path, who)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        return {f["name"] for f in body["fields"]} if "fields" in body else set(body["properties"]) - {"geometry"}
+
+    assert names(None, "/api/datasets/hrb-dltb-public") == {"BSM", "DLBM"}
+    queryables = names(None, "/ogc/collections/hrb-dltb-public/queryables")
+    assert "DLBM" in queryables and "DLMC" not in queryables
+    assert names("hrb", "/api/datasets/hrb-dltb-public") == {"BSM", "DLBM", "DLMC"}  # the owner unit reviews the pending one

@@ -198,11 +198,12 @@ def visible_datasets(engine: Engine, principal: Principal, viewer: Viewer | None
 
 def as_seen(engine: Engine, ds: catalog.Dataset, access: Access) -> catalog.Dataset:
     """The dataset as this caller may know it: a published edition read by the public shows its
-    published version as the current one (count and extent too), never a version pending approval."""
+    published version as the current one (count, extent and fields too), never a version pending approval."""
     if access.version is None or access.version == ds.current_version:
         return ds
     v = catalog.get_version(engine, ds.id, access.version)
-    return dataclasses.replace(ds, current_version=v.version, feature_count=v.feature_count, extent=v.extent)
+    fields = v.source.get("fields", ds.fields)  # an edition version names its own fields (older builds did not)
+    return dataclasses.replace(ds, current_version=v.version, feature_count=v.feature_count, extent=v.extent, fields=fields)
 
 
 def readable_version(ds: catalog.Dataset, access: Access, version: int | None) -> int:

@@ -421,12 +421,15 @@ def _write(engine: Engine, principal: Principal, ds: catalog.Dataset, v: int, pr
             report = check(conn, edition.id, new_version, profile, epsg, tally)
             if not report["passed"]:
                 raise Conflict("edition.check_failed", "公开版未通过检查，未生成", "the edition failed its checks and was not written", report=report)
+            fields = _edition_fields(ds, profile)
             catalog.record_version(
                 conn, edition, version=new_version, mode="edition", unit=ds.owner_unit, submission_id=None,
                 feature_count=feature_count, added=counts.added, removed=counts.removed, changed=counts.changed, extent=extent,
-                source={"edition_of": ds.id, "source_version": v, "geometry_type": _geometry_type(conn, ds.id, v, profile)},
+                # the version keeps its own fields: the dataset's follow the newest build, maybe still pending approval
+                source={"edition_of": ds.id, "source_version": v, "geometry_type": _geometry_type(conn, ds.id, v, profile),
+                        "fields": fields},
                 report={"status": "accepted", "summary": {"feature_count": feature_count, "checks_passed": True}, "edition": report},
-                fields=_edition_fields(ds, profile), note=f"edition of {ds.id} v{v}",
+                fields=fields, note=f"edition of {ds.id} v{v}",
             )
             eid = conn.execute(
                 editions_table.insert().values(
@@ -631,7 +634,12 @@ def offers_gcj02(engine: Engine | Connection, ds: catalog.Dataset, version: int)
 
 
 def version_fields(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> list[dict[str, Any]]:
-    """The fields of one edition version (its profile's), as `ds.fields` describes them; `ds.fields` follows the newest build."""
+    """The fields of one edition version; `ds.fields` follows the newest build, maybe still pending approval.
+
+    A version built since its fields were recorded with it names them; an older one is rebuilt from its profile."""
+    recorded = catalog.get_version(engine, ds.id, version).source.get("fields")
+    if recorded is not None:
+        return list(recorded)
     with connection(engine) as c:
         stored = c.execute(
             sa.select(editions_table.c.profile).where(editions_table.c.dataset_id == ds.id, editions_table.c.version == version)
