@@ -544,8 +544,8 @@ def _edition_dict(row: Any, with_report: bool = True) -> dict[str, Any]:
     return m
 
 
-def get_edition(engine: Engine, eid: int) -> dict[str, Any]:
-    with engine.connect() as conn:
+def get_edition(engine: Engine | Connection, eid: int) -> dict[str, Any]:
+    with connection(engine) as conn:
         row = conn.execute(sa.select(editions_table).where(editions_table.c.id == eid)).first()
     if row is None:
         raise NotFound("edition.not_found", f"公开版 {eid} 不存在", f"edition {eid} does not exist")
@@ -619,7 +619,8 @@ def approve(engine: Engine, principal: Principal, eid: int) -> dict[str, Any]:
             search.reindex(conn, edition["dataset_id"])
             audit.record(engine, principal, "edition.approve", dataset_id=edition["dataset_id"], version=edition["version"],
                          detail={"edition": eid, "source": source.id, "source_version": edition["source_version"]}, conn=conn)
-    return get_edition(engine, eid)
+            # what this approval did, read before the commit: a concurrent later approval may supersede it at once
+            return get_edition(conn, eid)
 
 
 def offers_gcj02(engine: Engine | Connection, ds: catalog.Dataset, version: int) -> bool:
