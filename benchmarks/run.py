@@ -35,9 +35,11 @@ PY = sys.executable
 PROFILES = {
     "smoke": dict(parcels=2_000, prefix="2301", requests=100, time_limit=15.0, tiles_per_zoom=4, catalog=1_000, catalog_repeats=4,
                   osm=True, osm_bbox="126.60,45.74,126.64,45.77", here_parcels=300,  # central Harbin only: 2,177 of the 19,173 polygons
-                  cached_tiles=(120, 2_000)),  # cached tile requests with several clients: (signed-in, public edition)
+                  cached_tiles=(120, 2_000),  # cached tile requests with several clients: (signed-in, public edition)
+                  ingest_parcels=5_000),  # the at-size ingest step (1M in `full`), kept alive at a small size
     "full": dict(parcels=100_000, prefix="", requests=1_000, time_limit=60.0, tiles_per_zoom=20, catalog=10_000, catalog_repeats=20,
-                 osm=True, here_parcels=5_000, cached_tiles=(3_000, 20_000)),
+                 osm=True, here_parcels=5_000, cached_tiles=(3_000, 20_000),
+                 ingest_parcels=1_000_000),  # comparison 3 at the issue's size: the 1M-parcel file, ingest only, at the end
     "full-1m": dict(parcels=1_000_000, prefix="", requests=1_000, time_limit=90.0, tiles_per_zoom=20, catalog=10_000,
                     catalog_repeats=20, osm=False, here_parcels=5_000, cached_tiles=(3_000, 20_000)),
 }
@@ -361,6 +363,43 @@ def versions(pg_dsn: str | None, anchors: Path | None) -> dict:
 
 # ---------------------------------------------------------------- the run
 
+def ingest_pair(be: str, url: str, env: dict, key: str, path: Path, dsid: str, table: str, work: Path,
+                overlap: bool = True) -> list[dict]:
+    """One landcloud submission with full checks, then the plain pyogrio copy of the same file into the same backend."""
+    log(f"{be}: landcloud ingest {key} (full checks)")
+    res, wall, rss = _child_with_rss(["ingest", url, str(path), dsid, "230000", "" if overlap else "no-overlap"], env)
+    if not res.get("accepted"):
+        raise RuntimeError(f"ingest of {key} rejected on {be}: {res.get('findings')}")
+    rows = [{"target": f"landcloud ingest ({be})", "anchor": False, "median_ms": wall * 1000, "n": 1,
+             "peak_rss_mib": rss, "extra": f"pipeline {res['seconds']:.1f} s, CPU {res['cpu_seconds']:.1f} s"}]
+    log(f"{be}: plain pyogrio copy {key}")
+    res, wall, rss = _child_with_rss(["plain", url, str(path), table, str(work / be / f"{table}.gpkg")], env)
+    rows.append({"target": f"pyogrio copy, no checks ({be})", "anchor": True, "median_ms": wall * 1000, "n": 1,
+                 "peak_rss_mib": rss})
+    return rows
+
+
+def ingest_comparisons(key: str, rows: list[dict]) -> list[dict]:
+    """The (landcloud, plain copy) pairs of one file, a comparison per backend."""
+    out = []
+    for i in range(0, len(rows), 2):
+        be = rows[i]["target"].split("(")[-1].rstrip(")")
+        out.append({"comparison": "ingest", "dataset": key, "variant": f"{be}, whole file, child process",
+                    "rows": rows[i:i + 2], "unit": "wall time of the child process (single run)"})
+    return out
+
+
+def dltb_file(cache: Path, parcels: int, prefix: str) -> Path:
+    """The generated DLTB parcels (cached by parameters; deterministic by seed)."""
+    path = cache / f"dltb_{parcels}_{prefix or 'hlj'}_s1.gpkg"
+    if not path.exists():
+        log(f"generating {parcels} DLTB parcels → {path.name}")
+        subprocess.run([PY, str(BENCH / "data.py"), "dltb", str(path) + ".tmp.gpkg", "--n", str(parcels), "--seed", "1",
+                        "--prefix", prefix], check=True, stdout=subprocess.DEVNULL)
+        Path(str(path) + ".tmp.gpkg").rename(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
@@ -390,12 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         skipped.append("Harbin OSM polygons: not in this profile")
     try:
         # ---- data (cached by parameters; deterministic by seed)
-        dltb = cache / f"dltb_{prof['parcels']}_{prof['prefix'] or 'hlj'}_s1.gpkg"
-        if not dltb.exists():
-            log(f"generating {prof['parcels']} DLTB parcels → {dltb.name}")
-            subprocess.run([PY, str(BENCH / "data.py"), "dltb", str(dltb) + ".tmp.gpkg", "--n", str(prof["parcels"]), "--seed", "1",
-                            "--prefix", prof["prefix"]], check=True, stdout=subprocess.DEVNULL)
-            Path(str(dltb) + ".tmp.gpkg").rename(dltb)
+        dltb = dltb_file(cache, prof["parcels"], prof["prefix"])
         osm_bbox = prof.get("osm_bbox", "")
         osm = cache / f"harbin_osm_valid{'_' + osm_bbox.replace(',', '_') if osm_bbox else ''}.gpkg"
         if prof["osm"] and not osm.exists():
@@ -440,17 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             _child_with_rss(["setup", url], env)
             tokens[f"landcloud-{be}"] = _child_with_rss(["token", url, "230000"], env)[0]["token"]
             for key, (path, dsid, table) in data.items():
-                log(f"{be}: landcloud ingest {key} (full checks)")
                 # OSM buildings lie on landuse polygons: a layer of no standard schema, submitted without the overlap rule
-                res, wall, rss = _child_with_rss(["ingest", url, str(path), dsid, "230000", "no-overlap" if key == "osm" else ""], env)
-                if not res.get("accepted"):
-                    raise RuntimeError(f"ingest of {key} rejected on {be}: {res.get('findings')}")
-                ingest_rows[key].append({"target": f"landcloud ingest ({be})", "anchor": False, "median_ms": wall * 1000, "n": 1,
-                                         "peak_rss_mib": rss, "extra": f"pipeline {res['seconds']:.1f} s"})
-                log(f"{be}: plain pyogrio copy {key}")
-                res, wall, rss = _child_with_rss(["plain", url, str(path), table, str(work / be / f"{table}.gpkg")], env)
-                ingest_rows[key].append({"target": f"pyogrio copy, no checks ({be})", "anchor": True, "median_ms": wall * 1000,
-                                         "n": 1, "peak_rss_mib": rss})
+                ingest_rows[key] += ingest_pair(be, url, env, key, path, dsid, table, work, overlap=key != "osm")
                 if be == "postgis":
                     crs84_copy(pg_dsn, table)
             log(f"{be}: {here_extra} more layers of {prof['here_parcels']} parcels for 'what is here'")
@@ -458,10 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             if res["rejected"]:
                 raise RuntimeError(f"'what is here' layers rejected on {be}: {res['rejected'][:1]}")
         for key, rows in ingest_rows.items():
-            for i in range(0, len(rows), 2):
-                be = rows[i]["target"].split("(")[-1].rstrip(")")
-                comparisons.append({"comparison": "ingest", "dataset": key, "variant": f"{be}, whole file, child process",
-                                    "rows": rows[i:i + 2], "unit": "wall time of the child process (single run)"})
+            comparisons += ingest_comparisons(key, rows)
 
         # ---- servers
         for be, url in backends.items():
@@ -634,6 +656,16 @@ def main(argv: list[str] | None = None) -> int:
         comparisons.append({"comparison": "catalogue search, Chinese queries", "dataset": f"{prof['catalog']} records",
                             "variant": "15 queries, limit 20, a provincial viewer", "rows": rows, "unit": "search() latency (p99 is the figure)"})
         sizes["catalogue_records"] = prof["catalog"]
+        # ---- (3, at the issue's size) the 1M-parcel file, last, so that its rows do not weigh on the runs above
+        if prof.get("ingest_parcels"):
+            big = dltb_file(cache, prof["ingest_parcels"], "")
+            key = f"dltb {prof['ingest_parcels'] // 1000:,}k"
+            rows = []
+            for be in ["sqlite"] + (["postgis"] if pg_url else []):
+                env = dict(os.environ, LANDCLOUD_DATA_DIR=str(work / be), LANDCLOUD_SECRET_KEY=TOKEN)
+                rows += ingest_pair(be, backends[be], env, key, big, "bench-dltb-big", "dltb_big_plain", work)
+            comparisons += ingest_comparisons(key, rows)
+            sizes["dltb_ingest"] = prof["ingest_parcels"]
         vers = versions(pg_dsn, anchors)
     finally:
         if pg_dsn:

@@ -13,4 +13,4 @@ if [ -z "${LANDCLOUD_TEST_PG_DSN:-}" ]; then
   fi
 fi
 .venv/bin/ruff check src tests
-.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup --durations=20 "$@"
