@@ -11,6 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from landcloud.access import audit
 from landcloud.config import Settings
 
 from builders import grid_parcels, write_geojson
@@ -77,6 +78,23 @@ def test_datasets_commands(engine: sa.Engine, settings: Settings, tmp_path: Path
     frame = pyogrio.read_dataframe(out)
     assert len(frame) == 4 and set(frame["DLBM"]) == {f["properties"]["DLBM"] for f in grid_parcels(2)}
     assert frame.crs.to_epsg() == 4490
+    # the download writers: any of their formats and CRSs, the Shapefile zipped and in GBK on request
+    shp = tmp_path / "v2.zip"
+    exp = run(settings, "datasets", "export", "dltb", str(shp), "--version", "2", "--crs", "EPSG:4530", "--encoding", "GBK")
+    assert exp.returncode == 0, exp.stderr
+    frame = pyogrio.read_dataframe(f"/vsizip/{shp}", encoding="GBK")
+    assert frame.crs.to_epsg() == 4530 and "农村宅基地" in set(frame["DLMC"])
+    assert 42_000_000 < frame.geometry.bounds.minx.min() < 43_000_000  # zone 42, prefixed eastings
+    fgb = tmp_path / "v3.fgb"
+    assert run(settings, "datasets", "export", "dltb", str(fgb)).returncode == 0
+    assert len(pyogrio.read_dataframe(fgb)) == 4
+    # refused with a reason, and nothing written
+    bad = run(settings, "datasets", "export", "dltb", str(tmp_path / "x.shp"))
+    assert bad.returncode == 2 and ".zip" in bad.stderr and not (tmp_path / "x.shp").exists()
+    bad = run(settings, "datasets", "export", "dltb", str(tmp_path / "y.gpkg"), "--crs", "EPSG:9999")
+    assert bad.returncode == 2 and not list(tmp_path.glob("*y.gpkg*"))
+    exports = audit.query(engine, action="data.export", dataset_id="dltb")
+    assert [(e["version"], e["detail"]["format"], e["detail"]["count"]) for e in exports[::-1]] == [(1, "gpkg", 4), (2, "shp", 4), (3, "fgb", 4)]
 
 
 def test_units_load_and_transformations(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

@@ -287,26 +287,24 @@ def datasets_export(
     dataset_id: str,
     out: Path,
     version: Optional[int] = None,
-    fmt: Annotated[str, typer.Option("--format", help="geojson | gpkg | shp")] = "gpkg",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="gpkg | geojson | shp (zipped) | csv | fgb | parquet | kml; default from OUT's suffix")] = None,
+    crs: Annotated[Optional[str], typer.Option(help="EPSG:4490 (default), CRS84, EPSG:4326, EPSG:4491–4554, EPSG:3857")] = None,
     encoding: Annotated[str, typer.Option(help="Shapefile attribute encoding (UTF-8 or GBK)")] = "UTF-8",
 ) -> None:
-    """Export a version (as the operator) to a file in EPSG:4490."""
-    from landcloud.access.gate import dataset_for_read, read_features
+    """Export a version (as the operator) to a file: the same writers, CRSs and checks as a download, audited as an export."""
     from landcloud.access.principal import system_principal
-    from landcloud.catalog.datasets import resolve_version
-    from landcloud.publish.export import export_features
+    from landcloud.publish import downloads
 
-    engine = _engine()
-    me = system_principal()
     try:
-        ds, access = dataset_for_read(engine, me, dataset_id)
-        v = resolve_version(ds, version)
-        feats = read_features(engine, me, ds, access, v, action="data.export", detail={"format": fmt, "file": str(out)})
-        n = export_features(feats, ds.fields, out, fmt, f"{ds.id}_v{v}", encoding)  # type: ignore[arg-type]
+        spec = downloads.format_for_path(out, fmt)
+        dl = downloads.prepare(_engine(), get_settings(), system_principal(), dataset_id, spec, crs, version, encoding,
+                               action="data.export")
+        size = downloads.save(dl, out)
     except LandcloudError as exc:
         _fail(exc)
         return
-    typer.echo(f"exported / 已导出 {n} features of {ds.id} v{v} to {out}")
+    typer.echo(f"exported / 已导出 {dl.headers['X-Landcloud-Dataset']} v{dl.headers['X-Landcloud-Version']} "
+               f"({dl.headers['X-Landcloud-CRS']}, {size:,} bytes) to {out}")
 
 
 # -- units ----------------------------------------------------------------------------------

@@ -220,6 +220,7 @@ class _Job:
     fields: list[dict[str, Any]]
     batch_size: int
     marker: Marker | None = None  # data handed over under a grant: watermark and fingerprint
+    action: str = ACTION
 
     @property
     def stem(self) -> str:
@@ -259,7 +260,7 @@ class _Job:
 
     def features(self) -> Iterator[StoredFeature]:
         return gate.read_features(
-            self.engine, self.principal, self.ds, self.access, self.version, action=ACTION, detail=self.detail(), audit_public=True
+            self.engine, self.principal, self.ds, self.access, self.version, action=self.action, detail=self.detail(), audit_public=True
         )
 
     def batches(self) -> Iterator[list[StoredFeature]]:
@@ -292,8 +293,12 @@ def prepare(
     crs: str | None = None,
     version: int | None = None,
     encoding: str | None = None,
+    *,
+    action: str = ACTION,
 ) -> Download:
-    """Check the request, then build the download (file formats are written completely here)."""
+    """Check the request, then build the download (file formats are written completely here).
+
+    `action` names the audit entry: a download over HTTP, or the operator's export from the command line."""
     spec = FORMATS.get((fmt or "").lower())
     if spec is None:
         raise LandcloudError(
@@ -329,7 +334,7 @@ def prepare(
     fields = gate.dataset_metadata(ds, access)["fields"]
     batch = max(100, min(settings.batch_size, STREAM_BATCH) if spec.streamed else settings.batch_size)
     marker = fingerprints.marker_for(engine, principal, ds, v, access, settings.fingerprint_tolerance_m)
-    job = _Job(engine, principal, ds, access, v, spec, out_crs, enc, fields, batch, marker)
+    job = _Job(engine, principal, ds, access, v, spec, out_crs, enc, fields, batch, marker, action)
     headers = {
         "Content-Disposition": content_disposition(f"{job.stem}.{spec.ext}"),
         "Content-Crs": f"<{out_crs.uri}>",
@@ -351,6 +356,35 @@ def prepare(
         shutil.rmtree(tmp, ignore_errors=True)
     headers["Content-Length"] = str(size)
     return Download(f"{job.stem}.{spec.ext}", spec.media_type, body, size, headers)
+
+
+def format_for_path(path: Path, fmt: str | None = None) -> str:
+    """The format asked for, else the one a file name's suffix names (a Shapefile export is a .zip)."""
+    if fmt:
+        return fmt
+    suffix = path.suffix.lower().lstrip(".")
+    by_suffix = {spec.ext.rsplit(".", 1)[-1]: key for key, spec in FORMATS.items()} | {"json": "geojson"}
+    if suffix == "shp":
+        raise LandcloudError("download.shp_zipped", "Shapefile 导出为 zip 压缩包：请以 .zip 命名输出文件",
+                             "a Shapefile export is a zip archive: name the output file .zip")
+    return by_suffix.get(suffix, "gpkg")
+
+
+def save(dl: Download, path: Path) -> int:
+    """Write a prepared download to a file (the command line's export); returns its size in bytes.
+
+    Written beside the target and renamed at the end, so a failed export leaves no half-written file."""
+    tmp = path.with_name(f".{path.name}.part")
+    size = 0
+    try:
+        with tmp.open("wb") as fh:
+            for chunk in dl.body:
+                fh.write(chunk)
+                size += len(chunk)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
 
 
 def content_disposition(filename: str) -> str:
