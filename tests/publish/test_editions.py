@@ -422,3 +422,35 @@ def test_the_public_sees_the_fields_of_the_published_edition_not_of_one_pending(
     queryables = names(None, "/ogc/collections/hrb-dltb-public/queryables")
     assert "DLBM" in queryables and "DLMC" not in queryables
     assert names("hrb", "/api/datasets/hrb-dltb-public") == {"BSM", "DLBM", "DLMC"}  # the owner unit reviews the pending one
+
+
+def test_a_build_never_approved_stays_out_of_public_reach(world: World, engine: sa.Engine, settings: Settings) -> None:
+    """v1 approved, v2 built with a profile that kept too much and never approved, v3 approved: the public
+    reads v3 only — not v2 by asking for it (features, download, versions, diff, tiles), nor v1's past."""
+    me = system_principal("test")
+    publish_edition(engine, settings, "hrb-dltb", fields=["BSM", "DLBM"])  # v1, published
+    editions.set_profile(engine, me, "hrb-dltb", {**PROFILE, "fields": ["BSM", "DLBM", "DLMC"], "remove_classes": []})
+    wrong = editions.build(engine, settings, me, "hrb-dltb")  # v2: pending, and never approved
+    editions.set_profile(engine, me, "hrb-dltb", {**PROFILE, "fields": ["BSM", "DLBM"]})
+    right = editions.build(engine, settings, me, "hrb-dltb")  # v3
+    editions.approve(engine, me, right["id"])
+    assert (wrong["version"], right["version"]) == (2, 3)
+    assert editions.get_edition(engine, wrong["id"])["status"] == "pending"
+    base = "/api/datasets/hrb-dltb-public"
+    status, got = keys(world, None, "hrb-dltb-public")
+    assert status == 200 and got and all(set(p) <= {"BSM", "DLBM"} for p in got.values())
+    for v in ("1", "2"):
+        assert keys(world, None, "hrb-dltb-public", version=v)[0] == 404, v
+        assert world.get("/ogc/collections/hrb-dltb-public/items", None, params={"version": v}).status_code == 404, v
+        assert world.get(f"{base}/download", None, params={"format": "geojson", "version": v}).status_code == 404, v
+        assert world.get(f"{base}/versions/{v}", None).status_code == 404, v
+        tiles = "/ogc/collections/hrb-dltb-public/tiles/WebMercatorQuad"
+        assert world.get(f"{tiles}/tilejson.json", None, params={"version": v}).status_code == 404, v
+        assert world.get(f"{tiles}/12/0/0", None, params={"version": v}).status_code == 404, v  # (204, empty, at v3)
+    assert [v["version"] for v in world.get(f"{base}/versions", None).json()["versions"]] == [3]
+    assert world.get("/ogc/collections/hrb-dltb-public/tiles/WebMercatorQuad/12/0/0", None).status_code == 204
+    for a, b in ((2, 3), (1, 2), (3, 2)):
+        assert world.get(f"{base}/versions/{a}/diff/{b}", None).status_code == 404, (a, b)
+    # the owner unit's staff review every build, the unapproved one included
+    assert keys(world, "hrb", "hrb-dltb-public", version="2")[0] == 200
+    assert world.get(f"{base}/versions/2/diff/3", "hrb").status_code == 200

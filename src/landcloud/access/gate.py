@@ -207,9 +207,12 @@ def as_seen(engine: Engine, ds: catalog.Dataset, access: Access) -> catalog.Data
 
 
 def readable_version(ds: catalog.Dataset, access: Access, version: int | None) -> int:
-    """The version to read (default the newest the caller may read); 404 beyond what it may read."""
+    """The version to read (default the newest the caller may read); 404 for any other it may not read.
+
+    A caller held to a published edition's version reads that version only: an older version of
+    an edition may be a build that was never approved (kept for the owner unit's review)."""
     v = catalog.resolve_version(ds, access.version if version is None and access.version is not None else version)
-    if access.version is not None and v > access.version:
+    if access.version is not None and v != access.version:
         raise NotFound("version.not_found", f"数据集“{ds.id}”没有版本 {v}", f"dataset '{ds.id}' has no version {v}")
     return v
 

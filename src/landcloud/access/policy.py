@@ -93,7 +93,7 @@ class Access:
     reason_zh: str = ""
     reason_en: str = ""
     bases: tuple[str, ...] = field(default=())
-    version: int | None = None  # the newest version the caller may read (a published edition); None: any
+    version: int | None = None  # the one version the caller may read (a published edition's); None: any
 
     @property
     def public(self) -> bool:

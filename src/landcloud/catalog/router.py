@@ -55,7 +55,7 @@ def patch_dataset(
 @router.get("/{dataset_id}/versions")
 def list_versions(dataset_id: str, engine: EngineDep, principal: PrincipalDep) -> dict[str, Any]:
     _, access = gate.dataset_for_catalogue(engine, principal, dataset_id)
-    versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id) if access.version is None or v.version <= access.version]
+    versions = [v.to_dict() for v in catalog.list_versions(engine, dataset_id) if access.version in (None, v.version)]
     if not access.visible:  # listed only: the history, not where the data lies
         for v in versions:
             v["extent"] = None
@@ -104,6 +104,7 @@ def diff_versions(
 ) -> dict[str, Any]:
     """Counts of added, removed and changed features, and the first `limit` of them (rows the caller may see)."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
+    a, b = gate.readable_version(ds, access, a), gate.readable_version(ds, access, b)
     if access.rows is None:
         counts = history.diff_counts(engine, ds, a, b)
         entries = [e for e in (_shaped_entry(access, x, geometry) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]

@@ -269,7 +269,7 @@ def plan_tile(
     cfg = tile_config(ds)
     if not cfg.minzoom <= z <= cfg.maxzoom:
         raise _zoom_not_served(ds, tms, z, cfg)
-    v = catalog.resolve_version(ds, version)
+    v = gate.readable_version(ds, access, version)
     attributes = tile_attributes(ds, access, z)
     bounds = tms.tile_bounds(z, x, y)
     lonlat = tms.tile_bounds_lonlat(z, x, y)

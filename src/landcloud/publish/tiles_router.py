@@ -27,6 +27,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 
 from landcloud.access import gate
+from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep
 from landcloud.geo.gcj02 import wgs84_to_gcj02
@@ -89,9 +90,9 @@ def _query(version: int | None, gcj02: bool = False) -> str:
     return f"?{'&'.join(params)}" if params else ""
 
 
-def _check_gcj02(engine: Any, ds: catalog.Dataset, version: int | None, gcj02: bool) -> None:
+def _check_gcj02(engine: Any, ds: catalog.Dataset, access: Access, version: int | None, gcj02: bool) -> None:
     """GCJ-02 tiles only of an edition version that offers them."""
-    if gcj02 and not editions.offers_gcj02(engine, ds, catalog.resolve_version(ds, version)):
+    if gcj02 and not editions.offers_gcj02(engine, ds, gate.readable_version(ds, access, version)):
         raise gcj02_not_offered(ds.id)
 
 
@@ -155,9 +156,9 @@ def _tileset_links(base: str, dataset_id: str, tms: TileMatrixSet, version: int 
 @router.get("/collections/{dataset_id}/tiles")
 def list_tilesets(dataset_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None) -> dict[str, Any]:
     """The vector tilesets of a dataset, one per tile matrix set."""
-    ds, _ = gate.dataset_for_read(engine, principal, dataset_id)
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if version is not None:
-        catalog.resolve_version(ds, version)
+        gate.readable_version(ds, access, version)
     base = _base(request)
     tilesets = []
     for tms in TILE_MATRIX_SETS.values():
@@ -196,8 +197,8 @@ def tileset(
     tms = get_tms(tms_id)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if version is not None:
-        catalog.resolve_version(ds, version)
-    _check_gcj02(engine, ds, version, gcj02)
+        gate.readable_version(ds, access, version)
+    _check_gcj02(engine, ds, access, version, gcj02)
     cfg = tile_config(ds)
     extent = _extent(ds, gcj02)
     fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
@@ -236,8 +237,8 @@ def tilejson(
     tms = get_tms(tms_id)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     if version is not None:
-        catalog.resolve_version(ds, version)
-    _check_gcj02(engine, ds, version, gcj02)
+        gate.readable_version(ds, access, version)
+    _check_gcj02(engine, ds, access, version, gcj02)
     cfg = tile_config(ds)
     extent = _extent(ds, gcj02) or (-180.0, -85.0511, 180.0, 85.0511)
     root = f"{_collection_url(_base(request), ds.id)}/tiles/{tms.id}"
@@ -295,7 +296,7 @@ def tile(
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    _check_gcj02(engine, ds, version, gcj02)
+    _check_gcj02(engine, ds, access, version, gcj02)
     plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02)
     if plan.public and version is None and not gcj02:  # the public edition as anyone reads it: the lean path may keep this answer
         updated = ds.updated_at.isoformat() if ds.updated_at else ""
