@@ -6,7 +6,7 @@ attributes it may see in clear. Two ways to make the same tile:
 * PostGIS: one `ST_AsMVT` query whose row restriction is `FeatureStore.conditions()` — the
   very clauses the gate's reads use — with the attributes picked in SQL;
 * Python (SQLite, and the reference): features read through `gate.read_features`, clipped,
-  projected, simplified and snapped with shapely, encoded with mapbox-vector-tile.
+  projected, simplified and snapped with shapely, encoded by `geo.mvt` (the bytes mapbox-vector-tile writes).
 
 Both decide membership the same way, so a tile holds the same features either way: a feature
 is in tile (z, x, y) when it intersects the tile (exactly, in EPSG:4490) and its stored
@@ -50,7 +50,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
-import mapbox_vector_tile
 import numpy as np
 import shapely
 import sqlalchemy as sa
@@ -62,6 +61,7 @@ from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
+from landcloud.geo.mvt import LayerEncoder
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
@@ -419,25 +419,18 @@ def tile_properties(plan: TilePlan, feat: StoredFeature) -> tuple[int | None, di
 
 def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[bytes, int]:
     """Encode features (already restricted to the tile) as an MVT; b"" when there are none."""
-    layer: list[dict[str, Any]] = []
+    layer = LayerEncoder(plan.dataset_id, EXTENT)
+    count = 0
     it = iter(features)
     while batch := list(islice(it, _BATCH)):
         # exterior rings counter-clockwise in these y-down grid units (clockwise on screen), as MVT wants: done
-        # here for the whole batch in GEOS, so the encoder need not re-check every ring in Python (same bytes)
+        # here for the whole batch in GEOS; the encoder writes rings as they come
         made = np.array(tile_geometries(plan, [f.wkb for f in batch]), dtype=object)
-        geoms = shapely.orient_polygons(made, exterior_cw=False)
-        for feat, geom in zip(batch, geoms):
-            if geom is None:
-                continue
-            fid, props = tile_properties(plan, feat)
-            layer.append({"geometry": geom, "properties": props, "id": fid})
-    if not layer:
-        return b"", 0
-    data = mapbox_vector_tile.encode(
-        [{"name": plan.dataset_id, "features": layer}],
-        default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": False},
-    )
-    return data, len(layer)
+        present = ~shapely.is_missing(made)
+        geoms = shapely.orient_polygons(made[present], exterior_cw=False)
+        layer.add(geoms, [tile_properties(plan, f) for f, p in zip(batch, present.tolist()) if p])
+        count += len(geoms)
+    return (layer.tile(), count) if count else (b"", 0)
 
 
 def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
