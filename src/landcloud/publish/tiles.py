@@ -12,7 +12,8 @@ Both decide membership the same way, so a tile holds the same features either wa
 is in tile (z, x, y) when it intersects the tile (exactly, in EPSG:4490) and its stored
 envelope is at least one pixel (1/256 of the tile) wide or high — points always count. Its
 geometry is clipped to the tile plus a 64/4096 buffer, simplified with a tolerance of half a
-pixel (topology-preserving, so polygons stay valid) and snapped to the 4096 grid; a feature
+pixel (topology-preserving, so polygons stay valid; only shapes of more than
+SIMPLIFY_ABOVE_POINTS points) and snapped to the 4096 grid; a feature
 that collapses in the snapping is drawn as its (clipped) envelope grown by a pixel, never
 silently dropped. Tiles are y-down (row 0 and MVT y = 0 at the north edge) for both tile
 matrix sets.
@@ -70,6 +71,11 @@ from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
 EXTENT = 4096
 BUFFER = 64
 SIMPLIFY_CELLS = 0.5  # simplification tolerance, in pixels (1/256 of a tile) of the zoom
+# Shapes of at most this many points (most parcels and buildings) are not simplified, only snapped: the
+# topology-preserving simplifier cost a GEOS round trip each (40% of a full tile's PostGIS statement) and changed
+# few of them (full z8–z10 DLTB tiles 2% larger). Douglas-Peucker instead was cheaper still but, made valid again,
+# lost narrow shapes (a thin landuse strip 49 units off): profiles/tiles-full.txt.
+SIMPLIFY_ABOVE_POINTS = 8
 MIN_FEATURE_CELLS = 1.0  # lines and polygons smaller than this in both directions are left out
 DETAIL_ZOOM = 12
 DEFAULT_MINZOOM = 0
@@ -396,7 +402,9 @@ def tile_geometries(plan: TilePlan, wkbs: Sequence[bytes | None]) -> list[shapel
     dims = shapely.get_dimensions(g)
     clipped = shapely.clip_by_rect(g, *plan.clip)
     projected = _to_pixels(plan, clipped)
-    simplified = shapely.simplify(projected, SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
+    simplified = projected.copy()
+    big = shapely.get_num_coordinates(g) > SIMPLIFY_ABOVE_POINTS
+    simplified[big] = shapely.simplify(projected[big], SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
     snapped = _snap(simplified)
     # most shapes come out as they went in; the others keep their parts of the input's dimension, or collapsed
     same = (shapely.get_dimensions(snapped) == dims) & ~shapely.is_empty(snapped)
@@ -492,8 +500,12 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         projected = f"ST_Transform(ST_SetSRID({clipped}, 4326), 3857)"
         fallback = f"ST_Transform(ST_MakeEnvelope({envelope}, 4326), 3857)"
         bounds = "ST_TileEnvelope(CAST(:tz AS integer), CAST(:tx AS integer), CAST(:ty AS integer))"
+    simplified = (
+        f"CASE WHEN ST_NPoints(s.geom) > {SIMPLIFY_ABOVE_POINTS} THEN ST_SimplifyPreserveTopology({projected}, :tile_tol) "
+        f"ELSE {projected} END"
+    )
     geom = (
-        f"COALESCE(ST_AsMVTGeom(ST_SimplifyPreserveTopology({projected}, :tile_tol), {bounds}, {EXTENT}, {BUFFER}, true), "
+        f"COALESCE(ST_AsMVTGeom({simplified}, {bounds}, {EXTENT}, {BUFFER}, true), "
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
     # The attributes' scalar values (what _mvt_value keeps), looked up by name: ~6x cheaper than expanding every
