@@ -385,3 +385,36 @@ def test_rings_are_oriented_as_the_encoder_would_orient_them() -> None:
             default_options={"extents": 4096, "y_coord_down": True, "check_winding_order": True},
         )
         assert n == len(layer) >= 2 and made == checked, z
+
+
+def test_tile_shapes_are_valid_and_within_half_a_pixel_of_the_data(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """Whichever way a tile is made: every polygon valid, and every shape of more than a few pixels within the
+    simplification tolerance (half a pixel) and the grid's rounding of the stored shape, clipped and projected."""
+    from landcloud.publish.tiles import _CELL_UNITS, SIMPLIFY_CELLS, _to_pixels
+
+    feats = load_parcels(engine, settings, tmp_path, n=200)
+    outline = max(shapely.get_parts(shapely.from_wkb(daoli_boundary_wkb())), key=lambda g: g.area)
+    submit(engine, settings, tmp_path, "daoli-outline", [{"type": "Feature", "properties": {"XZQDM": DAOLI},
+                                                           "geometry": shapely.geometry.mapping(outline)}], unit="230000", key="XZQDM")
+    me = system_principal("test")
+    shapes = {"daoli-dltb": {f["properties"]["BSM"]: shapely.geometry.shape(f["geometry"]) for f in feats}, "daoli-outline": {DAOLI: outline}}
+    methods = ["python", "postgis"] if engine.dialect.name == "postgresql" else ["python"]
+    checked = 0
+    for dataset_id, by_key in shapes.items():
+        ds, access = gate.dataset_for_read(engine, me, dataset_id)
+        for z in (8, 10, 12, 14):
+            tiles = list(WEB_MERCATOR_QUAD.tiles_covering(tuple(ds.extent), z))  # type: ignore[arg-type]
+            for x, y in tiles[:: max(1, len(tiles) // 6)]:
+                plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
+                for method in methods:
+                    for f in layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y, method=method), dataset_id):  # type: ignore[arg-type]
+                        got = shapely.geometry.shape(f["geometry"])
+                        assert got.is_valid, (dataset_id, z, x, y, method, key_of(f))
+                        source = shapely.clip_by_rect(by_key[key_of(f)], *plan.clip)
+                        want = _to_pixels(plan, np.array([source], dtype=object))[0]
+                        b = want.bounds
+                        if max(b[2] - b[0], b[3] - b[1]) < 4 * _CELL_UNITS:  # a few pixels: may be drawn as its grown envelope
+                            continue
+                        assert shapely.hausdorff_distance(got, want) <= SIMPLIFY_CELLS * _CELL_UNITS + 1.5, (dataset_id, z, x, y, method)
+                        checked += 1
+    assert checked > 300

@@ -174,3 +174,42 @@ def test_sqlite_and_postgis_give_the_same_features_per_tile(
     # tolerance of the same lines, so within twice that plus the snapping of each other
     limit = 2 * SIMPLIFY_CELLS * EXTENT / 256 + 2
     assert max(distances) <= limit, sorted(distances)[-5:]
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_st_asmvt_carries_the_property_values_the_python_way_does(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str
+) -> None:
+    """Strings, numbers and booleans kept, nulls left out; `_key` for keys that are no MVT id, also over a field of
+    that name: the same properties and ids either way (lists and objects arrive as text from a submission)."""
+    columns: dict[str, list[Any]] = {  # one type per field (or null), as a submission keeps them
+        "S": ["文字", "", None, "0", "007", "x"],
+        "I": [0, -7, 2**53, None, 12, 1],
+        "F": [1.5, -0.25, None, 0.1, 3.0, 2.5],  # (ST_AsMVT writes a number within FLT_EPSILON of an integer as that integer: 1e-9 → 0)
+        "B": [True, False, None, True, False, True],
+        "L": [[1, 2], {"a": 1}, None, [], {}, ["x"]],
+    }
+    keys = ["1", "02", "x-3", "4", "18446744073709551615", "0"]
+    feats = [
+        {
+            "type": "Feature",
+            "properties": {"ID": key, **{name: col[i] for name, col in columns.items()}, "_key": f"field {i}" if i % 3 == 0 else None},
+            "geometry": {"type": "Point", "coordinates": [126.6 + i * 0.001, 45.75]},
+        }
+        for i, key in enumerate(keys)
+    ]
+    submit(engine, settings, tmp_path, "values", feats, unit="230000", key="ID")
+    me = system_principal("test")
+    ds = catalog.get_dataset(engine, "values")
+    assert ds is not None
+    access = accesses()["all"]
+    z = 12
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(126.605, 45.75, z)
+    st = {key_of(f): f for f in layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y, method="postgis"), "values")}
+    py = {key_of(f): f for f in layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y, method="python"), "values")}
+    assert len(st) == len(feats) and st.keys() == py.keys()
+    for key, f in st.items():
+        assert f["properties"] == py[key]["properties"] and f.get("id", 0) == py[key].get("id", 0), key
+    kept = {type(v) for f in st.values() for v in f["properties"].values()}
+    assert kept == {str, int, float, bool}, kept
+    assert sum("S" not in f["properties"] for f in st.values()) == 1  # nulls are left out

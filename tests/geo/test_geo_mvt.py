@@ -1,0 +1,97 @@
+"""The vectorised MVT layer encoder writes the bytes mapbox-vector-tile writes for the same features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mapbox_vector_tile
+import numpy as np
+import pytest
+import shapely
+
+from landcloud.geo.mvt import LayerEncoder, geometry_commands, varint, varints
+
+OPTIONS = {"extents": 4096, "y_coord_down": True, "check_winding_order": False}
+
+
+def reference(name: str, features: list[tuple[shapely.Geometry | None, dict[str, Any], int | None]]) -> bytes:
+    layer = [{"geometry": g, "properties": p, "id": fid} for g, p, fid in features]
+    return mapbox_vector_tile.encode([{"name": name, "features": layer}], default_options=OPTIONS)
+
+
+def ours(name: str, features: list[tuple[shapely.Geometry | None, dict[str, Any], int | None]], batch: int = 7) -> bytes:
+    enc = LayerEncoder(name, 4096)
+    for i in range(0, len(features), batch):
+        part = features[i : i + batch]
+        enc.add([g for g, _, _ in part], [(fid, p) for _, p, fid in part])
+    return enc.tile()
+
+
+def random_features(seed: int, n: int = 300) -> list[tuple[shapely.Geometry | None, dict[str, Any], int | None]]:
+    rng = np.random.default_rng(seed)
+
+    def ring(cx: float, cy: float, r: float, k: int, snap: bool) -> list[tuple[float, float]]:
+        a = np.sort(rng.uniform(0, 2 * np.pi, k))
+        pts = np.column_stack([cx + r * np.cos(a), cy + r * np.sin(a)])
+        if snap:  # integer and half-integer coordinates: repeated points and rounding ties
+            pts = np.round(pts * 2) / 2
+        pts = np.repeat(pts, rng.integers(1, 3, len(pts)), axis=0)  # some points twice in a row
+        return [tuple(p) for p in pts]
+
+    def polygon() -> shapely.Geometry:
+        cx, cy = rng.uniform(-100, 4200, 2)
+        r = float(rng.choice([0.2, 0.6, 3, 40, 400]))
+        shell = ring(cx, cy, r, int(rng.integers(3, 12)), bool(rng.integers(2)))
+        holes = [ring(cx, cy, r / 3, 5, bool(rng.integers(2)))] if r > 10 and rng.integers(2) else []
+        return shapely.orient_polygons(shapely.Polygon(shell, holes), exterior_cw=False)
+
+    def line() -> shapely.Geometry:
+        pts = rng.uniform(-64, 4160, (int(rng.integers(2, 8)), 2))
+        if rng.integers(3) == 0:
+            pts = np.round(pts / 50) * 50  # repeated points; sometimes a line of one point repeated
+            pts[1:] = pts[0] if rng.integers(4) == 0 else pts[1:]
+        return shapely.LineString(pts)
+
+    makers = {
+        "polygon": polygon,
+        "multipolygon": lambda: shapely.MultiPolygon([polygon() for _ in range(int(rng.integers(2, 4)))]),
+        "line": line,
+        "multiline": lambda: shapely.MultiLineString([line() for _ in range(int(rng.integers(2, 4)))]),
+        "point": lambda: shapely.Point(rng.uniform(-64, 4160, 2)),
+        "multipoint": lambda: shapely.MultiPoint(rng.uniform(0, 4096, (int(rng.integers(2, 5)), 2))),
+        "empty": lambda: shapely.Polygon(),
+        "none": lambda: None,
+    }
+    values: list[Any] = ["水田", "", "0702", 0, 1, -1, 7, 2**40, -(2**62), 1.0, 0.5, -0.0, 3.25, True, False, None, "true"]
+    kinds = list(makers)
+    out = []
+    for i in range(n):
+        kind = kinds[int(rng.choice(len(kinds), p=[0.4, 0.1, 0.15, 0.05, 0.1, 0.05, 0.05, 0.1]))]
+        props = {k: values[int(rng.integers(len(values)))] for k in ("DLBM", "名称", "N", "flag") if rng.integers(4)}
+        fid = [None, 0, i, 10**17 + i, -5][int(rng.integers(5))]
+        out.append((makers[kind](), props, fid))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_same_bytes_as_mapbox_vector_tile(seed: int) -> None:
+    feats = random_features(seed)
+    assert ours("图层", feats) == reference("图层", feats)
+    assert ours("图层", feats, batch=1000) == reference("图层", feats)
+
+
+def test_degenerate_shapes_are_left_out_as_the_reference_leaves_them_out() -> None:
+    tiny = shapely.Polygon([(10.2, 10.2), (10.3, 10.2), (10.3, 10.3)])  # all one point once rounded
+    dot_line = shapely.LineString([(5, 5), (5.2, 5.1), (4.9, 5)])
+    hole_collapsed = shapely.Polygon([(0, 0), (0, 100), (100, 100), (100, 0)], [[(50, 50), (50.2, 50.1), (50.1, 50.3)]])
+    shell_collapsed = shapely.MultiPolygon([tiny, shapely.box(200, 200, 300, 300)])
+    feats = [(g, {"k": i}, i) for i, g in enumerate([tiny, dot_line, hole_collapsed, shell_collapsed, shapely.box(1, 1, 2, 2)])]
+    assert ours("x", feats) == reference("x", feats)
+    assert [t for t, _ in geometry_commands([tiny, dot_line])] == [0, 0]
+
+
+def test_varints() -> None:
+    for v in (0, 1, 127, 128, 300, 2**32 - 1, 2**63, 2**64 - 1):
+        blob, n = varints(np.array([v], dtype=np.uint64))
+        assert blob == varint(v) and n[0] == len(blob)
+    assert varint(-1) == b"\xff" * 9 + b"\x01"  # int64 -1, as protobuf writes it
