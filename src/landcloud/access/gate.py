@@ -285,18 +285,23 @@ def read_features(
     action: str = "data.read",
     detail: dict[str, Any] | None = None,
     audit_public: bool = False,
+    as_text: bool = False,
 ) -> Iterator[StoredFeature]:
     """The features of a version this caller may read, shaped; audited when the data is not public
     (or always, with `audit_public`: a download is recorded whatever it holds).
 
     `where` and `order` are the caller's own filter and sort (already translated); the policy's
-    row restriction is added here, never left to the route.
+    row restriction is added here, never left to the route. `as_text`: the caller only writes the
+    features out as GeoJSON in EPSG:4490 (see `FeatureStore.iter_features`); taken only when the
+    access shapes nothing (no row restriction, no field dropped or masked), so the stored text is
+    exactly what the caller may see.
     """
     if not access.visible:
         raise not_found(ds.id)
     v = readable_version(ds, access, version)
     feats = feature_store_for(engine).iter_features(
-        ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset
+        ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset,
+        as_text=as_text and access.unrestricted,
     )
     return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset},
                     audit_public)

@@ -136,20 +136,28 @@ def encode_features(
     """One GeoJSON Feature text per stored feature (no separators).
 
     `transform` maps a chunk's geometries (EPSG:4490 lon/lat) to the output CRS; `properties`
-    keeps only the named properties.
+    keeps only the named properties. Features read as text (`StoredFeature.props_text`, `.geojson`)
+    are spliced as they are.
     """
     it = iter(features)
     while batch := list(islice(it, chunk)):
-        if skip_geometry:
-            texts: Any = [None] * len(batch)
-        else:
-            geoms = shapely.from_wkb(np.array([f.wkb for f in batch], dtype=object), on_invalid="ignore")
-            texts = geometry_texts(transform(geoms) if transform is not None else geoms)
+        texts: list[str | None] = [None] * len(batch) if skip_geometry else [f.geojson for f in batch]
+        todo = [] if skip_geometry else [i for i, f in enumerate(batch) if f.geojson is None and f.wkb is not None]
+        if transform is not None and any(t is not None for t in texts):
+            raise ValueError("geometry read as GeoJSON is in EPSG:4490 and cannot be transformed: read it as WKB")
+        if todo:
+            geoms = shapely.from_wkb(np.array([batch[i].wkb for i in todo], dtype=object), on_invalid="ignore")
+            for i, text in zip(todo, geometry_texts(transform(geoms) if transform is not None else geoms)):
+                texts[i] = text
         for feat, gtext in zip(batch, texts):
-            props = feat.props if properties is None else {k: v for k, v in feat.props.items() if k in properties}
+            if feat.props_text is not None and properties is None:
+                ptext = feat.props_text  # the stored JSON object, as the caller may see it whole
+            else:
+                props = json.loads(feat.props_text) if feat.props_text is not None else feat.props
+                ptext = encode_json(props if properties is None else {k: v for k, v in props.items() if k in properties})
             yield (
                 '{"type":"Feature","id":' + encode_json(feature_id(feat))
-                + ',"properties":' + encode_json(props)
+                + ',"properties":' + ptext
                 + ',"geometry":' + (gtext if gtext is not None else "null") + "}"
             )
 
