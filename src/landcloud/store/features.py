@@ -227,11 +227,19 @@ class FeatureStore:
         (`geojson`). Ignored with a row restriction (its test reads the properties).
         """
         as_text = as_text and rows is None
-        clauses, params = self.conditions(dataset_id, version, bbox, rows, where)
+        clauses, params = self.conditions(dataset_id, version, None, rows, where)
+        source = "features f"
+        if bbox is not None:
+            # from the spatial index (SQLite: R*Tree first, then rows by id). Given `f.id IN (R*Tree
+            # ids)`, SQLite's planner walked the dataset's whole version index and tested every row
+            # against the list: 58 ms a page for 100,000 parcels, 2.5 ms this way.
+            source, in_box = self._box_join()
+            clauses.append(in_box)
+            params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
         order_sql = "".join(
             f"{self.prop_sql(name, ftype, params)} {'ASC' if asc else 'DESC'} NULLS LAST, " for name, ftype, asc in order
         )
-        sql = f"SELECT {self._columns(as_text)} FROM features f WHERE {' AND '.join(clauses)} ORDER BY {order_sql}f.id"
+        sql = f"SELECT {self._columns(as_text)} FROM {source} WHERE {' AND '.join(clauses)} ORDER BY {order_sql}f.id"
         post = self._post_filter(bbox, rows)
         if post is None:
             if limit is not None:
