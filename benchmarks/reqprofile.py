@@ -1,6 +1,6 @@
 """CPU per request of one landcloud server, and where it goes (py-spy), for a fixed request set.
 
-    python benchmarks/reqprofile.py URL DATADIR TOKEN {items-dltb,items-osm,here} [--n 300] [--conc 1] [--spy OUT.txt]
+    python benchmarks/reqprofile.py URL DATADIR TOKEN {items-dltb,items-osm,here} [--n 300] [--conc 1] [--spy OUT.txt] [--full]
 
 Starts `uvicorn landcloud.app:create_app` on URL (a store built by `run.py --keep` or by
 `store.py`), warms it up, then replays N requests with `run.py`'s load generator and reads the
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PY, landcloud_server, run_load, sample_points  # noqa: E402
+from run import PY, bbox_side, landcloud_server, run_load, sample_points  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 IDLE = ("select (selectors.py", "Runner.run (asyncio", "Condition.wait (threading.py", "Queue.get (queue.py")  # idle leaves
@@ -36,15 +36,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def paths_for(kind: str, n: int) -> list[str]:
-    """The same requests as run.py's smoke profile: bbox pages of 100 of a layer, or points for /api/here."""
+def paths_for(kind: str, n: int, full: bool = False) -> list[str]:
+    """The same requests as run.py's smoke profile (`full`: its full profile): bbox pages of 100 of a
+    layer, or points for /api/here."""
     data = BENCH / ".data"
     if kind == "here":
         pts = sample_points(Path(os.environ.get("HERE_LAYER", "/tmp/reqpath/here_layer.gpkg")), n, seed=13)
         return [f"/api/here?lon={x:.6f}&lat={y:.6f}" for x, y in pts]
     key = kind.split("-", 1)[1]
-    path = data / ("dltb_2000_2301_s1.gpkg" if key == "dltb" else "harbin_osm_valid_126.60_45.74_126.64_45.77.gpkg")
-    side = {"dltb": 0.6677, "osm": 0.0076}[key]
+    if full:
+        path = data / ("dltb_100000_hlj_s1.gpkg" if key == "dltb" else "harbin_osm_valid.gpkg")
+        side = bbox_side(path)
+    else:
+        path = data / ("dltb_2000_2301_s1.gpkg" if key == "dltb" else "harbin_osm_valid_126.60_45.74_126.64_45.77.gpkg")
+        side = {"dltb": 0.6677, "osm": 0.0076}[key]
     pts = sample_points(path, n, seed=11)
     return [
         f"/ogc/collections/bench-{key}/items?bbox={x - side / 2:.6f},{y - side / 2:.6f},{x + side / 2:.6f},{y + side / 2:.6f}&limit=100"
@@ -82,8 +87,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--conc", type=int, default=1)
     ap.add_argument("--spy", help="write the py-spy summary here (the raw stacks beside it, .raw)")
+    ap.add_argument("--full", action="store_true", help="the full profile's data files and bbox sides (a store built from them)")
     a = ap.parse_args()
-    paths = paths_for(a.kind, a.n)
+    paths = paths_for(a.kind, a.n, a.full)
     with tempfile.TemporaryDirectory() as tmp:
         server = landcloud_server("landcloud", a.url, Path(a.datadir), Path(tmp))
         try:

@@ -112,6 +112,50 @@ def test_crs_and_bbox_crs_follow_the_axis_order(client: TestClient) -> None:
     assert bad.status_code == 400 and bad.json()["code"] == "crs.unsupported"
 
 
+@pytest.mark.parametrize("who", [None, "viewer"])
+def test_pages_read_as_stored_text_hold_the_same_values(client: TestClient, who: str | None) -> None:
+    """A whole page in the storage CRS splices the stored properties (and, on PostGIS, the database's
+    GeoJSON): the same values as the decoded path (a property selection naming every field) and as
+    each feature read alone; the values in EPSG:4490 are the same points, latitude first."""
+    headers = {"Authorization": f"Bearer {sign_in(client, who)}"} if who else {}
+    dataset = "dltb" if who else "dltb-public"
+    url = f"/ogc/collections/{dataset}/items"
+    page = client.get(url, params={"limit": 100}, headers=headers).json()["features"]
+    assert sorted(f["id"] for f in page) == KEYS
+    names = ",".join(sorted({k for f in page for k in f["properties"]}))
+    decoded = client.get(url, params={"limit": 100, "properties": names}, headers=headers).json()["features"]
+    assert decoded == page
+    for feat in page:
+        alone = client.get(f"{url}/{feat['id']}", headers=headers).json()
+        assert {k: alone[k] for k in ("id", "properties", "geometry")} == {k: feat[k] for k in ("id", "properties", "geometry")}
+    lat_lon = client.get(url, params={"limit": 100, "crs": "http://www.opengis.net/def/crs/EPSG/0/4490"}, headers=headers).json()["features"]
+    for a, b in zip(page, lat_lon):
+        assert a["properties"] == b["properties"]
+        assert np.array(b["geometry"]["coordinates"][0])[:, ::-1].tolist() == a["geometry"]["coordinates"][0]
+
+
+def test_only_a_read_the_access_leaves_whole_comes_as_text(loaded: dict, engine: sa.Engine) -> None:
+    import dataclasses
+    import json
+
+    from landcloud.access import gate
+
+    viewer = users.find_by_username(engine, "viewer")
+    principal = gate.Principal("user", user_id=viewer["id"], username="viewer", unit="230102", unit_kind="administrative",
+                               roles=frozenset(viewer["roles"]))
+    ds, access = gate.dataset_for_read(engine, principal, "dltb")
+    assert access.unrestricted
+    whole = list(gate.read_features(engine, principal, ds, access, as_text=True))
+    assert whole and all(f.props_text is not None and f.props == {} for f in whole)
+    masked = dataclasses.replace(access, sensitive=frozenset({"DLMC"}))  # a masked field: shaped, never spliced
+    assert not masked.unrestricted
+    shaped = list(gate.read_features(engine, principal, ds, masked, as_text=True))
+    assert [f.fkey for f in shaped] == [f.fkey for f in whole]
+    for s, w in zip(shaped, whole):
+        clear = json.loads(w.props_text)
+        assert s.props_text is None and s.props["DLMC"] != clear["DLMC"] and s.props["DLBM"] == clear["DLBM"]
+
+
 def test_sorting_selection_equality_and_history(client: TestClient) -> None:
     by_area = client.get("/ogc/collections/dltb-public/items", params={"sortby": "-TBMJ,BSM", "limit": 9}).json()["features"]
     areas = [f["properties"]["TBMJ"] for f in by_area]

@@ -122,6 +122,36 @@ def test_bbox_selects_exact_intersections_with_paging(engine: sa.Engine) -> None
     assert feature_store_for(engine).count("t1", 1) == 11
 
 
+def test_bbox_pages_start_from_the_spatial_index(engine: sa.Engine) -> None:
+    """The R*Tree holds every dataset's and version's envelopes: a box reads only its own dataset and
+    version, and on SQLite the statement starts from the R*Tree (the planner's own choice walked the
+    dataset's whole version index: 58 ms a page for 100,000 parcels)."""
+    load(engine, [row(f"A{i}", {"i": i}, square(126.0 + i * 0.01, 45.0)) for i in range(20)])
+    load(engine, [row(f"B{i}", {"i": i}, square(126.0 + i * 0.01, 45.0)) for i in range(20)], ds_id="t2")
+    load(engine, [row(f"A{i}", {"i": -i}, square(126.0 + i * 0.01, 45.0)) for i in range(5, 25)])  # version 2 of t1
+    box = (126.025, 44.99, 126.085, 45.01)
+    assert keys(engine, 1, bbox=box) == ["A3", "A4", "A5", "A6", "A7", "A8"]
+    assert keys(engine, 2, bbox=box) == ["A5", "A6", "A7", "A8"]
+    assert [f.fkey for f in feature_store_for(engine).iter_features("t2", 1, bbox=box, limit=2, offset=1)] == ["B4", "B5"]
+    if engine.dialect.name != "sqlite":
+        return
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "FROM features_rtree" in statement or "FROM features f" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        keys(engine, 1, bbox=box, limit=3)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    statement, parameters = seen[-1]
+    with engine.connect() as conn:
+        plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    assert plan[0].startswith("SCAN r VIRTUAL TABLE"), plan
+
+
 def test_unknown_version_and_dataset_are_clear_errors(engine: sa.Engine) -> None:
     load(engine, [row("A", {}, square(126.6, 45.7))])
     ds = catalog.require_dataset(engine, "t1")

@@ -63,15 +63,29 @@ def _unit_view_of(unit: dict[str, Any] | None, index: DivisionIndex | None) -> U
 
 
 _CALLER_FACTS = sharing.with_grants_of(units_mod.INDEX_KEY_AND_UNIT)  # built once: it runs on every request
+_DATASET_AND_CALLER_FACTS = catalog.with_dataset(_CALLER_FACTS)
+CallerFacts = tuple[units_mod.IndexKey, dict[str, Any] | None, list[dict[str, Any]]]
 
 
-def _caller_facts(conn: Connection, principal: Principal) -> tuple[units_mod.IndexKey, dict[str, Any] | None, list[dict[str, Any]]]:
-    """The division index's key, the caller's unit and its grants in force: one round trip, read on
-    every request (never cached: a revoked grant or a moved unit counts at once)."""
-    grantee = principal.unit if principal.kind == "user" else None
-    rows = conn.execute(_CALLER_FACTS, {"unit_code": principal.unit, "grantee": grantee}).all()
+def _facts_params(principal: Principal) -> dict[str, Any]:
+    return {"unit_code": principal.unit, "grantee": principal.unit if principal.kind == "user" else None}
+
+
+def _facts_of(rows: Sequence[Any]) -> CallerFacts:
     key, unit = units_mod.index_key_and_unit_of(rows[0])
     return key, unit, sharing.active_grants_of(rows)
+
+
+def _caller_facts(conn: Connection, principal: Principal) -> CallerFacts:
+    """The division index's key, the caller's unit and its grants in force: one round trip, read on
+    every request (never cached: a revoked grant or a moved unit counts at once)."""
+    return _facts_of(conn.execute(_CALLER_FACTS, _facts_params(principal)).all())
+
+
+def _dataset_and_caller_facts(conn: Connection, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset | None, CallerFacts]:
+    """A dataset's row and the caller's facts in one round trip (one snapshot), read on every request."""
+    rows = conn.execute(_DATASET_AND_CALLER_FACTS, {**_facts_params(principal), "dataset_id": dataset_id}).all()
+    return catalog.dataset_of(rows[0]), _facts_of(rows)
 
 
 def _grant_views(
@@ -101,11 +115,12 @@ class Viewer:
     decide through this one place.
     """
 
-    def __init__(self, engine: Engine, principal: Principal, conn: Connection | None = None) -> None:
+    def __init__(self, engine: Engine, principal: Principal, conn: Connection | None = None, facts: CallerFacts | None = None) -> None:
+        """`facts`: the caller's facts when already read in this request (`_dataset_and_caller_facts`)."""
         self.principal = principal
         self.engine = engine
         with connection(conn if conn is not None else engine) as c:  # a few small reads: one connection
-            self.index_key, unit, active = _caller_facts(c, principal)
+            self.index_key, unit, active = facts if facts is not None else _caller_facts(c, principal)
             self.index = units_mod.division_index(c, self.index_key)
             self.unit = _unit_view_of(unit, self.index)
             self.grants = _grant_views(c, principal, self.index, active)
@@ -223,11 +238,11 @@ def not_found(dataset_id: str) -> NotFound:
 
 def dataset_for_catalogue(engine: Engine, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset, Access]:
     """The dataset's entry; one the caller may not even see listed is a 404 like a missing one."""
-    with connection(engine) as conn:  # the dataset and the caller's facts on one connection
-        ds = catalog.get_dataset(conn, dataset_id)
+    with connection(engine) as conn:  # the dataset and the caller's facts in one statement
+        ds, facts = _dataset_and_caller_facts(conn, principal, dataset_id)
         if ds is None:
             raise not_found(dataset_id)
-        access = access_for(engine, principal, ds, conn)
+        access = Viewer(engine, principal, conn, facts).access(ds)
     if not in_catalogue(principal, ds, access):
         raise not_found(dataset_id)
     return as_seen(engine, ds, access), access
@@ -288,18 +303,23 @@ def read_features(
     action: str = "data.read",
     detail: dict[str, Any] | None = None,
     audit_public: bool = False,
+    as_text: bool = False,
 ) -> Iterator[StoredFeature]:
     """The features of a version this caller may read, shaped; audited when the data is not public
     (or always, with `audit_public`: a download is recorded whatever it holds).
 
     `where` and `order` are the caller's own filter and sort (already translated); the policy's
-    row restriction is added here, never left to the route.
+    row restriction is added here, never left to the route. `as_text`: the caller only writes the
+    features out as GeoJSON in EPSG:4490 (see `FeatureStore.iter_features`); taken only when the
+    access shapes nothing (no row restriction, no field dropped or masked), so the stored text is
+    exactly what the caller may see.
     """
     if not access.visible:
         raise not_found(ds.id)
     v = readable_version(ds, access, version)
     feats = feature_store_for(engine).iter_features(
-        ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset
+        ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset,
+        as_text=as_text and access.unrestricted,
     )
     return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset},
                     audit_public)
@@ -327,9 +347,10 @@ def _audited(
     audit_public: bool = False,
 ) -> Iterator[StoredFeature]:
     count = 0
+    whole = access.unrestricted  # decided once: it is the same for every row of the read
     try:
         for feat in feats:
-            shaped = shape_feature(access, feat)
+            shaped = feat if whole else shape_feature(access, feat)
             if shaped is not None:
                 count += 1
                 yield shaped

@@ -146,13 +146,31 @@ def _row_to_dataset(row: Any) -> Dataset:
     return Dataset(**{k: m[k] for k in Dataset.__dataclass_fields__})
 
 
-def get_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset | None:
-    def run(c: Connection) -> Dataset | None:
-        row = c.execute(sa.select(datasets).where(datasets.c.id == dataset_id)).first()
-        return _row_to_dataset(row) if row else None
+_DATASET_BY_ID = sa.select(datasets).where(datasets.c.id == sa.bindparam("dataset_id"))  # built once: read on every request
+_DATASET_LABELS = [c.label(f"d__{c.name}") for c in datasets.c]
 
+
+def with_dataset(facts: sa.Select[Any]) -> sa.Select[Any]:
+    """The select `facts` with the row of the dataset `:dataset_id` beside each of its rows (NULL
+    columns when there is no such dataset). Lets the gate read a dataset and its caller's facts in
+    one round trip; read the dataset back with `dataset_of`."""
+    sub = facts.subquery()
+    row = sa.select(*_DATASET_LABELS).where(datasets.c.id == sa.bindparam("dataset_id")).subquery()
+    return sa.select(sub, row).select_from(sub.outerjoin(row, sa.true()))
+
+
+def dataset_of(row: Any) -> Dataset | None:
+    """The dataset of a row of `with_dataset`, or None."""
+    m = row._mapping
+    if m["d__id"] is None:
+        return None
+    return Dataset(**{k: m[f"d__{k}"] for k in Dataset.__dataclass_fields__})
+
+
+def get_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset | None:
     with connection(conn) as c:
-        return run(c)
+        row = c.execute(_DATASET_BY_ID, {"dataset_id": dataset_id}).first()
+    return _row_to_dataset(row) if row else None
 
 
 def require_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset:
