@@ -242,19 +242,3 @@ def test_features_in_box_reads_many_layers_in_one_statement_like_iter_features(e
     assert got == [["P1", "P2", "P3"], [], ["Q3"], ["Q1", "Q2"], []]
     assert store.features_in_box([], box) == []
 
-
-def test_a_box_read_on_sqlite_is_driven_by_the_rtree(engine: sa.Engine) -> None:
-    """The R*Tree's list drives a box read (rows by id, already in id order), not the walk of every row of the
-    dataset through its index; other datasets' rows in the box are left out all the same."""
-    load(engine, [row(f"A{i}", {}, square(126.0 + i * 0.01, 45.0)) for i in range(20)])
-    load(engine, [row(f"B{i}", {}, square(126.0 + i * 0.01, 45.0)) for i in range(20)], ds_id="t2")
-    box = (126.0, 44.9, 126.055, 45.1)
-    assert keys(engine, 1, bbox=box) == [f"A{i}" for i in range(6)]
-    store = feature_store_for(engine)
-    if store.kind != "sqlite":
-        return
-    clauses, params = store.conditions("t1", 1, box, None, None)
-    with engine.connect() as conn:
-        plan = [r[3] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN SELECT f.id FROM features f WHERE {' AND '.join(clauses)} ORDER BY f.id",
-                                                     {k: v for k, v in params.items()})]
-    assert not any("ix_features_dataset" in step or "TEMP B-TREE" in step for step in plan), plan

@@ -673,17 +673,6 @@ class SQLiteFeatureStore(FeatureStore):
             "AND r.miny <= :bmaxy AND r.maxy >= :bminy)"
         )
 
-    def conditions(
-        self, dataset_id: str, version: int, bbox: BBox | None, rows: RowFilter | None, where: SQLFilter | None
-    ) -> tuple[list[str], dict[str, Any]]:
-        clauses, params = super().conditions(dataset_id, version, bbox, rows, where)
-        if bbox is not None:
-            # `+` keeps the dataset's indexes out of the plan, so the R*Tree's list drives (rows fetched by id, in id
-            # order): left alone, the planner walks every row of the dataset and probes the list — a z12 tile of 22
-            # parcels read 19 ms of 100,000 index entries, 2.8 ms this way; a z8 tile 23 → 7 ms, a bbox page 25 → 7.5 ms
-            clauses[0] = "+" + clauses[0]
-        return clauses, params
-
     def _box_join(self) -> tuple[str, str]:
         # CROSS JOIN fixes the order (R*Tree first, then rows by id): left alone, the planner walks
         # the dataset's whole index and tests each row against the R*Tree list
