@@ -8,6 +8,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mapbox_vector_tile
 import numpy as np
@@ -454,3 +455,52 @@ def test_a_build_never_approved_stays_out_of_public_reach(world: World, engine: 
     # the owner unit's staff review every build, the unapproved one included
     assert keys(world, "hrb", "hrb-dltb-public", version="2")[0] == 200
     assert world.get(f"{base}/versions/2/diff/3", "hrb").status_code == 200
+
+
+def test_a_grantee_reading_through_the_apis_takes_a_marked_copy(world: World, engine: sa.Engine, settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """A grant hands data over whichever way it is read: GDAL paging through OGC API, the features API, one
+    item, a diff with geometry — each carries the recipient's fingerprint, the same one as a download."""
+    _grant(world, "bank")
+    def copies() -> list[tuple[str, int]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text("SELECT recipient, count(*) FROM fingerprinted_copies GROUP BY recipient"))]
+
+    master = {f["properties"]["BSM"]: f["geometry"] for f in world.get("/api/datasets/hrb-dltb/features", "hrbadmin").json()["features"]}
+    api = {f["properties"]["BSM"]: f["geometry"] for f in world.get("/api/datasets/hrb-dltb/features", "bank").json()["features"]}
+    assert copies() == [(BANK, 1)]  # the bank's API reads of this version: one standing copy, recorded on the first
+    download = {f["properties"]["BSM"]: f["geometry"]
+                for f in world.get("/api/datasets/hrb-dltb/download", "bank", params={"format": "geojson"}).json()["features"]}
+    assert copies() == [(BANK, 2)]  # a download is a copy of its own
+    assert download.keys() == master.keys() and all(download[k] != master[k] for k in master)
+    # the same vertex moves the same way on every route: a copy pieced together from them is one copy
+    ogc: dict[str, dict] = {}
+    page = world.get("/ogc/collections/hrb-dltb/items", "bank", params={"limit": 2}).json()
+    while True:
+        ogc |= {f["properties"]["BSM"]: f["geometry"] for f in page["features"]}
+        nxt = [lk["href"] for lk in page["links"] if lk["rel"] == "next"]
+        if not nxt:
+            break
+        parts = urlsplit(nxt[0])
+        page = world.get(f"{parts.path}?{parts.query}", "bank").json()
+    key = next(iter(master))
+    one = world.get(f"/ogc/collections/hrb-dltb/items/{key}", "bank").json()["geometry"]
+    assert api == download and ogc == download and one == download[key]
+    diff = world.get("/api/datasets/hrb-dltb/versions/1/diff/2", "bank", params={"geometry": "true"}).json()
+    assert diff["entries"] and all(e["geometry_after"] == download[e["key"]] for e in diff["entries"] if e["geometry_after"])
+    # the owner reads the master unmarked; the bank's further API reads recorded no more copies
+    assert {f["properties"]["BSM"]: f["geometry"]
+            for f in world.get("/api/datasets/hrb-dltb/features", "hrbadmin").json()["features"]} == master
+    assert copies() == [(BANK, 2)]
+    # GDAL's OAPIF driver pages through the whole dataset as the bank; the file it leaks names the bank
+    from conftest import serve
+
+    with serve(settings.data_dir, settings.resolved_database_url, settings.secret_key or "") as url:
+        pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": "BEARER", "GDAL_HTTP_BEARER": world.tokens["bank"]})
+        try:
+            frame = pyogrio.read_dataframe(f"OAPIF:{url}/ogc", layer="hrb-dltb")
+        finally:
+            pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": None, "GDAL_HTTP_BEARER": None})
+    assert len(frame) == len(master)
+    pyogrio.write_dataframe(frame, tmp_path / "pulled.shp")
+    assert fingerprints.trace_copy(engine, fingerprints.read_copy(tmp_path / "pulled.shp"))["recipient"] == BANK

@@ -19,7 +19,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.catalog import history
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
-from landcloud.publish import editions_jobs
+from landcloud.publish import editions_jobs, fingerprints
 from landcloud.publish.geojson import feature_collection
 from landcloud.store.features import DiffEntry, DiffKind
 
@@ -70,9 +70,12 @@ def get_version(dataset_id: str, version: int, engine: EngineDep, principal: Pri
     return catalog.get_version(engine, dataset_id, gate.readable_version(ds, access, version)).to_dict(with_report=full)
 
 
-def _shaped_entry(access: Access, entry: DiffEntry, geometry: bool = False) -> dict[str, Any] | None:
+def _shaped_entry(access: Access, entry: DiffEntry, geometry: bool = False,
+                  marker: fingerprints.Marker | None = None) -> dict[str, Any] | None:
     before_f = gate.shape_feature(access, entry.before) if entry.before else None
     after_f = gate.shape_feature(access, entry.after) if entry.after else None
+    if geometry and marker is not None:  # drawn by a grantee: the geometries carry its fingerprint
+        before_f, after_f = (next(fingerprints.marked([f], marker)) if f is not None else None for f in (before_f, after_f))
     if before_f is None and after_f is None:
         return None
     before = before_f.props if before_f else None
@@ -97,6 +100,7 @@ def diff_versions(
     a: int,
     b: int,
     engine: EngineDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -105,15 +109,17 @@ def diff_versions(
     """Counts of added, removed and changed features, and the first `limit` of them (rows the caller may see)."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     a, b = gate.readable_version(ds, access, a), gate.readable_version(ds, access, b)
+    marker = fingerprints.api_marker(engine, settings, principal, ds, b, access) if geometry else None
     if access.rows is None:
         counts = history.diff_counts(engine, ds, a, b)
-        entries = [e for e in (_shaped_entry(access, x, geometry) for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
+        entries = [e for e in (_shaped_entry(access, x, geometry, marker)
+                               for x in history.iter_diff(engine, ds, a, b, limit=limit, offset=offset)) if e]
     else:  # restricted rows: count what the caller may see, one streamed pass
         counts = {k: 0 for k in DIFF_KINDS}
         entries = []
         seen = 0
         for x in history.iter_diff(engine, ds, a, b):
-            shaped = _shaped_entry(access, x, geometry)
+            shaped = _shaped_entry(access, x, geometry, marker)
             if shaped is None:
                 continue
             counts[x.kind] += 1
@@ -146,6 +152,7 @@ def rollback(
 def features(
     dataset_id: str,
     engine: EngineDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
     version: int | None = None,
     bbox: str | None = None,
@@ -155,5 +162,7 @@ def features(
     """A version's features as GeoJSON (EPSG:4490 lon/lat), streamed; only the rows and fields the caller may see."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
     v = gate.readable_version(ds, access, version)
-    feats = gate.read_features(engine, principal, ds, access, v, bbox=parse_bbox(bbox), limit=limit, offset=offset)
+    marker = fingerprints.api_marker(engine, settings, principal, ds, v, access)
+    feats = fingerprints.marked(gate.read_features(engine, principal, ds, access, v, bbox=parse_bbox(bbox), limit=limit, offset=offset),
+                                marker)
     return StreamingResponse(feature_collection(feats, {"dataset": ds.id, "version": v}), media_type="application/geo+json")

@@ -12,9 +12,12 @@ extent it overlaps, and name the recipient whose fingerprint explains the file's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,11 @@ from landcloud.access import units as units_mod
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal, system_principal
 from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
 from landcloud.messages import LandcloudError, NotFound
 from landcloud.publish import desensitise
 from landcloud.publish.tables import fingerprinted_copies, recipient_keys
+from landcloud.store.features import StoredFeature
 
 MATCH_SCORE = 0.5  # a recipient's fingerprint explains the copy (others score ≈ 0 ± 1/√(2N) over N matched vertices) …
 MATCH_SIGMAS = 4.0  # … and by more than chance could: the score must also exceed 4/√(2N)
@@ -78,8 +83,15 @@ class Marker:
         }
 
 
-def marker_for(engine: Engine, principal: Principal, ds: catalog.Dataset, version: int, access: Access, tolerance_m: float) -> Marker | None:
-    """A recorded marker when this read hands data over under a grant; None otherwise."""
+def marker_for(engine: Engine, principal: Principal, ds: catalog.Dataset, version: int, access: Access, tolerance_m: float,
+               *, standing: bool = False) -> Marker | None:
+    """A recorded marker when this read hands data over under a grant; None otherwise.
+
+    A download is a copy of its own, recorded each time (who took it, under which grants). The
+    API reads of a grantee (OGC API, the features API, a version diff with geometry) are marked
+    the same way, since a client such as GDAL can page through a whole version: with `standing`
+    one copy per dataset version, recipient and tolerance is recorded, on the first such read.
+    """
     grants = grant_ids(access)
     if not grants or principal.kind != "user" or not principal.unit:
         return None
@@ -95,13 +107,40 @@ def marker_for(engine: Engine, principal: Principal, ds: catalog.Dataset, versio
         conn.info["write"] = True
         with conn.begin():
             secret = recipient_secret(conn, principal.unit)
-            conn.execute(
-                fingerprinted_copies.insert().values(
-                    dataset_id=ds.id, version=version, recipient=principal.unit, actor=principal.actor, grant_ids=grants,
-                    tolerance_m=tolerance_m, epsg=epsg, extent=list(extent), created_at=catalog.now(),
+            copy = fingerprinted_copies.c
+            known = standing and conn.execute(
+                sa.select(copy.id).where(copy.dataset_id == ds.id, copy.version == version, copy.recipient == principal.unit,
+                                         copy.tolerance_m == tolerance_m, copy.epsg == epsg).limit(1)
+            ).first() is not None
+            if not known:
+                conn.execute(
+                    fingerprinted_copies.insert().values(
+                        dataset_id=ds.id, version=version, recipient=principal.unit, actor=principal.actor, grant_ids=grants,
+                        tolerance_m=tolerance_m, epsg=epsg, extent=list(extent), created_at=catalog.now(),
+                    )
                 )
-            )
     return Marker(principal.unit, name, grants, secret, tolerance_m, epsg)
+
+
+def api_marker(engine: Engine, settings: Settings, principal: Principal, ds: catalog.Dataset, version: int,
+               access: Access) -> Marker | None:
+    """The marker of a grantee's API read of a version (recorded once as its standing copy), or None."""
+    return marker_for(engine, principal, ds, version, access, settings.fingerprint_tolerance_m, standing=True)
+
+
+def marked(features: Iterable[StoredFeature], marker: Marker | None, batch: int = 500) -> Iterator[StoredFeature]:
+    """The features with the recipient's fingerprint in their geometry (unchanged without a marker).
+
+    Batched: the fingerprint projects to the layer's Gauss-Krüger plane once per batch."""
+    if marker is None:
+        yield from features
+        return
+    it = iter(features)
+    while chunk := list(islice(it, batch)):
+        geoms = shapely.from_wkb(np.array([f.wkb for f in chunk], dtype=object), on_invalid="ignore")
+        wkbs = shapely.to_wkb(marker(geoms))
+        for f, wkb in zip(chunk, wkbs, strict=True):
+            yield dataclasses.replace(f, wkb=wkb) if f.wkb is not None else f
 
 
 # ---------------------------------------------------------------- tracing a leaked copy
