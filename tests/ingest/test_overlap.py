@@ -26,6 +26,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from landcloud.catalog import datasets as catalog
+from landcloud.geo import parallel
 from landcloud.geo.area import survey_areas
 from landcloud.ingest import overlap
 from landcloud.ingest.overlap import find_overlaps
@@ -34,6 +35,7 @@ from landcloud.store.features import feature_store_for
 
 TOLERANCE = 1.0
 ORIGIN = (126.60, 45.74)
+MIN_WORK = parallel.MIN_WORK
 CELL = 0.001  # ~80 m × 110 m at Harbin: ~8,700 m² a cell
 
 
@@ -191,6 +193,8 @@ def test_multipolygon_part_over_a_neighbour(engine: sa.Engine) -> None:
 def test_chunking_and_incremental_edit(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """Small chunks (geometries kept across them) and an incremental edit over stored polygons."""
     monkeypatch.setattr(overlap, "CHUNK", chunk)
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)  # GEOS in parts on 3 threads, even for a few pairs
+    monkeypatch.setenv("LANDCLOUD_GEOS_THREADS", "3")
     cells = jittered_grid(6, 5, seed=11)
     v1 = keyed(cells)
     stored_overlap = [("p0", cells[0]), ("p1", push_vertex(cells[1], 0, 0, -3e-5))]  # old rows overlapping: not reported again
@@ -235,6 +239,8 @@ def test_random_tessellations_match_the_reference(engine: sa.Engine, monkeypatch
                                                   case: tuple[list[shapely.Geometry], int]) -> None:
     geoms, chunk = case
     monkeypatch.setattr(overlap, "CHUNK", chunk)
+    monkeypatch.setattr(parallel, "MIN_WORK", 1 if chunk == 7 else MIN_WORK)
+    monkeypatch.setenv("LANDCLOUD_GEOS_THREADS", "3")
     findings, rows, new = load_and_check(engine, [("replace", keyed(geoms))])
     assert_same_as_reference(findings, rows, new)
 
