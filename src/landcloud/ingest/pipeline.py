@@ -285,9 +285,11 @@ def _run(
                     overlap_check=bool(opts.overlap_check),
                 )
             version = ds.current_version + 1
-            store.begin_stage(conn)
+            # the first rows of a keyed dataset need no merge: they go straight into the store (rolled back if rejected)
+            direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
+            store.begin_stage(conn, (ds.id, version) if direct else None)
             polygonal = _stage_all(
-                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock
+                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct
             )
             rules.finish()
             findings = list(rules.findings)
@@ -370,8 +372,14 @@ def _stage_all(
     batch_size: int,
     progress: ProgressFn | None,
     clock: StageClock,
+    direct: bool = False,
 ) -> bool:
-    """Read, convert, check and stage every batch; returns whether the layer is polygonal."""
+    """Read, convert, check and stage every batch; returns whether the layer is polygonal.
+
+    `direct`: the rows go into the store itself, so none is written once a rule has found an error
+    (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
+    rules still run to the end for the report.
+    """
     polygonal = True
     seen_geometry = False
     total = 0
@@ -395,10 +403,11 @@ def _stage_all(
             if len(present):
                 seen_geometry = True
                 polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
-        with clock.stage("rows"):
-            rows = _stage_rows(geoms, areas, props, key_field, ops)
-        with clock.stage("write"):
-            store.stage(conn, rows)
+        if not (direct and rules.error_count):
+            with clock.stage("rows"):
+                rows = _stage_rows(geoms, areas, props, key_field, ops)
+            with clock.stage("write"):
+                store.stage(conn, rows)
         total += len(props)
         if progress:
             progress(total)

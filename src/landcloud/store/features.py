@@ -375,14 +375,28 @@ class FeatureStore:
         return int(row.n), extent
 
     # -- writing a version ---------------------------------------------------------------
-    def begin_stage(self, conn: Connection) -> None:
+    def begin_stage(self, conn: Connection, direct: tuple[str, int] | None = None) -> None:
         """Create the (transaction-local) staging table for one incoming version.
 
         Its indexes are built once the rows are in (`_index_stage`, before the first statement
         that reads the stage): one sort instead of an index update per row.
+
+        `direct` (dataset, version): the first rows of a dataset (no current row, a replacement
+        with a key field) go straight into `features`, as the version: the stage would hold the
+        same rows and the merge copy them unchanged. The transaction still decides: a rejection
+        rolls them back. `merge_stage` then only counts them.
         """
-        self._create_stage(conn)
-        conn.info["stage_indexed"] = False
+        conn.info["stage_direct"] = direct
+        conn.info["stage_written"] = 0
+        if direct is None:
+            self._create_stage(conn)
+        conn.info["stage_indexed"] = direct is not None
+
+    def has_current_rows(self, conn: Connection, dataset_id: str) -> bool:
+        row = conn.execute(
+            sa.text("SELECT 1 FROM features f WHERE f.dataset_id = :d AND f.v_to IS NULL LIMIT 1"), {"d": dataset_id}
+        ).first()
+        return row is not None
 
     def _index_stage(self, conn: Connection) -> None:
         if conn.info.get("stage_indexed", True):
@@ -395,8 +409,17 @@ class FeatureStore:
         return ["CREATE INDEX ix_stage_fkey ON stage (fkey)", "CREATE INDEX ix_stage_chash ON stage (chash)"]
 
     def stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
-        if rows:
+        if not rows:
+            return
+        direct = conn.info.get("stage_direct")
+        if direct is None:
             self._write_stage(conn, rows)
+        else:
+            self._write_features(conn, direct[0], direct[1], rows)
+        conn.info["stage_written"] = conn.info.get("stage_written", 0) + len(rows)
+
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+        raise NotImplementedError
 
     def number_duplicate_keys(self, conn: Connection) -> None:
         """Make content-hash keys unique: the 2nd, 3rd … identical feature gets :2, :3 in file order.
@@ -430,6 +453,12 @@ class FeatureStore:
         replace: the staged rows are the whole new version; incremental: they are upserts and
         deletes by key. Unchanged features (same key, same content hash) keep their row.
         """
+        if conn.info.get("stage_direct") is not None:
+            if conn.info["stage_direct"] != (dataset_id, version) or mode != "replace":
+                raise ValueError("rows were written directly for another version or mode")
+            conn.info["stage_direct"] = None
+            self._after_insert(conn, dataset_id, version)
+            return MergeCounts(added=conn.info["stage_written"], removed=0, changed=0)
         self._index_stage(conn)
         p = {"d": dataset_id, "n": version}
         cur = "features.dataset_id = :d AND features.v_to IS NULL"
@@ -739,6 +768,15 @@ class SQLiteFeatureStore(FeatureStore):
     def _geom_from_stage_sql(self) -> str:
         return "s.geom"
 
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.executemany(
+            "INSERT INTO features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(dataset_id, r[0], version, r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5]) for r in rows],
+        )
+        cur.close()
+
     def _ids_condition(self) -> str:
         return "f.id IN (SELECT value FROM json_each({p}))"
 
@@ -757,6 +795,18 @@ class SQLiteFeatureStore(FeatureStore):
 
 _STAGE_COPY_TYPES = ["text", "bytea", "bytea", "float8", "float8", "float8", "float8", "float8", "text", "text"]
 _JSONB_V1 = b"\x01"  # jsonb's binary wire format: version 1, then the JSON text
+_FEATURES_COPY_TYPES = ["text", "text", "int4", "bytea", "bytea", "float8", "float8", "float8", "float8", "float8", "text"]
+_SRID_FLAG = 0x20000000  # EWKB: an SRID follows the type
+_SRID_4490 = {1: (4490).to_bytes(4, "little"), 0: (4490).to_bytes(4, "big")}
+
+
+def _ewkb_4490(wkb: bytes | None) -> bytes | None:
+    """WKB → EWKB with SRID 4490 (the outer header gets the flag and the SRID; parts stay as they are)."""
+    if wkb is None:
+        return None
+    order = "little" if wkb[0] == 1 else "big"
+    kind = int.from_bytes(wkb[1:5], order) | _SRID_FLAG  # type: ignore[arg-type]
+    return wkb[:1] + kind.to_bytes(4, order) + _SRID_4490[wkb[0]] + wkb[5:]  # type: ignore[arg-type]
 
 
 class PostGISFeatureStore(FeatureStore):
@@ -814,6 +864,21 @@ class PostGISFeatureStore(FeatureStore):
 
     def _geom_from_stage_sql(self) -> str:
         return "ST_GeomFromWKB(s.geom, 4490)"
+
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+        # Binary COPY into the table itself: the server parses each geometry as EWKB (geometry_recv), so
+        # the WKB gets the SRID the column requires, as ST_GeomFromWKB(wkb, 4490) gives it in the merge.
+        # While the server inserts (and updates the indexes), this process checks the next batch.
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cur.copy(
+            "COPY features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+            "FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_FEATURES_COPY_TYPES)
+            write = copy.write_row
+            for r in rows:
+                write((dataset_id, r[0], version, _JSONB_V1 + r[1].encode(), _ewkb_4490(r[2]), *(r[3] or _NO_BOX), r[4], r[5]))
+        cur.close()
 
     def _ids_condition(self) -> str:
         return "f.id = ANY(CAST({p} AS bigint[]))"
