@@ -108,6 +108,23 @@ def test_first_rows_go_straight_into_the_store_as_the_merge_would_put_them(
     assert store.count("direct", 1, bbox=(HARBIN[0], HARBIN[1], HARBIN[0] + 0.001, HARBIN[1] + 0.001)) == 1
 
 
+def test_interrupted_first_submission_changes_nothing(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """Stopped in the middle of writing its first rows (PostGIS: inside the open COPY): nothing stays, the next one loads."""
+    path = write_geojson(tmp_path / "dltb.geojson", grid_parcels(4))
+    before = table_counts(engine)
+    small = settings.model_copy(update={"batch_size": 5})
+
+    def stop(total: int) -> None:
+        if total >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_submission(engine, small, path, SubmitOptions(dataset_id="dltb", unit="230102"), progress=stop)
+    assert table_counts(engine) == before
+    assert submit(engine, small, path).accepted
+    assert catalog.require_dataset(engine, "dltb").feature_count == 16
+
+
 def test_one_data_one_source(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     path = write_geojson(tmp_path / "dltb.geojson", grid_parcels(2))
     assert submit(engine, settings, path).accepted

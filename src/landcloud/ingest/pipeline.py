@@ -291,6 +291,8 @@ def _run(
             polygonal = _stage_all(
                 conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct
             )
+            with clock.stage("write"):  # PostGIS, first rows: the server finishing the COPY
+                store.end_stage(conn)
             rules.finish()
             findings = list(rules.findings)
             if opts.mode == "incremental":
@@ -328,11 +330,13 @@ def _run(
             with clock.stage("commit"):
                 trans.commit()
         except _Rejected as rej:
+            store.end_stage(conn, rej)
             trans.rollback()
             rejected = _rejected(opts, source, rej.findings, rules.counts)
             rejected.timings = clock.as_dict()
             return rejected
-        except BaseException:
+        except BaseException as exc:
+            store.end_stage(conn, exc)
             trans.rollback()
             raise
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())

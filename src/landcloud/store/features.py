@@ -10,6 +10,7 @@ A row is visible in version N when `v_from <= N AND (v_to IS NULL OR v_to > N)`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -421,6 +422,10 @@ class FeatureStore:
     def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
         raise NotImplementedError
 
+    def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
+        """Finish the writes of `stage` (PostGIS: the open COPY) before the connection runs anything else;
+        `failed`: the submission stops here, its writes are dropped (then the transaction is rolled back)."""
+
     def number_duplicate_keys(self, conn: Connection) -> None:
         """Make content-hash keys unique: the 2nd, 3rd … identical feature gets :2, :3 in file order.
 
@@ -453,6 +458,7 @@ class FeatureStore:
         replace: the staged rows are the whole new version; incremental: they are upserts and
         deletes by key. Unchanged features (same key, same content hash) keep their row.
         """
+        self.end_stage(conn)
         if conn.info.get("stage_direct") is not None:
             if conn.info["stage_direct"] != (dataset_id, version) or mode != "replace":
                 raise ValueError("rows were written directly for another version or mode")
@@ -866,19 +872,38 @@ class PostGISFeatureStore(FeatureStore):
         return "ST_GeomFromWKB(s.geom, 4490)"
 
     def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
-        # Binary COPY into the table itself: the server parses each geometry as EWKB (geometry_recv), so
-        # the WKB gets the SRID the column requires, as ST_GeomFromWKB(wkb, 4490) gives it in the merge.
-        # While the server inserts (and updates the indexes), this process checks the next batch.
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cur.copy(
-            "COPY features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
-            "FROM STDIN WITH (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(_FEATURES_COPY_TYPES)
-            write = copy.write_row
-            for r in rows:
-                write((dataset_id, r[0], version, _JSONB_V1 + r[1].encode(), _ewkb_4490(r[2]), *(r[3] or _NO_BOX), r[4], r[5]))
-        cur.close()
+        # One binary COPY into the table itself for the whole stream, open until `end_stage`: the server
+        # inserts (and updates the shared indexes) while this process reads and checks the next batches,
+        # and a psycopg thread does the sending. The server parses each geometry as EWKB (geometry_recv),
+        # so the WKB gets the SRID the column requires, as ST_GeomFromWKB(wkb, 4490) gives it in the merge.
+        copy = conn.info.get("stage_copy")
+        if copy is None:
+            from psycopg.copy import QueuedLibpqWriter
+
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            opened = cur.copy(
+                "COPY features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+                "FROM STDIN WITH (FORMAT BINARY)",
+                writer=QueuedLibpqWriter(cur),
+            )
+            copy = conn.info["stage_copy"] = (cur, opened, opened.__enter__())
+            copy[2].set_types(_FEATURES_COPY_TYPES)
+        write = copy[2].write_row
+        for r in rows:
+            write((dataset_id, r[0], version, _JSONB_V1 + r[1].encode(), _ewkb_4490(r[2]), *(r[3] or _NO_BOX), r[4], r[5]))
+
+    def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
+        copy = conn.info.pop("stage_copy", None)
+        if copy is not None:
+            cur, opened, _ = copy
+            try:
+                if failed is None:
+                    opened.__exit__(None, None, None)
+                else:  # abort the COPY (the server discards it) so that the rollback can follow
+                    with contextlib.suppress(Exception):
+                        opened.__exit__(type(failed), failed, failed.__traceback__)
+            finally:
+                cur.close()
 
     def _ids_condition(self) -> str:
         return "f.id = ANY(CAST({p} AS bigint[]))"
