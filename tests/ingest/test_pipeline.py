@@ -78,6 +78,53 @@ def test_rejected_first_submission_creates_no_dataset(engine: sa.Engine, setting
     assert table_counts(engine)["datasets"] == 0
 
 
+def test_first_rows_go_straight_into_the_store_as_the_merge_would_put_them(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keyed dataset's first version is written without the stage; the rows are the merge's, to the byte."""
+    feats = grid_parcels(3)
+    feats[4]["geometry"] = shapely.geometry.mapping(shapely.MultiPolygon([shapely.geometry.shape(feats[4]["geometry"])]))
+    feats[5]["properties"]["DLMC"] = "别名"  # a warning: accepted
+    path = write_geojson(tmp_path / "dltb.geojson", feats)
+    store = feature_store_for(engine)
+    written: list[object] = []
+    monkeypatch.setattr(type(store), "begin_stage", lambda self, conn, direct=None, orig=type(store).begin_stage: (
+        written.append(direct), orig(self, conn, direct))[1])
+    direct = submit(engine, settings, path, dataset_id="direct")
+    monkeypatch.setattr(type(store), "has_current_rows", lambda self, conn, dataset_id: True)
+    staged = submit(engine, settings, path, dataset_id="staged")
+    assert written == [("direct", 1), None]
+    assert direct.accepted and staged.accepted
+    assert direct.report["summary"] == staged.report["summary"]
+
+    def rows(dataset_id: str) -> list[tuple[object, ...]]:
+        with engine.connect() as conn:
+            geom = "ST_AsEWKB(geom)" if engine.dialect.name == "postgresql" else "geom"
+            return [tuple(r) for r in conn.execute(sa.text(
+                f"SELECT fkey, v_from, v_to, props, {geom}, minx, miny, maxx, maxy, area_m2, chash FROM features "
+                "WHERE dataset_id = :d ORDER BY id"), {"d": dataset_id})]
+
+    assert rows("direct") == rows("staged") and len(rows("direct")) == 9
+    assert store.count("direct", 1, bbox=(HARBIN[0], HARBIN[1], HARBIN[0] + 0.001, HARBIN[1] + 0.001)) == 1
+
+
+def test_interrupted_first_submission_changes_nothing(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """Stopped in the middle of writing its first rows (PostGIS: inside the open COPY): nothing stays, the next one loads."""
+    path = write_geojson(tmp_path / "dltb.geojson", grid_parcels(4))
+    before = table_counts(engine)
+    small = settings.model_copy(update={"batch_size": 5})
+
+    def stop(total: int) -> None:
+        if total >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_submission(engine, small, path, SubmitOptions(dataset_id="dltb", unit="230102"), progress=stop)
+    assert table_counts(engine) == before
+    assert submit(engine, small, path).accepted
+    assert catalog.require_dataset(engine, "dltb").feature_count == 16
+
+
 def test_one_data_one_source(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     path = write_geojson(tmp_path / "dltb.geojson", grid_parcels(2))
     assert submit(engine, settings, path).accepted

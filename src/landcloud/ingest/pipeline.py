@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
 from landcloud.ingest import transformations
+from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
@@ -285,10 +286,14 @@ def _run(
                     overlap_check=bool(opts.overlap_check),
                 )
             version = ds.current_version + 1
-            store.begin_stage(conn)
+            # the first rows of a keyed dataset need no merge: they go straight into the store (rolled back if rejected)
+            direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
+            store.begin_stage(conn, (ds.id, version) if direct else None)
             polygonal = _stage_all(
-                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock
+                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct
             )
+            with clock.stage("write"):  # PostGIS, first rows: the server finishing the COPY
+                store.end_stage(conn)
             rules.finish()
             findings = list(rules.findings)
             if opts.mode == "incremental":
@@ -299,7 +304,7 @@ def _run(
             with clock.stage("merge"):
                 counts = store.merge_stage(conn, ds.id, version, opts.mode)
             if polygonal and opts.overlap_check:
-                with clock.stage("overlap"):
+                with clock.stage("overlap", all_threads=True):  # GEOS runs on every core
                     overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
                 findings += overlaps
                 if overlaps:
@@ -326,11 +331,13 @@ def _run(
             with clock.stage("commit"):
                 trans.commit()
         except _Rejected as rej:
+            store.end_stage(conn, rej)
             trans.rollback()
             rejected = _rejected(opts, source, rej.findings, rules.counts)
             rejected.timings = clock.as_dict()
             return rejected
-        except BaseException:
+        except BaseException as exc:
+            store.end_stage(conn, exc)
             trans.rollback()
             raise
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
@@ -370,42 +377,63 @@ def _stage_all(
     batch_size: int,
     progress: ProgressFn | None,
     clock: StageClock,
+    direct: bool = False,
 ) -> bool:
-    """Read, convert, check and stage every batch; returns whether the layer is polygonal."""
+    """Read, convert, check and stage every batch; returns whether the layer is polygonal.
+
+    `direct`: the rows go into the store itself, so none is written once a rule has found an error
+    (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
+    rules still run to the end for the report.
+    """
     polygonal = True
     seen_geometry = False
     total = 0
-    batches = iter_batches(info, batch_size=batch_size)
-    while True:
-        with clock.stage("read"):
-            raw = next(batches, None)
-        if raw is None:
-            break
-        with clock.stage("decode"):
-            geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
-            props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
-            ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
-        with clock.stage("crs"):
-            geoms = transformer.transform_geometries(geoms)
-        with clock.stage("areas"):
-            areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
-        with clock.stage("rules"):
-            geoms = rules.check(Batch(start=raw.start, geometries=geoms, properties=props, areas=areas))
-            present = geoms[~shapely.is_missing(geoms)]
-            if len(present):
-                seen_geometry = True
-                polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
-        with clock.stage("rows"):
-            rows = _stage_rows(geoms, areas, props, key_field, ops)
-        with clock.stage("write"):
-            store.stage(conn, rows)
-        total += len(props)
-        if progress:
-            progress(total)
+    with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock)) as prepared:
+        for start, geoms, props, ops, areas in prepared:
+            with clock.stage("rules"):
+                geoms = rules.check(Batch(start=start, geometries=geoms, properties=props, areas=areas))
+                present = geoms[~shapely.is_missing(geoms)]
+                if len(present):
+                    seen_geometry = True
+                    polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
+            if not (direct and rules.error_count):
+                with clock.stage("rows"):
+                    rows = _stage_rows(geoms, areas, props, key_field, ops)
+                with clock.stage("write"):
+                    store.stage(conn, rows)
+            total += len(props)
+            if progress:
+                progress(total)
     if not key_field:
         with clock.stage("number_keys"):
             store.number_duplicate_keys(conn)
     return polygonal and seen_geometry
+
+
+def _prepared_batches(
+    info: SourceInfo, transformer: Any, op_field: str | None, batch_size: int, clock: StageClock
+) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], list[str] | None, np.ndarray]]:
+    """Batches read, parsed, converted to CGCS2000 and measured: (start, geometries, properties, operations, areas)."""
+    batches = iter_batches(info, batch_size=batch_size)
+    try:
+        while True:
+            with clock.stage("read"):
+                raw = next(batches, None)
+            if raw is None:
+                return
+            with clock.stage("decode"):
+                geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
+                props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
+                ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
+            with clock.stage("crs"):
+                geoms = transformer.transform_geometries(geoms)
+            with clock.stage("areas"):
+                areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
+            yield raw.start, geoms, props, ops, areas
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # the reader's file, on the thread that read it
 
 
 def _stage_rows(

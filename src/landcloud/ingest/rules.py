@@ -443,7 +443,7 @@ class RuleRunner:
                 if self._admit("key.missing", "error"):
                     self._add("key.missing", "error", f"缺少标识字段 {key_field}",
                               f"key field {key_field} is missing from the layer", details={"field": key_field})
-        required = [f.name for f in schema.required_fields
+        required = [(f.name, f.name.upper()) for f in schema.required_fields
                     if f.name not in absent and f.name != key_field] if schema is not None else []
 
         check_codes = schema is not None and schema.field("DLBM") is not None
@@ -477,8 +477,12 @@ class RuleRunner:
                                   f"{le}: duplicate {key_field}={key}, first used by feature #{first}",
                                   idx, key, self._loc(batch, i), {"field": key_field, "first_index": first})
 
-            for name in required:
-                if _is_null(props.get(name.upper())):
+            for name, upper in required:
+                value = props.get(upper)
+                # most values are text without surrounding blanks: not null, without a call
+                if value.__class__ is str and value and not value[0].isspace() and not value[-1].isspace():
+                    continue
+                if _is_null(value):
                     if self._admit("field.required_null", "error"):
                         lz, le = self._label(idx, key)
                         self._add("field.required_null", "error", f"{lz}：必填字段 {name} 为空",

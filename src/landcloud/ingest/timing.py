@@ -2,8 +2,10 @@
 
 The benchmark and `landcloud submit --verbose` read it to see which stage to work on next; the
 stages of the streamed part (read → stage) interleave per batch, so each stage accumulates over
-all batches. Wall time and this process's CPU time are both kept: on PostGIS the difference is
-mostly the server's work (and waiting on a busy machine).
+all batches. Wall time and CPU time are both kept: on PostGIS the difference is mostly the
+server's work (and waiting on a busy machine). The CPU is the calling thread's (reading runs on a
+thread of its own, beside the checks: `ingest.ahead`), or the whole process's for a stage that
+spreads its work over threads itself (`all_threads`, the overlap check).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ class StageClock:
     cpu: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        w0, c0 = time.perf_counter(), time.process_time()
+    def stage(self, name: str, all_threads: bool = False) -> Iterator[None]:
+        cpu = time.process_time if all_threads else time.thread_time
+        w0, c0 = time.perf_counter(), cpu()
         try:
             yield
         finally:
             self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - w0
-            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+            self.cpu[name] = self.cpu.get(name, 0.0) + cpu() - c0
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """{stage: {"wall_s": …, "cpu_s": …}}, rounded to milliseconds."""

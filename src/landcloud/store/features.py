@@ -10,7 +10,7 @@ A row is visible in version N when `v_from <= N AND (v_to IS NULL OR v_to > N)`.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,6 +22,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from landcloud.geo.parallel import in_parts
 from landcloud.store.db import BackendKind, backend_of, connection
 
 BBox = tuple[float, float, float, float]
@@ -412,14 +413,28 @@ class FeatureStore:
         return int(row.n), extent
 
     # -- writing a version ---------------------------------------------------------------
-    def begin_stage(self, conn: Connection) -> None:
+    def begin_stage(self, conn: Connection, direct: tuple[str, int] | None = None) -> None:
         """Create the (transaction-local) staging table for one incoming version.
 
         Its indexes are built once the rows are in (`_index_stage`, before the first statement
         that reads the stage): one sort instead of an index update per row.
+
+        `direct` (dataset, version): the first rows of a dataset (no current row, a replacement
+        with a key field) go straight into `features`, as the version: the stage would hold the
+        same rows and the merge copy them unchanged. The transaction still decides: a rejection
+        rolls them back. `merge_stage` then only counts them.
         """
-        self._create_stage(conn)
-        conn.info["stage_indexed"] = False
+        conn.info["stage_direct"] = direct
+        conn.info["stage_written"] = 0
+        if direct is None:
+            self._create_stage(conn)
+        conn.info["stage_indexed"] = direct is not None
+
+    def has_current_rows(self, conn: Connection, dataset_id: str) -> bool:
+        row = conn.execute(
+            sa.text("SELECT 1 FROM features f WHERE f.dataset_id = :d AND f.v_to IS NULL LIMIT 1"), {"d": dataset_id}
+        ).first()
+        return row is not None
 
     def _index_stage(self, conn: Connection) -> None:
         if conn.info.get("stage_indexed", True):
@@ -432,8 +447,21 @@ class FeatureStore:
         return ["CREATE INDEX ix_stage_fkey ON stage (fkey)", "CREATE INDEX ix_stage_chash ON stage (chash)"]
 
     def stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
-        if rows:
+        if not rows:
+            return
+        direct = conn.info.get("stage_direct")
+        if direct is None:
             self._write_stage(conn, rows)
+        else:
+            self._write_features(conn, direct[0], direct[1], rows)
+        conn.info["stage_written"] = conn.info.get("stage_written", 0) + len(rows)
+
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+        raise NotImplementedError
+
+    def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
+        """Finish the writes of `stage` (PostGIS: the open COPY) before the connection runs anything else;
+        `failed`: the submission stops here, its writes are dropped (then the transaction is rolled back)."""
 
     def number_duplicate_keys(self, conn: Connection) -> None:
         """Make content-hash keys unique: the 2nd, 3rd … identical feature gets :2, :3 in file order.
@@ -467,6 +495,13 @@ class FeatureStore:
         replace: the staged rows are the whole new version; incremental: they are upserts and
         deletes by key. Unchanged features (same key, same content hash) keep their row.
         """
+        self.end_stage(conn)
+        if conn.info.get("stage_direct") is not None:
+            if conn.info["stage_direct"] != (dataset_id, version) or mode != "replace":
+                raise ValueError("rows were written directly for another version or mode")
+            conn.info["stage_direct"] = None
+            self._after_insert(conn, dataset_id, version)
+            return MergeCounts(added=conn.info["stage_written"], removed=0, changed=0)
         self._index_stage(conn)
         p = {"d": dataset_id, "n": version}
         cur = "features.dataset_id = :d AND features.v_to IS NULL"
@@ -531,8 +566,28 @@ class FeatureStore:
         self._after_insert(conn, dataset_id, new_version)
         return MergeCounts(added=inserted - changed, removed=removed, changed=changed)
 
-    def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
-        """Pairs of current rows whose envelopes meet, at least one of them new in `version`.
+    # -- the overlap rule's pairs ----------------------------------------------------------
+    _placeholder = "?"  # the driver's parameter marker, for reads that skip SQLAlchemy's rows
+
+    def _driver_cursor(self, conn: Connection, stream: bool) -> Any:
+        return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def _driver_rows(
+        self, conn: Connection, sql: str, params: tuple[Any, ...], block: int, stream: bool = False
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of one read in blocks, as the driver's tuples: building SQLAlchemy rows cost more than the
+        read for the overlap rule's hundreds of thousands of rows. `sql` marks parameters `{p}`; `stream`:
+        a long read, fetched block by block from the server (PostgreSQL), not held whole by the client."""
+        cur = self._driver_cursor(conn, stream)
+        try:
+            cur.execute(sql.format(p=self._placeholder), params)
+            while rows := cur.fetchmany(block):
+                yield rows
+        finally:
+            cur.close()
+
+    def _candidate_blocks(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Pairs of current rows whose envelopes meet, at least one of them new in `version`, as id arrays.
 
         The stored envelopes of the dataset's current rows (5 numbers a row: ~50 MB for a million) go
         into a shapely STRtree, queried with the new rows' envelopes in one vectorised call. A join in
@@ -540,14 +595,12 @@ class FeatureStore:
         CPU), on PostGIS after an ANALYZE of the whole table (rows merged in this transaction have no
         statistics: without it the planner joined every pair, 8 minutes for 100,000 parcels).
         """
-        result = conn.execute(
-            sa.text(
-                "SELECT f.id, CASE WHEN f.v_from = :n THEN 1 ELSE 0 END AS new, f.minx, f.miny, f.maxx, f.maxy "
-                "FROM features f WHERE f.dataset_id = :d AND f.v_to IS NULL AND f.minx IS NOT NULL ORDER BY f.id"
-            ).execution_options(yield_per=50_000),
-            {"d": dataset_id, "n": version},
+        sql = (
+            "SELECT f.id, CASE WHEN f.v_from = {p} THEN 1 ELSE 0 END AS new, f.minx, f.miny, f.maxx, f.maxy "
+            "FROM features f WHERE f.dataset_id = {p} AND f.v_to IS NULL AND f.minx IS NOT NULL ORDER BY f.id"
         )
-        parts = [np.array([tuple(r) for r in block], dtype=np.float64) for block in result.partitions(50_000)]
+        blocks = self._driver_rows(conn, sql, (version, dataset_id), 50_000, stream=True)
+        parts = [np.array(rows, dtype=np.float64) for rows in blocks]
         if not parts:
             return
         table = np.concatenate(parts)
@@ -560,34 +613,49 @@ class FeatureStore:
             qi, ti = tree.query(tree.geometries.take(q))
             a, b = ids[q[qi]], ids[ti]
             keep = (a != b) & (~new[ti] | (b > a))
-            yield from zip(a[keep].tolist(), b[keep].tolist())
+            yield a[keep], b[keep]
+
+    def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
+        """Pairs of current rows whose envelopes meet, at least one of them new in `version` (ids)."""
+        for a, b in self._candidate_blocks(conn, dataset_id, version):
+            yield from zip(a.tolist(), b.tolist())
 
     def overlapping_pairs(self, conn: Connection, dataset_id: str, version: int, chunk: int = 20_000) -> Iterator[OverlapChunk]:
         """Current polygons whose interiors meet (DE-9IM T********), one of them new in `version`, with
-        their intersections, in chunks. Decided here by shapely, not by PostGIS's ST_Relate: the
-        bundled GEOS (3.14, RelateNG) decides a pair several times faster than the server's (3.11 here
-        took ~7 s more for 100,000 parcels than reading the geometries and deciding here).
+        their intersections, in chunks of candidate pairs (in the candidates' order). Decided here by
+        shapely, not by PostGIS's ST_Relate: the bundled GEOS (3.14, RelateNG) decides a pair several
+        times faster than the server's (3.11 here took ~7 s more for 100,000 parcels than reading the
+        geometries and deciding here). GEOS runs on every core (`geo.parallel`); the rows of one chunk
+        stay parsed for the next, which shares most of them (neighbours of neighbours).
         """
-        candidates = self.overlap_candidates(conn, dataset_id, version)
-        while block := list(itertools.islice(candidates, chunk)):
-            pairs = np.asarray(block, dtype=np.int64)
+        held_ids = np.empty(0, dtype=np.int64)
+        held_keys = held_geoms = np.empty(0, dtype=object)
+        for pairs in _rechunk(self._candidate_blocks(conn, dataset_id, version), chunk):
             # a parcel of a tessellation is in ~6 candidate pairs: read and parse it once
             ids = np.unique(pairs)
-            rows = self.fetch_geometries(conn, ids.tolist())
-            keys = np.array([rows[i][0] for i in ids.tolist()], dtype=object)
-            geoms = shapely.from_wkb([rows[i][1] for i in ids.tolist()], on_invalid="ignore")
+            keys, geoms = np.empty(len(ids), dtype=object), np.empty(len(ids), dtype=object)
+            held = np.isin(ids, held_ids, assume_unique=True)
+            if held.any():
+                pos = np.searchsorted(held_ids, ids[held])
+                keys[held], geoms[held] = held_keys[pos], held_geoms[pos]
+            if not held.all():
+                rows = self.fetch_geometries(conn, ids[~held].tolist())
+                missing = ids[~held].tolist()
+                keys[~held] = [rows[i][0] for i in missing]
+                geoms[~held] = in_parts(lambda w: shapely.from_wkb(w, on_invalid="ignore"), np.array([rows[i][1] for i in missing], dtype=object))
+            held_ids, held_keys, held_geoms = ids, keys, geoms
             ia, ib = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
             # neighbours touch along their shared edges: relate decides whether the interiors meet
-            hit = np.flatnonzero(shapely.relate_pattern(geoms[ia], geoms[ib], "T********"))
+            hit = np.flatnonzero(in_parts(lambda a, b: shapely.relate_pattern(a, b, "T********"), geoms[ia], geoms[ib]))
             if len(hit):
                 ha, hb = ia[hit], ib[hit]
-                yield OverlapChunk(keys[ha].tolist(), keys[hb].tolist(), shapely.intersection(geoms[ha], geoms[hb]))
+                yield OverlapChunk(keys[ha].tolist(), keys[hb].tolist(), in_parts(shapely.intersection, geoms[ha], geoms[hb], cost=10))
 
     # ids bound per statement when reading rows by id
     _max_ids_per_statement = 50_000
 
     def _ids_condition(self) -> str:
-        """`f.id` among the ids bound as one parameter `:ids` (`_ids_param`), not one parameter per id:
+        """`f.id` among the ids bound as one parameter `{p}` (`_ids_param`), not one parameter per id:
         compiling 20,000 expanded parameters cost more than the query."""
         raise NotImplementedError
 
@@ -599,12 +667,11 @@ class FeatureStore:
         id_list = list(ids)
         out: dict[int, tuple[str, bytes | None]] = {}
         step = self._max_ids_per_statement
+        sql = f"SELECT f.id, f.fkey, {self.geom_read_sql} AS wkb FROM features f WHERE {self._ids_condition()}"
         for i in range(0, len(id_list), step):
-            chunk = id_list[i : i + step]
-            stmt = sa.text(f"SELECT f.id, f.fkey, {self.geom_read_sql} AS wkb FROM features f WHERE {self._ids_condition()}")
-            for row in conn.execute(stmt, {"ids": self._ids_param(chunk)}):
-                wkb = row.wkb if row.wkb is None or isinstance(row.wkb, bytes) else bytes(row.wkb)
-                out[row.id] = (row.fkey, wkb)
+            for rows in self._driver_rows(conn, sql, (self._ids_param(id_list[i : i + step]),), step):
+                for rid, fkey, wkb in rows:
+                    out[rid] = (fkey, wkb if wkb is None or isinstance(wkb, bytes) else bytes(wkb))
         return out
 
     # -- comparing versions --------------------------------------------------------------
@@ -744,8 +811,17 @@ class SQLiteFeatureStore(FeatureStore):
     def _geom_from_stage_sql(self) -> str:
         return "s.geom"
 
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cur.executemany(
+            "INSERT INTO features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(dataset_id, r[0], version, r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5]) for r in rows],
+        )
+        cur.close()
+
     def _ids_condition(self) -> str:
-        return "f.id IN (SELECT value FROM json_each(:ids))"
+        return "f.id IN (SELECT value FROM json_each({p}))"
 
     def _ids_param(self, ids: list[int]) -> Any:
         return json.dumps(ids)
@@ -762,6 +838,18 @@ class SQLiteFeatureStore(FeatureStore):
 
 _STAGE_COPY_TYPES = ["text", "bytea", "bytea", "float8", "float8", "float8", "float8", "float8", "text", "text"]
 _JSONB_V1 = b"\x01"  # jsonb's binary wire format: version 1, then the JSON text
+_FEATURES_COPY_TYPES = ["text", "text", "int4", "bytea", "bytea", "float8", "float8", "float8", "float8", "float8", "text"]
+_SRID_FLAG = 0x20000000  # EWKB: an SRID follows the type
+_SRID_4490 = {1: (4490).to_bytes(4, "little"), 0: (4490).to_bytes(4, "big")}
+
+
+def _ewkb_4490(wkb: bytes | None) -> bytes | None:
+    """WKB → EWKB with SRID 4490 (the outer header gets the flag and the SRID; parts stay as they are)."""
+    if wkb is None:
+        return None
+    order = "little" if wkb[0] == 1 else "big"
+    kind = int.from_bytes(wkb[1:5], order) | _SRID_FLAG  # type: ignore[arg-type]
+    return wkb[:1] + kind.to_bytes(4, order) + _SRID_4490[wkb[0]] + wkb[5:]  # type: ignore[arg-type]
 
 
 class PostGISFeatureStore(FeatureStore):
@@ -823,8 +911,65 @@ class PostGISFeatureStore(FeatureStore):
     def _geom_from_stage_sql(self) -> str:
         return "ST_GeomFromWKB(s.geom, 4490)"
 
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+        # One binary COPY into the table itself for the whole stream, open until `end_stage`: the server
+        # inserts (and updates the shared indexes) while this process reads and checks the next batches,
+        # and a psycopg thread does the sending. The server parses each geometry as EWKB (geometry_recv),
+        # so the WKB gets the SRID the column requires, as ST_GeomFromWKB(wkb, 4490) gives it in the merge.
+        copy = conn.info.get("stage_copy")
+        if copy is None:
+            from psycopg.copy import QueuedLibpqWriter
+
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            opened = cur.copy(
+                "COPY features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
+                "FROM STDIN WITH (FORMAT BINARY)",
+                writer=QueuedLibpqWriter(cur),
+            )
+            copy = conn.info["stage_copy"] = (cur, opened, opened.__enter__())
+            copy[2].set_types(_FEATURES_COPY_TYPES)
+        write = copy[2].write_row
+        for r in rows:
+            write((dataset_id, r[0], version, _JSONB_V1 + r[1].encode(), _ewkb_4490(r[2]), *(r[3] or _NO_BOX), r[4], r[5]))
+
+    def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
+        copy = conn.info.pop("stage_copy", None)
+        if copy is not None:
+            cur, opened, _ = copy
+            try:
+                if failed is None:
+                    opened.__exit__(None, None, None)
+                else:  # abort the COPY (the server discards it) so that the rollback can follow
+                    with contextlib.suppress(Exception):
+                        opened.__exit__(type(failed), failed, failed.__traceback__)
+            finally:
+                cur.close()
+
     def _ids_condition(self) -> str:
-        return "f.id = ANY(CAST(:ids AS bigint[]))"
+        return "f.id = ANY(CAST({p} AS bigint[]))"
+
+    _placeholder = "%s"
+
+    def _driver_cursor(self, conn: Connection, stream: bool) -> Any:
+        driver = conn.connection.driver_connection  # type: ignore[union-attr]
+        return driver.cursor(name="landcloud_rows") if stream else driver.cursor()
+
+
+def _rechunk(blocks: Iterable[tuple[np.ndarray, np.ndarray]], size: int) -> Iterator[np.ndarray]:
+    """(a, b) id arrays of any lengths → (size, 2) pair arrays in the same order (the last one shorter)."""
+    held: list[np.ndarray] = []
+    count = 0
+    for a, b in blocks:
+        held.append(np.column_stack((a, b)))
+        count += len(a)
+        if count >= size:
+            pairs = np.concatenate(held)
+            for start in range(0, len(pairs) - size + 1, size):
+                yield pairs[start : start + size]
+            rest = pairs[len(pairs) - len(pairs) % size :]
+            held, count = [rest], len(rest)
+    if count:
+        yield np.concatenate(held)
 
 
 def feature_store_for(engine: Engine) -> FeatureStore:
