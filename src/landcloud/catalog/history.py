@@ -85,4 +85,5 @@ def rollback(
             result = {"version": new_version, "rollback_to": source, "feature_count": feature_count, **counts.__dict__}
             if in_transaction is not None:
                 in_transaction(conn, result)
+    store.refresh_statistics(counts.added + counts.changed + counts.removed)  # committed; PostGIS: a large write analysed
     return result

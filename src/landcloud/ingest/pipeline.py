@@ -340,6 +340,8 @@ def _run(
             store.end_stage(conn, exc)
             trans.rollback()
             raise
+    with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
+        store.refresh_statistics(counts.added + counts.changed + counts.removed)
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
 
 

@@ -439,6 +439,7 @@ def _write(engine: Engine, principal: Principal, ds: catalog.Dataset, v: int, pr
             ).scalar_one()
             audit.record(engine, principal, "edition.build", dataset_id=edition.id, version=new_version,
                          detail={"edition": eid, "source": ds.id, "source_version": v, "feature_count": feature_count}, conn=conn)
+    store.refresh_statistics(counts.added + counts.changed + counts.removed)  # committed; PostGIS: a large write analysed
     return get_edition(engine, eid)
 
 

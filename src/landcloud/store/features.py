@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.geo.parallel import in_parts
 from landcloud.store.db import BackendKind, backend_of, connection
+
+_log = logging.getLogger(__name__)
 
 BBox = tuple[float, float, float, float]
 _NO_BOX = (None, None, None, None)
@@ -429,6 +432,12 @@ class FeatureStore:
         if direct is None:
             self._create_stage(conn)
         conn.info["stage_indexed"] = direct is not None
+
+    def refresh_statistics(self, written: int) -> None:
+        """After a committed write of `written` rows: bring the planner's statistics up to date if it was large.
+
+        The database's own statistics only (nothing about callers or access): a no-op except on PostGIS.
+        """
 
     def has_current_rows(self, conn: Connection, dataset_id: str) -> bool:
         row = conn.execute(
@@ -944,6 +953,30 @@ class PostGISFeatureStore(FeatureStore):
                         opened.__exit__(type(failed), failed, failed.__traceback__)
             finally:
                 cur.close()
+
+    # the columns a page's plan is chosen on: which dataset and version, and the bounding box
+    _STATISTICS_SQL = "ANALYZE features (dataset_id, v_from, v_to, geom)"
+
+    def refresh_statistics(self, written: int) -> None:
+        # A version's rows go in by COPY and a merge in one transaction, and autovacuum analyses the table
+        # only on its next round (a minute or more later). Until then the planner has no statistics for
+        # the new rows (or none at all: reltuples -1) and takes `dataset_id = … AND v_from <= …` for a few
+        # rows: a bbox page then ANDs the GiST bitmap with a scan of the dataset's whole version index —
+        # 100,000 entries, ~3 ms of the backend's CPU per page, 4.3-4.8 instead of 1.4-1.5 ms per request.
+        # So a large write (never analysed, >= 10% of the table, or >= 10,000 rows) is analysed at once, on
+        # the four columns the plan depends on (~0.13 s for 100,000 parcels; a sample of 30,000 rows at any
+        # size); the full ANALYZE (props included) is still autovacuum's, which this one does not reset.
+        # After the commit, in autocommit: no lock held in the writer's transaction; a failure here
+        # loses nothing but the early statistics.
+        if written <= 0:
+            return
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                tuples = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST('features' AS regclass)")).scalar()
+                if tuples is None or tuples < 0 or written >= max(0.1 * tuples, 1) or written >= 10_000:
+                    conn.exec_driver_sql(self._STATISTICS_SQL)
+        except sa.exc.SQLAlchemyError:
+            _log.warning("ANALYZE of the features table after a write of %d rows failed", written, exc_info=True)
 
     def _ids_condition(self) -> str:
         return "f.id = ANY(CAST({p} AS bigint[]))"
