@@ -141,9 +141,9 @@ def validate_dataset_id(dataset_id: str) -> None:
         )
 
 
-def _row_to_dataset(row: Any) -> Dataset:
+def _row_to_dataset(row: Any, prefix: str = "") -> Dataset:
     m = row._mapping
-    return Dataset(**{k: m[k] for k in Dataset.__dataclass_fields__})
+    return Dataset(**{k: m[prefix + k] for k in Dataset.__dataclass_fields__})
 
 
 _DATASET_BY_ID = sa.select(datasets).where(datasets.c.id == sa.bindparam("dataset_id"))  # built once: read on every request
@@ -161,10 +161,7 @@ def with_dataset(facts: sa.Select[Any]) -> sa.Select[Any]:
 
 def dataset_of(row: Any) -> Dataset | None:
     """The dataset of a row of `with_dataset`, or None."""
-    m = row._mapping
-    if m["d__id"] is None:
-        return None
-    return Dataset(**{k: m[f"d__{k}"] for k in Dataset.__dataclass_fields__})
+    return None if row._mapping["d__id"] is None else _row_to_dataset(row, "d__")
 
 
 def get_dataset(conn: Connection | Engine, dataset_id: str) -> Dataset | None:

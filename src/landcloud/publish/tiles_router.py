@@ -90,9 +90,12 @@ def _query(version: int | None, gcj02: bool = False) -> str:
     return f"?{'&'.join(params)}" if params else ""
 
 
-def _check_gcj02(engine: Any, ds: catalog.Dataset, access: Access, version: int | None, gcj02: bool) -> None:
-    """GCJ-02 tiles only of an edition version that offers them."""
-    if gcj02 and not editions.offers_gcj02(engine, ds, gate.readable_version(ds, access, version)):
+def _check_version(engine: Any, ds: catalog.Dataset, access: Access, version: int | None, gcj02: bool) -> None:
+    """A version asked for must be one the caller may read (404); GCJ-02 tiles only of an edition version that offers them."""
+    if version is None and not gcj02:
+        return
+    v = gate.readable_version(ds, access, version)
+    if gcj02 and not editions.offers_gcj02(engine, ds, v):
         raise gcj02_not_offered(ds.id)
 
 
@@ -157,8 +160,7 @@ def _tileset_links(base: str, dataset_id: str, tms: TileMatrixSet, version: int 
 def list_tilesets(dataset_id: str, request: Request, engine: EngineDep, principal: PrincipalDep, version: int | None = None) -> dict[str, Any]:
     """The vector tilesets of a dataset, one per tile matrix set."""
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    if version is not None:
-        gate.readable_version(ds, access, version)
+    _check_version(engine, ds, access, version, False)
     base = _base(request)
     tilesets = []
     for tms in TILE_MATRIX_SETS.values():
@@ -196,9 +198,7 @@ def tileset(
     """Tileset metadata (OGC API – Tiles), with the tile URL template and a TileJSON link."""
     tms = get_tms(tms_id)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    if version is not None:
-        gate.readable_version(ds, access, version)
-    _check_gcj02(engine, ds, access, version, gcj02)
+    _check_version(engine, ds, access, version, gcj02)
     cfg = tile_config(ds)
     extent = _extent(ds, gcj02)
     fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
@@ -236,9 +236,7 @@ def tilejson(
     """TileJSON 3.0.0 of the tileset: what MapLibre needs for a `vector` source (`gcj02=true`: for GCJ-02 basemaps)."""
     tms = get_tms(tms_id)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    if version is not None:
-        gate.readable_version(ds, access, version)
-    _check_gcj02(engine, ds, access, version, gcj02)
+    _check_version(engine, ds, access, version, gcj02)
     cfg = tile_config(ds)
     extent = _extent(ds, gcj02) or (-180.0, -85.0511, 180.0, 85.0511)
     root = f"{_collection_url(_base(request), ds.id)}/tiles/{tms.id}"
@@ -296,7 +294,7 @@ def tile(
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
     ds, access = gate.dataset_for_read(engine, principal, dataset_id)
-    _check_gcj02(engine, ds, access, version, gcj02)
+    _check_version(engine, ds, access, version, gcj02)
     plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02)
     if plan.public and version is None and not gcj02:  # the public edition as anyone reads it: the lean path may keep this answer
         updated = ds.updated_at.isoformat() if ds.updated_at else ""

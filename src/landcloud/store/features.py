@@ -624,11 +624,6 @@ class FeatureStore:
             keep = (a != b) & (~new[ti] | (b > a))
             yield a[keep], b[keep]
 
-    def overlap_candidates(self, conn: Connection, dataset_id: str, version: int) -> Iterator[tuple[int, int]]:
-        """Pairs of current rows whose envelopes meet, at least one of them new in `version` (ids)."""
-        for a, b in self._candidate_blocks(conn, dataset_id, version):
-            yield from zip(a.tolist(), b.tolist())
-
     def overlapping_pairs(self, conn: Connection, dataset_id: str, version: int, chunk: int = 20_000) -> Iterator[OverlapChunk]:
         """Current polygons whose interiors meet (DE-9IM T********), one of them new in `version`, with
         their intersections, in chunks of candidate pairs (in the candidates' order). Decided here by
