@@ -488,6 +488,11 @@ def test_a_grantee_reading_through_the_apis_takes_a_marked_copy(world: World, en
     assert api == download and ogc == download and one == download[key]
     diff = world.get("/api/datasets/hrb-dltb/versions/1/diff/2", "bank", params={"geometry": "true"}).json()
     assert diff["entries"] and all(e["geometry_after"] == download[e["key"]] for e in diff["entries"] if e["geometry_after"])
+    # the earlier version's geometries in the diff are marked too (the owner's diff shows them as stored)
+    owners = world.get("/api/datasets/hrb-dltb/versions/1/diff/2", "hrbadmin", params={"geometry": "true"}).json()["entries"]
+    befores = [(e["geometry_before"], o["geometry_before"]) for e, o in zip(diff["entries"], owners, strict=True) if o["geometry_before"]]
+    assert befores and all(mine != stored for mine, stored in befores)
+    assert [e["key"] for e in diff["entries"]] == [o["key"] for o in owners]
     # the owner reads the master unmarked; the bank's further API reads recorded no more copies
     assert {f["properties"]["BSM"]: f["geometry"]
             for f in world.get("/api/datasets/hrb-dltb/features", "hrbadmin").json()["features"]} == master
