@@ -43,12 +43,20 @@ def connection(bind: Engine | sa.Connection) -> Iterator[sa.Connection]:
     """
     if isinstance(bind, sa.Connection):
         yield bind
-    elif backend_of(bind) == "postgis":
-        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
     else:
-        with bind.connect() as conn:
+        with read_connection(bind) as conn:
             yield conn
+
+
+def read_connection(engine: Engine) -> sa.Connection:
+    """A new connection for reads (the caller closes it): in autocommit on PostgreSQL (see `connection`).
+
+    Closing it costs no round trip: there is no transaction to end (SQLite's is a read transaction,
+    ended in the library).
+    """
+    if backend_of(engine) == "postgis":
+        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    return engine.connect()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
