@@ -320,6 +320,7 @@ def items(
         detail={"filter": filter_, "sortby": sortby, "ogc": True}, as_text=as_text, conn=reads.conn), marker))
     matched = _number_matched(engine, ds, access, v, box, where, returned=len(feats), limit=limit, offset=offset,
                               required=fmt == "html", conn=reads.conn)
+    reads.close()  # read all: back to the pool before the page is written and sent
     base = base_url(request)
     url = f"{base}/ogc/collections/{ds.id}/items"
     query = {k: v for k, v in request.query_params.items() if k not in ("offset", "f")}
