@@ -1,6 +1,6 @@
 """CPU per request of one landcloud server, and where it goes (py-spy), for a fixed request set.
 
-    python benchmarks/reqprofile.py URL DATADIR TOKEN {items-dltb,items-osm,here} [--n 300] [--conc 1] [--spy OUT.txt] [--full]
+    python benchmarks/reqprofile.py URL DATADIR TOKEN {items-dltb,items-osm,here,tile-empty} [--n 300] [--conc 1] [--spy OUT.txt] [--full]
 
 Starts `uvicorn landcloud.app:create_app` on URL (a store built by `run.py --keep` or by
 `store.py`), warms it up, then replays N requests with `run.py`'s load generator and reads the
@@ -38,8 +38,11 @@ def cpu_seconds(pid: int) -> float:
 
 def paths_for(kind: str, n: int, full: bool = False) -> list[str]:
     """The same requests as run.py's smoke profile (`full`: its full profile): bbox pages of 100 of a
-    layer, or points for /api/here."""
+    layer, points for /api/here, or distinct dltb tiles far outside the data (`tile-empty`: empty without
+    a query, each one cold — what is left is the route's fixed cost)."""
     data = BENCH / ".data"
+    if kind == "tile-empty":
+        return [f"/ogc/collections/bench-dltb/tiles/WebMercatorQuad/14/{1000 + i // 100}/{1000 + i % 100}" for i in range(n)]
     if kind == "here":
         pts = sample_points(Path(os.environ.get("HERE_LAYER", "/tmp/reqpath/here_layer.gpkg")), n, seed=13)
         return [f"/api/here?lon={x:.6f}&lat={y:.6f}" for x, y in pts]
@@ -83,7 +86,7 @@ def main() -> int:
     ap.add_argument("url")
     ap.add_argument("datadir")
     ap.add_argument("token")
-    ap.add_argument("kind", choices=["items-dltb", "items-osm", "here"])
+    ap.add_argument("kind", choices=["items-dltb", "items-osm", "here", "tile-empty"])
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--conc", type=int, default=1)
     ap.add_argument("--spy", help="write the py-spy summary here (the raw stacks beside it, .raw)")
@@ -94,7 +97,8 @@ def main() -> int:
         server = landcloud_server("landcloud", a.url, Path(a.datadir), Path(tmp))
         try:
             server.wait()
-            run_load(server.port, paths[:30], 1, 30, a.token)  # warm-up
+            warm = paths_for(a.kind, a.n + 30, a.full)[a.n:] if a.kind == "tile-empty" else paths[:30]  # tiles: others, still cold
+            run_load(server.port, warm, 1, 30, a.token)  # warm-up
             spy = None
             if a.spy:
                 raw = Path(a.spy).with_suffix(".raw")

@@ -8,6 +8,7 @@ clear-text sensitive value it should not see.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastapi.testclient import TestClient
 from landcloud import clock
 from landcloud.app import api_routes, create_app
 from landcloud.config import Settings
-from landcloud.deps import get_principal
+from landcloud.deps import get_principal, get_reads
 
 from world import HRB_ROWS, MINE_ROWS, PASSWORD, QQHR_ROWS, World, build, sign_in
 
@@ -143,6 +144,51 @@ def test_bank_applies_owner_approves_grant_applies_and_expires(world: World) -> 
     assert features(world, "bank")[0] == 403
 
 
+def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """(x, y) of the WebMercatorQuad tile holding the point."""
+    n = 2**z
+    y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    return int((lon + 180) / 360 * n), int(y)
+
+
+def test_read_routes_follow_a_revoked_grant_or_token_on_the_next_request(world: World) -> None:
+    """The OGC items, tiles and "what is here" authenticate inside the route, on one connection with the
+    gate's reads (deps.Reads): nothing of the decision is kept, so a revocation counts at once."""
+    app_id = world.post("/api/applications", "bank", json={"dataset_id": "hrb-dltb", "purpose": "抵押登记核查 mortgage checks",
+                                                            "fields": ["BSM", "DLBM"]}).json()["id"]
+    assert world.post(f"/api/applications/{app_id}/decision", "hrbadmin", json={"approve": True}).json()["status"] == "approved"
+    made = world.post("/api/tokens", "bank", json={"name": "desktop GIS", "scopes": ["read"]})
+    assert made.status_code == 201, made.text
+    api = {"Authorization": f"Bearer {made.json()['token']}"}
+    x, y = _tile_of(126.601, 45.741, 14)
+    items = "/ogc/collections/hrb-dltb/items?limit=100"
+    tile = f"/ogc/collections/hrb-dltb/tiles/WebMercatorQuad/14/{y}/{x}"
+    here = "/api/here?lon=126.601&lat=45.741"
+
+    def here_layers() -> list[str]:
+        resp = world.client.get(here, headers=api)
+        assert resp.status_code == 200, resp.text
+        return [layer["dataset"] for layer in resp.json()["layers"]]
+
+    page = world.client.get(items, headers=api)
+    assert page.status_code == 200, page.text
+    assert {f["properties"]["BSM"] for f in page.json()["features"]} == ALL_HRB
+    assert all(set(f["properties"]) == {"BSM", "DLBM"} for f in page.json()["features"])  # the granted fields only
+    got = world.client.get(tile, headers=api)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("application/vnd.mapbox-vector-tile")
+    assert "hrb-dltb" in here_layers()
+    grant = world.get("/api/grants", "bank").json()["held"][0]["id"]
+    assert world.post(f"/api/grants/{grant}/revoke", "hrbadmin").json()["active"] is False
+    refused = world.client.get(items, headers=api)
+    assert refused.status_code == 403 and refused.json()["error"] == "access.application_required"
+    assert world.client.get(tile, headers=api).status_code == 403
+    assert "hrb-dltb" not in here_layers()
+    assert world.client.delete(f"/api/tokens/{made.json()['id']}", headers=world.headers("bank")).status_code == 204
+    for path in (items, tile, here):
+        gone = world.client.get(path, headers=api)
+        assert gone.status_code == 401 and gone.json()["error"] == "auth.bad_token", path
+
+
 def test_sensitive_data_needs_the_level_above(world: World) -> None:
     app = world.post("/api/applications", "hrb", json={"dataset_id": "daoli-mine", "purpose": "矿产监管 supervision"}).json()
     first = world.post(f"/api/applications/{app['id']}/decision", "daoliadmin", json={"approve": True})
@@ -211,7 +257,7 @@ def _depends_on_principal(route: APIRoute) -> bool:
     stack = [route.dependant]
     while stack:
         dep = stack.pop()
-        if dep.call is get_principal:
+        if dep.call in (get_principal, get_reads):  # get_reads: the principal of a read route, authenticated in it
             return True
         stack.extend(dep.dependencies)
     return False

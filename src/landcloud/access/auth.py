@@ -43,6 +43,7 @@ from landcloud.access.tables import audit_log, sessions, signin_failures, units
 from landcloud.access.tables import users as users_table
 from landcloud.config import Settings
 from landcloud.messages import Forbidden, LandcloudError
+from landcloud.store.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,13 @@ def principal_for(
     ip: str | None = None,
     scopes: frozenset[str] | None = None,
     unit_kind: str | None | object = ...,
+    conn: Connection | None = None,
 ) -> Principal:
-    """The principal of a user row (or public dict); pass `unit_kind` when it was read with the row."""
+    """The principal of a user row (or public dict); pass `unit_kind` when it was read with the row
+    (`conn`: a read connection of the caller's, to read it on)."""
     if unit_kind is ...:
-        with engine.connect() as conn:
-            kind = _unit_kind(conn, user["unit"])
+        with connection(conn if conn is not None else engine) as c:
+            kind = _unit_kind(c, user["unit"])
     else:
         kind = unit_kind  # type: ignore[assignment]
     return Principal(
@@ -326,8 +329,8 @@ def clear_session_cookies(response: Response, settings: Settings) -> None:
     response.delete_cookie(CSRF_COOKIE, path="/", secure=settings.cookie_secure, httponly=False, samesite="strict")
 
 
-def _session(engine: Engine, cookie_value: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
+def _session(bind: Engine | Connection, cookie_value: str) -> dict[str, Any] | None:
+    with connection(bind) as conn:
         row = conn.execute(sa.select(sessions).where(sessions.c.id_hash == _hash(cookie_value))).first()
     if row is None or row.revoked_at is not None or clock.aware(row.expires_at) <= clock.now():
         return None
@@ -337,8 +340,8 @@ def _session(engine: Engine, cookie_value: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- the principal of a request
 
 
-def _active_user(engine: Engine, user_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
+def _active_user(bind: Engine | Connection, user_id: str) -> dict[str, Any]:
+    with connection(bind) as conn:
         row = conn.execute(sa.select(users_table).where(users_table.c.id == user_id)).first()
     if row is None or not row.active:
         raise bad_token()
@@ -349,9 +352,14 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def authenticate(engine: Engine, settings: Settings, request: Request) -> Principal:
-    """Who is asking: a bearer JWT, a personal API token ("lct_…"), the session cookie, or the public."""
+def authenticate(engine: Engine, settings: Settings, request: Request, conn: Connection | None = None) -> Principal:
+    """Who is asking: a bearer JWT, a personal API token ("lct_…"), the session cookie, or the public.
+
+    `conn`: the request's read connection (`deps.Reads`), to read the credential and account on; the
+    writes (a token's last use) still go through `engine`.
+    """
     ip = client_ip(request)
+    bind: Engine | Connection = conn if conn is not None else engine
     header = (request.headers.get("authorization") or "").strip()
     if header:
         scheme, _, credential = header.partition(" ")
@@ -359,7 +367,7 @@ def authenticate(engine: Engine, settings: Settings, request: Request) -> Princi
         if scheme.lower() != "bearer" or not credential:
             raise bad_token()
         if credential.startswith(tokens.PREFIX):
-            found = tokens.lookup_token_user(engine, credential)  # token, account and unit kind in one query
+            found = tokens.lookup_token_user(engine, credential, conn)  # token, account and unit kind in one query
             if found is None:
                 raise bad_token()
             _, scopes, user, unit_kind = found
@@ -368,17 +376,17 @@ def authenticate(engine: Engine, settings: Settings, request: Request) -> Princi
             scopes = scopes & tokens.allowed_scopes(user["roles"])  # roles may have shrunk since
             return principal_for(engine, user, via="api_token", ip=ip, scopes=frozenset(scopes), unit_kind=unit_kind)
         claims = decode_access_token(settings, credential)
-        user = _active_user(engine, claims["sub"])
+        user = _active_user(bind, claims["sub"])
         changed = user.get("password_changed_at")
         if changed is not None and clock.aware(changed).timestamp() >= float(claims["iat"]) + 1:
             raise bad_token()  # issued before the password was changed
-        return principal_for(engine, user, via="bearer", ip=ip)
+        return principal_for(engine, user, via="bearer", ip=ip, conn=conn)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        session = _session(engine, cookie)
+        session = _session(bind, cookie)
         if session is None:
             raise bad_token()
-        user = _active_user(engine, session["user_id"])
+        user = _active_user(bind, session["user_id"])
         if request.method.upper() not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER) or ""
             if not sent or not hmac.compare_digest(sent.encode(), str(session["csrf_token"]).encode()):
@@ -387,5 +395,5 @@ def authenticate(engine: Engine, settings: Settings, request: Request) -> Princi
                     "缺少或错误的 CSRF 令牌（请求头 X-CSRF-Token）；请刷新页面后重试",
                     "missing or wrong CSRF token (header X-CSRF-Token); reload the page and try again",
                 )
-        return principal_for(engine, user, via="session", ip=ip)
+        return principal_for(engine, user, via="session", ip=ip, conn=conn)
     return dataclasses.replace(ANONYMOUS, ip=ip)  # the public: its address is what the audit log can name

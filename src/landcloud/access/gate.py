@@ -197,21 +197,23 @@ def in_catalogue(principal: Principal, ds: Any, access: Access) -> bool:
     return principal.kind == "user" and principal.reads_data and ds.sharing_class != "not_shared"
 
 
-def visible_datasets(engine: Engine, principal: Principal, viewer: Viewer | None = None) -> list[tuple[catalog.Dataset, Access]]:
+def visible_datasets(
+    engine: Engine, principal: Principal, viewer: Viewer | None = None, conn: Connection | None = None
+) -> list[tuple[catalog.Dataset, Access]]:
     """Catalogue entries the caller may see, each with what it may read of the data (`viewer`: the
-    caller's, when already made in this request)."""
-    with connection(engine) as conn:  # the caller's facts and the dataset list on one connection
-        viewer = viewer if viewer is not None else Viewer(engine, principal, conn)
-        listed = catalog.list_datasets(conn)
-    out = []
-    for ds in listed:
-        access = viewer.access(ds)
-        if viewer.in_catalogue(ds, access):
-            out.append((as_seen(engine, ds, access), access))
+    caller's, when already made in this request; `conn`: the request's read connection)."""
+    with connection(conn if conn is not None else engine) as c:  # the caller's facts and the dataset list on one connection
+        viewer = viewer if viewer is not None else Viewer(engine, principal, c)
+        listed = catalog.list_datasets(c)
+        out = []
+        for ds in listed:
+            access = viewer.access(ds)
+            if viewer.in_catalogue(ds, access):
+                out.append((as_seen(c, ds, access), access))
     return out
 
 
-def as_seen(engine: Engine, ds: catalog.Dataset, access: Access) -> catalog.Dataset:
+def as_seen(engine: Engine | Connection, ds: catalog.Dataset, access: Access) -> catalog.Dataset:
     """The dataset as this caller may know it: a published edition read by the public shows its
     published version as the current one (count, extent and fields too), never a version pending approval."""
     if access.version is None or access.version == ds.current_version:
@@ -236,21 +238,26 @@ def not_found(dataset_id: str) -> NotFound:
     return NotFound("dataset.not_found", f"数据集“{dataset_id}”不存在", f"dataset '{dataset_id}' does not exist")
 
 
-def dataset_for_catalogue(engine: Engine, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset, Access]:
-    """The dataset's entry; one the caller may not even see listed is a 404 like a missing one."""
-    with connection(engine) as conn:  # the dataset and the caller's facts in one statement
-        ds, facts = _dataset_and_caller_facts(conn, principal, dataset_id)
+def dataset_for_catalogue(
+    engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None = None
+) -> tuple[catalog.Dataset, Access]:
+    """The dataset's entry; one the caller may not even see listed is a 404 like a missing one
+    (`conn`: the request's read connection, `deps.Reads`)."""
+    with connection(conn if conn is not None else engine) as c:  # the dataset and the caller's facts in one statement
+        ds, facts = _dataset_and_caller_facts(c, principal, dataset_id)
         if ds is None:
             raise not_found(dataset_id)
-        access = Viewer(engine, principal, conn, facts).access(ds)
-    if not in_catalogue(principal, ds, access):
-        raise not_found(dataset_id)
-    return as_seen(engine, ds, access), access
+        access = Viewer(engine, principal, c, facts).access(ds)
+        if not in_catalogue(principal, ds, access):
+            raise not_found(dataset_id)
+        return as_seen(c, ds, access), access
 
 
-def dataset_for_read(engine: Engine, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset, Access]:
+def dataset_for_read(
+    engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None = None
+) -> tuple[catalog.Dataset, Access]:
     """The dataset and what the caller may read of its data (403 with a hint to apply when listed only)."""
-    ds, access = dataset_for_catalogue(engine, principal, dataset_id)
+    ds, access = dataset_for_catalogue(engine, principal, dataset_id, conn)
     if not access.visible:
         raise Forbidden(
             "access.application_required",
@@ -304,9 +311,11 @@ def read_features(
     detail: dict[str, Any] | None = None,
     audit_public: bool = False,
     as_text: bool = False,
+    conn: Connection | None = None,
 ) -> Iterator[StoredFeature]:
     """The features of a version this caller may read, shaped; audited when the data is not public
-    (or always, with `audit_public`: a download is recorded whatever it holds).
+    (or always, with `audit_public`: a download is recorded whatever it holds). `conn`: the request's
+    read connection, for a page (see `FeatureStore.iter_features`'s `read_conn`).
 
     `where` and `order` are the caller's own filter and sort (already translated); the policy's
     row restriction is added here, never left to the route. `as_text`: the caller only writes the
@@ -319,7 +328,7 @@ def read_features(
     v = readable_version(ds, access, version)
     feats = feature_store_for(engine).iter_features(
         ds.id, v, bbox=bbox, rows=access.rows, where=where, order=order, limit=limit, offset=offset,
-        as_text=as_text and access.unrestricted,
+        as_text=as_text and access.unrestricted, read_conn=conn,
     )
     return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset},
                     audit_public)
@@ -414,6 +423,7 @@ def features_at(
     action: str = "data.here",
     detail: dict[str, Any] | None = None,
     viewer: Viewer | None = None,
+    conn: Connection | None = None,
 ) -> tuple[list[LayerAt], int]:
     """Every readable dataset's features at a point (EPSG:4490 lon/lat): (layers with features, datasets checked).
 
@@ -421,7 +431,8 @@ def features_at(
     store with the policy's row filter (a small box around the point, on the spatial index), then
     tested exactly: polygons must cover the point, points and lines lie within `tolerance_m`.
     Features are shaped like any other read. One audit entry covers the whole request, listing the
-    non-public datasets read with their counts; none when every dataset read was public.
+    non-public datasets read with their counts; none when every dataset read was public. `conn`: the
+    request's read connection (the dataset list and the features are read on it).
     """
     dlat = tolerance_m / 110_574.0
     dlon = tolerance_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
@@ -429,14 +440,14 @@ def features_at(
     point = shapely.Point(lon, lat)
     readable: list[tuple[catalog.Dataset, Access]] = []
     checked = 0
-    for ds, access in visible_datasets(engine, principal, viewer):  # a published edition as seen: never a version pending
+    for ds, access in visible_datasets(engine, principal, viewer, conn):  # a published edition as seen: never a version pending
         if not access.visible or ds.current_version == 0:
             continue
         checked += 1
         if _covers_extent(ds.extent, box):
             readable.append((ds, access))
     found_per_layer = feature_store_for(engine).features_in_box(
-        [(ds.id, ds.current_version, access.rows) for ds, access in readable], box
+        [(ds.id, ds.current_version, access.rows) for ds, access in readable], box, conn
     )
     layers: list[LayerAt] = []
     audited: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud import clock
 from landcloud.access.principal import Principal
@@ -179,18 +179,21 @@ _TOKEN_USER = (  # built once: it runs on every request that carries a token
 )
 
 
-def lookup_token_user(engine: Engine, plaintext: str) -> tuple[dict[str, Any], frozenset[str], dict[str, Any], str | None] | None:
+def lookup_token_user(
+    engine: Engine, plaintext: str, conn: Connection | None = None
+) -> tuple[dict[str, Any], frozenset[str], dict[str, Any], str | None] | None:
     """(the token's row, its scopes, its account's full row, the account unit's kind) or None.
 
     None for an unknown, revoked or expired token. Records the use (last_used_at, to the minute).
     The token, the account and the unit kind are read in one query (authentication runs on every
     request); the caller checks that the account is active, narrows the scopes to what the roles
-    still allow, and builds the principal.
+    still allow, and builds the principal. `conn`: a read connection of the caller's to read on (the
+    use is written through `engine`).
     """
     if not plaintext.startswith(PREFIX):
         return None
-    with connection(engine) as conn:
-        row = conn.execute(_TOKEN_USER, {"digest": token_hash(plaintext)}).first()
+    with connection(conn if conn is not None else engine) as c:
+        row = c.execute(_TOKEN_USER, {"digest": token_hash(plaintext)}).first()
     if row is None or not _use(engine, row):
         return None
     m = row._mapping

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import Connection
 
 from landcloud.access import gate
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
-from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
+from landcloud.deps import EngineDep, PrincipalDep, ReadsDep, SettingsDep
 from landcloud.geo.bbox import parse_bbox
 from landcloud.messages import LandcloudError, NotFound
 from landcloud.publish import cql2, editions, editions_jobs, fingerprints, records, transactions
@@ -156,8 +157,8 @@ def collections(request: Request, engine: EngineDep, principal: PrincipalDep, f:
     return JSONResponse(body)
 
 
-def _dataset(engine: Any, principal: Any, collection_id: str) -> tuple[catalog.Dataset, Access]:
-    ds, access = gate.dataset_for_read(engine, principal, collection_id)
+def _dataset(engine: Any, principal: Any, collection_id: str, conn: Connection | None = None) -> tuple[catalog.Dataset, Access]:
+    ds, access = gate.dataset_for_read(engine, principal, collection_id, conn)
     if ds.current_version == 0:
         raise NotFound("collection.empty", f"集合“{ds.id}”还没有数据", f"collection '{ds.id}' has no data yet")
     return ds, access
@@ -276,7 +277,7 @@ def items(
     collection_id: str,
     engine: EngineDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    reads: ReadsDep,
     f: str | None = None,
     bbox: str | None = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
@@ -292,7 +293,9 @@ def items(
     properties: str | None = None,
     skip_geometry: Annotated[bool, Query(alias="skipGeometry")] = False,
 ) -> Response:
-    ds, access = _dataset(engine, principal, collection_id)
+    # authentication, the gate's read and the page: one connection, in this worker thread (deps.Reads)
+    principal = reads.principal
+    ds, access = _dataset(engine, principal, collection_id, reads.conn)
     fmt = output_format(request, f)
     limit = min(limit, MAX_LIMIT)
     v = _version_at(engine, ds, version, datetime_)
@@ -314,9 +317,10 @@ def items(
     as_text = fmt != "html" and props is None and out.is_storage_lonlat and marker is None
     feats = list(fingerprints.marked(gate.read_features(
         engine, principal, ds, access, v, bbox=box, where=where, order=order, limit=limit, offset=offset,
-        detail={"filter": filter_, "sortby": sortby, "ogc": True}, as_text=as_text), marker))
+        detail={"filter": filter_, "sortby": sortby, "ogc": True}, as_text=as_text, conn=reads.conn), marker))
     matched = _number_matched(engine, ds, access, v, box, where, returned=len(feats), limit=limit, offset=offset,
-                              required=fmt == "html")
+                              required=fmt == "html", conn=reads.conn)
+    reads.close()  # read all: back to the pool before the page is written and sent
     base = base_url(request)
     url = f"{base}/ogc/collections/{ds.id}/items"
     query = {k: v for k, v in request.query_params.items() if k not in ("offset", "f")}
@@ -355,7 +359,7 @@ def _access_key(access: Access) -> tuple[Any, ...]:
 
 def _number_matched(
     engine: Any, ds: catalog.Dataset, access: Access, version: int, box: BBox | None, where: SQLFilter | None, *,
-    returned: int, limit: int, offset: int, required: bool = False,
+    returned: int, limit: int, offset: int, required: bool = False, conn: Connection | None = None,
 ) -> int | None:
     """numberMatched where it is exact and cheap, else None (OGC API Features makes it optional).
 
@@ -365,7 +369,7 @@ def _number_matched(
     when `required` (the HTML page shows it), otherwise left out, and the `next` link leads on.
     """
     if box is None and where is None and access.rows is None:
-        return catalog.get_version(engine, ds.id, version).feature_count
+        return catalog.get_version(conn if conn is not None else engine, ds.id, version).feature_count
     if returned < limit and (returned > 0 or offset == 0):
         return offset + returned
     key = (ds.id, version, _access_key(access), box, where.sql if where else None,

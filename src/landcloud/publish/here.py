@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud import clock
 from landcloud.access import gate
@@ -173,11 +173,12 @@ def what_is_here(
     x: float | None = None,
     y: float | None = None,
     crs: str | None = None,
+    conn: Connection | None = None,
 ) -> dict[str, Any]:
-    """The report for one point (see the module docstring)."""
+    """The report for one point (see the module docstring); `conn`: the request's read connection."""
     plon, plat, given = resolve_point(lon, lat, x, y, crs)
-    viewer = gate.Viewer(engine, principal)  # its index key also tells division_at whether its boundaries are current
-    layers, checked = gate.features_at(engine, principal, plon, plat, tolerance_m=TOLERANCE_M, viewer=viewer)
+    viewer = gate.Viewer(engine, principal, conn)  # its index key also tells division_at whether its boundaries are current
+    layers, checked = gate.features_at(engine, principal, plon, plat, tolerance_m=TOLERANCE_M, viewer=viewer, conn=conn)
     out_layers = []
     for layer in layers:
         ds = layer.dataset

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.deps import EngineDep, ReadsDep
 from landcloud.publish.here import what_is_here
 
 router = APIRouter(prefix="/api/here", tags=["map"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/here", tags=["map"])
 @router.get("", response_model=dict[str, Any])
 def here(
     engine: EngineDep,
-    principal: PrincipalDep,
+    reads: ReadsDep,
     lon: Annotated[float | None, Query(description="经度 / longitude (CGCS2000 unless crs says otherwise)")] = None,
     lat: Annotated[float | None, Query(description="纬度 / latitude")] = None,
     x: Annotated[float | None, Query(description="平面坐标 x（东坐标，含带号）/ x in crs (easting)")] = None,
@@ -29,4 +29,8 @@ def here(
     "division", "layers", "checked", "generated_at"}; a point outside every layer gives `layers: []`."""
     # a JSONResponse straight away: the report is plain JSON already, and FastAPI's validation and
     # jsonable_encoder pass over it cost ~10% of the request (benchmarks/profiles/here-*.txt)
-    return JSONResponse(what_is_here(engine, principal, lon=lon, lat=lat, x=x, y=y, crs=crs))
+    # authentication, the caller's facts, the dataset list and the features: one connection, in this
+    # worker thread (deps.Reads)
+    report = what_is_here(engine, reads.principal, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn)
+    reads.close()  # back to the pool before the report is written and sent
+    return JSONResponse(report)

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request, Response
 from landcloud.access import gate
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
-from landcloud.deps import EngineDep, PrincipalDep
+from landcloud.deps import EngineDep, PrincipalDep, ReadsDep
 from landcloud.geo.gcj02 import wgs84_to_gcj02
 from landcloud.geo.tiles import TILE_MATRIX_SETS, BBox, TileMatrixSet, get_tms
 from landcloud.messages import LandcloudError
@@ -285,7 +285,7 @@ def tile(
     x: str,
     request: Request,
     engine: EngineDep,
-    principal: PrincipalDep,
+    reads: ReadsDep,
     version: int | None = None,
     gcj02: bool = False,
 ) -> Response:
@@ -293,7 +293,11 @@ def tile(
     tms = get_tms(tms_id)
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
-    ds, access = gate.dataset_for_read(engine, principal, dataset_id)
+    # authentication and the gate's read on one connection, in this worker thread (deps.Reads); the
+    # tile itself is read by publish/tiles.py on a connection of its own
+    principal = reads.principal
+    ds, access = gate.dataset_for_read(engine, principal, dataset_id, reads.conn)
+    reads.close()  # before the tile's own read: one connection held at a time
     _check_version(engine, ds, access, version, gcj02)
     plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02)
     if plan.public and version is None and not gcj02:  # the public edition as anyone reads it: the lean path may keep this answer

@@ -43,12 +43,20 @@ def connection(bind: Engine | sa.Connection) -> Iterator[sa.Connection]:
     """
     if isinstance(bind, sa.Connection):
         yield bind
-    elif backend_of(bind) == "postgis":
-        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
     else:
-        with bind.connect() as conn:
+        with read_connection(bind) as conn:
             yield conn
+
+
+def read_connection(engine: Engine) -> sa.Connection:
+    """A new connection for reads (the caller closes it): in autocommit on PostgreSQL (see `connection`).
+
+    Closing it costs no round trip: there is no transaction to end (SQLite's is a read transaction,
+    ended in the library).
+    """
+    if backend_of(engine) == "postgis":
+        return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    return engine.connect()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -69,6 +77,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+
+def _forget_write(_dbapi_connection: Any, record: Any) -> None:
+    """A pool `checkin` listener: the next checkout begins as a read unless it asks to write.
+
+    `conn.info` is the pooled connection's, not the checkout's: a writer that set "write" and did not
+    take it off (history, editions, fingerprints, the ingest pipeline, migrations) made every later read
+    on that connection BEGIN IMMEDIATE: it held the write lock while it read, so reads queued behind
+    each other and behind writers, and a read still open while its request wrote on another connection
+    (an audit entry) waited the busy timeout out ("database is locked").
+    """
+    record.info.pop("write", None)
 
 
 IDLE_PING_SECONDS = 10.0  # a pooled PostgreSQL connection idle longer than this is pinged before use
@@ -106,10 +126,12 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine.pool, "checkin", _forget_write)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = sa.create_engine(url, pool_size=10, max_overflow=20)
     event.listen(engine.pool, "checkin", _mark_checkin)
+    event.listen(engine.pool, "checkin", _forget_write)  # no effect on PostgreSQL's BEGIN, but one meaning on both
     event.listen(engine.pool, "checkout", _ping_if_idle(engine))
     return engine

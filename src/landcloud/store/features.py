@@ -216,6 +216,7 @@ class FeatureStore:
         batch_size: int = 5000,
         conn: Connection | None = None,
         as_text: bool = False,
+        read_conn: Connection | None = None,
     ) -> Iterator[StoredFeature]:
         """Stream the features of one version in a stable order (`order`, then row id).
 
@@ -229,6 +230,11 @@ class FeatureStore:
         the properties stay the stored JSON text (`props_text`, `props` empty: decoding and encoding
         them again was a third of a page's cost) and PostGIS writes the geometry's GeoJSON itself
         (`geojson`). Ignored with a row restriction (its test reads the properties).
+
+        `conn` is a connection to read on whatever the read (a transaction's). `read_conn` is a read
+        connection (`store.db.read_connection`, autocommit on PostgreSQL) to take where it serves: a
+        page (one statement) on either store, any read on SQLite; a longer PostgreSQL read streams
+        through a server-side cursor, which needs a transaction of its own connection.
         """
         as_text = as_text and rows is None
         clauses, params = self.conditions(dataset_id, version, None, rows, where)
@@ -252,7 +258,7 @@ class FeatureStore:
             elif offset:
                 sql += " OFFSET :offset" if self.kind == "postgis" else " LIMIT -1 OFFSET :offset"
                 params.update(offset=offset)
-        yield from self._stream(sql, params, batch_size, conn, post, limit, offset, as_text)
+        yield from self._stream(sql, params, batch_size, conn, post, limit, offset, as_text, read_conn)
 
     def features_in_box(
         self, parts: Sequence[tuple[str, int, RowFilter | None]], bbox: BBox, conn: Connection | None = None
@@ -342,10 +348,13 @@ class FeatureStore:
         limit: int | None,
         offset: int,
         as_text: bool = False,
+        read_conn: Connection | None = None,
     ) -> Iterator[StoredFeature]:
         # A page (LIMIT in the SQL, at most one batch) is fetched in one go on a plain connection; only a
         # longer read streams through a server-side cursor (DECLARE/FETCH/CLOSE in a transaction).
         page = post is None and limit is not None and limit <= batch_size
+        if conn is None and read_conn is not None and (page or self.kind == "sqlite"):
+            conn = read_conn
         to_feature = self._row_to_text_feature if as_text else self._row_to_feature
 
         def run(c: Connection) -> Iterator[StoredFeature]:
