@@ -418,3 +418,38 @@ def test_tile_shapes_are_valid_and_within_half_a_pixel_of_the_data(engine: sa.En
                         assert shapely.hausdorff_distance(got, want) <= SIMPLIFY_CELLS * _CELL_UNITS + 1.5, (dataset_id, z, x, y, method)
                         checked += 1
     assert checked > 300
+
+
+def test_only_shapes_with_more_points_than_pixels_are_simplified(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """A shape of a dozen points spread over many pixels keeps every point (its near-collinear ones too, 0.3 px off the
+    line: half-pixel simplification would drop them); a boundary of a thousand points over a few dozen pixels is
+    simplified. The same rule both ways (the PostGIS statement's CASE and `simplified_ones`)."""
+    from landcloud.publish.tiles import simplified_ones
+
+    z = 14
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(126.6, 45.75, z)
+    plan_bounds = WEB_MERCATOR_QUAD.tile_bounds_lonlat(z, x, y)
+    px = (plan_bounds[2] - plan_bounds[0]) / 256  # one pixel in degrees of longitude
+    py = (plan_bounds[3] - plan_bounds[1]) / 256
+    x0, y0 = plan_bounds[0] + 60 * px, plan_bounds[1] + 60 * py
+    # a 100 x 100 pixel square whose sides carry points 0.3 px off the straight line, 25 px apart: 13 points in all
+    ring = [(x0, y0), (x0 + 25 * px, y0 - 0.3 * py), (x0 + 50 * px, y0), (x0 + 75 * px, y0 - 0.3 * py), (x0 + 100 * px, y0),
+            (x0 + 100.3 * px, y0 + 50 * py), (x0 + 100 * px, y0 + 100 * py), (x0 + 50 * px, y0 + 100.3 * py),
+            (x0, y0 + 100 * py), (x0 - 0.3 * px, y0 + 75 * py), (x0, y0 + 50 * py), (x0 - 0.3 * px, y0 + 25 * py)]
+    square = shapely.Polygon(ring)
+    assert square.is_valid and len(shapely.get_coordinates(square)) == 13
+    submit(engine, settings, tmp_path, "squares", [{"type": "Feature", "properties": {"ID": "1"}, "geometry": shapely.geometry.mapping(square)}],
+           unit="230000", key="ID")
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "squares")
+    plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
+    assert not simplified_ones(plan, np.array([13]), np.array([square.bounds]))[0]
+    # a thousand points within 30 x 30 pixels: simplified; 9 points over a pixel too; 8 points never
+    assert simplified_ones(plan, np.array([1000, 9, 8]), np.array([(0, 0, 30 * px, 30 * py), (0, 0, px / 2, py / 2), (0, 0, 0, 0)])).tolist() == [
+        True, True, False]
+    methods = ["python", "postgis"] if engine.dialect.name == "postgresql" else ["python"]
+    for method in methods:
+        feats = layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y, method=method), "squares")  # type: ignore[arg-type]
+        assert len(feats) == 1
+        got = shapely.geometry.shape(feats[0]["geometry"])
+        assert got.is_valid and len(shapely.get_coordinates(got)) == 13, (method, got.wkt)
