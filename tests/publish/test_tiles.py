@@ -6,6 +6,7 @@ loaded the real way (the submission pipeline), the boundary set on the unit as t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -50,7 +51,7 @@ from builders import write_geojson
 from conftest import REFERENCE, needs_data
 
 DAOLI = "230102"
-LOW_ZOOM_ATTRS = {"ZLDWDM", "DLBM"}  # the key (BSM) is the feature id
+LOW_ZOOM_ATTRS = {"DLBM"}  # the class the map colours by; the key (BSM) is the feature id
 
 
 # -- shared helpers (imported by the other tile tests) ------------------------------------------------
@@ -261,6 +262,10 @@ def test_attributes_follow_zoom_settings_and_access(engine: sa.Engine, settings:
     names = [f["name"] for f in ds.fields]
     assert set(tile_attributes(ds, access, 11)) == LOW_ZOOM_ATTRS
     assert list(tile_attributes(ds, access, 12)) == names
+    # the map colours by DLBM or dlbm: a layer spelling it in lower case carries it below z12 too, and nothing else
+    lower = dataclasses.replace(ds, fields=[{**f, "name": f["name"].lower()} for f in ds.fields], jurisdiction_field="zldwdm")
+    assert tile_attributes(lower, access, 11) == ("dlbm",)
+    assert len(tile_attributes(lower, access, 12)) == len(names)
     # a field only one clause shows, or one some clause leaves masked, is not in the tile
     narrow = Clause(None, frozenset({"BSM", "DLBM", "QSDWMC"}), frozenset(), "grant:a")
     wide = Clause(None, None, frozenset(), "owner")

@@ -20,8 +20,9 @@ matrix sets.
 
 Attributes: `ds.extra["tiles"] = {"attributes": [...], "minzoom": n, "maxzoom": n,
 "detail_zoom": n}` configures a dataset; by default zooms from 12 up carry every field the
-caller sees in clear, lower zooms only the jurisdiction field and DLBM (the key is always
-there, as the feature id or `_key`, so the key field is not repeated). A field the
+caller sees in clear, lower zooms only the land-use class (DLBM, the field the map colours
+by; see LOW_ZOOM_FIELDS) and the key (always there, as the feature id or `_key`, so the key
+field is not repeated). A field the
 caller would see masked (or not at all) for any row is left out of the tile, never masked in
 it. The MVT feature id is the stored key when it is a plain non-negative integer, otherwise
 the key is the property `_key`.
@@ -85,7 +86,10 @@ MIN_FEATURE_CELLS = 1.0  # lines and polygons smaller than this in both directio
 DETAIL_ZOOM = 12
 DEFAULT_MINZOOM = 0
 DEFAULT_MAXZOOM = 18
-LOW_ZOOM_FIELDS = ("DLBM",)
+# Below the detail zoom a tile carries the land-use class only: the one property the map reads (web/static/js/mapstyle.js
+# colours by DLBM or dlbm; identify asks /api/here). The jurisdiction field was carried too, read by nothing: 12 KB of a
+# 52 KB full DLTB tile (ZLDWDM codes) and ~1 ms of its statement (profiles/tiles-cold3.txt).
+LOW_ZOOM_FIELDS = ("DLBM", "dlbm")
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 RENDER_VERSION = 1
@@ -149,7 +153,7 @@ def tile_attributes(ds: catalog.Dataset, access: Access, z: int) -> tuple[str, .
     elif z >= cfg.detail_zoom:
         return tuple(clear)
     else:
-        wanted = {n for n in (ds.jurisdiction_field, *LOW_ZOOM_FIELDS) if n}  # the key is the feature's id / _key
+        wanted = set(LOW_ZOOM_FIELDS)  # the key is the feature's id / _key
     return tuple(n for n in clear if n in wanted)
 
 
