@@ -526,15 +526,23 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
     # The attributes' scalar values (what _mvt_value keeps), looked up by name: ~6x cheaper than expanding every
-    # property with jsonb_each and aggregating the wanted ones back; the same jsonb, so the same tile bytes.
+    # property with jsonb_each and aggregating the wanted ones back.
     value = "(s.props -> CAST(:tile_a{0} AS text))"
     pairs = ", ".join(
         f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({value.format(i)}) IN ('string', 'number', 'boolean') "
         f"THEN {value.format(i)} END"
         for i in range(len(plan.attributes))
     )
-    props = f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if pairs else "CAST('{}' AS jsonb)"
-    props += f" || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END)"
+    attrs = f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
+    if KEY_PROPERTY in plan.attributes:  # a field of that name: the key (when it is no MVT id) overrides it
+        props = f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
+    else:
+        # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
+        # attribute is carried (OSM below the detail zoom): each jsonb object is built and then parsed again by
+        # ST_AsMVT (~0.5 ms of a full tile; profiles/tiles-cold3.txt).
+        props = f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"
+        if pairs:
+            props = f"{attrs} AS tile_props, {props}"
     # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key's pattern is
     # matched once per row, not once per use.
     rows = (
@@ -544,7 +552,7 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
     # OFFSET 0 keeps q apart too: flattened, its geometry would be made twice (for ST_AsMVT and for the count)
     sql = (
         f"SELECT ST_AsMVT(q.*, :tile_layer, {EXTENT}, 'geom', 'tile_fid') AS tile, count(q.geom) AS n FROM ("
-        f"SELECT CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid, {props} AS tile_props, {geom} AS geom "
+        f"SELECT CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid, {props}, {geom} AS geom "
         f"FROM ({rows}) s OFFSET 0) q"
     )
     return sql, params
