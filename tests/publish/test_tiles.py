@@ -458,3 +458,38 @@ def test_only_shapes_with_more_points_than_pixels_are_simplified(engine: sa.Engi
         assert len(feats) == 1
         got = shapely.geometry.shape(feats[0]["geometry"])
         assert got.is_valid and len(shapely.get_coordinates(got)) == 13, (method, got.wkt)
+
+
+def test_tile_rows_read_only_the_tiles_attributes_with_their_json_types(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """`FeatureStore.tile_rows` (the Python way's read): the values of the fields asked for, as stored (true stays a
+    boolean, a list a list, a missing value None), the stored envelope, the key and the WKB — in id order, the same rows
+    as the gate's read of the box, on either store; never a restriction by area."""
+    from landcloud.store.features import feature_store_for
+
+    feats = [
+        {"type": "Feature", "properties": {"ID": str(i), "S": f"s{i}", "B": i % 2 == 0, "L": [i], "N": i * 1.5 if i else None},
+         "geometry": {"type": "Polygon", "coordinates": [[[126.6 + i * 0.01, 45.7], [126.605 + i * 0.01, 45.7],
+                                                          [126.605 + i * 0.01, 45.705], [126.6 + i * 0.01, 45.7]]]}}
+        for i in range(4)
+    ]
+    submit(engine, settings, tmp_path, "typed", feats, unit="230000", key="ID")
+    ds = catalog.get_dataset(engine, "typed")
+    assert ds is not None
+    store = feature_store_for(engine)
+    box = (126.6, 45.69, 126.625, 45.71)  # the first three
+    batches = list(store.tile_rows("typed", ds.current_version, box, ["B", "S", "N", "NOPE"], batch_size=2))
+    assert [len(b.fkeys) for b in batches] == [2, 1]
+    fkeys = [k for b in batches for k in b.fkeys]
+    values = [v for b in batches for v in b.values]
+    assert fkeys == ["0", "1", "2"]
+    assert values == [[True, "s0", None, None], [False, "s1", 1.5, None], [True, "s2", 3.0, None]]
+    assert all(type(v[0]) is bool for v in values)
+    env = np.concatenate([b.envelopes for b in batches])
+    assert np.allclose(env[1], (126.61, 45.7, 126.615, 45.705))
+    wkbs = [w for b in batches for w in b.wkbs]
+    assert shapely.from_wkb(wkbs[2]).equals(shapely.geometry.shape(feats[2]["geometry"]))
+    listed = [v for b in store.tile_rows("typed", ds.current_version, box, ["L"]) for v in b.values]
+    assert listed == [["[0]"], ["[1]"], ["[2]"]]  # a list arrives as text from a submission, and stays text
+    assert [v for b in store.tile_rows("typed", ds.current_version, box, []) for v in b.values] == [[], [], []]
+    with pytest.raises(ValueError):
+        next(store.tile_rows("typed", ds.current_version, box, ["S"], rows=RowFilter(areas=(shapely.to_wkb(shapely.box(*box)),))))
