@@ -6,6 +6,7 @@ loaded the real way (the submission pipeline), the boundary set on the unit as t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -50,7 +51,7 @@ from builders import write_geojson
 from conftest import REFERENCE, needs_data
 
 DAOLI = "230102"
-LOW_ZOOM_ATTRS = {"ZLDWDM", "DLBM"}  # the key (BSM) is the feature id
+LOW_ZOOM_ATTRS = {"DLBM"}  # the class the map colours by; the key (BSM) is the feature id
 
 
 # -- shared helpers (imported by the other tile tests) ------------------------------------------------
@@ -261,6 +262,10 @@ def test_attributes_follow_zoom_settings_and_access(engine: sa.Engine, settings:
     names = [f["name"] for f in ds.fields]
     assert set(tile_attributes(ds, access, 11)) == LOW_ZOOM_ATTRS
     assert list(tile_attributes(ds, access, 12)) == names
+    # the map colours by DLBM or dlbm: a layer spelling it in lower case carries it below z12 too, and nothing else
+    lower = dataclasses.replace(ds, fields=[{**f, "name": f["name"].lower()} for f in ds.fields], jurisdiction_field="zldwdm")
+    assert tile_attributes(lower, access, 11) == ("dlbm",)
+    assert len(tile_attributes(lower, access, 12)) == len(names)
     # a field only one clause shows, or one some clause leaves masked, is not in the tile
     narrow = Clause(None, frozenset({"BSM", "DLBM", "QSDWMC"}), frozenset(), "grant:a")
     wide = Clause(None, None, frozenset(), "owner")
@@ -418,3 +423,73 @@ def test_tile_shapes_are_valid_and_within_half_a_pixel_of_the_data(engine: sa.En
                         assert shapely.hausdorff_distance(got, want) <= SIMPLIFY_CELLS * _CELL_UNITS + 1.5, (dataset_id, z, x, y, method)
                         checked += 1
     assert checked > 300
+
+
+def test_only_shapes_with_more_points_than_pixels_are_simplified(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """A shape of a dozen points spread over many pixels keeps every point (its near-collinear ones too, 0.3 px off the
+    line: half-pixel simplification would drop them); a boundary of a thousand points over a few dozen pixels is
+    simplified. The same rule both ways (the PostGIS statement's CASE and `simplified_ones`)."""
+    from landcloud.publish.tiles import simplified_ones
+
+    z = 14
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(126.6, 45.75, z)
+    plan_bounds = WEB_MERCATOR_QUAD.tile_bounds_lonlat(z, x, y)
+    px = (plan_bounds[2] - plan_bounds[0]) / 256  # one pixel in degrees of longitude
+    py = (plan_bounds[3] - plan_bounds[1]) / 256
+    x0, y0 = plan_bounds[0] + 60 * px, plan_bounds[1] + 60 * py
+    # a 100 x 100 pixel square whose sides carry points 0.3 px off the straight line, 25 px apart: 13 points in all
+    ring = [(x0, y0), (x0 + 25 * px, y0 - 0.3 * py), (x0 + 50 * px, y0), (x0 + 75 * px, y0 - 0.3 * py), (x0 + 100 * px, y0),
+            (x0 + 100.3 * px, y0 + 50 * py), (x0 + 100 * px, y0 + 100 * py), (x0 + 50 * px, y0 + 100.3 * py),
+            (x0, y0 + 100 * py), (x0 - 0.3 * px, y0 + 75 * py), (x0, y0 + 50 * py), (x0 - 0.3 * px, y0 + 25 * py)]
+    square = shapely.Polygon(ring)
+    assert square.is_valid and len(shapely.get_coordinates(square)) == 13
+    submit(engine, settings, tmp_path, "squares", [{"type": "Feature", "properties": {"ID": "1"}, "geometry": shapely.geometry.mapping(square)}],
+           unit="230000", key="ID")
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "squares")
+    plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
+    assert not simplified_ones(plan, np.array([13]), np.array([square.bounds]))[0]
+    # a thousand points within 30 x 30 pixels: simplified; 9 points over a pixel too; 8 points never
+    assert simplified_ones(plan, np.array([1000, 9, 8]), np.array([(0, 0, 30 * px, 30 * py), (0, 0, px / 2, py / 2), (0, 0, 0, 0)])).tolist() == [
+        True, True, False]
+    methods = ["python", "postgis"] if engine.dialect.name == "postgresql" else ["python"]
+    for method in methods:
+        feats = layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y, method=method), "squares")  # type: ignore[arg-type]
+        assert len(feats) == 1
+        got = shapely.geometry.shape(feats[0]["geometry"])
+        assert got.is_valid and len(shapely.get_coordinates(got)) == 13, (method, got.wkt)
+
+
+def test_tile_rows_read_only_the_tiles_attributes_with_their_json_types(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """`FeatureStore.tile_rows` (the Python way's read): the values of the fields asked for, as stored (true stays a
+    boolean, a list a list, a missing value None), the stored envelope, the key and the WKB — in id order, the same rows
+    as the gate's read of the box, on either store; never a restriction by area."""
+    from landcloud.store.features import feature_store_for
+
+    feats = [
+        {"type": "Feature", "properties": {"ID": str(i), "S": f"s{i}", "B": i % 2 == 0, "L": [i], "N": i * 1.5 if i else None},
+         "geometry": {"type": "Polygon", "coordinates": [[[126.6 + i * 0.01, 45.7], [126.605 + i * 0.01, 45.7],
+                                                          [126.605 + i * 0.01, 45.705], [126.6 + i * 0.01, 45.7]]]}}
+        for i in range(4)
+    ]
+    submit(engine, settings, tmp_path, "typed", feats, unit="230000", key="ID")
+    ds = catalog.get_dataset(engine, "typed")
+    assert ds is not None
+    store = feature_store_for(engine)
+    box = (126.6, 45.69, 126.625, 45.71)  # the first three
+    batches = list(store.tile_rows("typed", ds.current_version, box, ["B", "S", "N", "NOPE"], batch_size=2))
+    assert [len(b.fkeys) for b in batches] == [2, 1]
+    fkeys = [k for b in batches for k in b.fkeys]
+    values = [v for b in batches for v in b.values]
+    assert fkeys == ["0", "1", "2"]
+    assert values == [[True, "s0", None, None], [False, "s1", 1.5, None], [True, "s2", 3.0, None]]
+    assert all(type(v[0]) is bool for v in values)
+    env = np.concatenate([b.envelopes for b in batches])
+    assert np.allclose(env[1], (126.61, 45.7, 126.615, 45.705))
+    wkbs = [w for b in batches for w in b.wkbs]
+    assert shapely.from_wkb(wkbs[2]).equals(shapely.geometry.shape(feats[2]["geometry"]))
+    listed = [v for b in store.tile_rows("typed", ds.current_version, box, ["L"]) for v in b.values]
+    assert listed == [["[0]"], ["[1]"], ["[2]"]]  # a list arrives as text from a submission, and stays text
+    assert [v for b in store.tile_rows("typed", ds.current_version, box, []) for v in b.values] == [[], [], []]
+    with pytest.raises(ValueError):
+        next(store.tile_rows("typed", ds.current_version, box, ["S"], rows=RowFilter(areas=(shapely.to_wkb(shapely.box(*box)),))))

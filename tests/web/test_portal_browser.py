@@ -158,7 +158,11 @@ def test_what_is_here_takes_gauss_kruger_coordinates(page: Any, site: Site) -> N
 def test_a_county_user_sees_only_its_own_parcels_on_the_map(page: Any, site: Site) -> None:
     everyone = parcels_of(site, "hrb-submitter")
     _, nangang = big_parcel(everyone, "230103")
-    open_map(page, site, "daoli-viewer", (126.62, 45.76), 11)  # Daoli and Nangang side by side
+    # Daoli and Nangang side by side, at z12: the first zoom whose tiles carry every field (below it only DLBM)
+    open_map(page, site, "daoli-viewer", (126.62, 45.76), 12)
+    view = shapely.box(*page.evaluate("() => window.lcMap.getBounds().toArray().flat()"))
+    assert any(f["properties"]["ZLDWDM"].startswith("230103") and view.intersects(shapely.geometry.shape(f["geometry"]))
+               for f in everyone)  # Nangang's parcels are in view, for a caller who may see them
     drawn = rendered(page, PARCELS)
     assert drawn and all(p["ZLDWDM"].startswith("230102") for p in drawn)
     # in Nangang itself: nothing of the parcels layer is drawn, and identify finds no parcel

@@ -12,16 +12,17 @@ Both decide membership the same way, so a tile holds the same features either wa
 is in tile (z, x, y) when it intersects the tile (exactly, in EPSG:4490) and its stored
 envelope is at least one pixel (1/256 of the tile) wide or high — points always count. Its
 geometry is clipped to the tile plus a 64/4096 buffer, simplified with a tolerance of half a
-pixel (topology-preserving, so polygons stay valid; only shapes of more than
-SIMPLIFY_ABOVE_POINTS points) and snapped to the 4096 grid; a feature
+pixel (topology-preserving, so polygons stay valid; only shapes with more points than
+SIMPLIFY_ABOVE_POINTS and than pixels in their envelope's half perimeter) and snapped to the 4096 grid; a feature
 that collapses in the snapping is drawn as its (clipped) envelope grown by a pixel, never
 silently dropped. Tiles are y-down (row 0 and MVT y = 0 at the north edge) for both tile
 matrix sets.
 
 Attributes: `ds.extra["tiles"] = {"attributes": [...], "minzoom": n, "maxzoom": n,
 "detail_zoom": n}` configures a dataset; by default zooms from 12 up carry every field the
-caller sees in clear, lower zooms only the jurisdiction field and DLBM (the key is always
-there, as the feature id or `_key`, so the key field is not repeated). A field the
+caller sees in clear, lower zooms only the land-use class (DLBM, the field the map colours
+by; see LOW_ZOOM_FIELDS) and the key (always there, as the feature id or `_key`, so the key
+field is not repeated). A field the
 caller would see masked (or not at all) for any row is left out of the tile, never masked in
 it. The MVT feature id is the stored key when it is a plain non-negative integer, otherwise
 the key is the property `_key`.
@@ -76,11 +77,19 @@ SIMPLIFY_CELLS = 0.5  # simplification tolerance, in pixels (1/256 of a tile) of
 # few of them (full z8–z10 DLTB tiles 2% larger). Douglas-Peucker instead was cheaper still but, made valid again,
 # lost narrow shapes (a thin landuse strip 49 units off): profiles/tiles-full.txt.
 SIMPLIFY_ABOVE_POINTS = 8
+# ... and only shapes with more points than their stored envelope's width + height in pixels of the zoom (points
+# closer than ~2 pixels on average: the detail a boundary has at low zooms). ST_AsMVTGeom itself only snaps and drops
+# repeated and collinear points. Simplifying every shape of over 8 points was 4.3-4.5 ms of a full tile's ~19 ms
+# PostGIS statement for tiles 13% (DLTB) and 5% (OSM) smaller; with this rule ~2 ms less, tiles 2% (DLTB) / 1% (OSM)
+# larger, and a county outline at z7 still 4x fewer points (profiles/tiles-cold3.txt).
 MIN_FEATURE_CELLS = 1.0  # lines and polygons smaller than this in both directions are left out
 DETAIL_ZOOM = 12
 DEFAULT_MINZOOM = 0
 DEFAULT_MAXZOOM = 18
-LOW_ZOOM_FIELDS = ("DLBM",)
+# Below the detail zoom a tile carries the land-use class only: the one property the map reads (web/static/js/mapstyle.js
+# colours by DLBM or dlbm; identify asks /api/here). The jurisdiction field was carried too, read by nothing: 12 KB of a
+# 52 KB full DLTB tile (ZLDWDM codes) and ~1 ms of its statement (profiles/tiles-cold3.txt).
+LOW_ZOOM_FIELDS = ("DLBM", "dlbm")
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 RENDER_VERSION = 1
@@ -144,7 +153,7 @@ def tile_attributes(ds: catalog.Dataset, access: Access, z: int) -> tuple[str, .
     elif z >= cfg.detail_zoom:
         return tuple(clear)
     else:
-        wanted = {n for n in (ds.jurisdiction_field, *LOW_ZOOM_FIELDS) if n}  # the key is the feature's id / _key
+        wanted = set(LOW_ZOOM_FIELDS)  # the key is the feature's id / _key
     return tuple(n for n in clear if n in wanted)
 
 
@@ -386,9 +395,19 @@ def _fallback_box(plan: TilePlan, bounds: np.ndarray) -> shapely.Geometry:
     return shapely.box(left, top, max(right, left + 1), max(bottom, top + 1))
 
 
+def simplified_ones(plan: TilePlan, points: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Which shapes are simplified: more than SIMPLIFY_ABOVE_POINTS points, and more points than pixels in their
+    (stored) envelope's width + height — the same rule as the PostGIS statement's."""
+    pixels = (bounds[:, 2] - bounds[:, 0]) / plan.min_dx + (bounds[:, 3] - bounds[:, 1]) / plan.min_dy
+    return (points > SIMPLIFY_ABOVE_POINTS) & (points > pixels)
+
+
 def tile_geometries(plan: TilePlan, wkbs: Sequence[bytes | None]) -> list[shapely.Geometry | None]:
     """Stored geometries (EPSG:4490 WKB) as tile geometries: y-down integer coordinates in 0..4096 (± buffer)."""
-    geoms = shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore")
+    return _tile_geometries(plan, shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore"))
+
+
+def _tile_geometries(plan: TilePlan, geoms: np.ndarray) -> list[shapely.Geometry | None]:
     present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
     if plan.gcj02:  # rows were read from a wider CGCS2000 box: shift them, then keep what meets the tile
         geoms = geometry_wgs84_to_gcj02(geoms)
@@ -403,7 +422,7 @@ def tile_geometries(plan: TilePlan, wkbs: Sequence[bytes | None]) -> list[shapel
     clipped = shapely.clip_by_rect(g, *plan.clip)
     projected = _to_pixels(plan, clipped)
     simplified = projected.copy()
-    big = shapely.get_num_coordinates(g) > SIMPLIFY_ABOVE_POINTS
+    big = simplified_ones(plan, shapely.get_num_coordinates(g), bounds)
     simplified[big] = shapely.simplify(projected[big], SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
     snapped = _snap(simplified)
     # most shapes come out as they went in; the others keep their parts of the input's dimension, or collapsed
@@ -454,7 +473,53 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
     return (layer.tile(), count) if count else (b"", 0)
 
 
+def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+    """The Python way from `FeatureStore.tile_rows`: the rows the gate's reads give (its row restriction, the version
+    plan_tile checked), with only the tile's attributes decoded and each geometry parsed once — for the exact test
+    with the tile (skipped where the stored envelope lies inside it, as in the PostGIS statement) and the drawing."""
+    rows = feature_store_for(engine).tile_rows(
+        plan.dataset_id, plan.version, plan.lonlat, plan.attributes, rows=access.rows, where=plan.size_filter(), batch_size=_BATCH
+    )
+    bminx, bminy, bmaxx, bmaxy = plan.lonlat
+    box = shapely.box(*plan.lonlat)
+    layer = LayerEncoder(plan.dataset_id, EXTENT)
+    count = 0
+    for batch in rows:
+        geoms = shapely.from_wkb(np.array(batch.wkbs, dtype=object), on_invalid="ignore")
+        env = batch.envelopes
+        inside = (env[:, 0] >= bminx) & (env[:, 2] <= bmaxx) & (env[:, 1] >= bminy) & (env[:, 3] <= bmaxy)
+        meets = inside.copy()
+        meets[~inside] = shapely.intersects(geoms[~inside], box)
+        made = np.full(len(geoms), None, dtype=object)
+        made[meets] = _tile_geometries(plan, geoms[meets])
+        present = ~shapely.is_missing(made)
+        drawn = shapely.orient_polygons(made[present], exterior_cw=False)
+        keep = np.flatnonzero(present).tolist()
+        layer.add(drawn, [_row_properties(plan, batch.fkeys[i], batch.values[i]) for i in keep])
+        count += len(drawn)
+    audit_tile_read(engine, principal, ds, access, plan, count)
+    return (layer.tile(), count) if count else (b"", 0)
+
+
+def _row_properties(plan: TilePlan, fkey: str, values: list[Any]) -> tuple[int | None, dict[str, Any]]:
+    """`tile_properties` of a row read by `tile_rows` (`values`: the plan's attributes, in order)."""
+    props = {}
+    for name, value in zip(plan.attributes, values):
+        v = _mvt_value(value)
+        if v is not None:
+            props[name] = v
+    fid = feature_id(fkey)
+    if fid is None:
+        props[KEY_PROPERTY] = fkey
+    return fid, props
+
+
 def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+    rows = access.rows
+    if not plan.gcj02 and (rows is None or not rows.areas):
+        return _render_rows(engine, principal, ds, access, plan)
+    # GCJ-02 tiles read a wider box and test the shifted shapes; a restriction by area needs every row's geometry and
+    # properties in the gate's test: both through the gate's read
     feats = gate.read_features(
         engine, principal, ds, access, plan.version, bbox=plan.query or plan.lonlat, where=plan.size_filter(),
         action="data.tiles", detail=plan.audit_detail(),
@@ -501,7 +566,8 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         fallback = f"ST_Transform(ST_MakeEnvelope({envelope}, 4326), 3857)"
         bounds = "ST_TileEnvelope(CAST(:tz AS integer), CAST(:tx AS integer), CAST(:ty AS integer))"
     simplified = (
-        f"CASE WHEN ST_NPoints(s.geom) > {SIMPLIFY_ABOVE_POINTS} THEN ST_SimplifyPreserveTopology({projected}, :tile_tol) "
+        f"CASE WHEN ST_NPoints(s.geom) > GREATEST({SIMPLIFY_ABOVE_POINTS}, (s.maxx - s.minx) / :tile_min_dx + (s.maxy - s.miny) / :tile_min_dy) "
+        f"THEN ST_SimplifyPreserveTopology({projected}, :tile_tol) "
         f"ELSE {projected} END"
     )
     geom = (
@@ -509,15 +575,23 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
     # The attributes' scalar values (what _mvt_value keeps), looked up by name: ~6x cheaper than expanding every
-    # property with jsonb_each and aggregating the wanted ones back; the same jsonb, so the same tile bytes.
+    # property with jsonb_each and aggregating the wanted ones back.
     value = "(s.props -> CAST(:tile_a{0} AS text))"
     pairs = ", ".join(
         f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({value.format(i)}) IN ('string', 'number', 'boolean') "
         f"THEN {value.format(i)} END"
         for i in range(len(plan.attributes))
     )
-    props = f"jsonb_strip_nulls(jsonb_build_object({pairs}))" if pairs else "CAST('{}' AS jsonb)"
-    props += f" || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END)"
+    attrs = f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
+    if KEY_PROPERTY in plan.attributes:  # a field of that name: the key (when it is no MVT id) overrides it
+        props = f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
+    else:
+        # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
+        # attribute is carried (OSM below the detail zoom): each jsonb object is built and then parsed again by
+        # ST_AsMVT (~0.5 ms of a full tile; profiles/tiles-cold3.txt).
+        props = f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"
+        if pairs:
+            props = f"{attrs} AS tile_props, {props}"
     # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key's pattern is
     # matched once per row, not once per use.
     rows = (
@@ -527,7 +601,7 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
     # OFFSET 0 keeps q apart too: flattened, its geometry would be made twice (for ST_AsMVT and for the count)
     sql = (
         f"SELECT ST_AsMVT(q.*, :tile_layer, {EXTENT}, 'geom', 'tile_fid') AS tile, count(q.geom) AS n FROM ("
-        f"SELECT CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid, {props} AS tile_props, {geom} AS geom "
+        f"SELECT CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid, {props}, {geom} AS geom "
         f"FROM ({rows}) s OFFSET 0) q"
     )
     return sql, params

@@ -53,6 +53,15 @@ class StoredFeature:
     geojson: str | None = None
 
 
+class TileRows(NamedTuple):
+    """A batch of rows as a vector tile reads them (`FeatureStore.tile_rows`), column by column."""
+
+    fkeys: list[str]
+    values: list[list[Any]]  # per row, the values of the fields asked for, in that order (None where absent)
+    wkbs: list[bytes | None]
+    envelopes: np.ndarray  # (n, 4) stored minx, miny, maxx, maxy
+
+
 @dataclass(frozen=True)
 class SQLFilter:
     """A condition over the feature table (alias `f`) with its bound parameters, e.g. a translated CQL2 filter.
@@ -259,6 +268,55 @@ class FeatureStore:
                 sql += " OFFSET :offset" if self.kind == "postgis" else " LIMIT -1 OFFSET :offset"
                 params.update(offset=offset)
         yield from self._stream(sql, params, batch_size, conn, post, limit, offset, as_text, read_conn)
+
+    def tile_rows(
+        self,
+        dataset_id: str,
+        version: int,
+        bbox: BBox,
+        fields: Sequence[str],
+        *,
+        rows: RowFilter | None = None,
+        where: SQLFilter | None = None,
+        batch_size: int = 2000,
+    ) -> Iterator[TileRows]:
+        """The rows of one version whose stored envelope meets `bbox`, for a vector tile: in batches, in id order,
+        with only the values of `fields` (decoded from one small JSON array per row, never the whole object) and
+        the stored envelope; no exact geometry test (the tile parses each geometry once and tests it there).
+
+        For a row restriction by code prefix only (`rows.areas` needs the geometry and every property: use
+        `iter_features`). A vector tile of 1,000 parcels carries two of their twelve properties below z12:
+        decoding them all into a StoredFeature per row was a third of the tile (profiles/tiles-cold3.txt).
+        """
+        if rows is not None and rows.areas:
+            raise ValueError("tile_rows takes no row restriction by area")
+        clauses, params = self.conditions(dataset_id, version, None, rows, where)
+        source, in_box = self._box_join()
+        clauses.append(in_box)
+        params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
+        values = self._values_sql([self._json_path(n) for n in fields], params) if fields else "NULL"
+        sql = (
+            f"SELECT f.id, f.fkey, {values} AS vals, {self.geom_read_sql} AS wkb, f.minx, f.miny, f.maxx, f.maxy "
+            f"FROM {source} WHERE {' AND '.join(clauses)} ORDER BY f.id"
+        )
+        n = len(fields)
+        with self.engine.connect() as c:
+            result = c.execute(sa.text(sql).execution_options(yield_per=batch_size), params)
+            for part in result.partitions(batch_size):
+                _, fkeys, vals, wkbs, *env = (list(col) for col in zip(*part))
+                if not n:
+                    values: list[list[Any]] = [[] for _ in fkeys]
+                elif isinstance(vals[0], str):  # SQLite: JSON text, parsed for the whole batch at once
+                    values = [v[:n] for v in json.loads("[" + ",".join(vals) + "]")]
+                else:
+                    values = [v[:n] for v in vals]
+                if wkbs and not isinstance(wkbs[0], bytes):
+                    wkbs = [None if w is None else bytes(w) for w in wkbs]
+                yield TileRows(fkeys, values, wkbs, np.array(env, dtype=np.float64).T.reshape(-1, 4))
+
+    def _values_sql(self, paths: Sequence[str], params: dict[str, Any]) -> str:
+        """SQL for a JSON array of the values at `paths` of a row's properties (null where absent)."""
+        raise NotImplementedError
 
     def features_in_box(
         self, parts: Sequence[tuple[str, int, RowFilter | None]], bbox: BBox, conn: Connection | None = None
@@ -764,6 +822,17 @@ class SQLiteFeatureStore(FeatureStore):
     def _json_path(self, field_name: str) -> str:
         return '$."' + field_name.replace('"', "") + '"'
 
+    def _values_sql(self, paths: Sequence[str], params: dict[str, Any]) -> str:
+        # json_extract of two or more paths is the JSON array of their values, each as stored (true stays true;
+        # one path would give an SQL value: true as 1, an array as text), so one path is asked for twice
+        names = []
+        for i, path in enumerate(paths):
+            params[f"tv{i}"] = path
+            names.append(f":tv{i}")
+        if len(names) == 1:
+            names.append(names[0])
+        return f"json_extract(f.props, {', '.join(names)})"
+
     def _json_text_sql(self, field_param: str) -> str:
         return f"json_extract(f.props, :{field_param})"
 
@@ -882,6 +951,13 @@ class PostGISFeatureStore(FeatureStore):
 
     def _json_text_sql(self, field_param: str) -> str:
         return f"(f.props ->> CAST(:{field_param} AS TEXT))"
+
+    def _values_sql(self, paths: Sequence[str], params: dict[str, Any]) -> str:
+        names = []
+        for i, path in enumerate(paths):
+            params[f"tv{i}"] = path
+            names.append(f"f.props -> CAST(:tv{i} AS text)")
+        return f"jsonb_build_array({', '.join(names)})"
 
     def _prop_expr(self, key: str, ftype: str) -> str:
         text = f"(f.props ->> CAST(:{key} AS TEXT))"
