@@ -36,6 +36,7 @@ from landcloud.ingest import transformations
 from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
+from landcloud.ingest.overlap_stream import StreamedOverlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
 from landcloud.ingest.report import Finding
 from landcloud.ingest.rules import Batch, RuleConfig, RuleRunner
@@ -268,6 +269,7 @@ def _run(
     store = feature_store_for(engine)
     findings: list[Finding] = []
     clock = StageClock()
+    streamed: StreamedOverlaps | None = None
     with engine.connect() as conn:
         conn.info["write"] = True
         trans = conn.begin()
@@ -289,8 +291,10 @@ def _run(
             # the first rows of a keyed dataset need no merge: they go straight into the store (rolled back if rejected)
             direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
             store.begin_stage(conn, (ds.id, version) if direct else None)
+            if direct and opts.overlap_check:  # every current row is new: the rule is decided while they stream in
+                streamed = StreamedOverlaps(settings.overlap_tolerance_m2)
             polygonal = _stage_all(
-                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct
+                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed
             )
             with clock.stage("write"):  # PostGIS, first rows: the server finishing the COPY
                 store.end_stage(conn)
@@ -305,7 +309,11 @@ def _run(
                 counts = store.merge_stage(conn, ds.id, version, opts.mode)
             if polygonal and opts.overlap_check:
                 with clock.stage("overlap", all_threads=True):  # GEOS runs on every core
-                    overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
+                    overlaps = streamed.finish(conn, store, ds.id, version) if streamed is not None else None
+                    if overlaps is None:
+                        overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
+                if streamed is not None:
+                    clock.add("overlap_stream", streamed.thread_wall_s, streamed.thread_cpu_s)
                 findings += overlaps
                 if overlaps:
                     raise _Rejected(findings)
@@ -340,6 +348,9 @@ def _run(
             store.end_stage(conn, exc)
             trans.rollback()
             raise
+        finally:
+            if streamed is not None:
+                streamed.close()
     with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
         store.refresh_statistics(counts.added + counts.changed + counts.removed)
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
@@ -380,12 +391,15 @@ def _stage_all(
     progress: ProgressFn | None,
     clock: StageClock,
     direct: bool = False,
+    streamed: StreamedOverlaps | None = None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal.
 
     `direct`: the rows go into the store itself, so none is written once a rule has found an error
     (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
-    rules still run to the end for the report.
+    rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
+    stored keys and geometries while no rule has found an error (after one, the submission is rejected
+    without it).
     """
     polygonal = True
     seen_geometry = False
@@ -403,6 +417,9 @@ def _stage_all(
                     rows = _stage_rows(geoms, areas, props, key_field, ops)
                 with clock.stage("write"):
                     store.stage(conn, rows)
+                if streamed is not None and not rules.error_count:
+                    with clock.stage("overlap_feed"):
+                        streamed.add([r[0] for r in rows], geoms)
             total += len(props)
             if progress:
                 progress(total)

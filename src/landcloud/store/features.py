@@ -678,6 +678,29 @@ class FeatureStore:
                     out[rid] = (fkey, wkb if wkb is None or isinstance(wkb, bytes) else bytes(wkb))
         return out
 
+    def _keys_condition(self) -> str:
+        """`f.fkey` among the keys bound as one parameter `{p}` (`_keys_param`)."""
+        raise NotImplementedError
+
+    def _keys_param(self, keys: list[str]) -> Any:
+        return keys
+
+    def geometries_of_keys(self, conn: Connection, dataset_id: str, version: int, keys: Sequence[str]) -> list[tuple[str, bytes | None]]:
+        """(fkey, WKB) of the current rows written by `version` with these keys (for the streamed overlap
+        rule's pairs of features far apart in the file: their rows are read back instead of held)."""
+        out: list[tuple[str, bytes | None]] = []
+        step = self._max_ids_per_statement
+        sql = (
+            f"SELECT f.fkey, {self.geom_read_sql} AS wkb FROM features f WHERE f.dataset_id = {{p}} AND f.v_from = {{p}} "
+            f"AND f.v_to IS NULL AND {self._keys_condition()}"
+        )
+        key_list = list(keys)
+        for i in range(0, len(key_list), step):
+            params = (dataset_id, version, self._keys_param(key_list[i : i + step]))
+            for rows in self._driver_rows(conn, sql, params, step):
+                out += [(fkey, wkb if wkb is None or isinstance(wkb, bytes) else bytes(wkb)) for fkey, wkb in rows]
+        return out
+
     # -- comparing versions --------------------------------------------------------------
     def _diff_sql(self, kind: DiffKind) -> str:
         a_vis = "(a.v_from <= :va AND (a.v_to IS NULL OR a.v_to > :va))"
@@ -830,6 +853,12 @@ class SQLiteFeatureStore(FeatureStore):
     def _ids_param(self, ids: list[int]) -> Any:
         return json.dumps(ids)
 
+    def _keys_condition(self) -> str:
+        return "f.fkey IN (SELECT value FROM json_each({p}))"
+
+    def _keys_param(self, keys: list[str]) -> Any:
+        return json.dumps(keys, ensure_ascii=False)
+
     def _after_insert(self, conn: Connection, dataset_id: str, version: int) -> None:
         conn.execute(
             sa.text(
@@ -975,6 +1004,9 @@ class PostGISFeatureStore(FeatureStore):
 
     def _ids_condition(self) -> str:
         return "f.id = ANY(CAST({p} AS bigint[]))"
+
+    def _keys_condition(self) -> str:
+        return "f.fkey = ANY(CAST({p} AS text[]))"
 
     _placeholder = "%s"
 
