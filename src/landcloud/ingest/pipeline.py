@@ -39,7 +39,7 @@ from landcloud.ingest.overlap import find_overlaps
 from landcloud.ingest.overlap_stream import StreamedOverlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
 from landcloud.ingest.report import Finding
-from landcloud.ingest.rules import Batch, RuleConfig, RuleRunner
+from landcloud.ingest.rules import Batch, Prechecks, RuleConfig, RuleRunner
 from landcloud.ingest.timing import StageClock
 from landcloud.messages import LandcloudError
 from landcloud.store.features import StageRow, feature_store_for
@@ -404,10 +404,10 @@ def _stage_all(
     polygonal = True
     seen_geometry = False
     total = 0
-    with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock)) as prepared:
-        for start, geoms, props, ops, areas in prepared:
+    with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock, rules)) as prepared:
+        for start, geoms, props, ops, areas, pre in prepared:
             with clock.stage("rules"):
-                geoms = rules.check(Batch(start=start, geometries=geoms, properties=props, areas=areas))
+                geoms = rules.check(Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre))
                 present = geoms[~shapely.is_missing(geoms)]
                 if len(present):
                     seen_geometry = True
@@ -430,9 +430,10 @@ def _stage_all(
 
 
 def _prepared_batches(
-    info: SourceInfo, transformer: Any, op_field: str | None, batch_size: int, clock: StageClock
-) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], list[str] | None, np.ndarray]]:
-    """Batches read, parsed, converted to CGCS2000 and measured: (start, geometries, properties, operations, areas)."""
+    info: SourceInfo, transformer: Any, op_field: str | None, batch_size: int, clock: StageClock, rules: RuleRunner
+) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], list[str] | None, np.ndarray, Prechecks]]:
+    """Batches read, parsed, converted to CGCS2000, measured and put to the rules' GEOS tests:
+    (start, geometries, properties, operations, areas, prechecks)."""
     batches = iter_batches(info, batch_size=batch_size)
     try:
         while True:
@@ -448,7 +449,9 @@ def _prepared_batches(
                 geoms = transformer.transform_geometries(geoms)
             with clock.stage("areas"):
                 areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
-            yield raw.start, geoms, props, ops, areas
+            with clock.stage("prechecks"):  # validity and jurisdiction (GEOS, beside the per-feature rules)
+                pre = rules.prechecks(geoms)
+            yield raw.start, geoms, props, ops, areas, pre
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
