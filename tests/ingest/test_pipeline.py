@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import shapely
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pyproj import Transformer
 
 from landcloud.access import units
@@ -19,7 +22,7 @@ from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import TransformationSet
 from landcloud.geo.helmert import Helmert7
 from landcloud.ingest import transformations
-from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, run_submission
+from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, _sanitize, _sanitized, run_submission
 from landcloud.messages import Forbidden, LandcloudError
 from landcloud.store.features import feature_store_for
 
@@ -446,3 +449,18 @@ def test_extent_and_unit_codes_checked_against_loaded_divisions(engine: sa.Engin
     with pytest.raises(SubmissionUsageError) as exc:
         submit(engine, settings, tmp_path / "x.geojson", unit="999999")
     assert exc.value.message.code == "submission.unknown_unit"
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.binary(max_size=4),
+    st.floats(allow_nan=True, allow_infinity=True), st.floats().map(np.float64),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), np.float64("nan"), np.float32(1.5)]),
+), max_size=6))
+def test_sanitized_properties_are_the_value_by_value_sanitize(props: dict) -> None:
+    """The decode stage's fast path: the same values (NaN/inf → None, bytes → hex) as `_sanitize` on each one."""
+    expected = {k: _sanitize(v) for k, v in props.items()}
+    got = _sanitized(dict(props))
+    assert list(got) == list(expected)
+    for k, v in expected.items():
+        assert type(got[k]) is type(v) and (got[k] == v or (v != v and got[k] != got[k]))

@@ -139,6 +139,22 @@ def _sanitize(value: Any) -> Any:
     return value
 
 
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _sanitized(props: dict[str, Any]) -> dict[str, Any]:
+    """`props` with `_sanitize` applied to every value (a new dict only when a value changes type or may).
+
+    Why not a comprehension calling `_sanitize` on each value: that call per value was most of the
+    decode stage (on the read-ahead thread, holding the GIL the checking thread needs); most values
+    are text, integers or null, and a float needs a look only when it is not finite.
+    """
+    if _PLAIN_TYPES.issuperset(map(type, props.values())):
+        return props
+    plain = _PLAIN_TYPES
+    return {k: v if v.__class__ in plain or (v.__class__ is float and v - v == 0.0) else _sanitize(v) for k, v in props.items()}
+
+
 def _finding_from_error(rule: str, zh: str, en: str) -> Finding:
     return Finding(rule=rule, severity="error", message_zh=zh, message_en=en)
 
@@ -443,7 +459,7 @@ def _prepared_batches(
                 return
             with clock.stage("decode"):
                 geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
-                props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
+                props = [_sanitized(p) for p in raw.properties]
                 ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
             with clock.stage("crs"):
                 geoms = transformer.transform_geometries(geoms)
