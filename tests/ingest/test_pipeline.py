@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import shapely
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pyproj import Transformer
 
 from landcloud.access import units
@@ -19,7 +22,7 @@ from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import TransformationSet
 from landcloud.geo.helmert import Helmert7
 from landcloud.ingest import transformations
-from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, run_submission
+from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, _sanitize, _sanitized, run_submission
 from landcloud.messages import Forbidden, LandcloudError
 from landcloud.store.features import feature_store_for
 
@@ -125,6 +128,35 @@ def test_first_rows_go_straight_into_the_store_as_the_merge_would_put_them(
 
     assert rows("direct") == rows("staged") and len(rows("direct")) == 9
     assert store.count("direct", 1, bbox=(HARBIN[0], HARBIN[1], HARBIN[0] + 0.001, HARBIN[1] + 0.001)) == 1
+
+
+def test_first_rows_written_in_batches_have_their_index_entries(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    """SQLite writes a direct load's R*Tree entries batch by batch: each row once, with its envelope, after
+    another dataset's rows; a rejected one leaves none behind."""
+    small = settings.model_copy(update={"batch_size": 3})
+    assert submit(engine, small, write_geojson(tmp_path / "a.geojson", grid_parcels(2)), dataset_id="first").accepted
+    feats = grid_parcels(4, origin=(HARBIN[0] + 0.01, HARBIN[1]))
+    assert submit(engine, small, write_geojson(tmp_path / "b.geojson", feats), dataset_id="second").accepted
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            tree = sorted(tuple(r) for r in conn.execute(sa.text("SELECT id, minx, maxx, miny, maxy FROM features_rtree")))
+            rows = [tuple(r) for r in conn.execute(sa.text("SELECT id, minx, maxx, miny, maxy FROM features ORDER BY id"))]
+        assert len(tree) == len(rows) == 4 + 16
+        assert [r[0] for r in tree] == [r[0] for r in rows]
+        for t, r in zip(tree, rows):  # the R*Tree keeps 32-bit floats, rounded outwards
+            assert t[1] <= r[1] and t[2] >= r[2] and t[3] <= r[3] and t[4] >= r[4]
+            assert t[1:] == pytest.approx(r[1:], abs=2e-5)  # a float32 step at 126° is 7.6e-6
+    store = feature_store_for(engine)
+    assert [f.fkey for f in store.iter_features("second", 1, bbox=(HARBIN[0] + 0.0105, HARBIN[1] + 0.0005, HARBIN[0] + 0.0106, HARBIN[1] + 0.0006))] == [
+        feats[0]["properties"]["BSM"]]
+    before = table_counts(engine)
+    bad = grid_parcels(3, origin=(HARBIN[0] + 0.03, HARBIN[1]))
+    bad[8]["geometry"] = shapely.geometry.mapping(shapely.affinity.translate(shapely.geometry.shape(bad[0]["geometry"]), 0.001, 0))
+    assert not submit(engine, small, write_geojson(tmp_path / "c.geojson", bad), dataset_id="third").accepted
+    assert table_counts(engine) == before
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM features_rtree")).scalar_one() == 20
 
 
 def test_interrupted_first_submission_changes_nothing(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
@@ -417,3 +449,18 @@ def test_extent_and_unit_codes_checked_against_loaded_divisions(engine: sa.Engin
     with pytest.raises(SubmissionUsageError) as exc:
         submit(engine, settings, tmp_path / "x.geojson", unit="999999")
     assert exc.value.message.code == "submission.unknown_unit"
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.binary(max_size=4),
+    st.floats(allow_nan=True, allow_infinity=True), st.floats().map(np.float64),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), np.float64("nan"), np.float32(1.5)]),
+), max_size=6))
+def test_sanitized_properties_are_the_value_by_value_sanitize(props: dict) -> None:
+    """The decode stage's fast path: the same values (NaN/inf → None, bytes → hex) as `_sanitize` on each one."""
+    expected = {k: _sanitize(v) for k, v in props.items()}
+    got = _sanitized(dict(props))
+    assert list(got) == list(expected)
+    for k, v in expected.items():
+        assert type(got[k]) is type(v) and (got[k] == v or (v != v and got[k] != got[k]))

@@ -476,3 +476,43 @@ def test_findings_are_json_serialisable(full: RuleConfig) -> None:
     for f in runner.findings:
         assert type(f.feature_index) is int
         json.dumps(f.to_dict(), ensure_ascii=False)
+
+
+# -- the GEOS tests made beside the rules (RuleRunner.prechecks, on the read-ahead thread) ------------
+
+@pytest.mark.parametrize("repair", [False, True])
+def test_prechecked_batches_give_the_same_findings_and_geometries(full: RuleConfig, repair: bool) -> None:
+    """Invalid (repairable, and repaired to outside the jurisdiction), outside, missing, empty and wrong-type
+    geometries: the runner with `Batch.prechecked` finds exactly what it finds testing them itself."""
+    outside_bowtie = shapely.affinity.translate(BOWTIE, 2.0, 0)  # invalid, and beyond the Harbin box
+    geoms = [square(0), BOWTIE, outside_bowtie, box(128.0, 45.0, 128.001, 45.001), None, Polygon(),
+             LineString([(LON, LAT), (LON + 0.001, LAT)]), square(3)]
+    rows = [props(f"K{i}", g if isinstance(g, Polygon) and g.is_valid else None) for i, g in enumerate(geoms)]
+
+    def checked(pre: bool) -> tuple[list[tuple[object, ...]], list[str | None]]:
+        config = RuleConfig(schema=full.schema, divisions=full.divisions, jurisdiction_code=full.jurisdiction_code,
+                            jurisdiction_geometry=full.jurisdiction_geometry, repair=repair)
+        runner = RuleRunner(config)
+        b = batch(list(geoms), [dict(r) for r in rows])
+        if pre:
+            b.prechecked = runner.prechecks(b.geometries)  # type: ignore[arg-type]
+        out = runner.check(b)
+        runner.finish()
+        found = [(f.rule, f.severity, f.feature_index, f.feature_key, f.message_en, f.location) for f in runner.findings]
+        return found, [None if g is None else g.wkt for g in out]
+
+    plain, with_pre = checked(False), checked(True)
+    assert with_pre == plain
+    rules = {f[0] for f in plain[0]}
+    assert {"geometry.unreadable", "geometry.empty", "geometry.wrong_type", "jurisdiction.outside_extent"} <= rules
+    assert ("geometry.repaired" if repair else "geometry.invalid") in rules
+    outside = {f[3] for f in plain[0] if f[0] == "jurisdiction.outside_extent"}
+    assert outside == ({"K2", "K3"} if repair else {"K3"})
+
+
+def test_prechecks_must_match_the_batch(full: RuleConfig) -> None:
+    runner = RuleRunner(full)
+    b = batch([square(0), square(1)], [props("A", square(0)), props("B", square(1))])
+    b.prechecked = runner.prechecks(np.array([square(0)], dtype=object))
+    with pytest.raises(ValueError, match="prechecks of 1 geometries for 2 features"):
+        runner.check(b)

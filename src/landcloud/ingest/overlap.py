@@ -26,23 +26,36 @@ def find_overlaps(conn: Connection, store: Any, dataset_id: str, version: int, t
     """Overlaps larger than `tolerance_m2` between current polygons, one of them new in `version`."""
     findings: list[Finding] = []
     for keys_a, keys_b, inter in store.overlapping_pairs(conn, dataset_id, version, CHUNK):
-        areas = survey_areas(inter)
-        for pos in np.flatnonzero(areas > tolerance_m2).tolist():
-            ka, kb, area = keys_a[pos], keys_b[pos], float(areas[pos])
-            point = shapely.point_on_surface(inter[pos])
-            findings.append(
-                Finding(
-                    rule="topology.overlap",
-                    severity="error",
-                    message_zh=f"图斑 {_label(ka)} 与 {_label(kb)} 重叠 {area:.2f} 平方米",
-                    message_en=f"polygon {_label(ka)} overlaps {_label(kb)} by {area:.2f} m²",
-                    feature_key=ka,
-                    location=(float(point.x), float(point.y)) if not point.is_empty else None,
-                    details={"other_key": kb, "overlap_m2": round(area, 2)},
-                )
+        findings += overlap_findings(keys_a, keys_b, inter, tolerance_m2, MAX_FINDINGS - len(findings))
+        if len(findings) >= MAX_FINDINGS:
+            return findings
+    return findings
+
+
+def overlap_findings(
+    keys_a: list[str], keys_b: list[str], inter: np.ndarray, tolerance_m2: float, limit: int = MAX_FINDINGS
+) -> list[Finding]:
+    """Findings for the pairs (in order) whose intersection's survey area is above the tolerance, at most `limit`."""
+    findings: list[Finding] = []
+    if not len(inter) or limit <= 0:
+        return findings
+    areas = survey_areas(inter)
+    for pos in np.flatnonzero(areas > tolerance_m2).tolist():
+        ka, kb, area = keys_a[pos], keys_b[pos], float(areas[pos])
+        point = shapely.point_on_surface(inter[pos])
+        findings.append(
+            Finding(
+                rule="topology.overlap",
+                severity="error",
+                message_zh=f"图斑 {_label(ka)} 与 {_label(kb)} 重叠 {area:.2f} 平方米",
+                message_en=f"polygon {_label(ka)} overlaps {_label(kb)} by {area:.2f} m²",
+                feature_key=ka,
+                location=(float(point.x), float(point.y)) if not point.is_empty else None,
+                details={"other_key": kb, "overlap_m2": round(area, 2)},
             )
-            if len(findings) >= MAX_FINDINGS:
-                return findings
+        )
+        if len(findings) >= limit:
+            break
     return findings
 
 

@@ -36,9 +36,10 @@ from landcloud.ingest import transformations
 from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
+from landcloud.ingest.overlap_stream import StreamedOverlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
 from landcloud.ingest.report import Finding
-from landcloud.ingest.rules import Batch, RuleConfig, RuleRunner
+from landcloud.ingest.rules import Batch, Prechecks, RuleConfig, RuleRunner
 from landcloud.ingest.timing import StageClock
 from landcloud.messages import LandcloudError
 from landcloud.store.features import StageRow, feature_store_for
@@ -136,6 +137,22 @@ def _sanitize(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _sanitized(props: dict[str, Any]) -> dict[str, Any]:
+    """`props` with `_sanitize` applied to every value (a new dict only when a value changes type or may).
+
+    Why not a comprehension calling `_sanitize` on each value: that call per value was most of the
+    decode stage (on the read-ahead thread, holding the GIL the checking thread needs); most values
+    are text, integers or null, and a float needs a look only when it is not finite.
+    """
+    if _PLAIN_TYPES.issuperset(map(type, props.values())):
+        return props
+    plain = _PLAIN_TYPES
+    return {k: v if v.__class__ in plain or (v.__class__ is float and v - v == 0.0) else _sanitize(v) for k, v in props.items()}
 
 
 def _finding_from_error(rule: str, zh: str, en: str) -> Finding:
@@ -268,6 +285,7 @@ def _run(
     store = feature_store_for(engine)
     findings: list[Finding] = []
     clock = StageClock()
+    streamed: StreamedOverlaps | None = None
     with engine.connect() as conn:
         conn.info["write"] = True
         trans = conn.begin()
@@ -289,8 +307,10 @@ def _run(
             # the first rows of a keyed dataset need no merge: they go straight into the store (rolled back if rejected)
             direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
             store.begin_stage(conn, (ds.id, version) if direct else None)
+            if direct and opts.overlap_check:  # every current row is new: the rule is decided while they stream in
+                streamed = StreamedOverlaps(settings.overlap_tolerance_m2)
             polygonal = _stage_all(
-                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct
+                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed
             )
             with clock.stage("write"):  # PostGIS, first rows: the server finishing the COPY
                 store.end_stage(conn)
@@ -305,7 +325,11 @@ def _run(
                 counts = store.merge_stage(conn, ds.id, version, opts.mode)
             if polygonal and opts.overlap_check:
                 with clock.stage("overlap", all_threads=True):  # GEOS runs on every core
-                    overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
+                    overlaps = streamed.finish(conn, store, ds.id, version) if streamed is not None else None
+                    if overlaps is None:
+                        overlaps = find_overlaps(conn, store, ds.id, version, settings.overlap_tolerance_m2)
+                if streamed is not None:
+                    clock.add("overlap_stream", streamed.thread_wall_s, streamed.thread_cpu_s)
                 findings += overlaps
                 if overlaps:
                     raise _Rejected(findings)
@@ -340,6 +364,9 @@ def _run(
             store.end_stage(conn, exc)
             trans.rollback()
             raise
+        finally:
+            if streamed is not None:
+                streamed.close()
     with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
         store.refresh_statistics(counts.added + counts.changed + counts.removed)
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
@@ -380,20 +407,23 @@ def _stage_all(
     progress: ProgressFn | None,
     clock: StageClock,
     direct: bool = False,
+    streamed: StreamedOverlaps | None = None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal.
 
     `direct`: the rows go into the store itself, so none is written once a rule has found an error
     (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
-    rules still run to the end for the report.
+    rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
+    stored keys and geometries while no rule has found an error (after one, the submission is rejected
+    without it).
     """
     polygonal = True
     seen_geometry = False
     total = 0
-    with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock)) as prepared:
-        for start, geoms, props, ops, areas in prepared:
+    with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock, rules)) as prepared:
+        for start, geoms, props, ops, areas, pre in prepared:
             with clock.stage("rules"):
-                geoms = rules.check(Batch(start=start, geometries=geoms, properties=props, areas=areas))
+                geoms = rules.check(Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre))
                 present = geoms[~shapely.is_missing(geoms)]
                 if len(present):
                     seen_geometry = True
@@ -403,6 +433,9 @@ def _stage_all(
                     rows = _stage_rows(geoms, areas, props, key_field, ops)
                 with clock.stage("write"):
                     store.stage(conn, rows)
+                if streamed is not None and not rules.error_count:
+                    with clock.stage("overlap_feed"):
+                        streamed.add([r[0] for r in rows], geoms)
             total += len(props)
             if progress:
                 progress(total)
@@ -413,9 +446,10 @@ def _stage_all(
 
 
 def _prepared_batches(
-    info: SourceInfo, transformer: Any, op_field: str | None, batch_size: int, clock: StageClock
-) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], list[str] | None, np.ndarray]]:
-    """Batches read, parsed, converted to CGCS2000 and measured: (start, geometries, properties, operations, areas)."""
+    info: SourceInfo, transformer: Any, op_field: str | None, batch_size: int, clock: StageClock, rules: RuleRunner
+) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], list[str] | None, np.ndarray, Prechecks]]:
+    """Batches read, parsed, converted to CGCS2000, measured and put to the rules' GEOS tests:
+    (start, geometries, properties, operations, areas, prechecks)."""
     batches = iter_batches(info, batch_size=batch_size)
     try:
         while True:
@@ -425,13 +459,15 @@ def _prepared_batches(
                 return
             with clock.stage("decode"):
                 geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
-                props = [{k: _sanitize(v) for k, v in p.items()} for p in raw.properties]
+                props = [_sanitized(p) for p in raw.properties]
                 ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
             with clock.stage("crs"):
                 geoms = transformer.transform_geometries(geoms)
             with clock.stage("areas"):
                 areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
-            yield raw.start, geoms, props, ops, areas
+            with clock.stage("prechecks"):  # validity and jurisdiction (GEOS, beside the per-feature rules)
+                pre = rules.prechecks(geoms)
+            yield raw.start, geoms, props, ops, areas, pre
     finally:
         close = getattr(batches, "close", None)
         if close is not None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -101,13 +102,25 @@ class Batch:
     feature. ``start`` is the index of the first feature in the whole submission, so findings
     point at the right feature across batches. ``areas`` optionally holds the survey areas (m²)
     of ``geometries`` when the caller computed them already (it stores them too); the runner
-    then uses them and updates the entries of geometries it repairs.
+    then uses them and updates the entries of geometries it repairs. ``prechecked`` optionally
+    holds `RuleRunner.prechecks` of ``geometries``, computed beside the runner (on a read-ahead
+    thread): the runner then does not run those GEOS tests itself.
     """
 
     start: int
     geometries: np.ndarray | Sequence[shapely.Geometry | None]
     properties: list[dict[str, Any]]
     areas: np.ndarray | None = None
+    prechecked: Prechecks | None = None
+
+
+@dataclass(frozen=True)
+class Prechecks:
+    """The geometry rules' GEOS tests of one batch, made before `RuleRunner.check`: whether each geometry
+    is valid, and whether each valid one is covered by the jurisdiction's extent (None without one)."""
+
+    valid: np.ndarray
+    covered: np.ndarray | None
 
 
 def _ellipsoidal_areas(geoms: np.ndarray) -> np.ndarray:
@@ -243,6 +256,8 @@ class RuleRunner:
             extent = shapely.buffer(config.jurisdiction_geometry, EXTENT_TOLERANCE_DEG)
             shapely.prepare(extent)
             self._extent = extent
+        # a prepared geometry builds its index on first use: one thread at a time (prechecks run on another)
+        self._extent_lock = threading.Lock()
 
         self._seen_keys: dict[str, int] = {}
         self._reported_missing: set[str] = set()
@@ -290,6 +305,22 @@ class RuleRunner:
 
     # -- the rules ---------------------------------------------------------------------------
 
+    def prechecks(self, geometries: np.ndarray) -> Prechecks:
+        """The batch's vectorised GEOS tests (validity, jurisdiction), for `Batch.prechecked`.
+
+        Why apart: they release the GIL, so computed on the thread that reads and converts the next
+        batches they run beside the per-feature rules instead of before them (at 100,000 parcels 17% of
+        the checking thread's time). Reads no state a batch changes: safe on another thread.
+        """
+        geoms = np.asarray(geometries, dtype=object)
+        valid = shapely.is_valid(geoms)
+        covered = None
+        if self._extent is not None:
+            covered = np.zeros(len(geoms), dtype=bool)
+            with self._extent_lock:
+                covered[valid] = shapely.covers(self._extent, geoms[valid])
+        return Prechecks(valid, covered)
+
     def check(self, batch: Batch) -> np.ndarray:
         """Check one batch; returns the geometries to store (repaired ones replaced when
         ``config.repair``), same length and order as ``batch.geometries``."""
@@ -306,12 +337,20 @@ class RuleRunner:
             return geoms
         keys = self._keys(batch)
         self._repaired: list[int] = []
-        usable = self._check_geometries(int(batch.start), geoms, keys)
+        pre = batch.prechecked
+        if pre is not None and len(pre.valid) != n:
+            raise ValueError(f"prechecks of {len(pre.valid)} geometries for {n} features")
+        usable = self._check_geometries(int(batch.start), geoms, keys, pre.valid if pre is not None else None)
         if batch.areas is not None and self._repaired:
             batch.areas[self._repaired] = _ellipsoidal_areas(geoms[self._repaired])
         self._check_properties(batch, keys)
         if self._extent is not None:
-            self._check_extent(int(batch.start), geoms, usable, keys)
+            covered = pre.covered if pre is not None and pre.covered is not None else None
+            if covered is not None and self._repaired:  # a repaired geometry is not the one prechecked
+                covered = covered.copy()
+                with self._extent_lock:
+                    covered[self._repaired] = shapely.covers(self._extent, geoms[self._repaired])
+            self._check_extent(int(batch.start), geoms, usable, keys, covered)
         if self._area_field is not None:
             self._check_area(batch, geoms, usable, keys)
         return geoms
@@ -325,8 +364,11 @@ class RuleRunner:
             out.append(None if _is_null(v) else _key_str(v))
         return out
 
-    def _check_geometries(self, start: int, geoms: np.ndarray, keys: list[str | None]) -> np.ndarray:
-        """Geometry rules, vectorised; returns the mask of geometries later rules may use."""
+    def _check_geometries(
+        self, start: int, geoms: np.ndarray, keys: list[str | None], valid: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Geometry rules, vectorised; returns the mask of geometries later rules may use.
+        `valid`: `shapely.is_valid(geoms)`, when computed already (`prechecks`)."""
         missing = shapely.is_missing(geoms)
         empty = ~missing & shapely.is_empty(geoms)
         present = ~missing & ~empty
@@ -355,7 +397,7 @@ class RuleRunner:
                               f"{le}: geometry type is {got}, expected {expected}", start + i, keys[i],
                               _point(geoms[i]), {"geometry_type": got, "expected": expected})
 
-        invalid = np.flatnonzero(usable & ~shapely.is_valid(geoms))
+        invalid = np.flatnonzero(usable & ~(shapely.is_valid(geoms) if valid is None else valid))
         invalid_list: list[int] = invalid.tolist()
         if len(invalid) == 0:
             return usable
@@ -542,11 +584,18 @@ class RuleRunner:
                                   idx, key, self._loc(batch, i),
                                   {"field": jfield, "value": value, "jurisdiction": self._jurisdiction_code})
 
-    def _check_extent(self, start: int, geoms: np.ndarray, usable: np.ndarray, keys: list[str | None]) -> None:
+    def _check_extent(
+        self, start: int, geoms: np.ndarray, usable: np.ndarray, keys: list[str | None], covered: np.ndarray | None = None
+    ) -> None:
+        """`covered`: `shapely.covers(extent, geoms)` for every usable geometry, when computed already."""
         cand = np.flatnonzero(usable)
         if len(cand) == 0:
             return
-        inside = shapely.covers(self._extent, geoms[cand])
+        if covered is not None:
+            inside = covered[cand]
+        else:
+            with self._extent_lock:
+                inside = shapely.covers(self._extent, geoms[cand])
         for i in cand[~inside].tolist():
             if not self._admit("jurisdiction.outside_extent", "error"):
                 continue

@@ -33,6 +33,11 @@ class StageClock:
             self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - w0
             self.cpu[name] = self.cpu.get(name, 0.0) + cpu() - c0
 
+    def add(self, name: str, wall_s: float, cpu_s: float) -> None:
+        """Time measured elsewhere (a worker thread's own clock) under a stage name."""
+        self.wall[name] = self.wall.get(name, 0.0) + wall_s
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu_s
+
     def as_dict(self) -> dict[str, dict[str, float]]:
         """{stage: {"wall_s": …, "cpu_s": …}}, rounded to milliseconds."""
         return {k: {"wall_s": round(self.wall[k], 3), "cpu_s": round(self.cpu[k], 3)} for k in self.wall}

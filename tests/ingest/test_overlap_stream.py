@@ -1,0 +1,168 @@
+"""The overlap rule decided while a first version streams in (`ingest.overlap_stream`), on both stores.
+
+Held to the same brute-force reference as `find_overlaps` (tests/ingest/test_overlap.py), with the
+features shuffled and cut into small batches and a small window, so that overlapping pairs fall
+in batches far apart and are found only by the final pass (rows read back by key), and with
+`find_overlaps` itself on the same rows: same pairs, same areas, same messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from test_overlap import CELL, ORIGIN, TOLERANCE, as_set, assert_same_as_reference, damaged_tessellations, jittered_grid, keyed
+
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+from landcloud.geo.area import survey_areas
+from landcloud.ingest import overlap, overlap_stream
+from landcloud.ingest.overlap import find_overlaps
+from landcloud.ingest.overlap_stream import StreamedOverlaps
+from landcloud.ingest.pipeline import SubmitOptions, _stage_rows, run_submission
+from landcloud.store.features import feature_store_for
+
+from builders import grid_parcels, write_geojson
+from conftest import table_counts
+
+
+def stream_and_check(
+    engine: sa.Engine, rows: list[tuple[str, shapely.Geometry]], batch: int, window: int
+) -> tuple[list | None, list, int]:
+    """Write `rows` as a dataset's first version (the pipeline's direct load) in batches of `batch`, fed to a
+    StreamedOverlaps of `window` batches; returns its findings, `find_overlaps`'s on the same rows, and the
+    number of pairs left to the final pass. Everything is rolled back."""
+    store = feature_store_for(engine)
+    streamed = StreamedOverlaps(TOLERANCE, window=window)
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            catalog.create_dataset(conn, "ov", "230102")
+            store.begin_stage(conn, ("ov", 1))
+            for start in range(0, len(rows), batch):
+                part = rows[start : start + batch]
+                geoms = np.array([g for _, g in part], dtype=object)
+                staged = _stage_rows(geoms, survey_areas(geoms), [{"K": k} for k, _ in part], "K", None)
+                store.stage(conn, staged)
+                streamed.add([r.fkey for r in staged], geoms)
+            store.end_stage(conn)
+            store.merge_stage(conn, "ov", 1, "replace")
+            findings = streamed.finish(conn, store, "ov", 1)
+            reference = find_overlaps(conn, store, "ov", 1, TOLERANCE)
+        finally:
+            streamed.close()
+            trans.rollback()
+    return findings, reference, streamed.far_pairs
+
+
+def test_overlaps_between_batches_far_apart_are_found(engine: sa.Engine) -> None:
+    """A block and its shifted copy, the copy at the end of the file: every overlapping pair spans many batches."""
+    block = jittered_grid(6, 6, seed=2)
+    copy = [shapely.affinity.translate(g, 0.4 * CELL, 0.3 * CELL) for g in block[:8]]
+    rows = keyed(block) + keyed(copy, prefix="c")
+    findings, reference, far = stream_and_check(engine, rows, batch=3, window=2)
+    assert far > 0
+    assert findings is not None and len(findings) >= 8
+    assert {("c" in f.feature_key, "c" in f.details["other_key"]) for f in findings} == {(False, True)}  # read first: the block
+    assert as_set(findings) == as_set(reference)
+    assert_same_as_reference(findings, rows, {k for k, _ in rows})
+    # the same rows in one window: all decided in the stream, same verdicts
+    whole, _, far = stream_and_check(engine, rows, batch=len(rows), window=1)
+    assert far == 0 and as_set(whole) == as_set(findings)
+
+
+def test_findings_are_in_file_order_and_capped(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(overlap_stream, "MAX_FINDINGS", 5)
+    cells = [shapely.box(ORIGIN[0] + i * CELL, ORIGIN[1], ORIGIN[0] + (i + 1) * CELL, ORIGIN[1] + CELL) for i in range(12)]
+    rows = keyed(cells) + keyed([shapely.affinity.translate(g, 0.5 * CELL, 0) for g in cells], prefix="s")
+    findings, _, _ = stream_and_check(engine, rows, batch=4, window=2)
+    assert findings is not None and len(findings) == 5
+    order = {k: i for i, (k, _) in enumerate(rows)}
+    pairs = [(order[f.feature_key], order[f.details["other_key"]]) for f in findings]
+    assert pairs == sorted(pairs) and all(a < b for a, b in pairs)
+
+
+def test_a_shared_key_among_far_pairs_falls_back(engine: sa.Engine) -> None:
+    """Far pairs are read back by key: a key on two rows cannot say which, so the caller runs find_overlaps."""
+    cells = jittered_grid(4, 3, seed=7)
+    rows = keyed(cells) + [("p0", shapely.affinity.translate(cells[0], 0.3 * CELL, 0.2 * CELL))]
+    findings, _, far = stream_and_check(engine, rows, batch=2, window=1)
+    assert far > 0 and findings is None
+
+
+@hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=damaged_tessellations(), order_seed=st.integers(0, 1000), batch=st.integers(1, 9), window=st.integers(1, 3),
+       chunk=st.sampled_from([3, 20_000]))
+def test_random_layers_in_any_order_match_the_reference(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, case: tuple[list[shapely.Geometry], int],
+    order_seed: int, batch: int, window: int, chunk: int,
+) -> None:
+    monkeypatch.setattr(overlap, "CHUNK", chunk)  # the final pass reads its rows back in chunks of pairs
+    geoms, _ = case
+    rows = keyed(geoms)
+    rows = [rows[i] for i in np.random.default_rng(order_seed).permutation(len(rows))]
+    findings, reference, _ = stream_and_check(engine, rows, batch, window)
+    assert findings is not None
+    assert_same_as_reference(findings, rows, {k for k, _ in rows})
+    assert as_set(findings) == as_set(reference)
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 80), batch=st.integers(1, 9), window=st.integers(1, 4),
+       spread=st.sampled_from([0.05, 1.0]), empty=st.floats(0, 0.3))
+def test_far_pairs_are_every_envelope_pair_window_or_more_batches_apart(
+    seed: int, n: int, batch: int, window: int, spread: float, empty: float
+) -> None:
+    """The final pass's pairs against brute force, on boxes in file order along a line (spread 0.05: a layer
+    in spatial order) or anywhere, some geometries empty."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(0, 1, n)) if spread < 1 else rng.uniform(0, 1, n)
+    y = rng.uniform(0, spread, n)
+    w = rng.uniform(0.001, 0.05, (n, 2))
+    geoms = np.array([shapely.box(x[i], y[i], x[i] + w[i, 0], y[i] + w[i, 1]) for i in range(n)], dtype=object)
+    geoms[rng.uniform(0, 1, n) < empty] = shapely.Polygon()
+    streamed = StreamedOverlaps(TOLERANCE, window=window)
+    streamed._held = overlap_stream.MAX_FINDINGS  # envelopes only: no GEOS work in the stream
+    try:
+        for start in range(0, n, batch):
+            part = geoms[start : start + batch]
+            streamed.add([f"k{start + i}" for i in range(len(part))], part)
+        usable = [i for i in range(n) if not geoms[i].is_empty]
+        batch_of = {seq: i // batch for seq, i in enumerate(usable)}
+        boxes = [geoms[i] for i in usable]
+        expected = {(a, b) for a in range(len(usable)) for b in range(a + 1, len(usable))
+                    if batch_of[b] - batch_of[a] >= window and boxes[a].intersects(boxes[b])}
+        a, b = streamed._far_pairs()
+        assert len(a) == len(set(zip(a.tolist(), b.tolist())))
+        assert set(zip(a.tolist(), b.tolist())) == expected
+    finally:
+        streamed.close()
+
+
+def test_a_submission_rejects_an_overlap_between_the_first_and_last_batches(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """End to end with 5 features a batch: the overlapping parcels are the file's first and last."""
+    feats = grid_parcels(6)
+    last = feats[-1]
+    moved = shapely.affinity.translate(shapely.geometry.shape(feats[0]["geometry"]), 0.0005, 0)
+    last["geometry"] = shapely.geometry.mapping(moved)
+    last["properties"]["TBMJ"] = feats[0]["properties"]["TBMJ"]
+    feats[-1] = last
+    before = table_counts(engine)
+    small = settings.model_copy(update={"batch_size": 5})
+    result = run_submission(engine, small, write_geojson(tmp_path / "far.geojson", feats), SubmitOptions(dataset_id="dltb", unit="230102"))
+    assert not result.accepted
+    overlaps = [f for f in result.findings if f.rule == "topology.overlap"]
+    first, last_key = feats[0]["properties"]["BSM"], feats[-1]["properties"]["BSM"]
+    assert (overlaps[0].feature_key, overlaps[0].details["other_key"]) == (first, last_key)
+    expected = shapely.intersection(shapely.geometry.shape(feats[0]["geometry"]), moved)
+    assert overlaps[0].details["overlap_m2"] == pytest.approx(float(survey_areas(np.array([expected]))[0]), abs=0.01)
+    assert "overlap_stream" in result.timings
+    assert table_counts(engine) == before
