@@ -116,6 +116,10 @@ def test_regions_by_name_code_and_level(client: TestClient) -> None:
 def test_portal_config_and_static_assets(client: TestClient) -> None:
     cfg = client.get("/api/portal/config").json()
     assert cfg["basemap"] is None and {e["code"] for e in cfg["landuse_legend"]} >= {"01", "0101", "03", "11"}
+    # the map colours by the fields every tile carries, low zooms included
+    from landcloud.publish.tiles import LOW_ZOOM_FIELDS
+
+    assert cfg["landuse_fields"] == ["DLBM", "dlbm"] and tuple(cfg["landuse_fields"]) == LOW_ZOOM_FIELDS
     assert client.get("/static/js/map.js").status_code == 200
     lib = client.get("/static/vendor/maplibre-gl/maplibre-gl.js")
     assert lib.status_code == 200 and len(lib.content) > 100_000

@@ -28,6 +28,9 @@ from importlib import resources
 from typing import Literal, TypeAlias
 
 System: TypeAlias = Literal["any", "gbt21010", "sandiao"]
+# The field names a layer spells its land-use class with (地类编码): the map colours by the first one a layer
+# has, and tiles below the detail zoom carry only it (publish/tiles.py).
+CLASS_FIELDS: tuple[str, ...] = ("DLBM", "dlbm")
 LandCategory: TypeAlias = Literal["农用地", "建设用地", "未利用地"]
 
 _SYSTEMS: tuple[str, ...] = ("any", "gbt21010", "sandiao")

@@ -62,6 +62,7 @@ from landcloud.access import audit, gate
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
+from landcloud.codes.landuse import CLASS_FIELDS
 from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
 from landcloud.geo.mvt import LayerEncoder
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
@@ -89,7 +90,7 @@ DEFAULT_MAXZOOM = 18
 # Below the detail zoom a tile carries the land-use class only: the one property the map reads (web/static/js/mapstyle.js
 # colours by DLBM or dlbm; identify asks /api/here). The jurisdiction field was carried too, read by nothing: 12 KB of a
 # 52 KB full DLTB tile (ZLDWDM codes) and ~1 ms of its statement (profiles/tiles-cold3.txt).
-LOW_ZOOM_FIELDS = ("DLBM", "dlbm")
+LOW_ZOOM_FIELDS = CLASS_FIELDS
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 RENDER_VERSION = 1

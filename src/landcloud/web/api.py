@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from landcloud.access.regions import find_regions
+from landcloud.codes.landuse import CLASS_FIELDS
 from landcloud.deps import EngineDep, PrincipalDep, SettingsDep
 from landcloud.messages import LandcloudError
 
@@ -21,7 +22,7 @@ def portal_config(request: Request, settings: SettingsDep, principal: PrincipalD
     return {
         "basemap": {"url": settings.basemap_url, "attribution": settings.basemap_attribution} if settings.basemap_url else None,
         "landuse_legend": request.app.state.landuse_legend,
-        "landuse_fields": ["DLBM", "dlbm"],
+        "landuse_fields": list(CLASS_FIELDS),  # the fields tiles carry at every zoom
     }
 
 
