@@ -30,6 +30,7 @@ import shapely
 from sqlalchemy.engine import Connection
 
 from landcloud.geo.area import survey_areas
+from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
 from landcloud.ingest import overlap
 from landcloud.ingest.overlap import MAX_FINDINGS, overlap_findings
@@ -97,14 +98,9 @@ class StreamedOverlaps:
         """Keep the pairs (a before b) whose interiors meet by more than the tolerance, with their intersections."""
         if not len(a):
             return
-        if threads:
-            hit = np.flatnonzero(in_parts(lambda x, y: shapely.relate_pattern(x, y, "T********"), ga, gb))
-        else:
-            hit = np.flatnonzero(shapely.relate_pattern(ga, gb, "T********"))
+        hit, inter = interiors_meeting(ga, gb, threads=threads)
         if not len(hit):
             return
-        ga, gb = ga[hit], gb[hit]
-        inter = in_parts(shapely.intersection, ga, gb, cost=10) if threads else shapely.intersection(ga, gb)
         big = np.flatnonzero(survey_areas(inter) > self.tolerance)
         if len(big):
             self._hits.append((a[hit][big], b[hit][big], inter[big]))

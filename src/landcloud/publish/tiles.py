@@ -447,15 +447,8 @@ def _mvt_value(value: Any) -> Any:
 
 
 def tile_properties(plan: TilePlan, feat: StoredFeature) -> tuple[int | None, dict[str, Any]]:
-    props = {}
-    for name in plan.attributes:
-        value = _mvt_value(feat.props.get(name))
-        if value is not None:
-            props[name] = value
-    fid = feature_id(feat.fkey)
-    if fid is None:
-        props[KEY_PROPERTY] = feat.fkey
-    return fid, props
+    """The MVT id and properties of a feature read whole (the plan's attributes of its properties)."""
+    return _row_properties(plan, feat.fkey, [feat.props.get(name) for name in plan.attributes])
 
 
 def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[bytes, int]:

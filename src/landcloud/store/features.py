@@ -23,6 +23,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
 from landcloud.store.db import BackendKind, backend_of, connection
 
@@ -152,7 +153,6 @@ def _suffix_params(sql: str, names: Iterable[str], suffix: str) -> str:
 
 _FEATURE_COLUMNS = "f.id, f.fkey, f.props, {geom} AS wkb, f.v_from, f.v_to, f.area_m2"
 _TEXT_COLUMNS = "f.id, f.fkey, {props} AS props, {geom} AS wkb, {geojson} AS geojson, f.v_from, f.v_to, f.area_m2"
-
 
 
 def _partitions(result: sa.CursorResult[Any], batch_size: int, wanted: int | None) -> Iterator[Sequence[sa.Row[Any]]]:
@@ -736,11 +736,9 @@ class FeatureStore:
                 geoms[~held] = in_parts(lambda w: shapely.from_wkb(w, on_invalid="ignore"), np.array([rows[i][1] for i in missing], dtype=object))
             held_ids, held_keys, held_geoms = ids, keys, geoms
             ia, ib = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
-            # neighbours touch along their shared edges: relate decides whether the interiors meet
-            hit = np.flatnonzero(in_parts(lambda a, b: shapely.relate_pattern(a, b, "T********"), geoms[ia], geoms[ib]))
+            hit, inter = interiors_meeting(geoms[ia], geoms[ib])
             if len(hit):
-                ha, hb = ia[hit], ib[hit]
-                yield OverlapChunk(keys[ha].tolist(), keys[hb].tolist(), in_parts(shapely.intersection, geoms[ha], geoms[hb], cost=10))
+                yield OverlapChunk(keys[ia[hit]].tolist(), keys[ib[hit]].tolist(), inter)
 
     # ids bound per statement when reading rows by id
     _max_ids_per_statement = 50_000
