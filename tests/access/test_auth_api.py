@@ -402,6 +402,39 @@ def test_no_password_or_secret_in_responses_or_logs(client: TestClient, store: s
         assert s not in logged  # … but never a secret
 
 
+def test_authentication_never_reads_the_password_hash_or_totp_secret(
+    client: TestClient, store: sa.Engine, settings: Settings
+) -> None:
+    """Every request authenticates: it reads the account's principal columns, not its secrets."""
+    admin = new_user(store, settings, ["data_admin", "viewer"])
+    secret, _ = users.enrol_totp(store, settings, admin["username"])
+    code = pyotp.TOTP(secret).now()
+    token = client.post("/api/auth/token", data={"username": admin["username"], "password": PASSWORD, "otp": code})
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    plaintext = client.post("/api/tokens", headers=headers, json={"name": "n", "scopes": ["read"]}).json()["token"]
+    session = client.post("/api/auth/session", data={"username": admin["username"], "password": PASSWORD, "otp": code})
+    assert session.status_code == 200
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    sa.event.listen(store, "before_cursor_execute", seen)
+    try:
+        via = {
+            "bearer": client.get("/api/auth/me", headers=headers, cookies={}),
+            "api_token": client.get("/api/auth/me", headers={"Authorization": f"Bearer {plaintext}"}),
+            "session": client.get("/api/auth/me"),
+        }
+    finally:
+        sa.event.remove(store, "before_cursor_execute", seen)
+    for name, r in via.items():
+        assert r.status_code == 200 and r.json()["via"] == name and r.json()["unit_kind"] == "administrative", r.text
+    reads = [s for s in statements if "users" in s]
+    assert len(reads) >= 3  # each credential read its account
+    assert not [s for s in reads if "password_hash" in s or "totp_secret" in s]
+
+
 def test_mounted_in_the_platform_app(store: sa.Engine, settings: Settings) -> None:
     from landcloud.app import create_app
 

@@ -329,23 +329,39 @@ def clear_session_cookies(response: Response, settings: Settings) -> None:
     response.delete_cookie(CSRF_COOKIE, path="/", secure=settings.cookie_secure, httponly=False, samesite="strict")
 
 
-def _session(bind: Engine | Connection, cookie_value: str) -> dict[str, Any] | None:
-    with connection(bind) as conn:
-        row = conn.execute(sa.select(sessions).where(sessions.c.id_hash == _hash(cookie_value))).first()
-    if row is None or row.revoked_at is not None or clock.aware(row.expires_at) <= clock.now():
-        return None
-    return dict(row._mapping)
+# The account behind a credential, with its unit's kind, in one statement (authentication runs on every request).
+_ACCOUNT = (
+    sa.select(*users_mod.PRINCIPAL_COLUMNS, units.c.kind.label("unit_kind"))
+    .outerjoin(units, units.c.code == users_table.c.unit)
+)
+_BY_ID = _ACCOUNT.where(users_table.c.id == sa.bindparam("user_id"))
+_BY_SESSION = _ACCOUNT.add_columns(
+    sessions.c.csrf_token.label("session_csrf"),
+    sessions.c.revoked_at.label("session_revoked_at"),
+    sessions.c.expires_at.label("session_expires_at"),
+).join(sessions, sessions.c.user_id == users_table.c.id).where(sessions.c.id_hash == sa.bindparam("id_hash"))
 
 
-# ---------------------------------------------------------------- the principal of a request
+def _account(row: Any) -> dict[str, Any]:
+    """An active account's principal columns and unit kind, from a row of `_ACCOUNT`; a bad token otherwise."""
+    if row is None or not row.active:
+        raise bad_token()
+    m = row._mapping
+    return {c.name: m[c.name] for c in users_mod.PRINCIPAL_COLUMNS} | {"unit_kind": m["unit_kind"]}
 
 
 def _active_user(bind: Engine | Connection, user_id: str) -> dict[str, Any]:
     with connection(bind) as conn:
-        row = conn.execute(sa.select(users_table).where(users_table.c.id == user_id)).first()
-    if row is None or not row.active:
+        return _account(conn.execute(_BY_ID, {"user_id": user_id}).first())
+
+
+def _session_user(bind: Engine | Connection, cookie_value: str) -> tuple[str, dict[str, Any]]:
+    """(the session's CSRF token, its active account) for a live session cookie; a bad token otherwise."""
+    with connection(bind) as conn:
+        row = conn.execute(_BY_SESSION, {"id_hash": _hash(cookie_value)}).first()
+    if row is None or row.session_revoked_at is not None or clock.aware(row.session_expires_at) <= clock.now():
         raise bad_token()
-    return dict(row._mapping)
+    return str(row.session_csrf), _account(row)
 
 
 def client_ip(request: Request) -> str | None:
@@ -380,20 +396,17 @@ def authenticate(engine: Engine, settings: Settings, request: Request, conn: Con
         changed = user.get("password_changed_at")
         if changed is not None and clock.aware(changed).timestamp() >= float(claims["iat"]) + 1:
             raise bad_token()  # issued before the password was changed
-        return principal_for(engine, user, via="bearer", ip=ip, conn=conn)
+        return principal_for(engine, user, via="bearer", ip=ip, unit_kind=user["unit_kind"])
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        session = _session(bind, cookie)
-        if session is None:
-            raise bad_token()
-        user = _active_user(bind, session["user_id"])
+        csrf, user = _session_user(bind, cookie)
         if request.method.upper() not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER) or ""
-            if not sent or not hmac.compare_digest(sent.encode(), str(session["csrf_token"]).encode()):
+            if not sent or not hmac.compare_digest(sent.encode(), csrf.encode()):
                 raise Forbidden(
                     "auth.csrf",
                     "缺少或错误的 CSRF 令牌（请求头 X-CSRF-Token）；请刷新页面后重试",
                     "missing or wrong CSRF token (header X-CSRF-Token); reload the page and try again",
                 )
-        return principal_for(engine, user, via="session", ip=ip, conn=conn)
+        return principal_for(engine, user, via="session", ip=ip, unit_kind=user["unit_kind"])
     return dataclasses.replace(ANONYMOUS, ip=ip)  # the public: its address is what the audit log can name

@@ -22,7 +22,7 @@ from landcloud import clock
 from landcloud.access.principal import Principal
 from landcloud.access.roles import DATA_ADMIN, DATA_ROLES, REVIEWER, SEPARATED, SUBMIT_ROLES
 from landcloud.access.tables import api_tokens, units, users
-from landcloud.access.users import find_user, write_conn
+from landcloud.access.users import PRINCIPAL_COLUMNS, find_user, write_conn
 from landcloud.config import Settings
 from landcloud.messages import Forbidden, LandcloudError, NotFound
 from landcloud.store.db import connection
@@ -171,8 +171,11 @@ def revoke_token(engine: Engine, user: Principal | Mapping[str, Any], token_id: 
     return token_public(record)
 
 
+# What authentication needs of the token (is it live, what may it do, when was it last used) and of its
+# account (PRINCIPAL_COLUMNS): not the whole rows, so the password hash and TOTP secret are never read.
+_TOKEN_COLUMNS = (api_tokens.c.id, api_tokens.c.scopes, api_tokens.c.revoked_at, api_tokens.c.expires_at, api_tokens.c.last_used_at)
 _TOKEN_USER = (  # built once: it runs on every request that carries a token
-    sa.select(api_tokens, *[c.label(f"u__{c.name}") for c in users.c], units.c.kind.label("u__unit_kind"))
+    sa.select(*_TOKEN_COLUMNS, *[c.label(f"u__{c.name}") for c in PRINCIPAL_COLUMNS], units.c.kind.label("u__unit_kind"))
     .join(users, users.c.id == api_tokens.c.user_id)
     .outerjoin(units, units.c.code == users.c.unit)
     .where(api_tokens.c.token_hash == sa.bindparam("digest"))
@@ -182,7 +185,7 @@ _TOKEN_USER = (  # built once: it runs on every request that carries a token
 def lookup_token_user(
     engine: Engine, plaintext: str, conn: Connection | None = None
 ) -> tuple[dict[str, Any], frozenset[str], dict[str, Any], str | None] | None:
-    """(the token's row, its scopes, its account's full row, the account unit's kind) or None.
+    """(the token's live facts, its scopes, its account's principal columns, the account unit's kind) or None.
 
     None for an unknown, revoked or expired token. Records the use (last_used_at, to the minute).
     The token, the account and the unit kind are read in one query (authentication runs on every
@@ -197,8 +200,8 @@ def lookup_token_user(
     if row is None or not _use(engine, row):
         return None
     m = row._mapping
-    token = {c.name: m[c.name] for c in api_tokens.c}
-    user = {c.name: m[f"u__{c.name}"] for c in users.c}
+    token = {c.name: m[c.name] for c in _TOKEN_COLUMNS}
+    user = {c.name: m[f"u__{c.name}"] for c in PRINCIPAL_COLUMNS}
     kind = m["u__unit_kind"] if user["unit"] else None
     return token, frozenset(row.scopes or []), user, kind
 

@@ -28,6 +28,18 @@ from landcloud.access.units import get_unit
 from landcloud.config import Settings
 from landcloud.messages import Conflict, LandcloudError, NotFound
 
+# The account columns a request's principal is built from (and the checks on it: active, a bearer
+# token's issue time against the last password change). Authentication reads these and nothing
+# else on every request: the password hash and the TOTP secret stay in the database.
+PRINCIPAL_COLUMNS = (
+    users_table.c.id,
+    users_table.c.username,
+    users_table.c.unit,
+    users_table.c.roles,
+    users_table.c.active,
+    users_table.c.password_changed_at,
+)
+
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{3,64}$")
 DEPARTMENT_ROLES = frozenset({VIEWER})
 
