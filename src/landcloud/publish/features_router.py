@@ -313,7 +313,7 @@ def items(
     # GeoJSON of whole features in the storage CRS: the rows may come as stored text (the gate takes it
     # only when the caller's access shapes nothing)
     # (never for data handed over under a grant: its geometry carries the recipient's fingerprint)
-    marker = fingerprints.api_marker(engine, settings, principal, ds, v, access) if fmt != "html" else None
+    marker = fingerprints.api_marker(engine, settings, principal, ds, v, access, reads.conn) if fmt != "html" else None
     as_text = fmt != "html" and props is None and out.is_storage_lonlat and marker is None
     feats = list(fingerprints.marked(gate.read_features(
         engine, principal, ds, access, v, bbox=box, where=where, order=order, limit=limit, offset=offset,

@@ -32,11 +32,13 @@ from landcloud.access import gate
 from landcloud.access import units as units_mod
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal, system_principal
+from landcloud.access.tables import units
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.messages import LandcloudError, NotFound
 from landcloud.publish import desensitise
 from landcloud.publish.tables import fingerprinted_copies, recipient_keys
+from landcloud.store.db import connection
 from landcloud.store.features import StoredFeature
 
 MATCH_SCORE = 0.5  # a recipient's fingerprint explains the copy (others score ≈ 0 ± 1/√(2N) over N matched vertices) …
@@ -84,41 +86,41 @@ class Marker:
 
 
 def marker_for(engine: Engine, principal: Principal, ds: catalog.Dataset, version: int, access: Access, tolerance_m: float,
-               *, standing: bool = False) -> Marker | None:
+               *, standing: bool = False, conn: Connection | None = None) -> Marker | None:
     """A recorded marker when this read hands data over under a grant; None otherwise.
 
     A download is a copy of its own, recorded each time (who took it, under which grants). The
     API reads of a grantee (OGC API, the features API, a version diff with geometry) are marked
     the same way, since a client such as GDAL can page through a whole version: with `standing`
     one copy per dataset version, recipient and tolerance is recorded, on the first such read.
+    `conn`: the request's read connection, to look the standing copy up on (no checkout of its own).
     """
     grants = grant_ids(access)
     if not grants or principal.kind != "user" or not principal.unit:
         return None
-    try:
-        name = str(units_mod.get_unit(engine, principal.unit)["name"])
-    except NotFound:
-        name = principal.unit
-    copy = fingerprinted_copies.c
-    if standing:  # recorded already (the usual case for a grantee paging through a version): a read, no write
-        with engine.connect() as conn:
-            row = conn.execute(
-                sa.select(copy.epsg, recipient_keys.c.secret)
-                .join(recipient_keys, recipient_keys.c.recipient == copy.recipient)
-                .where(copy.dataset_id == ds.id, copy.version == version, copy.recipient == principal.unit,
-                       copy.tolerance_m == tolerance_m).limit(1)
-            ).first()
+    name: str | None = None
+    if standing:  # recorded already (the usual case for a grantee paging through a version): one read, no write
+        with connection(conn if conn is not None else engine) as c:
+            row = c.execute(_STANDING, {"unit": principal.unit, "dataset_id": ds.id, "version": version,
+                                        "tolerance_m": tolerance_m}).first()
         if row is not None:
-            return Marker(principal.unit, name, grants, bytes.fromhex(row.secret), tolerance_m, row.epsg)
+            name = str(row.name)
+            if row.secret is not None:
+                return Marker(principal.unit, name, grants, bytes.fromhex(row.secret), tolerance_m, row.epsg)
+    if name is None:
+        try:
+            name = str(units_mod.get_unit(engine, principal.unit)["name"])
+        except NotFound:
+            name = principal.unit
     extent = catalog.get_version(engine, ds.id, version).extent
     if not extent:
         return None
     epsg = desensitise.layer_epsg(np.array([shapely.box(*extent)], dtype=object))
-    with engine.connect() as conn:
-        conn.info["write"] = True
-        with conn.begin():
-            secret = recipient_secret(conn, principal.unit)
-            conn.execute(
+    with engine.connect() as wconn:
+        wconn.info["write"] = True
+        with wconn.begin():
+            secret = recipient_secret(wconn, principal.unit)
+            wconn.execute(
                 fingerprinted_copies.insert().values(
                     dataset_id=ds.id, version=version, recipient=principal.unit, actor=principal.actor, grant_ids=grants,
                     tolerance_m=tolerance_m, epsg=epsg, extent=list(extent), created_at=catalog.now(),
@@ -127,10 +129,26 @@ def marker_for(engine: Engine, principal: Principal, ds: catalog.Dataset, versio
     return Marker(principal.unit, name, grants, secret, tolerance_m, epsg)
 
 
+# The recipient unit's name and, when recorded, its standing copy of a version (epsg, secret), in one statement:
+# it runs on every API read of a grantee.
+_copy = fingerprinted_copies.c
+_STANDING = (
+    sa.select(units.c.name, _copy.epsg, recipient_keys.c.secret)
+    .select_from(units)
+    .outerjoin(
+        fingerprinted_copies.join(recipient_keys, recipient_keys.c.recipient == _copy.recipient),
+        sa.and_(_copy.recipient == units.c.code, _copy.dataset_id == sa.bindparam("dataset_id"),
+                _copy.version == sa.bindparam("version"), _copy.tolerance_m == sa.bindparam("tolerance_m")),
+    )
+    .where(units.c.code == sa.bindparam("unit"))
+    .limit(1)
+)
+
+
 def api_marker(engine: Engine, settings: Settings, principal: Principal, ds: catalog.Dataset, version: int,
-               access: Access) -> Marker | None:
+               access: Access, conn: Connection | None = None) -> Marker | None:
     """The marker of a grantee's API read of a version (recorded once as its standing copy), or None."""
-    return marker_for(engine, principal, ds, version, access, settings.fingerprint_tolerance_m, standing=True)
+    return marker_for(engine, principal, ds, version, access, settings.fingerprint_tolerance_m, standing=True, conn=conn)
 
 
 def marked(features: Iterable[StoredFeature], marker: Marker | None, batch: int = 500) -> Iterator[StoredFeature]:
