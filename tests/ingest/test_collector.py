@@ -57,3 +57,39 @@ def test_concurrent_submissions_on_threads() -> None:
     for t in threads:
         t.join()
     assert seen == [False, False] and gc.isenabled()
+
+
+def test_young_cycles_are_freed_between_batches_while_paused() -> None:
+    """A cycle dropped during a submission (by it or another thread) is freed at the next batch."""
+    import weakref
+
+    class Node:
+        pass
+
+    with collector.paused():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        assert gone() is not None  # no automatic pass
+        collector.between_batches()
+        assert gone() is None
+
+
+def test_between_batches_outside_a_submission_does_nothing() -> None:
+    gc.disable()
+    try:
+        class Node:
+            pass
+
+        import weakref
+
+        a = Node()
+        a.me = a
+        gone = weakref.ref(a)
+        del a
+        collector.between_batches()  # the collector was disabled by someone else: left alone
+        assert gone() is not None
+    finally:
+        gc.enable()
+        gc.collect()

@@ -10,8 +10,11 @@ threshold (50,000) instead saved 0.6 s. Peak memory stayed the same (see
 benchmarks/profiles/ingest-cpu.txt for the 1M run).
 
 The collector is process-wide: while any submission runs, other threads of the process (a web
-worker's requests) run without it too; cycles they leave are collected once the last submission
-ends. Nested and concurrent submissions are counted; a collector someone else disabled stays so.
+worker's requests: submissions over HTTP run as background tasks in the worker) would run without it
+too, so the young generations are still collected once per batch (`between_batches`): a cycle another
+thread drops is freed within a batch, as the collector would free it; only objects already old wait
+for the end of the submission. Nested and concurrent submissions are counted; a collector someone
+else disabled stays so.
 """
 
 from __future__ import annotations
@@ -42,3 +45,10 @@ def paused() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _resume:
                 gc.enable()
+
+
+def between_batches() -> None:
+    """Collect the young generations while `paused` holds the automatic passes off (not when someone else
+    disabled the collector): what a batch's worth of automatic passes would have freed, in one pass."""
+    if _depth and _resume:
+        gc.collect(1)

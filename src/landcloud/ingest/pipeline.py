@@ -455,6 +455,7 @@ def _stage_all(
                     with clock.stage("overlap_feed"):
                         streamed.add([r[0] for r in rows], geoms)
             total += len(props)
+            collector.between_batches()
             if progress:
                 progress(total)
     if not key_field:
