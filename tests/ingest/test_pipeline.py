@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import decimal
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +26,15 @@ from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import TransformationSet
 from landcloud.geo.helmert import Helmert7
 from landcloud.ingest import transformations
-from landcloud.ingest.pipeline import SubmissionUsageError, SubmitOptions, _sanitize, _sanitized, run_submission
+from landcloud.ingest.pipeline import (
+    SubmissionUsageError,
+    SubmitOptions,
+    _props_json,
+    _sanitize,
+    _sanitized,
+    _stage_rows,
+    run_submission,
+)
 from landcloud.messages import Forbidden, LandcloudError
 from landcloud.store.features import feature_store_for
 
@@ -464,3 +476,54 @@ def test_sanitized_properties_are_the_value_by_value_sanitize(props: dict) -> No
     assert list(got) == list(expected)
     for k, v in expected.items():
         assert type(got[k]) is type(v) and (got[k] == v or (v != v and got[k] != got[k]))
+
+
+_PROPERTY_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=6), st.floats(allow_nan=True, allow_infinity=True),
+    st.floats().map(np.float64), st.sampled_from([np.float32(1.5), np.int64(7), decimal.Decimal("1.10"), datetime.date(2024, 5, 1)]),
+    st.lists(st.integers(), max_size=2),
+)
+_PROPS = st.dictionaries(st.text(max_size=5), _PROPERTY_VALUES, max_size=6)
+_GEOMS = st.sampled_from([
+    None, shapely.Point(126.6, 45.7), shapely.Polygon(), shapely.box(126.6, 45.7, 126.61, 45.71),
+    shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)]), shapely.Point(1, 2, 3),
+])
+
+
+def _reference_stage_rows(
+    geoms: np.ndarray, areas: np.ndarray, props: list[dict], key_field: str | None, ops: list[str] | None
+) -> list[tuple]:
+    """The rows as the content hashes of stored versions were made: json.dumps text, blake2b over it and the WKB."""
+    rows = []
+    for i, p in enumerate(props):
+        text = json.dumps(p, ensure_ascii=False, default=str)
+        wkb = None if geoms[i] is None else shapely.to_wkb(geoms[i], output_dimension=3)
+        chash = hashlib.blake2b(text.encode() + (wkb or b""), digest_size=16).hexdigest()
+        value = p.get(key_field) if key_field else None
+        fkey = (("" if value is None else str(value).strip()) if key_field else f"h:{chash}")
+        box = shapely.bounds(geoms[i]).tolist() if wkb is not None else None
+        bbox = None if box is None or math.isnan(box[0]) else tuple(box)
+        rows.append((fkey, text, wkb, bbox, float(areas[i]) if wkb is not None else None, chash, ops[i] if ops else "upsert"))
+    return rows
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_PROPS, _GEOMS, st.sampled_from(["add", "modify", "delete", "upsert"])), max_size=8),
+       st.sampled_from([None, "K", ""]), st.booleans())
+def test_stage_rows_are_the_reference_rows(feats: list, key_field: str | None, with_ops: bool) -> None:
+    """`_stage_rows`' fast path (the JSON encoder made once, rows by tuple.__new__) makes the rows, text and
+    content hashes of json.dumps + blake2b, keyed or keyless, with or without operations."""
+    props = [dict(p, K=f" k{i} ") if i % 2 else p for i, (p, _, _) in enumerate(feats)]
+    geoms = np.array([g for _, g, _ in feats], dtype=object)
+    areas = np.arange(len(feats), dtype=float) * 1.5
+    ops = [op for _, _, op in feats] if with_ops else None
+    got = _stage_rows(geoms, areas, props, key_field, ops)
+    assert [tuple(r) for r in got] == _reference_stage_rows(geoms, areas, props, key_field, ops)
+    assert all(type(r).__name__ == "StageRow" and r.chash == r[5] for r in got)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(_PROPS)
+def test_props_json_is_json_dumps(props: dict) -> None:
+    """The stored text (and so every content hash) is json.dumps(p, ensure_ascii=False, default=str)'s."""
+    assert _props_json(props) == json.dumps(props, ensure_ascii=False, default=str)

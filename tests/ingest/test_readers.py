@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 import warnings
 import zipfile
@@ -636,3 +637,37 @@ def test_real_cnmaps_geojson() -> None:
     assert props[0]["name"] == "道里区" and props[0]["city"] == "哈尔滨市"
     assert len({p["adcode"] for p in props}) == 122
     assert all(g.is_valid for g in shapely.from_wkb(wkb))
+
+
+_ARROW_COLUMNS = [
+    pa.array(["a", None, "地类"]), pa.array([1, None, 2**40]), pa.array([True, None, False]), pa.array([None, None], pa.null()),
+    pa.array([1.5, None, -0.0]), pa.array([1.5, float("nan")]), pa.array([float("inf"), 1.0], pa.float32()),
+    pa.array([1.5, None], pa.float32()), pa.array([b"\x00\x01", None]), pa.array(np.array([1.5, 2.0], dtype=np.float16)),
+    pa.array([decimal.Decimal("1.50"), None]), pa.array(["a", "b", "a"]).dictionary_encode(),
+    pa.array([1.5, float("nan"), 1.5]).dictionary_encode(), pa.array([[1, 2], None]),
+    pa.array([0, 86_400_000], pa.timestamp("ms")), pa.array([0, None], pa.date32()), pa.chunked_array([[1.0], [float("inf")]]),
+    pa.array([], pa.float64()),
+]
+
+
+@pytest.mark.parametrize("arr", _ARROW_COLUMNS, ids=lambda a: str(a.type))
+def test_a_plain_column_needs_no_sanitising(arr: pa.Array) -> None:
+    """`RawBatch.plain` lets the pipeline skip `_sanitized`: only when every value is one it keeps as it is."""
+    from landcloud.ingest.pipeline import _sanitized
+    from landcloud.ingest.readers import _plain_column, _to_python_column
+
+    values = _to_python_column(arr)
+    kept = all(_sanitized({"v": v})["v"] is v and type(v) in (str, int, bool, float, type(None)) for v in values)
+    # sound always; complete except for the types sanitised row by row anyway (decimals, half floats)
+    assert _plain_column(arr) == kept or (kept and (pa.types.is_decimal(arr.type) or pa.types.is_float16(arr.type)))
+
+
+def test_a_batch_of_plain_columns_is_marked_plain() -> None:
+    from landcloud.ingest.readers import _batch_to_raw
+
+    batch = pa.record_batch([pa.array(["a", "b"]), pa.array([1.5, None]), pa.array([b"\x01", b"\x02"])], names=["s", "f", "g"])
+    assert _batch_to_raw(batch, 0, 2, set()).plain
+    batch = pa.record_batch([pa.array(["a", "b"]), pa.array([1.5, float("nan")]), pa.array([b"\x01", b"\x02"])], names=["s", "f", "g"])
+    assert not _batch_to_raw(batch, 0, 2, set()).plain
+    batch = pa.record_batch([pa.array([b"\x00", None]), pa.array([b"\x01", b"\x02"])], names=["b", "g"])
+    assert not _batch_to_raw(batch, 0, 1, set()).plain

@@ -38,18 +38,20 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from landcloud.access import gate
 from landcloud.access import units as units_mod
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.catalog.tables import datasets as datasets_table
 from landcloud.messages import LandcloudError
+
+if TYPE_CHECKING:
+    from landcloud.access import gate
 
 log = logging.getLogger(__name__)
 
@@ -521,6 +523,10 @@ def search(
             _heal_dirty(engine)
             _snapshot(conn)
         match, score, order = _match_sql(terms, sqlite, params)
+        # imported here, not at the top: a submission keeps the index in step (`reindex`) and would
+        # otherwise import the gate's auth, i.e. FastAPI and PyJWT (0.2 s of a CLI ingest's CPU)
+        from landcloud.access import gate
+
         vis = gate.Viewer(engine, principal, conn)
         granted = sorted(vis.grants)
         if granted:

@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +33,7 @@ from landcloud.codes.schemas import StandardSchema, get_schema, known_alias
 from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
-from landcloud.ingest import transformations
+from landcloud.ingest import collector, transformations
 from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
@@ -55,6 +56,22 @@ USAGE_SOURCE_ERRORS = {"source.ambiguous_layer", "source.unknown_layer"}
 # one encoder for every feature (json.dumps with options builds a new encoder per call); same text as
 # json.dumps(p, ensure_ascii=False, default=str), which the content hashes of stored versions were made from
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+# ... and the C encoder that `_JSON.encode(props)` makes anew for every call, made once: the same
+# arguments (no indent, ": " and ", ", unsorted, no skipped keys, NaN allowed, `str` for other types),
+# without the circular-reference markers (a feature's properties are a flat dict of values). 100,000 DLTB
+# rows: 0.27 against 0.35 s. None when the interpreter has no C encoder: `_JSON.encode` then.
+_C_ENCODE = (
+    json.encoder.c_make_encoder(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
+def _props_json(props: dict[str, Any]) -> str:
+    """The JSON text of a feature's properties: exactly `json.dumps(props, ensure_ascii=False, default=str)`."""
+    if _C_ENCODE is None:
+        return _JSON.encode(props)
+    return "".join(_C_ENCODE(props, 0))
 
 
 class SubmissionUsageError(LandcloudError):
@@ -177,7 +194,8 @@ def run_submission(
     validate_options(opts)
     workdir = Path(tempfile.mkdtemp(prefix="landcloud-ingest-", dir=settings.data_dir if settings.data_dir.exists() else None))
     try:
-        result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
+        with collector.paused():  # no cyclic GC passes over the stream's per-feature objects (ingest/collector.py)
+            result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     # a new master version makes a new edition, pending approval: the entry points ask for it after this
@@ -437,6 +455,7 @@ def _stage_all(
                     with clock.stage("overlap_feed"):
                         streamed.add([r[0] for r in rows], geoms)
             total += len(props)
+            collector.between_batches()
             if progress:
                 progress(total)
     if not key_field:
@@ -459,7 +478,7 @@ def _prepared_batches(
                 return
             with clock.stage("decode"):
                 geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
-                props = [_sanitized(p) for p in raw.properties]
+                props = raw.properties if raw.plain else [_sanitized(p) for p in raw.properties]
                 ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
             with clock.stage("crs"):
                 geoms = transformer.transform_geometries(geoms)
@@ -477,25 +496,36 @@ def _prepared_batches(
 def _stage_rows(
     geoms: np.ndarray, areas: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None
 ) -> list[StageRow]:
-    """Rows for the stage; without a key field a feature is identified by its content hash."""
+    """Rows for the stage; without a key field a feature is identified by its content hash.
+
+    One pass over the batch's columns (zip, no indexing), the JSON text from the encoder made once
+    (`_C_ENCODE`) and each row made with `tuple.__new__` (a NamedTuple's own constructor is a Python
+    function): 100,000 DLTB rows 0.93 → 0.6 s CPU, the same rows.
+    """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
     bounds = shapely.bounds(geoms).tolist()
     area_list = areas.tolist()
-    encode = _JSON.encode
+    encode = _C_ENCODE
+    join = "".join
     blake2b = hashlib.blake2b
-    rows = []
-    for i, p in enumerate(props):
-        props_json = encode(p)
-        wkb = wkbs[i]
-        chash = blake2b(props_json.encode() + (wkb or b""), digest_size=16).hexdigest()
+    isnan = math.isnan
+    make = tuple.__new__
+    rows: list[StageRow] = []
+    append = rows.append
+    for p, wkb, box, area, op in zip(props, wkbs, bounds, area_list, ops or repeat("upsert"), strict=False):
+        props_json = join(encode(p, 0)) if encode is not None else _JSON.encode(p)
+        if wkb is None:
+            chash = blake2b(props_json.encode(), digest_size=16).hexdigest()
+            bbox, area = None, None
+        else:
+            chash = blake2b(props_json.encode() + wkb, digest_size=16).hexdigest()
+            bbox = None if isnan(box[0]) else tuple(box)
         if key_field:
             value = p.get(key_field)
             fkey = "" if value is None else str(value).strip()
         else:
             fkey = f"h:{chash}"
-        box = bounds[i]
-        bbox = None if wkb is None or math.isnan(box[0]) else tuple(box)
-        rows.append(StageRow(fkey, props_json, wkb, bbox, area_list[i] if wkb is not None else None, chash, ops[i] if ops else "upsert"))
+        append(make(StageRow, (fkey, props_json, wkb, bbox, area, chash, op)))
     return rows
 
 

@@ -99,6 +99,9 @@ class RawBatch:
     # addition: batch-relative index → raw text of a geometry that could not be turned into WKB
     # (CSV only: non-numeric lon/lat, unparseable WKT), so the rules can report it
     geometry_errors: dict[int, str] = field(default_factory=dict)
+    # every property value is text, an integer, a boolean, None or a finite float, as the reader knows
+    # from the columns' types (GDAL/arrow): the pipeline's sanitising would return each row unchanged
+    plain: bool = False
 
     def __len__(self) -> int:
         return len(self.wkb)
@@ -684,7 +687,32 @@ def _batch_to_raw(batch: pa.RecordBatch, start: int, geom_idx: int, drop: set[in
         names.append(f.name)
         cols.append(_to_python_column(batch.column(i)))
     props = [dict(zip(names, row)) for row in zip(*cols)] if cols else [{} for _ in range(n)]
-    return RawBatch(start=start, wkb=wkb, properties=props)
+    plain = all(_plain_column(batch.column(i)) for i in range(batch.num_columns) if i != geom_idx and i not in drop)
+    return RawBatch(start=start, wkb=wkb, properties=props, plain=plain)
+
+
+def _plain_column(arr: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether `_to_python_column(arr)` gives only text, integers, booleans, None and finite floats.
+
+    Why: the pipeline then skips its per-row sanitising (`pipeline._sanitized`), which looks at every
+    value of every row for a NaN, an infinity or bytes: 0.18 s of the read-ahead thread per 100,000
+    DLTB rows, against one vectorised look at each float column here.
+    """
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return _plain_column(arr.dictionary_decode() if isinstance(arr, pa.Array) else arr.cast(t.value_type))
+    if (
+        pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _t: False)(t)
+        or pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+        or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_timestamp(t) or pa.types.is_nested(t)
+    ):
+        return True
+    if pa.types.is_float32(t) or pa.types.is_float64(t):
+        import pyarrow.compute as pc
+
+        finite = pc.is_finite(arr)  # null where the value is null
+        return bool(pc.all(pc.fill_null(finite, True)).as_py() is not False)
+    return False  # decimals (a NaN becomes a float NaN), binary, half floats, others: sanitised row by row
 
 
 def _iter_gdal(info: SourceInfo, batch_size: int) -> Iterator[RawBatch]:
