@@ -48,6 +48,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +57,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 from shapely.errors import GEOSException
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud.access import audit, gate
 from landcloud.access.policy import Access
@@ -68,6 +69,7 @@ from landcloud.geo.mvt import LayerEncoder
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
+from landcloud.store.db import read_connection
 from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
 
 EXTENT = 4096
@@ -243,19 +245,20 @@ _STAMPS: dict[tuple[str, str, int, str], str] = {}
 _STAMPS_MAX = 4096
 
 
-def version_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str:
+def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Connection | None = None) -> str:
     """When a version was made: part of the cache key, so a store rebuilt (or restored) under the same
     version numbers never meets old tiles.
 
     A version's creation time never changes, so it is read once and remembered, keyed by the dataset
     row's `updated_at` as well: recording any new version (a rebuilt or restored store included) sets
-    it anew, so a remembered stamp never outlives the version it stamps.
+    it anew, so a remembered stamp never outlives the version it stamps. `conn`: a connection to read it on
+    (the request's), else one of the engine's.
     """
     updated = ds.updated_at.isoformat() if ds.updated_at is not None else ""
     key = (str(engine.url), ds.id, version, updated)
     stamp = _STAMPS.get(key)
     if stamp is None:
-        created = catalog.version_created_at(engine, ds.id, version)
+        created = catalog.version_created_at(conn if conn is not None else engine, ds.id, version)
         stamp = created.isoformat() if created is not None else ""
         if len(_STAMPS) >= _STAMPS_MAX:
             _STAMPS.clear()
@@ -275,10 +278,11 @@ def plan_tile(
     *,
     engine: Engine | None = None,
     gcj02: bool = False,
+    conn: Connection | None = None,
 ) -> TilePlan:
     """Everything that decides a tile's content, checked: bad z/x/y → 400, zoom not served → 404.
 
-    With `engine`, the version's creation time joins the cache key (see `version_stamp`).
+    With `engine`, the version's creation time joins the cache key (see `version_stamp`; read on `conn` if given).
     """
     tms = get_tms(tms) if isinstance(tms, str) else tms
     tms.check(z, x, y)
@@ -296,7 +300,7 @@ def plan_tile(
     cx1, cy1 = tms.to_lonlat(bounds[2] + bx, min(bounds[3] + by, ext[3]))
     clip = (float(cx0), float(cy0), float(cx1), float(cy1))
     signature = access_signature(access, attributes)
-    stamp = version_stamp(engine, ds, v) if engine is not None else ""
+    stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
     key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, *(["gcj02"] if gcj02 else [])])
     sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
     public = access.public and not (sensitive & set(attributes))  # a published edition as anyone reads it
@@ -601,20 +605,47 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
     return sql, params
 
 
-# For the tile's transaction only (engine.connect() begins one), sent as one simple-protocol round trip (~0.04 ms).
-# A tile of a thousand features or more is costed above jit_above_cost: PostgreSQL then spent ~15 ms compiling
-# expressions it runs once, and started a parallel worker that found nothing to do (the work is in the projection
-# above the Gather). Measured on the full z8 tiles of 100k parcels (profiles/tiles-full.txt).
+# For the tile statement only: a transaction of its own, begun with the settings in one simple-protocol round trip
+# (~0.04 ms). A tile of a thousand features or more is costed above jit_above_cost: PostgreSQL then spent ~15 ms
+# compiling expressions it runs once, and started a parallel worker that found nothing to do (the work is in the
+# projection above the Gather). Measured on the full z8 tiles of 100k parcels (profiles/tiles-full.txt).
 _PLAN_SETTINGS = "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
+_BEGIN_TILE = f"BEGIN; {_PLAN_SETTINGS}"
 
 
-def _render_postgis(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+@lru_cache(maxsize=256)
+def _tile_text(sql: str) -> sa.TextClause:
+    """The statement's TextClause: few distinct texts (the parameters vary, not the text), and parsing a new one
+    for its bind names was ~2% of a small tile's request."""
+    return sa.text(sql)
+
+
+def _autocommit(conn: Connection) -> bool:
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
+    """The tile statement in a transaction of its own (BEGIN and the settings in one round trip, ROLLBACK after) on
+    an autocommit connection: the request's read connection, so a tile costs one pool checkout, not two, and no
+    round trip of the driver's own BEGIN (profiles/tiles-cold4.txt)."""
+    conn.exec_driver_sql(_BEGIN_TILE)
+    try:
+        return conn.execute(_tile_text(sql), params).one()
+    finally:
+        conn.exec_driver_sql("ROLLBACK")
+
+
+def _render_postgis(
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, conn: Connection | None = None
+) -> tuple[bytes, int]:
     if not access.visible:
         raise gate.not_found(ds.id)
     sql, params = postgis_tile_sql(plan, access, engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql(_PLAN_SETTINGS)
-        row = conn.execute(sa.text(sql), params).one()
+    if conn is not None and _autocommit(conn):
+        row = _tile_row(conn, sql, params)
+    else:  # (a connection in a transaction of its caller's is not ours to end)
+        with read_connection(engine) as own:
+            row = _tile_row(own, sql, params)
     data, count = bytes(row.tile or b""), int(row.n)
     audit_tile_read(engine, principal, ds, access, plan, count)
     return (data if count else b""), count
@@ -661,16 +692,26 @@ def outside_extent(ds: catalog.Dataset, plan: TilePlan) -> bool:
 
 
 def render_planned(
-    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, method: Method = "auto"
+    engine: Engine,
+    principal: Principal,
+    ds: catalog.Dataset,
+    access: Access,
+    plan: TilePlan,
+    method: Method = "auto",
+    conn: Connection | None = None,
 ) -> tuple[bytes, int]:
-    """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count)."""
+    """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count).
+
+    `conn`: an autocommit read connection (the request's, `deps.Reads`) the PostGIS statement runs on; without it
+    (or when it is in a transaction) the statement takes a connection of its own. The Python way does not use it.
+    """
     if not access.visible:
         raise gate.not_found(ds.id)
     if outside_extent(ds, plan):
         audit_tile_read(engine, principal, ds, access, plan, 0)
         return b"", 0
     if _method(engine, method) == "postgis" and not plan.gcj02:
-        return _render_postgis(engine, principal, ds, access, plan)
+        return _render_postgis(engine, principal, ds, access, plan, conn)
     return _render_python(engine, principal, ds, access, plan)
 
 
@@ -850,14 +891,15 @@ def get_tile(
     cache: TileCache | None = None,
     method: Method = "auto",
     plan: TilePlan | None = None,
+    conn: Connection | None = None,
 ) -> Tile:
-    """A tile from the cache or freshly made; audited either way (non-public data)."""
+    """A tile from the cache or freshly made; audited either way (non-public data). `conn`: see `render_planned`."""
     plan = plan or plan_tile(ds, access, version, tms, z, x, y, engine=engine)
     hit = cache.get(plan.key) if cache is not None else None
     if hit is not None:
         audit_tile_read(engine, principal, ds, access, plan, hit.count, cached=True)
         return Tile(hit.data, hit.count, plan.etag, True, plan.public, plan)
-    data, count = render_planned(engine, principal, ds, access, plan, method)
+    data, count = render_planned(engine, principal, ds, access, plan, method, conn)
     if cache is not None:
         cache.put(plan.key, CachedTile(data, count))
     return Tile(data, count, plan.etag, False, plan.public, plan)
