@@ -46,7 +46,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
@@ -531,8 +531,13 @@ def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, ac
 
 
 # -- the PostGIS way -------------------------------------------------------------------------------
-def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[str, dict[str, Any]]:
-    """The ST_AsMVT query of a tile (same rows as the gate's reads, same membership as the Python way)."""
+def postgis_tile_sql(
+    plan: TilePlan, access: Access, engine: Engine, string_fields: Collection[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """The ST_AsMVT query of a tile (same rows as the gate's reads, same membership as the Python way).
+
+    `string_fields`: the fields declared as strings (their values are carried as text columns; see `_properties_sql`).
+    """
     store = feature_store_for(engine)
     # the gate's row restriction and the size rule, as every read; the tile's own box test below
     clauses, params = store.conditions(plan.dataset_id, plan.version, None, access.rows, plan.size_filter())
@@ -572,24 +577,7 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         f"COALESCE(ST_AsMVTGeom({simplified}, {bounds}, {EXTENT}, {BUFFER}, true), "
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
-    # The attributes' scalar values (what _mvt_value keeps), looked up by name: ~6x cheaper than expanding every
-    # property with jsonb_each and aggregating the wanted ones back.
-    value = "(s.props -> CAST(:tile_a{0} AS text))"
-    pairs = ", ".join(
-        f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({value.format(i)}) IN ('string', 'number', 'boolean') "
-        f"THEN {value.format(i)} END"
-        for i in range(len(plan.attributes))
-    )
-    attrs = f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
-    if KEY_PROPERTY in plan.attributes:  # a field of that name: the key (when it is no MVT id) overrides it
-        props = f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
-    else:
-        # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
-        # attribute is carried (OSM below the detail zoom): each jsonb object is built and then parsed again by
-        # ST_AsMVT (~0.5 ms of a full tile; profiles/tiles-cold3.txt).
-        props = f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"
-        if pairs:
-            props = f"{attrs} AS tile_props, {props}"
+    props = _properties_sql(plan, string_fields)
     # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key's pattern is
     # matched once per row, not once per use.
     rows = (
@@ -603,6 +591,51 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         f"FROM ({rows}) s OFFSET 0) q"
     )
     return sql, params
+
+
+_OWN_COLUMNS = frozenset({"tile_fid", "tile_props", "geom", KEY_PROPERTY})
+_SCALARS = "('string', 'number', 'boolean')"  # the JSON values a tile carries (what _mvt_value keeps)
+_NOT_STRINGS = "('number', 'boolean')"
+
+
+def _text_column(name: str) -> str | None:
+    """`name` quoted as a column name ST_AsMVT writes as that very key, or None: one of the statement's own columns,
+    or longer than PostgreSQL's 63-byte names (it would be cut)."""
+    if name in _OWN_COLUMNS or len(name.encode()) > 63 or "\x00" in name:
+        return None
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _properties_sql(plan: TilePlan, string_fields: Collection[str]) -> str:
+    """The select list of a tile's properties: the key (when it is no MVT id) and the attributes' scalar values.
+
+    Values are looked up by name (~6x cheaper than expanding every property with jsonb_each). A field declared as a
+    string is a text column holding its value when that value is a JSON string, exactly as the jsonb path would write
+    it; any number or boolean in it (the declared type is the newest submission's, older rows keep theirs) still goes
+    through the jsonb column, built only for rows that have one. Each jsonb object is built and then parsed again by
+    ST_AsMVT: as text, a full z8-z10 DLTB tile's statement is ~0.8 ms (5%) cheaper (profiles/tiles-cold4.txt).
+    """
+    value = "(s.props -> CAST(:tile_a{0} AS text))"
+    columns, pairs, others = [], [], []
+    key_field = KEY_PROPERTY in plan.attributes  # a field of that name: the key (when it is no MVT id) overrides it
+    for i, name in enumerate(plan.attributes):
+        v = value.format(i)
+        column = _text_column(name) if name in string_fields and not key_field else None
+        if column is not None:
+            columns.append(f"CASE WHEN jsonb_typeof({v}) = 'string' THEN s.props ->> CAST(:tile_a{i} AS text) END AS {column}")
+            others.append(f"jsonb_typeof({v}) IN {_NOT_STRINGS}")
+        pairs.append(f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({v}) IN {_NOT_STRINGS if column else _SCALARS} THEN {v} END")
+    attrs = f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"
+    if key_field:
+        return f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
+    # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
+    # attribute needs it (OSM below the detail zoom, DLTB's class there): ~0.5 ms of a full tile (profiles/tiles-cold3.txt).
+    out = [f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}", *columns]
+    if len(others) < len(pairs):
+        out.append(f"{attrs} AS tile_props")
+    elif others:
+        out.append(f"CASE WHEN {' OR '.join(others)} THEN {attrs} END AS tile_props")
+    return ", ".join(out)
 
 
 # For the tile statement only: a transaction of its own, begun with the settings in one simple-protocol round trip
@@ -640,7 +673,8 @@ def _render_postgis(
 ) -> tuple[bytes, int]:
     if not access.visible:
         raise gate.not_found(ds.id)
-    sql, params = postgis_tile_sql(plan, access, engine)
+    strings = {f["name"] for f in ds.fields if f.get("type", "string") == "string"}
+    sql, params = postgis_tile_sql(plan, access, engine, strings)
     if conn is not None and _autocommit(conn):
         row = _tile_row(conn, sql, params)
     else:  # (a connection in a transaction of its caller's is not ours to end)
