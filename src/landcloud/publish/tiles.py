@@ -657,6 +657,14 @@ def _autocommit(conn: Connection) -> bool:
     return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
+def _release(conn: Connection | None) -> None:
+    """Close the read connection handed over for the statement (`render_planned`) once done with it: before an audit
+    entry is written on another, so a request holds one connection at a time (as the route did before it handed its
+    connection over). One in a transaction of its caller's is not ours: it is neither used nor closed."""
+    if conn is not None and _autocommit(conn):
+        conn.close()
+
+
 def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
     """The tile statement in a transaction of its own (BEGIN and the settings in one round trip, ROLLBACK after) on
     an autocommit connection: the request's read connection, so a tile costs one pool checkout, not two, and no
@@ -677,6 +685,7 @@ def _render_postgis(
     sql, params = postgis_tile_sql(plan, access, engine, strings)
     if conn is not None and _autocommit(conn):
         row = _tile_row(conn, sql, params)
+        _release(conn)
     else:  # (a connection in a transaction of its caller's is not ours to end)
         with read_connection(engine) as own:
             row = _tile_row(own, sql, params)
@@ -736,16 +745,19 @@ def render_planned(
 ) -> tuple[bytes, int]:
     """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count).
 
-    `conn`: an autocommit read connection (the request's, `deps.Reads`) the PostGIS statement runs on; without it
-    (or when it is in a transaction) the statement takes a connection of its own. The Python way does not use it.
+    `conn`: an autocommit read connection (the request's, `deps.Reads`) handed over for the PostGIS statement, and
+    closed once it has run or is not needed (before the audit entry: see `_release`); without it (or when it is in a
+    transaction) the statement takes a connection of its own. The Python way does not use it.
     """
     if not access.visible:
         raise gate.not_found(ds.id)
     if outside_extent(ds, plan):
+        _release(conn)
         audit_tile_read(engine, principal, ds, access, plan, 0)
         return b"", 0
     if _method(engine, method) == "postgis" and not plan.gcj02:
         return _render_postgis(engine, principal, ds, access, plan, conn)
+    _release(conn)
     return _render_python(engine, principal, ds, access, plan)
 
 
@@ -931,6 +943,7 @@ def get_tile(
     plan = plan or plan_tile(ds, access, version, tms, z, x, y, engine=engine)
     hit = cache.get(plan.key) if cache is not None else None
     if hit is not None:
+        _release(conn)
         audit_tile_read(engine, principal, ds, access, plan, hit.count, cached=True)
         return Tile(hit.data, hit.count, plan.etag, True, plan.public, plan)
     data, count = render_planned(engine, principal, ds, access, plan, method, conn)
