@@ -4,7 +4,9 @@
 
 Renders the benchmark's tile set (`run.py`: z8–z14, 20 tiles per zoom around features of GPKG, plus
 one empty tile per zoom beyond the data's corner) through the tile route's own steps — the gate
-(`dataset_for_read`), `plan_tile`, `render_planned` — with no tile cache, so every tile is made.
+(`dataset_for_read`), `plan_tile`, `render_planned`, on one read connection handed over as the route
+does (code from before that took a connection of its own for the tile) — with no tile cache, so every
+tile is made.
 Tiles are grouped by the raw `ST_AsMVT` tile's size on the plain table (empty / < 4 KiB / ≥ 4 KiB,
 as the harness does; on SQLite the groups are taken from the PostGIS plain table given by
 `--raw-dsn`, or from landcloud's own tile size when there is none). CPU: `time.process_time()`
@@ -17,6 +19,7 @@ are CPU, comparable on a shared machine; wall times are not.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -92,7 +95,9 @@ def main() -> int:
     from landcloud.access import gate
     from landcloud.access.principal import Principal
     from landcloud.publish.tiles import plan_tile, render_planned
-    from landcloud.store.db import create_engine
+    from landcloud.store.db import create_engine, read_connection
+
+    handover = "conn" in inspect.signature(render_planned).parameters
 
     engine = create_engine(a.url)
     pg = a.url.startswith("postgresql")
@@ -113,9 +118,16 @@ def main() -> int:
         if raw_conn is not None:
             tile = raw_conn.execute(raw_sql, {"z": z, "x": x, "y": y}).fetchone()[0] or b""
             return bytes(tile), 0
-        ds, access = gate.dataset_for_read(engine, me, a.dataset)
-        plan = plan_tile(ds, access, None, "WebMercatorQuad", z, x, y, engine=engine)
-        return render_planned(engine, me, ds, access, plan)
+        conn = read_connection(engine)  # the route's one connection (deps.Reads): the gate's read, then the tile's
+        try:
+            ds, access = gate.dataset_for_read(engine, me, a.dataset, conn)
+            plan = plan_tile(ds, access, None, "WebMercatorQuad", z, x, y, engine=engine)
+            if handover:
+                return render_planned(engine, me, ds, access, plan, conn=conn)
+            conn.close()  # (code from before the hand-over: the tile took a connection of its own)
+            return render_planned(engine, me, ds, access, plan)
+        finally:
+            conn.close()
 
     sizes = raw_sizes(raw_dsn, a.dataset, tiles) if raw_dsn else [len(make(*t)[0]) for t in tiles]
     groups: dict[str, list[tuple[int, int, int]]] = {}

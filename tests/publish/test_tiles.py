@@ -40,6 +40,7 @@ from landcloud.publish.tiles import (
     clear_fields,
     get_tile,
     plan_tile,
+    render_planned,
     render_tile,
     tile_attributes,
 )
@@ -331,6 +332,38 @@ def test_cache_keys_audit_and_new_versions(engine: sa.Engine, settings: Settings
     plan = plan_tile(ds2, access2, None, tms, z, x, y, engine=engine)
     hit = again.get(plan.key)
     assert hit is not None and hit.data == fresh.data and hit.count == fresh.count
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_a_handed_over_connection_runs_the_statement_and_is_closed_before_the_audit(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route hands its read connection over for the ST_AsMVT statement (one checkout per tile): the same tile as on
+    a connection of its own, the connection closed before the audit entry is written (one held at a time), and left
+    in no transaction and with no setting of the tile's (BEGIN ... ROLLBACK around SET LOCAL)."""
+    from landcloud.publish import tiles
+    from landcloud.store.db import read_connection
+
+    feats = load_parcels(engine, settings, tmp_path, n=60)
+    me = system_principal("test")
+    ds, access = gate.dataset_for_read(engine, me, "daoli-dltb")
+    assert access.audited
+    target = shapely.geometry.shape(feats[0]["geometry"]).representative_point()
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(target.x, target.y, 12)
+    plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, 12, x, y, engine=engine)
+    own = render_planned(engine, me, ds, access, plan)
+    conn = read_connection(engine)
+    raw = conn.connection.dbapi_connection
+    seen: list[bool] = []
+    record = audit.record
+    monkeypatch.setattr(audit, "record", lambda *a, **k: (seen.append(conn.closed), record(*a, **k))[1])
+    monkeypatch.setattr(tiles, "read_connection", lambda _e: pytest.fail("the statement took a connection of its own"))
+    assert render_planned(engine, me, ds, access, plan, conn=conn) == own and own[1] > 0
+    assert seen == [True] and conn.closed
+    assert raw.info.transaction_status == 0  # idle: no transaction left open on the pooled connection
+    with raw.cursor() as cur:  # ... nor the tile's settings: back to the session's own values
+        cur.execute("SELECT name, setting = reset_val FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')")
+        assert dict(cur.fetchall()) == {"jit": True, "max_parallel_workers_per_gather": True}
 
 
 def test_tile_cache_is_a_bounded_lru(tmp_path: Path) -> None:

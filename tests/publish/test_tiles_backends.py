@@ -8,6 +8,7 @@ all rows, rows by administrative-code prefix, rows by area, and fields of a narr
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import shapely
 import sqlalchemy as sa
+from mapbox_vector_tile.Mapbox import vector_tile_pb2
 from test_tiles import DAOLI, key_of, layer, pg_url, setup_daoli, submit  # noqa: F401 (pg_url: a database of our own)
 
 from landcloud.access.policy import Access, Clause
@@ -23,7 +25,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.demo.parcels import dltb_features
 from landcloud.geo.tiles import WEB_MERCATOR_QUAD, WORLD_CRS84_QUAD
-from landcloud.publish.tiles import EXTENT, SIMPLIFY_CELLS, render_tile
+from landcloud.publish.tiles import EXTENT, SIMPLIFY_CELLS, plan_tile, postgis_tile_sql, render_tile
 from landcloud.store.engine import get_engine
 from landcloud.store.features import RowFilter
 from landcloud.store.migrate import upgrade
@@ -213,3 +215,61 @@ def test_st_asmvt_carries_the_property_values_the_python_way_does(
     kept = {type(v) for f in st.values() for v in f["properties"].values()}
     assert kept == {str, int, float, bool}, kept
     assert sum("S" not in f["properties"] for f in st.values()) == 1  # nulls are left out
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str
+) -> None:
+    """A field declared as a string goes to ST_AsMVT as a text column of its string values, its numbers and booleans
+    through the jsonb column (rows of an older submission keep their types under a newer declaration): exactly the
+    properties the Python way writes, however the fields are declared; names PostgreSQL would cut (over 63 bytes) or
+    that need quoting, too."""
+    long_name = "坐落单位名称" * 4  # 72 bytes
+    columns: dict[str, list[Any]] = {
+        "S": ["文字", "", None, "0", "007", "x"],
+        "I": [0, -7, 2**53, None, 12, 1],
+        "F": [1.5, -0.25, None, 0.1, 3.0, 2.5],
+        "B": [True, False, None, True, False, True],
+        'Q"uote': ["a", None, "b", "", "c", "d"],
+        long_name: ["长", None, "名", "字", "", "段"],
+    }
+    keys = ["1", "02", "x-3", "4", "18446744073709551615", "0"]
+    feats = [
+        {
+            "type": "Feature",
+            "properties": {"ID": key, **{name: col[i] for name, col in columns.items()}},
+            "geometry": {"type": "Point", "coordinates": [126.6 + i * 0.001, 45.75]},
+        }
+        for i, key in enumerate(keys)
+    ]
+    submit(engine, settings, tmp_path, "typed", feats, unit="230000", key="ID")
+    me = system_principal("test")
+    ds = catalog.get_dataset(engine, "typed")
+    assert ds is not None and {f["name"] for f in ds.fields} >= set(columns)
+    access = accesses()["all"]
+    z = 12
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(126.605, 45.75, z)
+
+    def decoded(d: catalog.Dataset, method: str) -> dict[str, dict[str, Any]]:
+        tile = render_tile(engine, me, d, access, None, WEB_MERCATOR_QUAD, z, x, y, method=method)  # type: ignore[arg-type]
+        feats = {key_of(f): f for f in layer(tile, "typed")}
+        # each key once per feature (a decoder keeps the last of a repeated key: the text column and the jsonb must
+        # never both write one)
+        raw = vector_tile_pb2.tile()
+        raw.ParseFromString(tile)
+        assert sorted(len(f.tags) // 2 for f in raw.layers[0].features) == sorted(len(f["properties"]) for f in feats.values())
+        return feats
+
+    plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
+    sql, _ = postgis_tile_sql(plan, access, engine, {f["name"] for f in ds.fields})
+    assert 'AS "S"' in sql and 'AS "Q""uote"' in sql and f'AS "{long_name}"' not in sql  # text columns, but no cut name
+    want = decoded(ds, "python")
+    assert len(want) == len(feats)
+    assert {k for f in want.values() for k in f["properties"]} >= set(columns)
+    for declared in ("string", "integer", None):
+        d = dataclasses.replace(ds, fields=[{**f, "type": declared} if declared else {"name": f["name"]} for f in ds.fields])
+        got = decoded(d, "postgis")
+        assert got.keys() == want.keys(), declared
+        for key, f in got.items():
+            assert f["properties"] == want[key]["properties"] and f.get("id", 0) == want[key].get("id", 0), (declared, key)

@@ -46,8 +46,9 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +57,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 from shapely.errors import GEOSException
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from landcloud.access import audit, gate
 from landcloud.access.policy import Access
@@ -68,6 +69,7 @@ from landcloud.geo.mvt import LayerEncoder
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
+from landcloud.store.db import read_connection
 from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
 
 EXTENT = 4096
@@ -243,19 +245,20 @@ _STAMPS: dict[tuple[str, str, int, str], str] = {}
 _STAMPS_MAX = 4096
 
 
-def version_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str:
+def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Connection | None = None) -> str:
     """When a version was made: part of the cache key, so a store rebuilt (or restored) under the same
     version numbers never meets old tiles.
 
     A version's creation time never changes, so it is read once and remembered, keyed by the dataset
     row's `updated_at` as well: recording any new version (a rebuilt or restored store included) sets
-    it anew, so a remembered stamp never outlives the version it stamps.
+    it anew, so a remembered stamp never outlives the version it stamps. `conn`: a connection to read it on
+    (the request's), else one of the engine's.
     """
     updated = ds.updated_at.isoformat() if ds.updated_at is not None else ""
     key = (str(engine.url), ds.id, version, updated)
     stamp = _STAMPS.get(key)
     if stamp is None:
-        created = catalog.version_created_at(engine, ds.id, version)
+        created = catalog.version_created_at(conn if conn is not None else engine, ds.id, version)
         stamp = created.isoformat() if created is not None else ""
         if len(_STAMPS) >= _STAMPS_MAX:
             _STAMPS.clear()
@@ -275,10 +278,11 @@ def plan_tile(
     *,
     engine: Engine | None = None,
     gcj02: bool = False,
+    conn: Connection | None = None,
 ) -> TilePlan:
     """Everything that decides a tile's content, checked: bad z/x/y → 400, zoom not served → 404.
 
-    With `engine`, the version's creation time joins the cache key (see `version_stamp`).
+    With `engine`, the version's creation time joins the cache key (see `version_stamp`; read on `conn` if given).
     """
     tms = get_tms(tms) if isinstance(tms, str) else tms
     tms.check(z, x, y)
@@ -296,7 +300,7 @@ def plan_tile(
     cx1, cy1 = tms.to_lonlat(bounds[2] + bx, min(bounds[3] + by, ext[3]))
     clip = (float(cx0), float(cy0), float(cx1), float(cy1))
     signature = access_signature(access, attributes)
-    stamp = version_stamp(engine, ds, v) if engine is not None else ""
+    stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
     key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, *(["gcj02"] if gcj02 else [])])
     sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
     public = access.public and not (sensitive & set(attributes))  # a published edition as anyone reads it
@@ -527,8 +531,13 @@ def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, ac
 
 
 # -- the PostGIS way -------------------------------------------------------------------------------
-def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[str, dict[str, Any]]:
-    """The ST_AsMVT query of a tile (same rows as the gate's reads, same membership as the Python way)."""
+def postgis_tile_sql(
+    plan: TilePlan, access: Access, engine: Engine, string_fields: Collection[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """The ST_AsMVT query of a tile (same rows as the gate's reads, same membership as the Python way).
+
+    `string_fields`: the fields declared as strings (their values are carried as text columns; see `_properties_sql`).
+    """
     store = feature_store_for(engine)
     # the gate's row restriction and the size rule, as every read; the tile's own box test below
     clauses, params = store.conditions(plan.dataset_id, plan.version, None, access.rows, plan.size_filter())
@@ -568,24 +577,7 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
         f"COALESCE(ST_AsMVTGeom({simplified}, {bounds}, {EXTENT}, {BUFFER}, true), "
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
-    # The attributes' scalar values (what _mvt_value keeps), looked up by name: ~6x cheaper than expanding every
-    # property with jsonb_each and aggregating the wanted ones back.
-    value = "(s.props -> CAST(:tile_a{0} AS text))"
-    pairs = ", ".join(
-        f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({value.format(i)}) IN ('string', 'number', 'boolean') "
-        f"THEN {value.format(i)} END"
-        for i in range(len(plan.attributes))
-    )
-    attrs = f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
-    if KEY_PROPERTY in plan.attributes:  # a field of that name: the key (when it is no MVT id) overrides it
-        props = f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
-    else:
-        # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
-        # attribute is carried (OSM below the detail zoom): each jsonb object is built and then parsed again by
-        # ST_AsMVT (~0.5 ms of a full tile; profiles/tiles-cold3.txt).
-        props = f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"
-        if pairs:
-            props = f"{attrs} AS tile_props, {props}"
+    props = _properties_sql(plan, string_fields)
     # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key's pattern is
     # matched once per row, not once per use.
     rows = (
@@ -601,20 +593,102 @@ def postgis_tile_sql(plan: TilePlan, access: Access, engine: Engine) -> tuple[st
     return sql, params
 
 
-# For the tile's transaction only (engine.connect() begins one), sent as one simple-protocol round trip (~0.04 ms).
-# A tile of a thousand features or more is costed above jit_above_cost: PostgreSQL then spent ~15 ms compiling
-# expressions it runs once, and started a parallel worker that found nothing to do (the work is in the projection
-# above the Gather). Measured on the full z8 tiles of 100k parcels (profiles/tiles-full.txt).
+_OWN_COLUMNS = frozenset({"tile_fid", "tile_props", "geom", KEY_PROPERTY})
+_SCALARS = "('string', 'number', 'boolean')"  # the JSON values a tile carries (what _mvt_value keeps)
+_NOT_STRINGS = "('number', 'boolean')"
+
+
+def _text_column(name: str) -> str | None:
+    """`name` quoted as a column name ST_AsMVT writes as that very key, or None: one of the statement's own columns,
+    or longer than PostgreSQL's 63-byte names (it would be cut)."""
+    if name in _OWN_COLUMNS or len(name.encode()) > 63 or "\x00" in name:
+        return None
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _properties_sql(plan: TilePlan, string_fields: Collection[str]) -> str:
+    """The select list of a tile's properties: the key (when it is no MVT id) and the attributes' scalar values.
+
+    Values are looked up by name (~6x cheaper than expanding every property with jsonb_each). A field declared as a
+    string is a text column holding its value when that value is a JSON string, exactly as the jsonb path would write
+    it; any number or boolean in it (the declared type is the newest submission's, older rows keep theirs) still goes
+    through the jsonb column, built only for rows that have one. Each jsonb object is built and then parsed again by
+    ST_AsMVT: as text, a full z8-z10 DLTB tile's statement is ~0.8 ms (5%) cheaper (profiles/tiles-cold4.txt).
+    """
+    value = "(s.props -> CAST(:tile_a{0} AS text))"
+    columns, pairs, others = [], [], []
+    key_field = KEY_PROPERTY in plan.attributes  # a field of that name: the key (when it is no MVT id) overrides it
+    for i, name in enumerate(plan.attributes):
+        v = value.format(i)
+        column = _text_column(name) if name in string_fields and not key_field else None
+        if column is not None:
+            columns.append(f"CASE WHEN jsonb_typeof({v}) = 'string' THEN s.props ->> CAST(:tile_a{i} AS text) END AS {column}")
+            others.append(f"jsonb_typeof({v}) IN {_NOT_STRINGS}")
+        pairs.append(f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({v}) IN {_NOT_STRINGS if column else _SCALARS} THEN {v} END")
+    attrs = f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"
+    if key_field:
+        return f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
+    # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
+    # attribute needs it (OSM below the detail zoom, DLTB's class there): ~0.5 ms of a full tile (profiles/tiles-cold3.txt).
+    out = [f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}", *columns]
+    if len(others) < len(pairs):
+        out.append(f"{attrs} AS tile_props")
+    elif others:
+        out.append(f"CASE WHEN {' OR '.join(others)} THEN {attrs} END AS tile_props")
+    return ", ".join(out)
+
+
+# For the tile statement only: a transaction of its own, begun with the settings in one simple-protocol round trip
+# (~0.04 ms). A tile of a thousand features or more is costed above jit_above_cost: PostgreSQL then spent ~15 ms
+# compiling expressions it runs once, and started a parallel worker that found nothing to do (the work is in the
+# projection above the Gather). Measured on the full z8 tiles of 100k parcels (profiles/tiles-full.txt).
 _PLAN_SETTINGS = "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
+_BEGIN_TILE = f"BEGIN; {_PLAN_SETTINGS}"
 
 
-def _render_postgis(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+@lru_cache(maxsize=256)
+def _tile_text(sql: str) -> sa.TextClause:
+    """The statement's TextClause: few distinct texts (the parameters vary, not the text), and parsing a new one
+    for its bind names was ~2% of a small tile's request."""
+    return sa.text(sql)
+
+
+def _autocommit(conn: Connection) -> bool:
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _release(conn: Connection | None) -> None:
+    """Close the read connection handed over for the statement (`render_planned`) once done with it: before an audit
+    entry is written on another, so a request holds one connection at a time (as the route did before it handed its
+    connection over). One in a transaction of its caller's is not ours: it is neither used nor closed."""
+    if conn is not None and _autocommit(conn):
+        conn.close()
+
+
+def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
+    """The tile statement in a transaction of its own (BEGIN and the settings in one round trip, ROLLBACK after) on
+    an autocommit connection: the request's read connection, so a tile costs one pool checkout, not two, and no
+    round trip of the driver's own BEGIN (profiles/tiles-cold4.txt)."""
+    conn.exec_driver_sql(_BEGIN_TILE)
+    try:
+        return conn.execute(_tile_text(sql), params).one()
+    finally:
+        conn.exec_driver_sql("ROLLBACK")
+
+
+def _render_postgis(
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, conn: Connection | None = None
+) -> tuple[bytes, int]:
     if not access.visible:
         raise gate.not_found(ds.id)
-    sql, params = postgis_tile_sql(plan, access, engine)
-    with engine.connect() as conn:
-        conn.exec_driver_sql(_PLAN_SETTINGS)
-        row = conn.execute(sa.text(sql), params).one()
+    strings = {f["name"] for f in ds.fields if f.get("type", "string") == "string"}
+    sql, params = postgis_tile_sql(plan, access, engine, strings)
+    if conn is not None and _autocommit(conn):
+        row = _tile_row(conn, sql, params)
+        _release(conn)
+    else:  # (a connection in a transaction of its caller's is not ours to end)
+        with read_connection(engine) as own:
+            row = _tile_row(own, sql, params)
     data, count = bytes(row.tile or b""), int(row.n)
     audit_tile_read(engine, principal, ds, access, plan, count)
     return (data if count else b""), count
@@ -661,16 +735,29 @@ def outside_extent(ds: catalog.Dataset, plan: TilePlan) -> bool:
 
 
 def render_planned(
-    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, method: Method = "auto"
+    engine: Engine,
+    principal: Principal,
+    ds: catalog.Dataset,
+    access: Access,
+    plan: TilePlan,
+    method: Method = "auto",
+    conn: Connection | None = None,
 ) -> tuple[bytes, int]:
-    """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count)."""
+    """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count).
+
+    `conn`: an autocommit read connection (the request's, `deps.Reads`) handed over for the PostGIS statement, and
+    closed once it has run or is not needed (before the audit entry: see `_release`); without it (or when it is in a
+    transaction) the statement takes a connection of its own. The Python way does not use it.
+    """
     if not access.visible:
         raise gate.not_found(ds.id)
     if outside_extent(ds, plan):
+        _release(conn)
         audit_tile_read(engine, principal, ds, access, plan, 0)
         return b"", 0
     if _method(engine, method) == "postgis" and not plan.gcj02:
-        return _render_postgis(engine, principal, ds, access, plan)
+        return _render_postgis(engine, principal, ds, access, plan, conn)
+    _release(conn)
     return _render_python(engine, principal, ds, access, plan)
 
 
@@ -850,14 +937,16 @@ def get_tile(
     cache: TileCache | None = None,
     method: Method = "auto",
     plan: TilePlan | None = None,
+    conn: Connection | None = None,
 ) -> Tile:
-    """A tile from the cache or freshly made; audited either way (non-public data)."""
+    """A tile from the cache or freshly made; audited either way (non-public data). `conn`: see `render_planned`."""
     plan = plan or plan_tile(ds, access, version, tms, z, x, y, engine=engine)
     hit = cache.get(plan.key) if cache is not None else None
     if hit is not None:
+        _release(conn)
         audit_tile_read(engine, principal, ds, access, plan, hit.count, cached=True)
         return Tile(hit.data, hit.count, plan.etag, True, plan.public, plan)
-    data, count = render_planned(engine, principal, ds, access, plan, method)
+    data, count = render_planned(engine, principal, ds, access, plan, method, conn)
     if cache is not None:
         cache.put(plan.key, CachedTile(data, count))
     return Tile(data, count, plan.etag, False, plan.public, plan)

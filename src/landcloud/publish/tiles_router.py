@@ -47,6 +47,7 @@ from landcloud.publish.tiles import (
     tile_attributes,
     tile_config,
 )
+from landcloud.store.db import backend_of
 
 router = APIRouter(prefix="/ogc", tags=["tiles"])
 
@@ -293,13 +294,16 @@ def tile(
     tms = get_tms(tms_id)
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
-    # authentication and the gate's read on one connection, in this worker thread (deps.Reads); the
-    # tile itself is read by publish/tiles.py on a connection of its own
+    # authentication, the gate's read and (PostGIS) the tile statement on one connection, in this worker thread
+    # (deps.Reads): one pool checkout per tile; get_tile closes it before it writes an audit entry. The Python way
+    # (SQLite, GCJ-02) reads on connections of its own.
     principal = reads.principal
     ds, access = gate.dataset_for_read(engine, principal, dataset_id, reads.conn)
-    reads.close()  # before the tile's own read: one connection held at a time
-    _check_version(engine, ds, access, version, gcj02)
-    plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02)
+    _check_version(reads.conn, ds, access, version, gcj02)
+    plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02, conn=reads.conn)
+    conn = reads.conn if backend_of(engine) == "postgis" and not gcj02 else None
+    if conn is None:
+        reads.close()  # before the tile's own reads: one connection held at a time
     if plan.public and version is None and not gcj02:  # the public edition as anyone reads it: the lean path may keep this answer
         updated = ds.updated_at.isoformat() if ds.updated_at else ""
         request.scope.setdefault("state", {})[PUBLIC_TILE_STATE] = (ds.id, plan.version, updated)
@@ -311,9 +315,10 @@ def tile(
     cache = tile_cache(request)
     if _etag_matches(request.headers.get("if-none-match"), plan.etag):
         hit = cache.get(plan.key)
+        reads.close()
         audit_tile_read(engine, principal, ds, access, plan, hit.count if hit else None, not_modified=True)
         return Response(status_code=304, headers=headers)
-    result = get_tile(engine, principal, ds, access, version, tms, zi, xi, yi, cache=cache, plan=plan)
+    result = get_tile(engine, principal, ds, access, version, tms, zi, xi, yi, cache=cache, plan=plan, conn=conn)
     if not result.data:
         return Response(status_code=204, headers=headers)
     return Response(content=result.data, media_type=MEDIA_TYPE, headers=headers)
