@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from shapely import GeometryType
 
 MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7
 POINT, LINESTRING, POLYGON = 1, 2, 3  # the layer's GeomType of a feature
@@ -197,17 +198,22 @@ def geometry_commands(geoms: Sequence[shapely.Geometry], orient: bool = False) -
     arr = np.asarray(geoms, dtype=object)
     present = ~shapely.is_missing(arr)
     present[present] = ~shapely.is_empty(arr[present])
-    family = np.where(present, _FAMILY_OF_TYPE[shapely.get_type_id(arr)], 0)
+    types = np.where(present, shapely.get_type_id(arr), -1)
+    family = _FAMILY_OF_TYPE[types]
     begin = np.zeros(len(arr), dtype=np.int64)
     end = np.zeros(len(arr), dtype=np.int64)
     parts, base = [], 0
-    encoders: list[tuple[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]] = [
-        (LINESTRING, lambda g: _lineal_or_polygonal(g, False)),
-        (POLYGON, lambda g: _lineal_or_polygonal(g, True, orient)),
-        (POINT, _puntal),
+    # Single and multi shapes apart: to_ragged_array of a mix splits every shape into parts first (a GEOS copy of
+    # each polygon of a tile for its few multipolygons)
+    encoders: list[tuple[list[int], Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]] = [
+        ([GeometryType.LINESTRING], lambda g: _lineal_or_polygonal(g, False)),
+        ([GeometryType.MULTILINESTRING], lambda g: _lineal_or_polygonal(g, False)),
+        ([GeometryType.POLYGON], lambda g: _lineal_or_polygonal(g, True, orient)),
+        ([GeometryType.MULTIPOLYGON], lambda g: _lineal_or_polygonal(g, True, orient)),
+        ([GeometryType.POINT, GeometryType.MULTIPOINT], _puntal),
     ]
-    for kind, encode in encoders:
-        idx = np.flatnonzero(family == kind)
+    for kinds, encode in encoders:
+        idx = np.flatnonzero(np.isin(types, kinds))
         if len(idx):
             out, offsets = encode(arr[idx])
             begin[idx], end[idx] = offsets[:-1] + base, offsets[1:] + base
