@@ -55,10 +55,16 @@ def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
         n += v >= np.uint64(1 << (7 * k))
     if width == 1:
         return v.astype(np.uint8).tobytes(), n
-    col = np.arange(width)
-    groups = ((v[:, None] >> (col.astype(np.uint64) * np.uint64(7))) & np.uint64(0x7F)).astype(np.uint8)
-    groups |= np.where(col[None, :] < n[:, None] - 1, np.uint8(0x80), np.uint8(0))
-    return groups[col[None, :] < n[:, None]].tobytes(), n
+    # byte k of the values that have one, written in place (half the time of a values x width matrix)
+    start = np.cumsum(n) - n
+    out = np.empty(int(start[-1] + n[-1]), dtype=np.uint8)
+    rest, at, more = v, start, n
+    for k in range(width):
+        if k:
+            keep = more > k
+            rest, at, more = rest[keep] >> np.uint64(7), at[keep], more[keep]
+        out[at + k] = (rest & np.uint64(0x7F)).astype(np.uint8) | np.where(more > k + 1, np.uint8(0x80), np.uint8(0))
+    return out.tobytes(), n
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
@@ -258,7 +264,8 @@ class LayerEncoder:
         self.values: dict[Any, int] = {}
         self.bools: dict[bool, int] = {}
         self.value_msgs: list[bytes] = []
-        self.pairs: dict[tuple[str, Any, bool], bytes] = {}
+        self.pairs: dict[str, dict[Any, bytes]] = {}  # key -> value -> the pair's packed numbers
+        self.bool_pairs: dict[str, dict[bool, bytes]] = {}
 
     def add(self, geoms: Sequence[shapely.Geometry], features: Iterable[tuple[int | None, dict[str, Any]]]) -> None:
         """Features (id or None, properties) with their tile geometries (y-down integer tile units)."""
@@ -279,12 +286,18 @@ class LayerEncoder:
         share few pairs: a per-pair, per-feature encoding was a fifth of the encoder, profiles/tiles-python.txt)."""
         out = []
         for k, v in props.items():
-            if not isinstance(k, str) or not isinstance(v, str | bool | int | float):
+            if v.__class__ is str and k.__class__ is str:  # most values: nothing more to check
+                table = self.pairs
+            elif isinstance(k, str) and isinstance(v, str | bool | int | float):
+                table = self.bool_pairs if isinstance(v, bool) else self.pairs  # booleans apart from 1 and 0
+            else:
                 continue
-            pair = (k, v, v.__class__ is bool)  # booleans apart from 1 and 0, as their value numbers are
-            packed = self.pairs.get(pair)
+            per_key = table.get(k)
+            if per_key is None:
+                per_key = table[k] = {}
+            packed = per_key.get(v)
             if packed is None:
-                packed = self.pairs[pair] = varint(self._key_number(k)) + varint(self._value_number(v))
+                packed = per_key[v] = varint(self._key_number(k)) + varint(self._value_number(v))
             out.append(packed)
         return b"".join(out)
 
