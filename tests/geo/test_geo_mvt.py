@@ -8,6 +8,8 @@ import mapbox_vector_tile
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from landcloud.geo.mvt import LayerEncoder, geometry_commands, varint, varints
 
@@ -94,4 +96,14 @@ def test_varints() -> None:
     for v in (0, 1, 127, 128, 300, 2**32 - 1, 2**63, 2**64 - 1):
         blob, n = varints(np.array([v], dtype=np.uint64))
         assert blob == varint(v) and n[0] == len(blob)
+    mixed = np.array([0, 2**64 - 1, 127, 128, 16383, 16384, 5, 2**35, 1], dtype=np.uint64)
+    blob, n = varints(mixed)
+    assert blob == b"".join(varint(int(v)) for v in mixed) and n.tolist() == [len(varint(int(v))) for v in mixed]
     assert varint(-1) == b"\xff" * 9 + b"\x01"  # int64 -1, as protobuf writes it
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 20000), max_size=60))
+def test_varints_are_varint_each(values: list[int]) -> None:
+    blob, n = varints(np.array(values, dtype=np.uint64))
+    assert blob == b"".join(varint(v) for v in values) and n.tolist() == [len(varint(v)) for v in values]

@@ -330,17 +330,18 @@ def plan_tile(
 _GRID_BOX = shapely.box(-BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
 
 
-def _to_pixels(plan: TilePlan, geoms: np.ndarray) -> np.ndarray:
-    tms = plan.tms
+def _pixels(plan: TilePlan, xy: np.ndarray) -> np.ndarray:
+    """Lon/lat coordinates (n, 2) as tile units: y-down, 0..4096 across the tile."""
     tx0, _, tx1, ty1 = plan.bounds
     kx = EXTENT / (tx1 - tx0)
     ky = EXTENT / (plan.bounds[3] - plan.bounds[1])
+    px, py = plan.tms.to_tms(xy[:, 0], xy[:, 1])
+    return np.column_stack(((px - tx0) * kx, (ty1 - py) * ky))
 
-    def project(xy: np.ndarray) -> np.ndarray:
-        px, py = tms.to_tms(xy[:, 0], xy[:, 1])
-        return np.column_stack(((px - tx0) * kx, (ty1 - py) * ky))
 
-    return shapely.transform(geoms, project)
+def _to_pixels(plan: TilePlan, geoms: np.ndarray) -> np.ndarray:
+    """Lon/lat shapes as shapes in tile units."""
+    return shapely.transform(geoms, lambda xy: _pixels(plan, xy))
 
 
 def _snap_one(geom: shapely.Geometry) -> shapely.Geometry | None:
@@ -353,20 +354,75 @@ def _snap_one(geom: shapely.Geometry) -> shapely.Geometry | None:
     return None
 
 
-def _snap(geoms: np.ndarray) -> np.ndarray:
-    """Snap to the integer grid within the buffered tile, keeping polygons valid.
+_SIMPLE_TYPES = [shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapely.GeometryType.POLYGON]
+_MULTI_TYPES = [shapely.GeometryType.MULTIPOINT, shapely.GeometryType.MULTILINESTRING, shapely.GeometryType.MULTIPOLYGON]
 
-    Coordinates are rounded, which leaves almost every shape valid (repeated points are dropped by the
-    encoder); a shape rounding made invalid (a sliver folding onto itself) or that reaches beyond the
-    buffered tile is snap-rounded by GEOS instead, as every shape was before: that cost 70% of a full
-    tile's geometry work (profiles/tiles-full.txt). Either way within √2/2 of a grid unit of the shape.
+
+def _clip(plan: TilePlan, geoms: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Non-empty shapes clipped to the buffered tile, as `shapely.clip_by_rect` clips them.
+
+    Most shapes of a tile lie inside the box: for them clip_by_rect gives back the shape itself, or a one-part
+    multi-shape's part (an OSM area stored as a MultiPolygon comes back a Polygon), so only the others go through
+    GEOS (~1 ms of a full tile; the identity is tested against clip_by_rect). Collections, multi-shapes of several
+    parts (they may hold empty ones, which GEOS drops) and shapes touching the box's edges are clipped by GEOS.
     """
+    cx0, cy0, cx1, cy1 = plan.clip
+    inside = (bounds[:, 0] > cx0) & (bounds[:, 1] > cy0) & (bounds[:, 2] < cx1) & (bounds[:, 3] < cy1)
+    types = shapely.get_type_id(geoms)
+    simple = inside & np.isin(types, _SIMPLE_TYPES)
+    multi = inside & np.isin(types, _MULTI_TYPES)
+    multi[multi] = shapely.get_num_geometries(geoms[multi]) == 1
+    out = geoms.copy()
+    out[multi] = shapely.get_geometry(geoms[multi], 0)
+    rest = ~(simple | multi)
+    out[rest] = shapely.clip_by_rect(geoms[rest], *plan.clip)
+    return out
+
+
+def _per_shape_bounds(xy: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """`shapely.bounds` of n shapes from their coordinates (`get_coordinates(return_index=True)`); NaN for no coordinates."""
+    out = np.full((n, 4), np.nan)
+    if not len(xy):
+        return out
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    rows = index[starts]
+    out[rows, 0], out[rows, 1] = np.minimum.reduceat(xy[:, 0], starts), np.minimum.reduceat(xy[:, 1], starts)
+    out[rows, 2], out[rows, 3] = np.maximum.reduceat(xy[:, 0], starts), np.maximum.reduceat(xy[:, 1], starts)
+    return out
+
+
+def _snap_projected(plan: TilePlan, clipped: np.ndarray, big: np.ndarray) -> np.ndarray:
+    """Project clipped lon/lat shapes to tile units, simplify the `big` ones, and snap all to the integer grid within
+    the buffered tile, keeping polygons valid.
+
+    Coordinates are rounded, which leaves almost every shape valid (repeated points are dropped by the encoder); a
+    shape rounding made invalid (a sliver folding onto itself) or that reaches beyond the buffered tile is
+    snap-rounded by GEOS instead, as every shape was before: that cost 70% of a full tile's geometry work
+    (profiles/tiles-full.txt). Either way within √2/2 of a grid unit of the shape.
+
+    The coordinates of the shapes not simplified (most of a tile) are projected and rounded in one numpy pass and set
+    once; their shapes in unrounded tile units are made only for the few GEOS must snap-round. Projecting every shape
+    and then rounding it again as shapes cost two more coordinate passes through GEOS (profiles/tiles-python.txt).
+    """
+    xy, index = shapely.get_coordinates(clipped, return_index=True)
+    px = _pixels(plan, xy)
+    small = ~big
+    of_small = small[index]
+    rounded = np.empty(len(clipped), dtype=object)
+    bounds = np.empty((len(clipped), 4))
+    rounded[small] = shapely.set_coordinates(clipped[small].copy(), np.rint(px[of_small]))
+    bounds[small] = _per_shape_bounds(px[of_small], index[of_small], len(clipped))[small]
+    unrounded = np.empty(len(clipped), dtype=object)
+    if big.any():
+        projected = shapely.set_coordinates(clipped[big].copy(), px[~of_small])
+        unrounded[big] = shapely.simplify(projected, SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
+        rounded[big] = shapely.transform(unrounded[big], np.rint)
+        bounds[big] = shapely.bounds(unrounded[big])
     lo, hi = -BUFFER - 0.5, EXTENT + BUFFER + 0.5
-    b = shapely.bounds(geoms)
-    rounded = shapely.transform(geoms, np.rint)
-    fine = shapely.is_valid(rounded) & (b[:, 0] >= lo) & (b[:, 1] >= lo) & (b[:, 2] <= hi) & (b[:, 3] <= hi)
-    for i in np.flatnonzero(~fine & ~shapely.is_missing(geoms)).tolist():
-        rounded[i] = _snap_one(geoms[i])
+    fine = shapely.is_valid(rounded) & (bounds[:, 0] >= lo) & (bounds[:, 1] >= lo) & (bounds[:, 2] <= hi) & (bounds[:, 3] <= hi)
+    for i in np.flatnonzero(~fine).tolist():
+        shape = unrounded[i] if big[i] else shapely.set_coordinates(clipped[i:i + 1].copy(), px[index == i])[0]
+        rounded[i] = _snap_one(shape)
     return rounded
 
 
@@ -421,21 +477,28 @@ def _tile_geometries(plan: TilePlan, geoms: np.ndarray) -> list[shapely.Geometry
     if not present.any():
         return out
     idx = np.flatnonzero(present)
-    g = geoms[idx]
+    for i, geom in zip(idx.tolist(), _tile_shapes(plan, geoms[idx])):
+        out[i] = geom
+    return out
+
+
+def _tile_shapes(plan: TilePlan, g: np.ndarray) -> list[shapely.Geometry]:
+    """Non-empty lon/lat shapes as tile shapes: clipped, projected, simplified by the rule, snapped."""
     bounds = shapely.bounds(g)
     dims = shapely.get_dimensions(g)
-    clipped = shapely.clip_by_rect(g, *plan.clip)
-    projected = _to_pixels(plan, clipped)
-    simplified = projected.copy()
     big = simplified_ones(plan, shapely.get_num_coordinates(g), bounds)
-    simplified[big] = shapely.simplify(projected[big], SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
-    snapped = _snap(simplified)
-    # most shapes come out as they went in; the others keep their parts of the input's dimension, or collapsed
+    return _kept_shapes(plan, _snap_projected(plan, _clip(plan, g, bounds), big), dims, bounds)
+
+
+def _kept_shapes(plan: TilePlan, snapped: np.ndarray, dims: np.ndarray, bounds: np.ndarray) -> list[shapely.Geometry]:
+    """Most shapes come out of the snapping as they went in; the others keep their parts of the input's dimension
+    (`dims`), or are drawn as their (stored-`bounds`) fallback box when they collapsed."""
     same = (shapely.get_dimensions(snapped) == dims) & ~shapely.is_empty(snapped)
     same &= shapely.get_type_id(snapped) != shapely.GeometryType.GEOMETRYCOLLECTION
-    for j, i in enumerate(idx.tolist()):
-        geom = snapped[j] if same[j] else _of_dimension(snapped[j], int(dims[j]))
-        out[i] = geom if geom is not None else _fallback_box(plan, bounds[j])
+    out = []
+    for j, ok in enumerate(same.tolist()):
+        geom = snapped[j] if ok else _of_dimension(snapped[j], int(dims[j]))
+        out.append(geom if geom is not None else _fallback_box(plan, bounds[j]))
     return out
 
 
@@ -455,17 +518,22 @@ def tile_properties(plan: TilePlan, feat: StoredFeature) -> tuple[int | None, di
     return _row_properties(plan, feat.fkey, [feat.props.get(name) for name in plan.attributes])
 
 
+def _layer(plan: TilePlan) -> LayerEncoder:
+    """The tile's layer. Its exterior rings turn counter-clockwise in these y-down grid units (clockwise on screen), as
+    MVT wants: the encoder orients the rings of the (valid, integer) tile shapes itself, in numpy — what
+    `shapely.orient_polygons(exterior_cw=False)` did in GEOS with a copy of every shape (profiles/tiles-python.txt)."""
+    return LayerEncoder(plan.dataset_id, EXTENT, orient=True)
+
+
 def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[bytes, int]:
     """Encode features (already restricted to the tile) as an MVT; b"" when there are none."""
-    layer = LayerEncoder(plan.dataset_id, EXTENT)
+    layer = _layer(plan)
     count = 0
     it = iter(features)
     while batch := list(islice(it, _BATCH)):
-        # exterior rings counter-clockwise in these y-down grid units (clockwise on screen), as MVT wants: done
-        # here for the whole batch in GEOS; the encoder writes rings as they come
         made = np.array(tile_geometries(plan, [f.wkb for f in batch]), dtype=object)
         present = ~shapely.is_missing(made)
-        geoms = shapely.orient_polygons(made[present], exterior_cw=False)
+        geoms = made[present]
         layer.add(geoms, [tile_properties(plan, f) for f, p in zip(batch, present.tolist()) if p])
         count += len(geoms)
     return (layer.tile(), count) if count else (b"", 0)
@@ -480,7 +548,7 @@ def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, acce
     )
     bminx, bminy, bmaxx, bmaxy = plan.lonlat
     box = shapely.box(*plan.lonlat)
-    layer = LayerEncoder(plan.dataset_id, EXTENT)
+    layer = _layer(plan)
     count = 0
     for batch in rows:
         geoms = shapely.from_wkb(np.array(batch.wkbs, dtype=object), on_invalid="ignore")
@@ -491,7 +559,7 @@ def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, acce
         made = np.full(len(geoms), None, dtype=object)
         made[meets] = _tile_geometries(plan, geoms[meets])
         present = ~shapely.is_missing(made)
-        drawn = shapely.orient_polygons(made[present], exterior_cw=False)
+        drawn = made[present]
         keep = np.flatnonzero(present).tolist()
         layer.add(drawn, [_row_properties(plan, batch.fkeys[i], batch.values[i]) for i in keep])
         count += len(drawn)
@@ -503,8 +571,9 @@ def _row_properties(plan: TilePlan, fkey: str, values: list[Any]) -> tuple[int |
     """`tile_properties` of a row read by `tile_rows` (`values`: the plan's attributes, in order)."""
     props = {}
     for name, value in zip(plan.attributes, values):
-        v = _mvt_value(value)
-        if v is not None:
+        if value.__class__ is str:  # most values (codes, names): no checks to make
+            props[name] = value
+        elif (v := _mvt_value(value)) is not None:
             props[name] = v
     fid = feature_id(fkey)
     if fid is None:
