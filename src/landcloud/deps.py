@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from landcloud.access.principal import Principal
 from landcloud.config import Settings
@@ -39,7 +40,10 @@ class Reads:
     the connection the gate and the page then read on (benchmarks/profiles/request-path.txt).
     Nothing outlives the request: the next one reads the token, account and grants again, so a
     revocation counts at once. The connection is a read connection (`store.db.read_connection`):
-    writes (the audit log, a token's last use) still go through the engine.
+    writes (the audit log, a token's last use) still go through the engine. A read's audit entry is
+    written once the connection is back (`after_close`): written while it was held, each audited request
+    needed a second connection, and more concurrent audited reads than the pool holds would each wait
+    for one that none would give back.
     """
 
     def __init__(self, request: Request) -> None:
@@ -47,6 +51,7 @@ class Reads:
         self.engine: Engine = request.app.state.engine
         self._conn: Connection | None = None
         self._principal: Principal | None = None
+        self._after: list[Callable[[], object]] = []
 
     @property
     def conn(self) -> Connection:
@@ -64,10 +69,28 @@ class Reads:
             self._principal = authenticate(self.engine, self.request.app.state.settings, self.request, conn=self.conn)
         return self._principal
 
+    def after_close(self, write: Callable[[], object]) -> None:
+        """Run `write` (an audit entry of a read made on `conn`) once the connection is back in the pool."""
+        self._after.append(write)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._after)
+
     def close(self) -> None:
+        """Hand the connection back, then write what waited for it (every entry, even if one fails: the
+        first failure is raised after the others)."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
+        failure: BaseException | None = None
+        while self._after:
+            try:
+                self._after.pop(0)()
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the other entries
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 async def get_reads(request: Request) -> AsyncIterator[Reads]:
@@ -80,7 +103,10 @@ async def get_reads(request: Request) -> AsyncIterator[Reads]:
     try:
         yield reads
     finally:
-        reads.close()
+        if reads.pending:  # an endpoint that ended early (an error) with an audit entry to write: I/O, off the loop
+            await run_in_threadpool(reads.close)
+        else:
+            reads.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -189,6 +189,39 @@ def test_read_routes_follow_a_revoked_grant_or_token_on_the_next_request(world: 
         assert gone.status_code == 401 and gone.json()["error"] == "auth.bad_token", path
 
 
+def test_an_audited_read_writes_its_entry_once_its_connection_is_back(
+    world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items and "what is here" read on the request's one connection (deps.Reads); the audit entry of the read is
+    written after that connection is back in the pool. Written while it was held, every audited request needed a
+    second connection: more concurrent audited reads than the pool holds would each wait for one none gives back."""
+    from landcloud.access import audit
+
+    app_id = world.post("/api/applications", "bank", json={"dataset_id": "hrb-dltb", "purpose": "抵押登记核查 mortgage checks",
+                                                            "fields": ["BSM", "DLBM"]}).json()["id"]
+    assert world.post(f"/api/applications/{app_id}/decision", "hrbadmin", json={"approve": True}).json()["status"] == "approved"
+    held: list[tuple[str, int]] = []
+    record = audit.record
+
+    def spy(engine: sa.Engine, principal: object, action: str, **kw: object) -> int:
+        held.append((action, engine.pool.checkedout()))
+        return record(engine, principal, action, **kw)
+
+    monkeypatch.setattr(audit, "record", spy)
+    page = world.get("/ogc/collections/hrb-dltb/items", "bank", params={"limit": 100})
+    assert page.status_code == 200 and {f["properties"]["BSM"] for f in page.json()["features"]} == ALL_HRB
+    here = world.get("/api/here", "bank", params={"lon": 126.601, "lat": 45.741})
+    assert here.status_code == 200 and "hrb-dltb" in [layer["dataset"] for layer in here.json()["layers"]]
+    reads = [(action, n) for action, n in held if action in ("data.read", "data.here")]
+    assert [action for action, _ in reads] == ["data.read", "data.here"], held  # both reads audited, once each
+    assert [n for _, n in reads] == [0, 0], held  # ... with no connection of the request still checked out
+    with engine.connect() as conn:
+        last = conn.execute(sa.select(audit.audit_log.c.action, audit.audit_log.c.detail)
+                            .order_by(audit.audit_log.c.seq.desc()).limit(2)).all()
+    assert [row.action for row in last] == ["data.here", "data.read"]
+    assert json.loads(last[1].detail)["count"] == len(ALL_HRB)
+
+
 def test_sensitive_data_needs_the_level_above(world: World) -> None:
     app = world.post("/api/applications", "hrb", json={"dataset_id": "daoli-mine", "purpose": "矿产监管 supervision"}).json()
     first = world.post(f"/api/applications/{app['id']}/decision", "daoliadmin", json={"approve": True})

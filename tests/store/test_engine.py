@@ -51,3 +51,29 @@ def test_a_read_after_a_writer_holds_no_write_lock(engine: sa.Engine) -> None:
                         raw.execute("PRAGMA busy_timeout=30000")
     finally:
         fresh.dispose()
+
+
+def test_reads_writes_what_waited_after_its_connection_is_back_even_when_one_fails(engine: sa.Engine) -> None:
+    """`deps.Reads.close`: the connection goes back first, then every waiting write runs; a failure is raised
+    after the others ran (an audit entry is never dropped because another failed)."""
+    from types import SimpleNamespace
+
+    from landcloud.deps import Reads
+
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(engine=engine, settings=None)))
+    reads = Reads(request)  # type: ignore[arg-type]
+    assert reads.conn.execute(sa.text("SELECT 1")).scalar() == 1
+    seen: list[tuple[str, int]] = []
+
+    def fail() -> None:
+        seen.append(("fail", engine.pool.checkedout()))
+        raise RuntimeError("disk full")
+
+    reads.after_close(fail)
+    reads.after_close(lambda: seen.append(("write", engine.pool.checkedout())))
+    assert reads.pending
+    with pytest.raises(RuntimeError, match="disk full"):
+        reads.close()
+    assert seen == [("fail", 0), ("write", 0)] and not reads.pending
+    reads.close()  # nothing left: a second close does nothing
+    assert seen == [("fail", 0), ("write", 0)]

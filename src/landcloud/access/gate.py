@@ -9,8 +9,9 @@ with who, unit, dataset, version, filter, feature count and fields.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ from landcloud.codes.admin import DivisionIndex
 from landcloud.messages import Forbidden, NotFound
 from landcloud.store.db import connection
 from landcloud.store.features import BBox, SQLFilter, StoredFeature, feature_store_for
+
+# Where a read's audit entry waits to be written (`deps.Reads.after_close`: once the request's connection is back).
+Defer = Callable[[Callable[[], object]], None]
 
 __all__ = ["ANONYMOUS", "Principal", "system_principal", "Unauthorized"]
 
@@ -312,6 +316,7 @@ def read_features(
     audit_public: bool = False,
     as_text: bool = False,
     conn: Connection | None = None,
+    defer: Defer | None = None,
 ) -> Iterator[StoredFeature]:
     """The features of a version this caller may read, shaped; audited when the data is not public
     (or always, with `audit_public`: a download is recorded whatever it holds). `conn`: the request's
@@ -321,7 +326,8 @@ def read_features(
     row restriction is added here, never left to the route. `as_text`: the caller only writes the
     features out as GeoJSON in EPSG:4490 (see `FeatureStore.iter_features`); taken only when the
     access shapes nothing (no row restriction, no field dropped or masked), so the stored text is
-    exactly what the caller may see.
+    exactly what the caller may see. `defer`: where the audit entry goes to be written later (`deps.Reads.after_close`:
+    once `conn` is back in the pool); without it the entry is written when the read ends.
     """
     if not access.visible:
         raise not_found(ds.id)
@@ -331,7 +337,7 @@ def read_features(
         as_text=as_text and access.unrestricted, read_conn=conn,
     )
     return _audited(engine, principal, ds, access, v, feats, action, {**(detail or {}), "bbox": bbox, "limit": limit, "offset": offset},
-                    audit_public)
+                    audit_public, defer)
 
 
 def count_features(
@@ -354,6 +360,7 @@ def _audited(
     action: str,
     detail: dict[str, Any],
     audit_public: bool = False,
+    defer: Defer | None = None,
 ) -> Iterator[StoredFeature]:
     count = 0
     whole = access.unrestricted  # decided once: it is the same for every row of the read
@@ -365,14 +372,22 @@ def _audited(
                 yield shaped
     finally:
         if access.audited or audit_public:
-            audit.record(
+            _write_or_defer(defer, functools.partial(
+                audit.record,
                 engine,
                 principal,
                 action,
                 dataset_id=ds.id,
                 version=version,
                 detail={**{k: v for k, v in detail.items() if v is not None}, "count": count, **access_detail(access)},
-            )
+            ))
+
+
+def _write_or_defer(defer: Defer | None, entry: Callable[[], object]) -> None:
+    if defer is None:
+        entry()
+    else:
+        defer(entry)
 
 
 def access_detail(access: Access) -> dict[str, Any]:
@@ -424,6 +439,7 @@ def features_at(
     detail: dict[str, Any] | None = None,
     viewer: Viewer | None = None,
     conn: Connection | None = None,
+    defer: Defer | None = None,
 ) -> tuple[list[LayerAt], int]:
     """Every readable dataset's features at a point (EPSG:4490 lon/lat): (layers with features, datasets checked).
 
@@ -464,13 +480,14 @@ def features_at(
             audited.append({"dataset": ds.id, "version": ds.current_version, "count": len(found), **access_detail(access)})
         if found:
             layers.append(LayerAt(ds, access, ds.current_version, found))
-    if audited:
-        audit.record(
+    if audited:  # (`defer`: as read_features')
+        _write_or_defer(defer, functools.partial(
+            audit.record,
             engine,
             principal,
             action,
             detail={**(detail or {}), "point": [lon, lat], "count": sum(a["count"] for a in audited), "datasets": audited},
-        )
+        ))
     return layers, checked
 
 

@@ -317,10 +317,11 @@ def items(
     as_text = fmt != "html" and props is None and out.is_storage_lonlat and marker is None
     feats = list(fingerprints.marked(gate.read_features(
         engine, principal, ds, access, v, bbox=box, where=where, order=order, limit=limit, offset=offset,
-        detail={"filter": filter_, "sortby": sortby, "ogc": True}, as_text=as_text, conn=reads.conn), marker))
+        detail={"filter": filter_, "sortby": sortby, "ogc": True}, as_text=as_text, conn=reads.conn,
+        defer=reads.after_close), marker))
     matched = _number_matched(engine, ds, access, v, box, where, returned=len(feats), limit=limit, offset=offset,
                               required=fmt == "html", conn=reads.conn)
-    reads.close()  # read all: back to the pool before the page is written and sent
+    reads.close()  # read all: back to the pool (then the audit entry) before the page is written and sent
     base = base_url(request)
     url = f"{base}/ogc/collections/{ds.id}/items"
     query = {k: v for k, v in request.query_params.items() if k not in ("offset", "f")}

@@ -174,11 +174,15 @@ def what_is_here(
     y: float | None = None,
     crs: str | None = None,
     conn: Connection | None = None,
+    defer: gate.Defer | None = None,
 ) -> dict[str, Any]:
-    """The report for one point (see the module docstring); `conn`: the request's read connection."""
+    """The report for one point (see the module docstring); `conn`: the request's read connection, `defer`: where
+    the audit entry waits for it to be back in the pool (`gate.read_features`)."""
     plon, plat, given = resolve_point(lon, lat, x, y, crs)
     viewer = gate.Viewer(engine, principal, conn)  # its index key also tells division_at whether its boundaries are current
-    layers, checked = gate.features_at(engine, principal, plon, plat, tolerance_m=TOLERANCE_M, viewer=viewer, conn=conn)
+    layers, checked = gate.features_at(
+        engine, principal, plon, plat, tolerance_m=TOLERANCE_M, viewer=viewer, conn=conn, defer=defer
+    )
     out_layers = []
     for layer in layers:
         ds = layer.dataset

@@ -31,6 +31,6 @@ def here(
     # jsonable_encoder pass over it cost ~10% of the request (benchmarks/profiles/here-*.txt)
     # authentication, the caller's facts, the dataset list and the features: one connection, in this
     # worker thread (deps.Reads)
-    report = what_is_here(engine, reads.principal, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn)
-    reads.close()  # back to the pool before the report is written and sent
+    report = what_is_here(engine, reads.principal, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn, defer=reads.after_close)
+    reads.close()  # back to the pool (then the audit entry) before the report is written and sent
     return JSONResponse(report)
