@@ -748,8 +748,7 @@ def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
 def _render_postgis(
     engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, conn: Connection | None = None
 ) -> tuple[bytes, int]:
-    if not access.visible:
-        raise gate.not_found(ds.id)
+    """The PostGIS way of `render_planned` (which has checked the caller may read the data)."""
     strings = {f["name"] for f in ds.fields if f.get("type", "string") == "string"}
     sql, params = postgis_tile_sql(plan, access, engine, strings)
     if conn is not None and _autocommit(conn):
