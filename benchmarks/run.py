@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from rawmvt import RAW_MVT, RAW_MVT_COLUMN
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -167,6 +168,20 @@ def pygeoapi_server(anchors: Path, work: Path, resources: dict, logdir: Path) ->
     return Server("pygeoapi", cmd, env, port, "/conformance", logdir)
 
 
+RAW_HTTP = "raw PostGIS ST_AsMVT over HTTP (Starlette + uvicorn + psycopg2)"
+
+
+def rawtiles_server(anchors: Path, dsn: str, layers: dict[str, tuple[str, str]], logdir: Path) -> Server:
+    """`rawtiles.py`: the raw tile statement behind the thinnest Python HTTP server (the anchors venv's uvicorn)."""
+    port = free_port()
+    env = dict(os.environ, RAWTILES_DSN=dsn, RAWTILES_LAYERS=json.dumps(layers))
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    cmd = [str(anchors / "bin" / "python"), "-m", "uvicorn", "rawtiles:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return Server("raw-tiles-http", cmd, env, port, "/ready", logdir)
+
+
 # ---------------------------------------------------------------- load generator
 
 def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None,
@@ -287,14 +302,6 @@ def tile_list(points: np.ndarray, zooms: range, per_zoom: int) -> list[tuple[int
             if len(seen) >= per_zoom:
                 break
     return out
-
-
-RAW_MVT_COLUMN = {"dltb": "DLBM", "osm": "landuse"}  # the one attribute the raw tiles carry
-RAW_MVT = (
-    "WITH q AS (SELECT t.\"{column}\" AS attr, ST_AsMVTGeom(ST_Transform(ST_SetSRID(t.geom, 4326), 3857), ST_TileEnvelope(%(z)s, %(x)s, %(y)s), "
-    "4096, 64, true) AS geom FROM \"{table}\" t WHERE t.geom && ST_SetSRID(ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s), 4326), 4490)) "
-    "SELECT ST_AsMVT(q.*, 'layer', 4096, 'geom') FROM q"
-)
 
 
 def crs84_copy(dsn: str, table: str) -> None:
@@ -514,6 +521,10 @@ def main(argv: list[str] | None = None) -> int:
             if resources:
                 pyg = pygeoapi_server(anchors, work, resources, work)
                 servers.append(pyg)
+        rawhttp = None
+        if anchors and pg_dsn:
+            rawhttp = rawtiles_server(anchors, pg_dsn, {key: (table, RAW_MVT_COLUMN[key]) for key, (_p, _d, table) in data.items()}, work)
+            servers.append(rawhttp)
         for s in servers:
             s.wait()
         log("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers))
@@ -583,12 +594,27 @@ def main(argv: list[str] | None = None) -> int:
                 r = stats([t for t, _ in raw])
                 r.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
                 rows.append(r)
+                http_by_fullness: dict[str, dict] = {}
+                if rawhttp:  # the same statement behind HTTP: what the protocol alone costs a Python server
+                    log(f"tiles {key}: raw ST_AsMVT over HTTP")
+                    rpaths = [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in tiles]
+                    run_load(rawhttp.port, rpaths[:10], 1, 10)  # warm-up: its connection, the backend's caches
+                    h = run_load(rawhttp.port, rpaths, 1, prof["time_limit"] * 2, samples=True)
+                    hsamples = h.pop("samples")
+                    h.update(target=RAW_HTTP, anchor=True)
+                    rows.append(h)
+                    kind = {p: fullness(raw[i][1]) for i, p in enumerate(rpaths)}
+                    for label in sorted(set(kind.values())):
+                        hr = stats([dt for p, st, dt in hsamples if st in (200, 204) and kind[p] == label])
+                        hr.update(target=RAW_HTTP, anchor=True)
+                        http_by_fullness[label] = hr
                 for label, frows in by_fullness.items():
                     part = [t for t, n in raw if fullness(n) == label]
                     anchor_row = stats(part)
                     anchor_row.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
+                    anchors_rows = [anchor_row] + ([http_by_fullness[label]] if label in http_by_fullness else [])
                     comparisons.append({"comparison": "vector tiles WebMercatorQuad, cold, by fullness", "dataset": key,
-                                        "variant": f"raw tile {label}: {len(part)} of {len(tiles)} tiles", "rows": [*frows, anchor_row],
+                                        "variant": f"raw tile {label}: {len(part)} of {len(tiles)} tiles", "rows": [*frows, *anchors_rows],
                                         "unit": "tile latency"})
             tile_rows[key] = rows
             comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": key,

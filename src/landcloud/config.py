@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         default=None, description="Where `npm ci` put the portal's front-end libraries (default: the checkout's node_modules)",
         json_schema_extra=_zh("`npm ci` 安装的门户前端库所在目录（默认是代码目录下的 node_modules）"),
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="After start-up, keep the objects made so far (modules, the app) out of Python's cyclic collector",
+        json_schema_extra=_zh("启动后将已创建的对象（模块、应用）移出 Python 循环垃圾回收的扫描范围"),
+    )
     max_request_mb: int = Field(
         default=16, description="Largest request body outside submissions",
         json_schema_extra=_zh("汇交以外的请求体最大大小（MB）"),
