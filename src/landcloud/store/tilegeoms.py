@@ -27,7 +27,6 @@ BATCH = 2000
 
 @dataclass(frozen=True)
 class Built:
-    rows: int  # feature rows looked at
     copies: int  # copies written
     seconds: float
 
@@ -38,7 +37,7 @@ def _rows_sql(version: int | None) -> str:
     return f"f.dataset_id = :d AND {which} AND NOT EXISTS (SELECT 1 FROM {TABLE} g WHERE g.feature_id = f.id)"
 
 
-def _postgis(conn: Connection, dataset_id: str, version: int | None) -> tuple[int, int]:
+def _postgis(conn: Connection, dataset_id: str, version: int | None) -> int:
     # (level, tolerance in metres, pixel in degrees of its lowest zoom, of its own zoom, a tile's height in degrees)
     levels = ", ".join(
         f"({level}, {tilegen.tolerance_m(level)!r}, {tilegen.pixel_deg(tilegen.lowest_zoom(level))!r}, "
@@ -59,25 +58,24 @@ def _postgis(conn: Connection, dataset_id: str, version: int | None) -> tuple[in
         f"SELECT s.id, l.level, {simplified} FROM ("
         "SELECT f.id, ST_NPoints(f.geom) AS np, f.maxx - f.minx AS dx, f.maxy - f.miny AS dy, "
         "GREATEST(abs(f.miny), abs(f.maxy)) AS far, ST_Transform(ST_SetSRID(f.geom, 4326), 3857) AS m "
-        f"FROM features f WHERE {_rows_sql(version)} AND f.geom IS NOT NULL AND NOT ST_IsEmpty(f.geom) "
-        f"AND ST_NPoints(f.geom) > {n} OFFSET 0) s "
+        f"FROM features f WHERE {_rows_sql(version)} AND ST_NPoints(f.geom) > {n} OFFSET 0) s "  # (none for NULL, empty)
         f"JOIN (VALUES {levels}) AS l (level, tol, px_low, px, tile_deg) ON s.np > (s.dx + s.dy) / l.px_low "
         "AND (s.dx >= l.px OR s.dy >= l.px * cos(radians(LEAST(s.far + l.tile_deg, 90.0)))) "
-        "CROSS JOIN LATERAL (SELECT ST_Simplify(s.m, l.tol, true) AS g) d"
+        "CROSS JOIN LATERAL (SELECT ST_Simplify(s.m, l.tol, true) AS g) d "
+        "ON CONFLICT DO NOTHING"  # (a build running alongside)
     )
     conn.exec_driver_sql("SET LOCAL client_min_messages = warning")  # ST_IsValid's NOTICE per invalid shape
-    written = conn.execute(sa.text(sql), {"d": dataset_id, "n": version}).rowcount
-    return -1, written
+    return int(conn.execute(sa.text(sql), {"d": dataset_id, "n": version}).rowcount)
 
 
-def _sqlite(engine: Engine, dataset_id: str, version: int | None) -> tuple[int, int]:
+def _sqlite(engine: Engine, dataset_id: str, version: int | None) -> int:
     select = sa.text(
         "SELECT f.id, f.geom, f.minx, f.miny, f.maxx, f.maxy FROM features f "
         f"WHERE {_rows_sql(version)} AND f.id > :last AND f.geom IS NOT NULL AND length(f.geom) >= {tilegen.MIN_WKB_BYTES} "
         "ORDER BY f.id LIMIT :batch"
     )
-    insert = f"INSERT INTO {TABLE} (feature_id, level, geom) VALUES (?, ?, ?)"
-    last, seen, written = 0, 0, 0
+    insert = f"INSERT OR IGNORE INTO {TABLE} (feature_id, level, geom) VALUES (?, ?, ?)"  # (a build running alongside)
+    last, written = 0, 0
     while True:
         with engine.connect() as conn:
             conn.info["write"] = True
@@ -94,8 +92,8 @@ def _sqlite(engine: Engine, dataset_id: str, version: int | None) -> tuple[int, 
                     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                     cur.executemany(insert, [(ids[i], level, w) for (i, level, _), w in zip(made, wkbs.tolist())])
                     cur.close()
-        last, seen, written = ids[-1], seen + len(rows), written + len(made)
-    return seen, written
+        last, written = ids[-1], written + len(made)
+    return written
 
 
 def build(engine: Engine, dataset_id: str, version: int | None = None) -> Built:
@@ -107,10 +105,10 @@ def build(engine: Engine, dataset_id: str, version: int | None = None) -> Built:
         with engine.connect() as conn:
             conn.info["write"] = True
             with conn.begin():
-                seen, written = _postgis(conn, dataset_id, version)
+                written = _postgis(conn, dataset_id, version)
     else:
-        seen, written = _sqlite(engine, dataset_id, version)
-    return Built(seen, written, time.perf_counter() - start)
+        written = _sqlite(engine, dataset_id, version)
+    return Built(written, time.perf_counter() - start)
 
 
 def drop(engine: Engine, dataset_id: str) -> int:
