@@ -139,17 +139,20 @@ def main() -> int:
     for name, group in groups.items():
         if a.only and name != a.only:
             continue
-        client, server, wall, features = [], [], [], 0
+        client, server, wall, features, size = [], [], [], 0, 0
         for _ in range(a.passes):
             c0, s0, w0 = time.process_time(), backend_cpu(dsn), time.perf_counter()
             for t in group:
-                features += make(*t)[1]
+                made = make(*t)
+                features += made[1]
+                size += len(made[0])
             client.append((time.process_time() - c0) / len(group))
             server.append((backend_cpu(dsn) - s0) / len(group))
             wall.append((time.perf_counter() - w0) / len(group))
         out[name] = {
             "tiles": len(group),
             "features_per_tile": features / a.passes / len(group),
+            "bytes_per_tile": size / a.passes / len(group),
             "client_ms": 1000 * float(np.median(client)),
             "server_ms": 1000 * float(np.median(server)),
             "wall_ms": 1000 * float(np.median(wall)),
@@ -160,7 +163,7 @@ def main() -> int:
     else:
         print(head)
         for name, r in out.items():
-            print(f"  {name:6s} {r['tiles']:3d} tiles, {r['features_per_tile']:7.1f} features/tile: client {r['client_ms']:7.2f} ms, "
+            print(f"  {name:6s} {r['tiles']:3d} tiles, {r['features_per_tile']:7.1f} features/tile, {r['bytes_per_tile'] / 1024:6.1f} KiB: client {r['client_ms']:7.2f} ms, "
                   f"server {r['server_ms']:7.2f} ms, sum {r['client_ms'] + r['server_ms']:7.2f} ms CPU/tile (wall {r['wall_ms']:.1f})")
     return 0
 

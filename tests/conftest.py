@@ -26,7 +26,7 @@ SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
 REFERENCE = SHARED / "reference"
 TABLES = (
-    "edition_builds", "fingerprinted_copies", "recipient_keys", "editions", "release_profiles", "features", "dataset_versions", "grants", "applications", "datasets", "api_tokens", "sessions", "signin_failures",
+    "edition_builds", "fingerprinted_copies", "recipient_keys", "editions", "release_profiles", "feature_tilegeoms", "features", "dataset_versions", "grants", "applications", "datasets", "api_tokens", "sessions", "signin_failures",
     "users", "units", "submissions", "transformation_sets", "audit_log", "audit_head", "search_docs", "search_dirty",
 )
 

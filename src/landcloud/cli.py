@@ -29,11 +29,12 @@ def _mount_access_commands() -> None:
     from landcloud.access.audit_cli import audit_app
     from landcloud.access.users_cli import users_app
     from landcloud.publish.editions_cli import editions_app, trace_command
-    from landcloud.publish.tiles_cli import export_tiles
+    from landcloud.publish.tiles_cli import export_tiles, tiles_app
 
     app.add_typer(users_app, name="users", help="Users: add, list, roles, TOTP, disable")
     app.add_typer(audit_app, name="audit", help="The audit chain: verify, export")
     app.command("export-tiles", help="Export a public edition's published version to PMTiles for static hosting (--master: a master, internal hosting only)")(export_tiles)
+    app.add_typer(tiles_app, name="tiles", help="Vector tiles: export to PMTiles, build the pre-generalised low-zoom copies")
     app.add_typer(editions_app, name="editions", help="Public editions (公开版): release profile, build, approve, list")
     app.command("trace", help="Name the recipient of a leaked, fingerprinted copy (SHP/GeoJSON/GPKG)")(trace_command)
 

@@ -453,9 +453,26 @@ def test_tile_shapes_are_valid_and_within_half_a_pixel_of_the_data(engine: sa.En
                         b = want.bounds
                         if max(b[2] - b[0], b[3] - b[1]) < 4 * _CELL_UNITS:  # a few pixels: may be drawn as its grown envelope
                             continue
-                        assert shapely.hausdorff_distance(got, want) <= SIMPLIFY_CELLS * _CELL_UNITS + 1.5, (dataset_id, z, x, y, method)
+                        assert _off_by(got, want) <= SIMPLIFY_CELLS * _CELL_UNITS + 1.5, (dataset_id, z, x, y, method)
                         checked += 1
     assert checked > 300
+
+
+_TILE = shapely.box(0, 0, 4096, 4096)
+
+
+def _off_by(got: shapely.Geometry, want: shapely.Geometry) -> float:
+    """How far apart two tile shapes' boundaries are within the tile proper (both ways, points every unit). The buffer
+    around the tile is left out: a shape simplified whole (a pre-generalised copy) and then clipped crosses the
+    buffer's edge where its simplified line does, which may be far along the edge from where the data crosses it when
+    the line runs nearly along it; the buffer is never drawn."""
+
+    def one_way(a: shapely.Geometry, b: shapely.Geometry) -> float:
+        pts = shapely.points(shapely.get_coordinates(shapely.segmentize(a.boundary, 1.0)))
+        pts = pts[shapely.intersects(pts, _TILE)]
+        return float(shapely.distance(pts, b.boundary).max()) if len(pts) else 0.0
+
+    return max(one_way(got, want), one_way(want, got))
 
 
 def test_only_shapes_with_more_points_than_pixels_are_simplified(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from landcloud.catalog import datasets as catalog
+from landcloud.store import tilegeoms
 from landcloud.store.features import DiffEntry, DiffKind, feature_store_for
 
 
@@ -86,4 +87,5 @@ def rollback(
             if in_transaction is not None:
                 in_transaction(conn, result)
     store.refresh_statistics(counts.added + counts.changed + counts.removed)  # committed; PostGIS: a large write analysed
+    tilegeoms.build_quietly(engine, dataset_id, new_version)  # the re-inserted rows' tile copies
     return result

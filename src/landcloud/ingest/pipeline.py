@@ -43,6 +43,7 @@ from landcloud.ingest.report import Finding
 from landcloud.ingest.rules import Batch, Prechecks, RuleConfig, RuleRunner
 from landcloud.ingest.timing import StageClock
 from landcloud.messages import LandcloudError
+from landcloud.store import tilegeoms
 from landcloud.store.features import StageRow, feature_store_for
 
 Mode = Literal["replace", "incremental"]
@@ -387,6 +388,8 @@ def _run(
                 streamed.close()
     with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
         store.refresh_statistics(counts.added + counts.changed + counts.removed)
+    with clock.stage("tile_copies"):  # the low-zoom tiles' pre-generalised shapes of its rows (committed; never fails it)
+        tilegeoms.build_quietly(engine, ds.id, version)
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
 
 

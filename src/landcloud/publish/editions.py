@@ -56,6 +56,7 @@ from landcloud.messages import Conflict, LandcloudError, NotFound
 from landcloud.publish import desensitise
 from landcloud.publish.tables import editions as editions_table
 from landcloud.publish.tables import release_profiles
+from landcloud.store import tilegeoms
 from landcloud.store.db import connection
 from landcloud.store.features import StageRow, feature_store_for
 
@@ -440,6 +441,7 @@ def _write(engine: Engine, principal: Principal, ds: catalog.Dataset, v: int, pr
             audit.record(engine, principal, "edition.build", dataset_id=edition.id, version=new_version,
                          detail={"edition": eid, "source": ds.id, "source_version": v, "feature_count": feature_count}, conn=conn)
     store.refresh_statistics(counts.added + counts.changed + counts.removed)  # committed; PostGIS: a large write analysed
+    tilegeoms.build_quietly(engine, edition.id, new_version)
     return get_edition(engine, eid)
 
 

@@ -66,6 +66,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.codes.landuse import CLASS_FIELDS
 from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
 from landcloud.geo.mvt import LayerEncoder
+from landcloud.geo.tilegen import SIMPLIFY_ABOVE_POINTS, SIMPLIFY_CELLS, level_for
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
@@ -74,17 +75,19 @@ from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
 
 EXTENT = 4096
 BUFFER = 64
-SIMPLIFY_CELLS = 0.5  # simplification tolerance, in pixels (1/256 of a tile) of the zoom
-# Shapes of at most this many points (most parcels and buildings) are not simplified, only snapped: the
+# SIMPLIFY_CELLS (geo/tilegen.py): simplification tolerance, in pixels (1/256 of a tile) of the zoom.
+# SIMPLIFY_ABOVE_POINTS (geo/tilegen.py): shapes of at most this many points (most parcels and buildings) are not simplified, only snapped: the
 # topology-preserving simplifier cost a GEOS round trip each (40% of a full tile's PostGIS statement) and changed
 # few of them (full z8–z10 DLTB tiles 2% larger). Douglas-Peucker instead was cheaper still but, made valid again,
 # lost narrow shapes (a thin landuse strip 49 units off): profiles/tiles-full.txt.
-SIMPLIFY_ABOVE_POINTS = 8
 # ... and only shapes with more points than their stored envelope's width + height in pixels of the zoom (points
 # closer than ~2 pixels on average: the detail a boundary has at low zooms). ST_AsMVTGeom itself only snaps and drops
 # repeated and collinear points. Simplifying every shape of over 8 points was 4.3-4.5 ms of a full tile's ~19 ms
 # PostGIS statement for tiles 13% (DLTB) and 5% (OSM) smaller; with this rule ~2 ms less, tiles 2% (DLTB) / 1% (OSM)
 # larger, and a county outline at z7 still 4x fewer points (profiles/tiles-cold3.txt).
+# Web Mercator tiles up to the highest of tilegen.LEVELS read the shapes they simplify from a copy made once per row
+# (`feature_tilegeoms`, built after each version: store/tilegeoms.py) where the row has one, else simplify on the fly:
+# simplifying on every request was most of a full tile's statement beyond the raw ST_AsMVT (profiles/tiles-gen.txt).
 MIN_FEATURE_CELLS = 1.0  # lines and polygons smaller than this in both directions are left out
 DETAIL_ZOOM = 12
 DEFAULT_MINZOOM = 0
@@ -95,10 +98,11 @@ DEFAULT_MAXZOOM = 18
 LOW_ZOOM_FIELDS = CLASS_FIELDS
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: low-zoom shapes from the pre-generalised copies
 NUMERIC_KEY = re.compile(r"^(0|[1-9][0-9]{0,17})$")  # fits a bigint and an MVT uint64 id
 _NUMERIC_KEY_SQL = "'^(0|[1-9][0-9]{0,17})$'"
 _BATCH = 2000
+COPIES = "feature_tilegeoms"
 _CELL_UNITS = EXTENT / TILE_SIZE  # tile units per pixel
 
 Method = Literal["auto", "python", "postgis"]
@@ -213,6 +217,7 @@ class TilePlan:
     public: bool  # the tile shows only what anyone may see (may be kept by shared caches)
     gcj02: bool = False  # the tile grid over GCJ-02 lon/lat: `lonlat` and `clip` are GCJ-02
     query: BBox | None = None  # the CGCS2000 box rows are read from, when it is not `lonlat`
+    copy_level: int | None = None  # the level of the pre-generalised copies (`geo/tilegen.py`) its simplified shapes use
 
     @property
     def etag(self) -> str:
@@ -323,6 +328,7 @@ def plan_tile(
         public=public,
         gcj02=gcj02,
         query=gcj02_bbox_to_storage(lonlat) if gcj02 else None,
+        copy_level=None if gcj02 or tms.geographic else level_for(z),
     )
 
 
@@ -391,7 +397,7 @@ def _per_shape_bounds(xy: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _snap_projected(plan: TilePlan, clipped: np.ndarray, big: np.ndarray) -> np.ndarray:
+def _snap_projected(plan: TilePlan, clipped: np.ndarray, big: np.ndarray, premade: np.ndarray | None = None) -> np.ndarray:
     """Project clipped lon/lat shapes to tile units, simplify the `big` ones, and snap all to the integer grid within
     the buffered tile, keeping polygons valid.
 
@@ -403,7 +409,11 @@ def _snap_projected(plan: TilePlan, clipped: np.ndarray, big: np.ndarray) -> np.
     The coordinates of the shapes not simplified (most of a tile) are projected and rounded in one numpy pass and set
     once; their shapes in unrounded tile units are made only for the few GEOS must snap-round. Projecting every shape
     and then rounding it again as shapes cost two more coordinate passes through GEOS (profiles/tiles-python.txt).
+
+    `premade`: shapes already in unrounded tile units and simplified (from the pre-generalised copies), None elsewhere;
+    where one is given, `clipped` is not read (an empty shape there) and the shape is taken as simplified.
     """
+    made = np.zeros(len(clipped), dtype=bool) if premade is None else ~shapely.is_missing(premade)
     xy, index = shapely.get_coordinates(clipped, return_index=True)
     px = _pixels(plan, xy)
     small = ~big
@@ -413,9 +423,13 @@ def _snap_projected(plan: TilePlan, clipped: np.ndarray, big: np.ndarray) -> np.
     rounded[small] = shapely.set_coordinates(clipped[small].copy(), np.rint(px[of_small]))
     bounds[small] = _per_shape_bounds(px[of_small], index[of_small], len(clipped))[small]
     unrounded = np.empty(len(clipped), dtype=object)
+    fly = big & ~made
+    if fly.any():  # (the premade rows have no coordinates in `clipped`)
+        projected = shapely.set_coordinates(clipped[fly].copy(), px[~of_small])
+        unrounded[fly] = shapely.simplify(projected, SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
+    if made.any():
+        unrounded[made] = premade[made]  # type: ignore[index]
     if big.any():
-        projected = shapely.set_coordinates(clipped[big].copy(), px[~of_small])
-        unrounded[big] = shapely.simplify(projected, SIMPLIFY_CELLS * _CELL_UNITS, preserve_topology=True)
         rounded[big] = shapely.transform(unrounded[big], np.rint)
         bounds[big] = shapely.bounds(unrounded[big])
     lo, hi = -BUFFER - 0.5, EXTENT + BUFFER + 0.5
@@ -468,7 +482,8 @@ def tile_geometries(plan: TilePlan, wkbs: Sequence[bytes | None]) -> list[shapel
     return _tile_geometries(plan, shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore"))
 
 
-def _tile_geometries(plan: TilePlan, geoms: np.ndarray) -> list[shapely.Geometry | None]:
+def _tile_geometries(plan: TilePlan, geoms: np.ndarray, copies: np.ndarray | None = None) -> list[shapely.Geometry | None]:
+    """`tile_geometries` of parsed shapes; `copies`: their pre-generalised copies (EPSG:3857 WKB, None where absent)."""
     present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
     if plan.gcj02:  # rows were read from a wider CGCS2000 box: shift them, then keep what meets the tile
         geoms = geometry_wgs84_to_gcj02(geoms)
@@ -477,17 +492,44 @@ def _tile_geometries(plan: TilePlan, geoms: np.ndarray) -> list[shapely.Geometry
     if not present.any():
         return out
     idx = np.flatnonzero(present)
-    for i, geom in zip(idx.tolist(), _tile_shapes(plan, geoms[idx])):
+    for i, geom in zip(idx.tolist(), _tile_shapes(plan, geoms[idx], None if copies is None else copies[idx])):
         out[i] = geom
     return out
 
 
-def _tile_shapes(plan: TilePlan, g: np.ndarray) -> list[shapely.Geometry]:
-    """Non-empty lon/lat shapes as tile shapes: clipped, projected, simplified by the rule, snapped."""
+_EMPTY = shapely.Polygon()
+
+
+def _tile_shapes(plan: TilePlan, g: np.ndarray, copies: np.ndarray | None = None) -> list[shapely.Geometry]:
+    """Non-empty lon/lat shapes as tile shapes: clipped, projected, simplified by the rule, snapped. The shapes the
+    rule simplifies are taken from their pre-generalised copies (`copies`, EPSG:3857 WKB) where given."""
     bounds = shapely.bounds(g)
     dims = shapely.get_dimensions(g)
     big = simplified_ones(plan, shapely.get_num_coordinates(g), bounds)
-    return _kept_shapes(plan, _snap_projected(plan, _clip(plan, g, bounds), big), dims, bounds)
+    premade = None
+    if copies is not None:
+        use = big & np.array([c is not None for c in copies], dtype=bool)
+        if use.any():
+            premade = np.full(len(g), None, dtype=object)
+            premade[use] = _copies_in_tile_units(plan, shapely.from_wkb(copies[use]))
+            g = g.copy()
+            g[use] = _EMPTY  # not clipped nor projected: the copy stands for it
+    return _kept_shapes(plan, _snap_projected(plan, _clip(plan, g, bounds), big, premade), dims, bounds)
+
+
+def _copies_in_tile_units(plan: TilePlan, copies: np.ndarray) -> np.ndarray:
+    """Pre-generalised copies (EPSG:3857) clipped to the buffered tile, in unrounded tile units (y down), as
+    ST_AsMVTGeom takes them in; those inside the buffered tile are not clipped."""
+    tx0, ty0, tx1, ty1 = plan.bounds
+    kx, ky = EXTENT / (tx1 - tx0), EXTENT / (ty1 - ty0)
+    bx, by = (tx1 - tx0) * BUFFER / EXTENT, (ty1 - ty0) * BUFFER / EXTENT
+    box = (tx0 - bx, ty0 - by, tx1 + bx, ty1 + by)
+    b = shapely.bounds(copies)
+    inside = (b[:, 0] > box[0]) & (b[:, 1] > box[1]) & (b[:, 2] < box[2]) & (b[:, 3] < box[3])
+    single = inside & np.isin(shapely.get_type_id(copies), _SIMPLE_TYPES)
+    out = copies.copy()
+    out[~single] = shapely.clip_by_rect(copies[~single], *box)
+    return shapely.transform(out, lambda xy: np.column_stack(((xy[:, 0] - tx0) * kx, (ty1 - xy[:, 1]) * ky)))
 
 
 def _kept_shapes(plan: TilePlan, snapped: np.ndarray, dims: np.ndarray, bounds: np.ndarray) -> list[shapely.Geometry]:
@@ -544,7 +586,8 @@ def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, acce
     plan_tile checked), with only the tile's attributes decoded and each geometry parsed once — for the exact test
     with the tile (skipped where the stored envelope lies inside it, as in the PostGIS statement) and the drawing."""
     rows = feature_store_for(engine).tile_rows(
-        plan.dataset_id, plan.version, plan.lonlat, plan.attributes, rows=access.rows, where=plan.size_filter(), batch_size=_BATCH
+        plan.dataset_id, plan.version, plan.lonlat, plan.attributes, rows=access.rows, where=plan.size_filter(), batch_size=_BATCH,
+        copy_level=plan.copy_level,
     )
     bminx, bminy, bmaxx, bmaxy = plan.lonlat
     box = shapely.box(*plan.lonlat)
@@ -557,7 +600,8 @@ def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, acce
         meets = inside.copy()
         meets[~inside] = shapely.intersects(geoms[~inside], box)
         made = np.full(len(geoms), None, dtype=object)
-        made[meets] = _tile_geometries(plan, geoms[meets])
+        copies = None if batch.copies is None else np.array(batch.copies, dtype=object)[meets]
+        made[meets] = _tile_geometries(plan, geoms[meets], copies)
         present = ~shapely.is_missing(made)
         drawn = made[present]
         keep = np.flatnonzero(present).tolist()
@@ -637,9 +681,18 @@ def postgis_tile_sql(
         projected = f"ST_Transform(ST_SetSRID({clipped}, 4326), 3857)"
         fallback = f"ST_Transform(ST_MakeEnvelope({envelope}, 4326), 3857)"
         bounds = "ST_TileEnvelope(CAST(:tz AS integer), CAST(:tx AS integer), CAST(:ty AS integer))"
+    on_the_fly = f"ST_SimplifyPreserveTopology({projected}, :tile_tol)"
+    if plan.copy_level is not None:
+        # the row's pre-generalised copy (EPSG:3857, whole: ST_AsMVTGeom clips it) where it has one, looked up only
+        # for the shapes simplified (COALESCE stops at the first value that is not NULL)
+        params["tile_level"] = plan.copy_level
+        on_the_fly = (
+            f"COALESCE((SELECT g.geom FROM {COPIES} g WHERE g.feature_id = s.id AND g.level = CAST(:tile_level AS smallint)), "
+            f"{on_the_fly})"
+        )
     simplified = (
         f"CASE WHEN ST_NPoints(s.geom) > GREATEST({SIMPLIFY_ABOVE_POINTS}, (s.maxx - s.minx) / :tile_min_dx + (s.maxy - s.miny) / :tile_min_dy) "
-        f"THEN ST_SimplifyPreserveTopology({projected}, :tile_tol) "
+        f"THEN {on_the_fly} "
         f"ELSE {projected} END"
     )
     geom = (

@@ -1,4 +1,5 @@
-"""`landcloud export-tiles DATASET OUT.pmtiles`: a version as a PMTiles file, as the local operator.
+"""`landcloud export-tiles DATASET OUT.pmtiles`: a version as a PMTiles file, as the local operator; `landcloud tiles
+build DATASET`: the pre-generalised low-zoom tile copies of a dataset's rows (store/tilegeoms.py).
 
 Mount with `app.command("export-tiles")(export_tiles)` (or `app.add_typer(tiles_app, name="tiles")`
 for `landcloud tiles export`). Exit codes: 0 written, 2 refused (unknown dataset or version,
@@ -17,12 +18,40 @@ import typer
 
 from landcloud.messages import LandcloudError
 
-tiles_app = typer.Typer(help="Vector tiles: export a dataset version to PMTiles / 矢量瓦片", no_args_is_help=True, add_completion=False)
+tiles_app = typer.Typer(help="Vector tiles: export to PMTiles, build the low-zoom copies / 矢量瓦片", no_args_is_help=True, add_completion=False)
 
 
 @tiles_app.callback()
 def tiles() -> None:
-    """Vector tiles: export a dataset version to PMTiles / 矢量瓦片"""
+    """Vector tiles: export to PMTiles, build the low-zoom copies / 矢量瓦片"""
+
+
+@tiles_app.command("build")
+def build_copies(
+    dataset: Annotated[str, typer.Argument(help="Dataset id / 数据集标识")],
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the dataset's copies first and make them all anew / 重建")] = False,
+) -> None:
+    """Make the pre-generalised low-zoom tile copies every row of a dataset lacks (all versions): for a store migrated
+    from before them, or after a build that failed. Tiles of rows without copies are correct, only slower.
+
+    Exit codes: 0 built, 2 unknown dataset.
+    """
+    from landcloud.catalog import datasets as catalog
+    from landcloud.config import get_settings
+    from landcloud.store import tilegeoms
+    from landcloud.store.engine import get_engine
+
+    engine = get_engine(get_settings())
+    if catalog.get_dataset(engine, dataset) is None:
+        typer.echo(f"错误 error: 没有数据集“{dataset}” / no dataset '{dataset}'", err=True)
+        raise typer.Exit(2)
+    dropped = tilegeoms.drop(engine, dataset) if rebuild else 0
+    built = tilegeoms.build(engine, dataset)
+    typer.echo(
+        f"tile copies of {dataset} / 瓦片概化副本: {built.copies} made"
+        + (f" ({dropped} dropped first)" if rebuild else "")
+        + f", {built.seconds:.2f} s; per level {tilegeoms.count(engine, dataset)}"
+    )
 
 
 @tiles_app.command("export")

@@ -62,6 +62,7 @@ class TileRows(NamedTuple):
     values: list[list[Any]]  # per row, the values of the fields asked for, in that order (None where absent)
     wkbs: list[bytes | None]
     envelopes: np.ndarray  # (n, 4) stored minx, miny, maxx, maxy
+    copies: list[bytes | None] | None = None  # the rows' pre-generalised tile copies (EPSG:3857 WKB) of the level asked for
 
 
 @functools.lru_cache(maxsize=256)
@@ -320,6 +321,7 @@ class FeatureStore:
         rows: RowFilter | None = None,
         where: SQLFilter | None = None,
         batch_size: int = 2000,
+        copy_level: int | None = None,
     ) -> Iterator[TileRows]:
         """The rows of one version whose stored envelope meets `bbox`, for a vector tile: in batches, in id order,
         with only the values of `fields` (decoded from one small JSON array per row, never the whole object) and
@@ -328,6 +330,9 @@ class FeatureStore:
         For a row restriction by code prefix only (`rows.areas` needs the geometry and every property: use
         `iter_features`). A vector tile of 1,000 parcels carries two of their twelve properties below z12:
         decoding them all into a StoredFeature per row was a third of the tile (profiles/tiles-cold3.txt).
+
+        `copy_level`: also each row's pre-generalised copy of that level (`feature_tilegeoms`; None where it has none),
+        looked up (SQLite) only for rows whose geometry is long enough to have more points than any copy is made for.
         """
         if rows is not None and rows.areas:
             raise ValueError("tile_rows takes no row restriction by area")
@@ -336,14 +341,23 @@ class FeatureStore:
         clauses.append(in_box)
         params.update(bminx=bbox[0], bminy=bbox[1], bmaxx=bbox[2], bmaxy=bbox[3])
         values_sql = self._values_sql([self._json_path(n) for n in fields], params) if fields else "NULL"
+        copy_sql = ""
+        if copy_level is not None:
+            params["tile_level"] = copy_level
+            copy_sql = f", {self._tile_copy_sql()} AS tcopy"
         sql = (
-            f"SELECT f.id, f.fkey, {values_sql} AS vals, {self.geom_read_sql} AS wkb, f.minx, f.miny, f.maxx, f.maxy "
+            f"SELECT f.id, f.fkey, {values_sql} AS vals, {self.geom_read_sql} AS wkb, f.minx, f.miny, f.maxx, f.maxy{copy_sql} "
             f"FROM {source} WHERE {' AND '.join(clauses)} ORDER BY f.id"
         )
         n = len(fields)
         with self.engine.connect() as c:
             for part in _driver_batches(c, sql, params, batch_size):
-                _, fkeys, vals, wkbs, *env = zip(*part)
+                if copy_level is not None:
+                    _, fkeys, vals, wkbs, *env, tcopies = zip(*part)
+                    copies: list[bytes | None] | None = [None if w is None else bytes(w) for w in tcopies]
+                else:
+                    _, fkeys, vals, wkbs, *env = zip(*part)
+                    copies = None
                 if not n:
                     values: list[list[Any]] = [[] for _ in fkeys]
                 elif isinstance(vals[0], str):  # SQLite: JSON text, parsed for the whole batch at once
@@ -352,7 +366,15 @@ class FeatureStore:
                     values = [v[:n] for v in vals]
                 if not isinstance(wkbs[0], bytes):
                     wkbs = tuple(None if w is None else bytes(w) for w in wkbs)
-                yield TileRows(list(fkeys), values, list(wkbs), np.array(env, dtype=np.float64).T.reshape(-1, 4))
+                yield TileRows(list(fkeys), values, list(wkbs), np.array(env, dtype=np.float64).T.reshape(-1, 4), copies)
+
+    def _tile_copy_sql(self) -> str:
+        """A row's tile copy of level :tile_level as WKB, or NULL (see `tile_rows`)."""
+        return (
+            f"(SELECT {self._copy_read_sql} FROM feature_tilegeoms g WHERE g.feature_id = f.id AND g.level = :tile_level)"
+        )
+
+    _copy_read_sql = "g.geom"
 
     def _values_sql(self, paths: Sequence[str], params: dict[str, Any]) -> str:
         """SQL for a JSON array of the values at `paths` of a row's properties (null where absent)."""
@@ -885,6 +907,11 @@ class SQLiteFeatureStore(FeatureStore):
     def _json_path(self, field_name: str) -> str:
         return '$."' + field_name.replace('"', "") + '"'
 
+    def _tile_copy_sql(self) -> str:
+        from landcloud.geo.tilegen import MIN_WKB_BYTES
+
+        return f"CASE WHEN length(f.geom) >= {MIN_WKB_BYTES} THEN {super()._tile_copy_sql()} END"
+
     def _values_sql(self, paths: Sequence[str], params: dict[str, Any]) -> str:
         # json_extract of two or more paths is the JSON array of their values, each as stored (true stays true;
         # one path would give an SQL value: true as 1, an array as text); one path's value as JSON (->) in brackets.
@@ -1021,6 +1048,7 @@ class PostGISFeatureStore(FeatureStore):
 
     kind: BackendKind = "postgis"
     geom_read_sql = "ST_AsBinary(f.geom)"
+    _copy_read_sql = "ST_AsBinary(g.geom)"
     props_text_sql = "CAST(f.props AS text)"
     # ryu's shortest text of each double (up to 20 decimals: every coordinate reads back the same)
     geojson_sql = "ST_AsGeoJSON(f.geom, 20, 0)"

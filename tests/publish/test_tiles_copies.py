@@ -1,0 +1,195 @@
+"""The pre-generalised low-zoom tile copies (`feature_tilegeoms`), on both stores: built after every writer of feature
+rows, for exactly the rows a tile would simplify; used by both ways of making a tile; never a condition of a correct
+tile (missing copies: the shapes are simplified on the fly)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import shapely
+import sqlalchemy as sa
+from test_tiles import key_of, layer, pg_url, submit  # noqa: F401 (pg_url: a database of our own)
+
+from landcloud.access.policy import Access, Clause
+from landcloud.access.principal import system_principal
+from landcloud.catalog import datasets as catalog
+from landcloud.catalog import history
+from landcloud.config import Settings
+from landcloud.geo import tilegen
+from landcloud.geo.tiles import WEB_MERCATOR_QUAD
+from landcloud.publish import tiles as tiles_mod
+from landcloud.publish.tiles import EXTENT, SIMPLIFY_CELLS, plan_tile, render_tile
+from landcloud.store import tilegeoms
+
+ALL = Access(True, (Clause(None, None, frozenset(), "owner"),), frozenset(), audited=False)
+ME = system_principal("test")
+ORIGIN = (126.55, 45.70)
+
+
+def wiggly(i: int, x: float, y: float, r: float, n: int) -> dict[str, Any]:
+    """A polygon of n points around (x, y), radius ~r degrees, the boundary jagged (so simplifying removes points)."""
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    rad = r * (1 + 0.08 * np.sin(a * 7) + 0.03 * np.cos(a * 23))
+    ring = np.column_stack((x + rad * np.cos(a), y + rad * np.sin(a) * 0.7))
+    return {
+        "type": "Feature",
+        "properties": {"ID": str(i), "DLBM": "0101", "NAME": f"w{i}"},
+        "geometry": shapely.geometry.mapping(shapely.Polygon(ring)),
+    }
+
+
+def features(shift: float = 0.0) -> list[dict[str, Any]]:
+    """Non-overlapping shapes of every kind the rule tells apart: few points, many points at sizes from sub-pixel at z8
+    to several pixels at z11, and a point."""
+    feats = []
+    for i in range(40):
+        r = float(np.geomspace(2e-4, 0.02, 40)[i])
+        n = 6 if i % 5 == 0 else int(12 + (i * 37) % 150)
+        feats.append(wiggly(i + 1, ORIGIN[0] + (i % 8) * 0.05, ORIGIN[1] + (i // 8) * 0.05 + shift, r, n))
+    feats.append({"type": "Feature", "properties": {"ID": "99", "DLBM": "0101", "NAME": "p"}, "geometry": {"type": "Point", "coordinates": [126.5, 45.65]}})
+    return feats
+
+
+def load(engine: sa.Engine, settings: Settings, tmp: Path, dataset_id: str = "wig", feats: list[dict[str, Any]] | None = None, **opts: Any) -> None:
+    submit(engine, settings, tmp, dataset_id, feats if feats is not None else features(), unit="230000", key="ID", overlap_check=False, **opts)
+
+
+def copies(engine: sa.Engine, dataset_id: str = "wig") -> set[tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT g.feature_id, g.level FROM feature_tilegeoms g JOIN features f ON f.id = g.feature_id WHERE f.dataset_id = :d"),
+            {"d": dataset_id},
+        )
+        return {(int(a), int(b)) for a, b in rows}
+
+
+def wanted(engine: sa.Engine, dataset_id: str = "wig", current: bool = False) -> set[tuple[int, int]]:
+    """The copies the rule asks for, computed here from the stored rows."""
+    with engine.connect() as conn:
+        where = " AND f.v_to IS NULL" if current else ""
+        rows = conn.execute(
+            sa.text(f"SELECT f.id, f.minx, f.miny, f.maxx, f.maxy FROM features f WHERE f.dataset_id = :d{where} ORDER BY f.id"),
+            {"d": dataset_id},
+        ).all()
+    store = tiles_mod.feature_store_for(engine)
+    geoms = store.fetch_geometries(engine.connect(), [r[0] for r in rows])
+    points = np.array([shapely.get_num_coordinates(shapely.from_wkb(geoms[r[0]][1])) for r in rows])
+    env = np.array([r[1:] for r in rows], dtype=np.float64)
+    return {(rows[i][0], level) for level in tilegen.LEVELS for i in np.flatnonzero(tilegen.needs_copy(level, points, env)).tolist()}
+
+
+def drop_all(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM feature_tilegeoms")
+
+
+def tiles_over(engine: sa.Engine, dataset_id: str = "wig") -> list[tuple[int, int, int]]:
+    ds = catalog.get_dataset(engine, dataset_id)
+    assert ds is not None and ds.extent
+    return [(z, x, y) for z in (8, 9, 10, 11, 12) for x, y in WEB_MERCATOR_QUAD.tiles_covering(tuple(ds.extent), z)]
+
+
+def drawn(engine: sa.Engine, method: str = "auto", dataset_id: str = "wig") -> dict[tuple[int, int, int], dict[str, dict[str, Any]]]:
+    ds = catalog.get_dataset(engine, dataset_id)
+    assert ds is not None
+    out = {}
+    for z, x, y in tiles_over(engine, dataset_id):
+        data = render_tile(engine, ME, ds, ALL, None, WEB_MERCATOR_QUAD, z, x, y, method=method)  # type: ignore[arg-type]
+        out[(z, x, y)] = {key_of(f): f for f in layer(data, dataset_id)}
+    return out
+
+
+def close(a: dict[tuple[int, int, int], dict[str, dict[str, Any]]], b: dict[tuple[int, int, int], dict[str, dict[str, Any]]]) -> float:
+    """The same features with the same properties in every tile; the largest distance between their shapes."""
+    worst = 0.0
+    assert a.keys() == b.keys()
+    for tile, feats in a.items():
+        assert feats.keys() == b[tile].keys(), tile
+        for key, f in feats.items():
+            g = b[tile][key]
+            assert f["properties"] == g["properties"] and f.get("id", 0) == g.get("id", 0), (tile, key)
+            d = shapely.hausdorff_distance(shapely.geometry.shape(f["geometry"]), shapely.geometry.shape(g["geometry"]))
+            worst = max(worst, float(d))
+    return worst
+
+
+LIMIT = 2 * SIMPLIFY_CELLS * EXTENT / 256 + 2  # two simplifications within their tolerance, and the snapping
+
+
+def test_a_submission_builds_the_copies_its_rows_need_and_tiles_read_them(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    load(engine, settings, tmp_path)
+    made = copies(engine)
+    assert made == wanted(engine) and len({level for _, level in made}) == len(tilegen.LEVELS)
+    assert tilegeoms.build(engine, "wig", 1).copies == 0  # nothing left to make
+    with_copies = drawn(engine)
+    ds = catalog.get_dataset(engine, "wig")
+    assert ds is not None
+    plan = plan_tile(ds, ALL, None, WEB_MERCATOR_QUAD, 10, *WEB_MERCATOR_QUAD.tile_for_lonlat(*ORIGIN, 10))
+    assert plan.copy_level == 10
+    assert plan_tile(ds, ALL, None, WEB_MERCATOR_QUAD, 12, 0, 0).copy_level is None
+    if engine.dialect.name == "postgresql":  # the Python way reads the same copies
+        assert close(with_copies, drawn(engine, "python")) <= LIMIT
+    drop_all(engine)  # what an older store (or a failed build) has: every shape simplified on the fly
+    on_the_fly = drawn(engine)
+    assert on_the_fly != with_copies  # the copies were read (shapes simplified at another zoom's tolerance differ)
+    assert close(with_copies, on_the_fly) <= LIMIT
+    assert sum(len(t) for t in with_copies.values()) > 100
+
+
+def test_new_versions_and_rollbacks_get_copies_for_the_rows_they_write(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    load(engine, settings, tmp_path)
+    first = copies(engine)
+    moved = features(shift=0.001)  # every shape changed: new rows
+    load(engine, settings, tmp_path, feats=moved[:30])
+    assert copies(engine) == wanted(engine) and copies(engine) > first  # the old rows keep theirs
+    history.rollback(engine, "wig", 1)
+    assert copies(engine) == wanted(engine)
+    assert {fid for fid, _ in wanted(engine, current=True)} <= {fid for fid, _ in copies(engine)}
+
+
+def test_a_failed_build_leaves_the_version_and_correct_tiles(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_args: Any) -> Any:
+        raise RuntimeError("no copies today")
+
+    monkeypatch.setattr(tilegeoms, "_postgis", fail)
+    monkeypatch.setattr(tilegeoms, "_sqlite", fail)
+    load(engine, settings, tmp_path)  # accepted: the copies come after the commit
+    assert copies(engine) == set()
+    ds = catalog.get_dataset(engine, "wig")
+    assert ds is not None and ds.current_version == 1 and ds.feature_count == 41
+    without = drawn(engine)
+    monkeypatch.undo()
+    assert tilegeoms.build(engine, "wig").copies == len(wanted(engine))  # what `landcloud tiles build` does
+    assert close(drawn(engine), without) <= LIMIT
+
+
+def test_copies_go_with_their_feature_rows(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    load(engine, settings, tmp_path)
+    fid = next(iter(copies(engine)))[0]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM features WHERE id = :i"), {"i": fid})
+    assert copies(engine) and fid not in {f for f, _ in copies(engine)}
+
+
+def test_the_tiles_build_command(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    load(engine, settings, tmp_path)
+    n = len(copies(engine))
+    env = {"LANDCLOUD_DATA_DIR": str(settings.data_dir), "LANDCLOUD_DATABASE_URL": settings.resolved_database_url, "PATH": "/usr/bin:/bin"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "landcloud.cli", "tiles", "build", *args], env=env, capture_output=True, text=True, timeout=120)
+
+    again = run("wig")
+    assert again.returncode == 0 and "0 made" in again.stdout, again.stdout + again.stderr
+    rebuilt = run("wig", "--rebuild")
+    assert rebuilt.returncode == 0 and f"{n} made ({n} dropped first)" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    assert len(copies(engine)) == n
+    unknown = run("nope")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
