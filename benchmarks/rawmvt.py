@@ -7,3 +7,8 @@ RAW_MVT = (
     "4096, 64, true) AS geom FROM \"{table}\" t WHERE t.geom && ST_SetSRID(ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s), 4326), 4490)) "
     "SELECT ST_AsMVT(q.*, 'layer', 4096, 'geom') FROM q"
 )
+
+# The settings landcloud's own tile statement runs with (publish/tiles.py, `_PLAN_SETTINGS`), given to both anchors: a
+# full z8 tile was planned with a parallel worker that cost more than it saved (26 vs 17 ms on this machine), and
+# the floor should be the raw query at its best.
+RAW_SETTINGS = "SET jit = off; SET max_parallel_workers_per_gather = 0"

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from rawmvt import RAW_MVT, RAW_MVT_COLUMN
+from rawmvt import RAW_MVT, RAW_MVT_COLUMN, RAW_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -324,7 +324,8 @@ def raw_tiles(dsn: str, table: str, tiles: list[tuple[int, int, int]], column: s
 
     sql = RAW_MVT.format(table=table, column=column)
     out = []
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(RAW_SETTINGS)
         for z, x, y in tiles:
             t = time.perf_counter()
             tile = conn.execute(sql, {"z": z, "x": x, "y": y}).fetchone()[0]

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rawmvt import RAW_SETTINGS  # noqa: E402
 from run import RAW_MVT, fullness, sample_points, tile_list  # noqa: E402
 
 RAW_TABLE = {"bench-dltb": ("dltb_plain", "DLBM"), "bench-osm": ("osm_plain", "landuse")}
@@ -111,7 +112,8 @@ def main() -> int:
     if a.raw:
         import psycopg
 
-        raw_conn = psycopg.connect(raw_dsn)
+        raw_conn = psycopg.connect(raw_dsn, autocommit=True)
+        raw_conn.execute(RAW_SETTINGS)
         raw_sql = RAW_MVT.format(table=RAW_TABLE[a.dataset][0], column=RAW_TABLE[a.dataset][1])
 
     def make(z: int, x: int, y: int) -> tuple[bytes, int]:

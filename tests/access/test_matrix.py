@@ -23,6 +23,7 @@ from landcloud import clock
 from landcloud.app import api_routes, create_app
 from landcloud.config import Settings
 from landcloud.deps import get_principal, get_reads
+from landcloud.geo.tiles import WEB_MERCATOR_QUAD
 
 from world import HRB_ROWS, MINE_ROWS, PASSWORD, QQHR_ROWS, World, build, sign_in
 
@@ -192,8 +193,8 @@ def test_read_routes_follow_a_revoked_grant_or_token_on_the_next_request(world: 
 def test_an_audited_read_writes_its_entry_once_its_connection_is_back(
     world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Items and "what is here" read on the request's one connection (deps.Reads); the audit entry of the read is
-    written after that connection is back in the pool. Written while it was held, every audited request needed a
+    """Items, tiles and "what is here" read on the request's one connection (deps.Reads); the audit entry of the read
+    is written after that connection is back in the pool. Written while it was held, every audited request needed a
     second connection: more concurrent audited reads than the pool holds would each wait for one none gives back."""
     from landcloud.access import audit
 
@@ -212,14 +213,18 @@ def test_an_audited_read_writes_its_entry_once_its_connection_is_back(
     assert page.status_code == 200 and {f["properties"]["BSM"] for f in page.json()["features"]} == ALL_HRB
     here = world.get("/api/here", "bank", params={"lon": 126.601, "lat": 45.741})
     assert here.status_code == 200 and "hrb-dltb" in [layer["dataset"] for layer in here.json()["layers"]]
-    reads = [(action, n) for action, n in held if action in ("data.read", "data.here")]
-    assert [action for action, _ in reads] == ["data.read", "data.here"], held  # both reads audited, once each
-    assert [n for _, n in reads] == [0, 0], held  # ... with no connection of the request still checked out
+    tx, ty = WEB_MERCATOR_QUAD.tile_for_lonlat(126.601, 45.741, 14)
+    tile = world.get(f"/ogc/collections/hrb-dltb/tiles/WebMercatorQuad/14/{ty}/{tx}", "bank")
+    assert tile.status_code == 200 and tile.content
+    reads = [(action, n) for action, n in held if action in ("data.read", "data.here", "data.tiles")]
+    assert [action for action, _ in reads] == ["data.read", "data.here", "data.tiles"], held  # each read audited, once
+    assert [n for _, n in reads] == [0, 0, 0], held  # ... with no connection of the request still checked out
     with engine.connect() as conn:
         last = conn.execute(sa.select(audit.audit_log.c.action, audit.audit_log.c.detail)
-                            .order_by(audit.audit_log.c.seq.desc()).limit(2)).all()
-    assert [row.action for row in last] == ["data.here", "data.read"]
-    assert json.loads(last[1].detail)["count"] == len(ALL_HRB)
+                            .order_by(audit.audit_log.c.seq.desc()).limit(3)).all()
+    assert [row.action for row in last] == ["data.tiles", "data.here", "data.read"]
+    assert json.loads(last[2].detail)["count"] == len(ALL_HRB)
+    assert json.loads(last[0].detail)["count"] >= 1
 
 
 def test_sensitive_data_needs_the_level_above(world: World) -> None:

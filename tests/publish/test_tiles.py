@@ -335,12 +335,13 @@ def test_cache_keys_audit_and_new_versions(engine: sa.Engine, settings: Settings
 
 
 @pytest.mark.parametrize("backend", ["postgis"])
-def test_a_handed_over_connection_runs_the_statement_and_is_closed_before_the_audit(
+def test_a_handed_over_connection_runs_the_statement_and_the_audit_entry_waits_for_it(
     engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The route hands its read connection over for the ST_AsMVT statement (one checkout per tile): the same tile as on
-    a connection of its own, the connection closed before the audit entry is written (one held at a time), and left
-    in no transaction and with no setting of the tile's (BEGIN ... ROLLBACK around SET LOCAL)."""
+    a connection of its own, the connection left open for its owner (in no transaction and with no setting of the
+    tile's: BEGIN ... ROLLBACK around SET LOCAL), and the audit entry handed to `defer` to be written once the owner
+    has closed it (one connection held at a time); without `defer` it is written at once."""
     from landcloud.publish import tiles
     from landcloud.store.db import read_connection
 
@@ -358,12 +359,22 @@ def test_a_handed_over_connection_runs_the_statement_and_is_closed_before_the_au
     record = audit.record
     monkeypatch.setattr(audit, "record", lambda *a, **k: (seen.append(conn.closed), record(*a, **k))[1])
     monkeypatch.setattr(tiles, "read_connection", lambda _e: pytest.fail("the statement took a connection of its own"))
-    assert render_planned(engine, me, ds, access, plan, conn=conn) == own and own[1] > 0
-    assert seen == [True] and conn.closed
+    waiting: list = []
+    assert render_planned(engine, me, ds, access, plan, conn=conn, defer=waiting.append) == own and own[1] > 0
+    assert not conn.closed and seen == [] and len(waiting) == 1  # nothing written while the connection is held
     assert raw.info.transaction_status == 0  # idle: no transaction left open on the pooled connection
     with raw.cursor() as cur:  # ... nor the tile's settings: back to the session's own values
         cur.execute("SELECT name, setting = reset_val FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')")
         assert dict(cur.fetchall()) == {"jit": True, "max_parallel_workers_per_gather": True}
+    conn.close()
+    waiting.pop()()
+    assert seen == [True]
+    with engine.connect() as c:
+        last = c.execute(sa.select(audit.audit_log.c.action, audit.audit_log.c.detail).order_by(audit.audit_log.c.seq.desc()).limit(1)).one()
+    assert last.action == "data.tiles" and json.loads(last.detail)["count"] == own[1]
+    with read_connection(engine) as again:  # no `defer`: the entry is written at once, while `again` is still open
+        render_planned(engine, me, ds, access, plan, conn=again)
+        assert len(seen) == 2 and not again.closed
 
 
 def test_tile_cache_is_a_bounded_lru(tmp_path: Path) -> None:

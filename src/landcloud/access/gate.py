@@ -372,7 +372,7 @@ def _audited(
                 yield shaped
     finally:
         if access.audited or audit_public:
-            _write_or_defer(defer, functools.partial(
+            write_or_defer(defer, functools.partial(
                 audit.record,
                 engine,
                 principal,
@@ -383,7 +383,8 @@ def _audited(
             ))
 
 
-def _write_or_defer(defer: Defer | None, entry: Callable[[], object]) -> None:
+def write_or_defer(defer: Defer | None, entry: Callable[[], object]) -> None:
+    """Write an audit entry now, or hand it to `defer` (a read on the request's connection: written once it is back)."""
     if defer is None:
         entry()
     else:
@@ -481,7 +482,7 @@ def features_at(
         if found:
             layers.append(LayerAt(ds, access, ds.current_version, found))
     if audited:  # (`defer`: as read_features')
-        _write_or_defer(defer, functools.partial(
+        write_or_defer(defer, functools.partial(
             audit.record,
             engine,
             principal,

@@ -40,6 +40,7 @@ the tile's own membership test, clipping and encoding. Always made the Python wa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -581,7 +582,9 @@ def encode_layer(plan: TilePlan, features: Iterable[StoredFeature]) -> tuple[byt
     return (layer.tile(), count) if count else (b"", 0)
 
 
-def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+def _render_rows(
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, defer: gate.Defer | None = None
+) -> tuple[bytes, int]:
     """The Python way from `FeatureStore.tile_rows`: the rows the gate's reads give (its row restriction, the version
     plan_tile checked), with only the tile's attributes decoded and each geometry parsed once — for the exact test
     with the tile (skipped where the stored envelope lies inside it, as in the PostGIS statement) and the drawing."""
@@ -607,7 +610,7 @@ def _render_rows(engine: Engine, principal: Principal, ds: catalog.Dataset, acce
         keep = np.flatnonzero(present).tolist()
         layer.add(drawn, [_row_properties(plan, batch.fkeys[i], batch.values[i]) for i in keep])
         count += len(drawn)
-    audit_tile_read(engine, principal, ds, access, plan, count)
+    audit_tile_read(engine, principal, ds, access, plan, count, defer=defer)
     return (layer.tile(), count) if count else (b"", 0)
 
 
@@ -625,22 +628,24 @@ def _row_properties(plan: TilePlan, fkey: str, values: list[Any]) -> tuple[int |
     return fid, props
 
 
-def _render_python(engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[bytes, int]:
+def _render_python(
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, defer: gate.Defer | None = None
+) -> tuple[bytes, int]:
     rows = access.rows
     if not plan.gcj02 and (rows is None or not rows.areas):
-        return _render_rows(engine, principal, ds, access, plan)
+        return _render_rows(engine, principal, ds, access, plan, defer)
     # GCJ-02 tiles read a wider box and test the shifted shapes; a restriction by area needs every row's geometry and
     # properties in the gate's test: both through the gate's read
     feats = gate.read_features(
         engine, principal, ds, access, plan.version, bbox=plan.query or plan.lonlat, where=plan.size_filter(),
-        action="data.tiles", detail=plan.audit_detail(),
+        action="data.tiles", detail=plan.audit_detail(), defer=defer,
     )
     try:
         return encode_layer(plan, feats)
     finally:
         close = getattr(feats, "close", None)
         if close is not None:
-            close()  # ends the read, which writes its audit entry
+            close()  # ends the read, which writes (or hands to `defer`) its audit entry
 
 
 # -- the PostGIS way -------------------------------------------------------------------------------
@@ -779,14 +784,6 @@ def _autocommit(conn: Connection) -> bool:
     return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
-def _release(conn: Connection | None) -> None:
-    """Close the read connection handed over for the statement (`render_planned`) once done with it: before an audit
-    entry is written on another, so a request holds one connection at a time (as the route did before it handed its
-    connection over). One in a transaction of its caller's is not ours: it is neither used nor closed."""
-    if conn is not None and _autocommit(conn):
-        conn.close()
-
-
 def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
     """The tile statement in a transaction of its own (BEGIN and the settings in one round trip, ROLLBACK after) on
     an autocommit connection: the request's read connection, so a tile costs one pool checkout, not two, and no
@@ -799,29 +796,32 @@ def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
 
 
 def _render_postgis(
-    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, conn: Connection | None = None
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, conn: Connection | None = None,
+    defer: gate.Defer | None = None,
 ) -> tuple[bytes, int]:
     """The PostGIS way of `render_planned` (which has checked the caller may read the data)."""
     strings = {f["name"] for f in ds.fields if f.get("type", "string") == "string"}
     sql, params = postgis_tile_sql(plan, access, engine, strings)
     if conn is not None and _autocommit(conn):
         row = _tile_row(conn, sql, params)
-        _release(conn)
-    else:  # (a connection in a transaction of its caller's is not ours to end)
+    else:  # (a connection in a transaction of its caller's: its BEGIN/ROLLBACK would end that transaction)
         with read_connection(engine) as own:
             row = _tile_row(own, sql, params)
     data, count = bytes(row.tile or b""), int(row.n)
-    audit_tile_read(engine, principal, ds, access, plan, count)
+    audit_tile_read(engine, principal, ds, access, plan, count, defer=defer)
     return (data if count else b""), count
 
 
 def audit_tile_read(
-    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, count: int | None, **extra: Any
+    engine: Engine, principal: Principal, ds: catalog.Dataset, access: Access, plan: TilePlan, count: int | None,
+    defer: gate.Defer | None = None, **extra: Any,
 ) -> None:
-    """The audit entry of a tile read not made through `gate.read_features` (same shape as the gate's)."""
+    """The audit entry of a tile read not made through `gate.read_features` (same shape as the gate's), written now or
+    handed to `defer` (`deps.Reads.after_close`: once the request's connection is back)."""
     if not access.audited:
         return
-    audit.record(
+    gate.write_or_defer(defer, functools.partial(
+        audit.record,
         engine,
         principal,
         "data.tiles",
@@ -834,7 +834,7 @@ def audit_tile_read(
             "count": count,
             **gate.access_detail(access),
         },
-    )
+    ))
 
 
 # -- rendering and caching -------------------------------------------------------------------------
@@ -863,23 +863,24 @@ def render_planned(
     plan: TilePlan,
     method: Method = "auto",
     conn: Connection | None = None,
+    defer: gate.Defer | None = None,
 ) -> tuple[bytes, int]:
     """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count).
 
-    `conn`: an autocommit read connection (the request's, `deps.Reads`) handed over for the PostGIS statement, and
-    closed once it has run or is not needed (before the audit entry: see `_release`); without it (or when it is in a
-    transaction) the statement takes a connection of its own. The Python way does not use it.
+    `conn`: an autocommit read connection (the request's, `deps.Reads`) for the PostGIS statement, so a tile costs
+    one pool checkout; never closed here. Without it (or when it is in a transaction) the statement takes a connection
+    of its own; the Python way reads on its own. `defer`: where the audit entry waits (`deps.Reads.after_close`) when
+    the caller still holds a connection: written while it was held, each audited tile needed a second one, and more
+    concurrent audited tiles than the pool holds would each wait for one none gives back.
     """
     if not access.visible:
         raise gate.not_found(ds.id)
     if outside_extent(ds, plan):
-        _release(conn)
-        audit_tile_read(engine, principal, ds, access, plan, 0)
+        audit_tile_read(engine, principal, ds, access, plan, 0, defer=defer)
         return b"", 0
     if _method(engine, method) == "postgis" and not plan.gcj02:
-        return _render_postgis(engine, principal, ds, access, plan, conn)
-    _release(conn)
-    return _render_python(engine, principal, ds, access, plan)
+        return _render_postgis(engine, principal, ds, access, plan, conn, defer)
+    return _render_python(engine, principal, ds, access, plan, defer)
 
 
 def render_tile(
@@ -1059,15 +1060,16 @@ def get_tile(
     method: Method = "auto",
     plan: TilePlan | None = None,
     conn: Connection | None = None,
+    defer: gate.Defer | None = None,
 ) -> Tile:
-    """A tile from the cache or freshly made; audited either way (non-public data). `conn`: see `render_planned`."""
+    """A tile from the cache or freshly made; audited either way (non-public data). `conn`, `defer`: see
+    `render_planned`."""
     plan = plan or plan_tile(ds, access, version, tms, z, x, y, engine=engine)
     hit = cache.get(plan.key) if cache is not None else None
     if hit is not None:
-        _release(conn)
-        audit_tile_read(engine, principal, ds, access, plan, hit.count, cached=True)
+        audit_tile_read(engine, principal, ds, access, plan, hit.count, defer=defer, cached=True)
         return Tile(hit.data, hit.count, plan.etag, True, plan.public, plan)
-    data, count = render_planned(engine, principal, ds, access, plan, method, conn)
+    data, count = render_planned(engine, principal, ds, access, plan, method, conn, defer)
     if cache is not None:
         cache.put(plan.key, CachedTile(data, count))
     return Tile(data, count, plan.etag, False, plan.public, plan)

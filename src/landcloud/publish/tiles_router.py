@@ -295,8 +295,8 @@ def tile(
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
     # authentication, the gate's read and (PostGIS) the tile statement on one connection, in this worker thread
-    # (deps.Reads): one pool checkout per tile; get_tile closes it before it writes an audit entry. The Python way
-    # (SQLite, GCJ-02) reads on connections of its own.
+    # (deps.Reads): one pool checkout per tile; the audit entry waits for it to be back (`reads.after_close`). The
+    # Python way (SQLite, GCJ-02) reads on connections of its own.
     principal = reads.principal
     ds, access = gate.dataset_for_read(engine, principal, dataset_id, reads.conn)
     _check_version(reads.conn, ds, access, version, gcj02)
@@ -315,10 +315,12 @@ def tile(
     cache = tile_cache(request)
     if _etag_matches(request.headers.get("if-none-match"), plan.etag):
         hit = cache.get(plan.key)
+        audit_tile_read(engine, principal, ds, access, plan, hit.count if hit else None, defer=reads.after_close, not_modified=True)
         reads.close()
-        audit_tile_read(engine, principal, ds, access, plan, hit.count if hit else None, not_modified=True)
         return Response(status_code=304, headers=headers)
-    result = get_tile(engine, principal, ds, access, version, tms, zi, xi, yi, cache=cache, plan=plan, conn=conn)
+    result = get_tile(engine, principal, ds, access, version, tms, zi, xi, yi, cache=cache, plan=plan, conn=conn,
+                      defer=reads.after_close)
+    reads.close()  # the connection back before the answer is sent, then the audit entry that waited for it
     if not result.data:
         return Response(status_code=204, headers=headers)
     return Response(content=result.data, media_type=MEDIA_TYPE, headers=headers)
