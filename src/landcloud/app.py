@@ -43,7 +43,7 @@ from landcloud.web.pages import router as pages_router
 log = logging.getLogger(__name__)
 
 
-def _freeze_startup_heap() -> bool:
+def _freeze_startup_heap() -> None:
     """Move what start-up made (modules, FastAPI's routes and models, the app) out of the cyclic collector's reach.
 
     Every full collection walks all tracked objects, and a request that allocates much (a tile made the Python way,
@@ -54,7 +54,6 @@ def _freeze_startup_heap() -> bool:
     """
     gc.collect()
     gc.freeze()
-    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,11 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interrupted = submissions.mark_interrupted(engine)
         if interrupted:
             log.warning("%d submissions were interrupted by a restart and marked failed", interrupted)
-        frozen = settings.gc_freeze and _freeze_startup_heap()
+        if settings.gc_freeze:
+            _freeze_startup_heap()
         try:
             yield
         finally:
-            if frozen:
+            if settings.gc_freeze:
                 gc.unfreeze()
 
     app = FastAPI(

@@ -71,6 +71,7 @@ from landcloud.geo.tilegen import SIMPLIFY_ABOVE_POINTS, SIMPLIFY_CELLS, level_f
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
+from landcloud.store import tilegeoms
 from landcloud.store.db import read_connection
 from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
 
@@ -103,7 +104,6 @@ RENDER_VERSION = 2  # 2: low-zoom shapes from the pre-generalised copies
 NUMERIC_KEY = re.compile(r"^(0|[1-9][0-9]{0,17})$")  # fits a bigint and an MVT uint64 id
 _NUMERIC_KEY_SQL = "'^(0|[1-9][0-9]{0,17})$'"
 _BATCH = 2000
-COPIES = "feature_tilegeoms"
 _CELL_UNITS = EXTENT / TILE_SIZE  # tile units per pixel
 
 Method = Literal["auto", "python", "postgis"]
@@ -692,7 +692,7 @@ def postgis_tile_sql(
         # for the shapes simplified (COALESCE stops at the first value that is not NULL)
         params["tile_level"] = plan.copy_level
         on_the_fly = (
-            f"COALESCE((SELECT g.geom FROM {COPIES} g WHERE g.feature_id = s.id AND g.level = CAST(:tile_level AS smallint)), "
+            f"COALESCE((SELECT g.geom FROM {tilegeoms.TABLE} g WHERE g.feature_id = s.id AND g.level = CAST(:tile_level AS smallint)), "
             f"{on_the_fly})"
         )
     simplified = (

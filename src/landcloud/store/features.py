@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
+from landcloud.store import tilegeoms
 from landcloud.store.db import BackendKind, backend_of, connection
 
 _log = logging.getLogger(__name__)
@@ -371,7 +372,7 @@ class FeatureStore:
     def _tile_copy_sql(self) -> str:
         """A row's tile copy of level :tile_level as WKB, or NULL (see `tile_rows`)."""
         return (
-            f"(SELECT {self._copy_read_sql} FROM feature_tilegeoms g WHERE g.feature_id = f.id AND g.level = :tile_level)"
+            f"(SELECT {self._copy_read_sql} FROM {tilegeoms.TABLE} g WHERE g.feature_id = f.id AND g.level = :tile_level)"
         )
 
     _copy_read_sql = "g.geom"
@@ -908,9 +909,7 @@ class SQLiteFeatureStore(FeatureStore):
         return '$."' + field_name.replace('"', "") + '"'
 
     def _tile_copy_sql(self) -> str:
-        from landcloud.geo.tilegen import MIN_WKB_BYTES
-
-        return f"CASE WHEN length(f.geom) >= {MIN_WKB_BYTES} THEN {super()._tile_copy_sql()} END"
+        return f"CASE WHEN length(f.geom) >= {tilegeoms.tilegen.MIN_WKB_BYTES} THEN {super()._tile_copy_sql()} END"
 
     def _values_sql(self, paths: Sequence[str], params: dict[str, Any]) -> str:
         # json_extract of two or more paths is the JSON array of their values, each as stored (true stays true;
