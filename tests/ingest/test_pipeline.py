@@ -36,6 +36,7 @@ from landcloud.ingest.pipeline import (
     run_submission,
 )
 from landcloud.messages import Forbidden, LandcloudError
+from landcloud.store import rtree_bulk
 from landcloud.store.features import feature_store_for
 
 from builders import HARBIN, grid_parcels, write_geojson, write_shapefile
@@ -122,8 +123,8 @@ def test_first_rows_go_straight_into_the_store_as_the_merge_would_put_them(
     path = write_geojson(tmp_path / "dltb.geojson", feats)
     store = feature_store_for(engine)
     written: list[object] = []
-    monkeypatch.setattr(type(store), "begin_stage", lambda self, conn, direct=None, orig=type(store).begin_stage: (
-        written.append(direct), orig(self, conn, direct))[1])
+    monkeypatch.setattr(type(store), "begin_stage", lambda self, conn, direct=None, orig=type(store).begin_stage, **kw: (
+        written.append(direct), orig(self, conn, direct, **kw))[1])
     direct = submit(engine, settings, path, dataset_id="direct")
     monkeypatch.setattr(type(store), "has_current_rows", lambda self, conn, dataset_id: True)
     staged = submit(engine, settings, path, dataset_id="staged")
@@ -169,6 +170,53 @@ def test_first_rows_written_in_batches_have_their_index_entries(engine: sa.Engin
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM features_rtree")).scalar_one() == 20
+
+
+def _rtree_is_the_rows(engine: sa.Engine) -> int:
+    """SQLite's R*Tree holds every row's envelope, as SQLite stores it, and nothing else; SQLite finds it sound."""
+    with engine.connect() as conn:
+        tree = [tuple(r) for r in conn.exec_driver_sql("SELECT id, minx, maxx, miny, maxy FROM features_rtree ORDER BY id")]
+        rows = [tuple(r) for r in conn.exec_driver_sql("SELECT id, minx, maxx, miny, maxy FROM features WHERE minx IS NOT NULL ORDER BY id")]
+        assert conn.exec_driver_sql("SELECT rtreecheck('features_rtree')").scalar_one() == "ok"
+    assert [t[0] for t in tree] == [r[0] for r in rows]
+    assert np.array_equal(np.array([t[1:] for t in tree]), rtree_bulk.as_stored(np.array([r[1:] for r in rows])).astype(np.float64))
+    return len(tree)
+
+
+def test_large_writes_pack_the_spatial_index_anew(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a write adding many entries against the R*Tree's size packs the whole tree anew (store/rtree_bulk.py)
+    instead of inserting them one by one: a dataset's first rows (written directly, batch by batch) and a replacement
+    through the stage; a small write inserts. Either way the tree is the rows' envelopes and answers reads; a
+    rejected submission leaves it as it was."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's R*Tree (PostGIS keeps its GiST up by itself)")
+    monkeypatch.setattr(rtree_bulk, "MIN_NEW", 1)  # (a province's sizes, scaled down)
+    packed: list[int] = []
+    pack = rtree_bulk.rebuild
+    monkeypatch.setattr(rtree_bulk, "rebuild", lambda cur, table, ids, boxes: (packed.append(len(ids)), pack(cur, table, ids, boxes))[1])
+    small = settings.model_copy(update={"batch_size": 7})
+    assert submit(engine, small, write_geojson(tmp_path / "a.geojson", grid_parcels(6)), dataset_id="first").accepted
+    assert packed == [36] and _rtree_is_the_rows(engine) == 36
+    east = grid_parcels(2, origin=(HARBIN[0] + 0.05, HARBIN[1]))
+    assert submit(engine, small, write_geojson(tmp_path / "b.geojson", east), dataset_id="second").accepted
+    assert packed == [36] and _rtree_is_the_rows(engine) == 40  # 4 against 36: inserted
+    north = grid_parcels(10, origin=(HARBIN[0], HARBIN[1] + 0.05))
+    assert submit(engine, small, write_geojson(tmp_path / "c.geojson", north), dataset_id="first").accepted  # (staged)
+    assert packed == [36, 100] and _rtree_is_the_rows(engine) == 140
+    store = feature_store_for(engine)
+    box = (HARBIN[0] + 0.0005, HARBIN[1] + 0.0505, HARBIN[0] + 0.0006, HARBIN[1] + 0.0506)
+    assert [f.fkey for f in store.iter_features("first", 2, bbox=box)] == [north[0]["properties"]["BSM"]]
+    assert [f.fkey for f in store.iter_features("first", 1, bbox=(HARBIN[0] + 0.0005, HARBIN[1] + 0.0005, HARBIN[0] + 0.0006, HARBIN[1] + 0.0006))]
+    assert [f.fkey for f in store.iter_features("second", 1, bbox=(HARBIN[0] + 0.0505, HARBIN[1] + 0.0005, HARBIN[0] + 0.0506, HARBIN[1] + 0.0006))] == [
+        east[0]["properties"]["BSM"]]
+    before, tree = table_counts(engine), _rtree_is_the_rows(engine)
+    bad = grid_parcels(12, origin=(HARBIN[0] + 0.1, HARBIN[1]))
+    bad[-1]["geometry"] = shapely.geometry.mapping(shapely.affinity.translate(shapely.geometry.shape(bad[0]["geometry"]), 0.001, 0))
+    assert not submit(engine, small, write_geojson(tmp_path / "d.geojson", bad), dataset_id="third").accepted
+    assert packed == [36, 100, 144]  # packed, then rolled back with the rows
+    assert table_counts(engine) == before and _rtree_is_the_rows(engine) == tree
 
 
 def test_interrupted_first_submission_changes_nothing(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

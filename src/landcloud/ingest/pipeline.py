@@ -325,7 +325,7 @@ def _run(
             version = ds.current_version + 1
             # the first rows of a keyed dataset need no merge: they go straight into the store (rolled back if rejected)
             direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
-            store.begin_stage(conn, (ds.id, version) if direct else None)
+            store.begin_stage(conn, (ds.id, version) if direct else None, expected_rows=info.feature_count)
             if direct and opts.overlap_check:  # every current row is new: the rule is decided while they stream in
                 streamed = StreamedOverlaps(settings.overlap_tolerance_m2)
             polygonal = _stage_all(

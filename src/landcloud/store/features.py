@@ -26,13 +26,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
-from landcloud.store import tilegeoms
+from landcloud.store import rtree_bulk, tilegeoms
 from landcloud.store.db import BackendKind, backend_of, connection
 
 _log = logging.getLogger(__name__)
 
 BBox = tuple[float, float, float, float]
 _NO_BOX = (None, None, None, None)
+_RTREE = "features_rtree"  # SQLite's R*Tree of the rows' envelopes (id = features.id)
 DiffKind = Literal["added", "removed", "changed"]
 
 
@@ -546,7 +547,7 @@ class FeatureStore:
         return int(row.n), extent
 
     # -- writing a version ---------------------------------------------------------------
-    def begin_stage(self, conn: Connection, direct: tuple[str, int] | None = None) -> None:
+    def begin_stage(self, conn: Connection, direct: tuple[str, int] | None = None, expected_rows: int | None = None) -> None:
         """Create the (transaction-local) staging table for one incoming version.
 
         Its indexes are built once the rows are in (`_index_stage`, before the first statement
@@ -556,8 +557,14 @@ class FeatureStore:
         with a key field) go straight into `features`, as the version: the stage would hold the
         same rows and the merge copy them unchanged. The transaction still decides: a rejection
         rolls them back. `merge_stage` then only counts them.
+
+        `expected_rows`: how many rows the source says it has (None: unknown), for choosing how to
+        keep a spatial index up (SQLite: insert per batch, or pack the tree anew after the last).
         """
         conn.info["stage_direct"] = direct
+        conn.info["stage_expected"] = expected_rows
+        conn.info.pop("rtree_packed", None)  # (decided by the first batch of this version)
+        conn.info.pop("rtree_new", None)
         conn.info["stage_written"] = 0
         conn.info["stage_indexed_direct"] = False  # the side indexes of the direct rows kept up as they go in (SQLite)
         if direct is None:
@@ -893,7 +900,7 @@ class SQLiteFeatureStore(FeatureStore):
 
     def _bbox_condition(self, bbox_params: str = "b") -> str:
         return (
-            "f.id IN (SELECT r.id FROM features_rtree r WHERE r.minx <= :bmaxx AND r.maxx >= :bminx "
+            f"f.id IN (SELECT r.id FROM {_RTREE} r WHERE r.minx <= :bmaxx AND r.maxx >= :bminx "
             "AND r.miny <= :bmaxy AND r.maxy >= :bminy)"
         )
 
@@ -901,7 +908,7 @@ class SQLiteFeatureStore(FeatureStore):
         # CROSS JOIN fixes the order (R*Tree first, then rows by id): left alone, the planner walks
         # the dataset's whole index and tests each row against the R*Tree list
         return (
-            "features_rtree r CROSS JOIN features f",
+            f"{_RTREE} r CROSS JOIN features f",
             "r.minx <= :bmaxx AND r.maxx >= :bminx AND r.miny <= :bmaxy AND r.maxy >= :bminy AND f.id = r.id",
         )
 
@@ -937,7 +944,7 @@ class SQLiteFeatureStore(FeatureStore):
         minx, miny, maxx, maxy = area.bounds
         params.update({f"a{i}x0": minx, f"a{i}y0": miny, f"a{i}x1": maxx, f"a{i}y1": maxy})
         return (
-            f"f.id IN (SELECT r.id FROM features_rtree r WHERE r.minx <= :a{i}x1 AND r.maxx >= :a{i}x0 "
+            f"f.id IN (SELECT r.id FROM {_RTREE} r WHERE r.minx <= :a{i}x1 AND r.maxx >= :a{i}x0 "
             f"AND r.miny <= :a{i}y1 AND r.maxy >= :a{i}y0)"
         )
 
@@ -989,20 +996,30 @@ class SQLiteFeatureStore(FeatureStore):
         # threads work (sqlite3 releases the GIL in each step) instead of alone after the stream (10 s of
         # a 1M-parcel submission). The write lock is held since BEGIN IMMEDIATE: every id above the
         # batch's first is one of its rows.
+        # Unless the source has enough rows to pack the tree anew after the last batch (`rtree_bulk.pays`): then
+        # `merge_stage` does that (`_after_insert`), and no batch inserts.
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if "rtree_packed" not in conn.info:
+            expected = conn.info.get("stage_expected")
+            conn.info["rtree_packed"] = expected is not None and rtree_bulk.pays(rtree_bulk.size(cur, _RTREE), expected)
         last = cur.execute("SELECT coalesce(max(id), 0) FROM features").fetchone()[0]
         cur.executemany(
             "INSERT INTO features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [(dataset_id, r[0], version, r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5]) for r in rows],
         )
-        cur.execute(
-            "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) SELECT id, minx, maxx, miny, maxy "
-            "FROM features WHERE id > ? AND minx IS NOT NULL",
-            (last,),
-        )
+        if conn.info["rtree_packed"]:  # the batch's entries kept for the packing (reading them back cost ~1.7 s a million)
+            has_box = [i for i, r in enumerate(rows) if r[3]]
+            boxes = np.array([rows[i][3] for i in has_box], dtype=np.float64).reshape(-1, 4)[:, [0, 2, 1, 3]]
+            conn.info.setdefault("rtree_new", []).append((np.array(has_box, dtype=np.int64) + (last + 1), boxes))
+        else:
+            cur.execute(
+                f"INSERT INTO {_RTREE} (id, minx, maxx, miny, maxy) SELECT id, minx, maxx, miny, maxy "
+                "FROM features WHERE id > ? AND minx IS NOT NULL",
+                (last,),
+            )
+            conn.info["stage_indexed_direct"] = True
         cur.close()
-        conn.info["stage_indexed_direct"] = True
 
     def _ids_condition(self) -> str:
         return "f.id IN (SELECT value FROM json_each({p}))"
@@ -1017,13 +1034,33 @@ class SQLiteFeatureStore(FeatureStore):
         return json.dumps(keys, ensure_ascii=False)
 
     def _after_insert(self, conn: Connection, dataset_id: str, version: int) -> None:
-        conn.execute(
-            sa.text(
-                "INSERT INTO features_rtree (id, minx, maxx, miny, maxy) SELECT id, minx, maxx, miny, maxy "
-                "FROM features WHERE dataset_id = :d AND v_from = :n AND minx IS NOT NULL"
-            ),
-            {"d": dataset_id, "n": version},
-        )
+        """The R*Tree entries of the rows version `version` wrote: inserted, or the whole tree packed anew with
+        them when they are many against its size (`rtree_bulk`)."""
+        conn.info.pop("rtree_packed", None)
+        kept = conn.info.pop("rtree_new", None)  # a direct write's entries (`_write_features`)
+        where = "FROM features WHERE dataset_id = ? AND v_from = ? AND minx IS NOT NULL"
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            existing = rtree_bulk.size(cur, _RTREE)
+            if kept is not None:
+                ids, boxes = np.concatenate([k[0] for k in kept]), np.concatenate([k[1] for k in kept])
+                del kept
+                if rtree_bulk.pays(existing, len(ids)):
+                    rtree_bulk.rebuild(cur, _RTREE, ids, boxes)
+                else:  # (fewer rows than the source said)
+                    cur.executemany(f"INSERT INTO {_RTREE} (id, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)", zip(ids.tolist(), *boxes.T.tolist()))
+                return
+            new = int(cur.execute(f"SELECT count(*) {where}", (dataset_id, version)).fetchone()[0])
+            if not rtree_bulk.pays(existing, new):
+                cur.execute(f"INSERT INTO {_RTREE} (id, minx, maxx, miny, maxy) SELECT id, minx, maxx, miny, maxy {where}", (dataset_id, version))
+                return
+            cur.execute(f"SELECT id, minx, maxx, miny, maxy {where} ORDER BY id", (dataset_id, version))
+            parts = [np.array(rows, dtype=np.float64) for rows in iter(lambda: cur.fetchmany(100_000), [])]
+            table = np.concatenate(parts) if parts else np.empty((0, 5))
+            del parts
+            rtree_bulk.rebuild(cur, _RTREE, table[:, 0].astype(np.int64), table[:, 1:])
+        finally:
+            cur.close()
 
 
 _STAGE_COPY_TYPES = ["text", "bytea", "bytea", "float8", "float8", "float8", "float8", "float8", "text", "text"]
