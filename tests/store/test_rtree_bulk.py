@@ -4,6 +4,7 @@ exactly as from a tree built by its own inserts (rtreecheck, stored values, wind
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,28 @@ def test_packing_pays_for_writes_large_against_the_tree() -> None:
     assert rtree_bulk.pays(2_000_000, 1_000_000)  # 10 s of inserts against 7.5 s of packing
     assert not rtree_bulk.pays(10_000_000, 1_000_000)
     assert not rtree_bulk.pays(0, rtree_bulk.MIN_NEW - 1)
+
+
+def test_another_connection_reads_the_packed_tree(tmp_path: Path) -> None:
+    """WAL, as the store: a reader that used the tree before sees the old tree during the packing and the packed
+    one after the commit."""
+    rng = np.random.default_rng(11)
+    old, new = _boxes(rng, 3000), _boxes(rng, 3000)
+    path = tmp_path / "t.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE VIRTUAL TABLE t USING rtree(id, minx, maxx, miny, maxy)")
+    writer.execute("CREATE VIRTUAL TABLE s USING rtree(id, minx, maxx, miny, maxy)")
+    _insert(writer, "t", np.arange(1, 3001), old)
+    _insert(writer, "s", np.arange(1, 3001), old)
+    reader = sqlite3.connect(path, isolation_level=None)
+    window = (126.0, 45.0, 126.5, 45.5)
+    before = _window(reader, "t", window)
+    assert before == _window(reader, "s", window) and before
+    writer.execute("BEGIN IMMEDIATE")
+    rtree_bulk.rebuild(writer.cursor(), "t", np.arange(3001, 6001), new)
+    assert _window(reader, "t", window) == before
+    writer.execute("COMMIT")
+    _insert(writer, "s", np.arange(3001, 6001), new)
+    assert _window(reader, "t", window) == _window(reader, "s", window) != before
+    assert reader.execute("SELECT rtreecheck('t')").fetchone()[0] == "ok"
