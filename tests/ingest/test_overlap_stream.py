@@ -33,11 +33,12 @@ from conftest import table_counts
 
 
 def stream_and_check(
-    engine: sa.Engine, rows: list[tuple[str, shapely.Geometry]], batch: int, window: int
+    engine: sa.Engine, rows: list[tuple[str, shapely.Geometry]], batch: int, window: int, sealed: bool = True
 ) -> tuple[list | None, list, int]:
     """Write `rows` as a dataset's first version (the pipeline's direct load) in batches of `batch`, fed to a
     StreamedOverlaps of `window` batches; returns its findings, `find_overlaps`'s on the same rows, and the
-    number of pairs left to the final pass. Everything is rolled back."""
+    number of pairs left to the final pass. `sealed`: the far pairs searched for before the writes end and the
+    merge, as the pipeline does. Everything is rolled back."""
     store = feature_store_for(engine)
     streamed = StreamedOverlaps(TOLERANCE, window=window)
     with engine.connect() as conn:
@@ -51,6 +52,8 @@ def stream_and_check(
                 staged = _stage_rows(geoms, survey_areas(geoms), [{"K": k} for k, _ in part], "K", None)
                 store.stage(conn, staged)
                 streamed.add([r.fkey for r in staged], geoms)
+            if sealed:
+                streamed.seal()
             store.end_stage(conn)
             store.merge_stage(conn, "ov", 1, "replace")
             findings = streamed.finish(conn, store, "ov", 1)
@@ -75,6 +78,9 @@ def test_overlaps_between_batches_far_apart_are_found(engine: sa.Engine) -> None
     # the same rows in one window: all decided in the stream, same verdicts
     whole, _, far = stream_and_check(engine, rows, batch=len(rows), window=1)
     assert far == 0 and as_set(whole) == as_set(findings)
+    # the far pairs searched for only when `finish` asks: the same
+    unsealed, _, far = stream_and_check(engine, rows, batch=3, window=2, sealed=False)
+    assert far > 0 and unsealed == findings
 
 
 def test_findings_are_in_file_order_and_capped(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,16 +104,16 @@ def test_a_shared_key_among_far_pairs_falls_back(engine: sa.Engine) -> None:
 
 @hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=damaged_tessellations(), order_seed=st.integers(0, 1000), batch=st.integers(1, 9), window=st.integers(1, 3),
-       chunk=st.sampled_from([3, 20_000]))
+       chunk=st.sampled_from([3, 20_000]), sealed=st.booleans())
 def test_random_layers_in_any_order_match_the_reference(
     engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, case: tuple[list[shapely.Geometry], int],
-    order_seed: int, batch: int, window: int, chunk: int,
+    order_seed: int, batch: int, window: int, chunk: int, sealed: bool,
 ) -> None:
     monkeypatch.setattr(overlap, "CHUNK", chunk)  # the final pass reads its rows back in chunks of pairs
     geoms, _ = case
     rows = keyed(geoms)
     rows = [rows[i] for i in np.random.default_rng(order_seed).permutation(len(rows))]
-    findings, reference, _ = stream_and_check(engine, rows, batch, window)
+    findings, reference, _ = stream_and_check(engine, rows, batch, window, sealed)
     assert findings is not None
     assert_same_as_reference(findings, rows, {k for k, _ in rows})
     assert as_set(findings) == as_set(reference)

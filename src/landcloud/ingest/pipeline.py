@@ -331,6 +331,8 @@ def _run(
             polygonal = _stage_all(
                 conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed
             )
+            if streamed is not None and not rules.error_count:
+                streamed.seal()  # the far pairs searched for beside the last writes and the merge
             with clock.stage("write"):  # PostGIS, first rows: the server finishing the COPY
                 store.end_stage(conn)
             rules.finish()
