@@ -183,6 +183,7 @@ def _rtree_is_the_rows(engine: sa.Engine) -> int:
     return len(tree)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # SQLite's R*Tree (PostGIS keeps its GiST up by itself)
 def test_large_writes_pack_the_spatial_index_anew(
     engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,8 +191,6 @@ def test_large_writes_pack_the_spatial_index_anew(
     instead of inserting them one by one: a dataset's first rows (written directly, batch by batch) and a replacement
     through the stage; a small write inserts. Either way the tree is the rows' envelopes and answers reads; a
     rejected submission leaves it as it was."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's R*Tree (PostGIS keeps its GiST up by itself)")
     monkeypatch.setattr(rtree_bulk, "MIN_NEW", 1)  # (a province's sizes, scaled down)
     packed: list[int] = []
     pack = rtree_bulk.rebuild
