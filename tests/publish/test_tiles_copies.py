@@ -4,6 +4,7 @@ tile (missing copies: the shapes are simplified on the fly)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,119 @@ def test_the_tiles_build_command(engine: sa.Engine, settings: Settings, tmp_path
     assert len(copies(engine)) == n
     unknown = run("nope")
     assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+# -- the build spread over the cores: the same copies as one at a time ------------------------------------------------
+
+
+def grid(n: int) -> list[dict[str, Any]]:
+    """n non-overlapping shapes (a grid 0.05 degrees apart) of every size and point count `features` has."""
+    radii = np.geomspace(2e-4, 0.02, 40)
+    return [
+        wiggly(i + 1, ORIGIN[0] + (i % 20) * 0.05, ORIGIN[1] + (i // 20) * 0.05, float(radii[i % 40]), 6 if i % 5 == 0 else 12 + (i * 37) % 150)
+        for i in range(n)
+    ]
+
+
+def snapshot(engine: sa.Engine, dataset_id: str = "wig") -> dict[tuple[int, int], bytes]:
+    """Every copy of a dataset's rows: (feature id, level) -> the stored shape's bytes."""
+    geom = "ST_AsEWKB(g.geom)" if engine.dialect.name == "postgresql" else "g.geom"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT g.feature_id, g.level, {geom} FROM feature_tilegeoms g JOIN features f ON f.id = g.feature_id WHERE f.dataset_id = :d"),
+            {"d": dataset_id},
+        )
+        return {(int(a), int(b)): bytes(c) for a, b, c in rows}
+
+
+@pytest.fixture
+def in_parts(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Small parts, so that a test dataset is built in several: SQLite batches of 16 rows, PostGIS ranges of >= 40 ids
+    (three at once)."""
+    monkeypatch.setattr(tilegeoms, "BATCH", 16)
+    monkeypatch.setattr(tilegeoms, "MIN_PART_ROWS", 40)
+    monkeypatch.setenv("LANDCLOUD_GEOS_THREADS", "3")
+    return 3
+
+
+def one_at_a_time(engine: sa.Engine, settings: Settings, tmp: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> dict[tuple[int, int], bytes]:
+    """Submit `grid(n)` with the copies built on one thread, one statement (the reference); return them, then drop them."""
+    with monkeypatch.context() as serial:
+        serial.setenv("LANDCLOUD_GEOS_THREADS", "1")
+        load(engine, settings, tmp, feats=grid(n))
+    reference = snapshot(engine)
+    assert set(reference) == wanted(engine) and len(reference) > 100
+    drop_all(engine)
+    return reference
+
+
+def parts_of(engine: sa.Engine, workers: int) -> int:
+    """How many parts the build of "wig" v1 (no copies yet) is cut into: PostGIS's id ranges, SQLite's batches."""
+    if engine.dialect.name == "postgresql":
+        return len(tilegeoms._id_ranges(engine, "wig", 1, workers))
+    return sum(1 for _ in tilegeoms._batches(engine, "wig", 1))
+
+
+def test_the_parallel_build_makes_the_very_copies_of_a_one_at_a_time_build(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_parts: int
+) -> None:
+    reference = one_at_a_time(engine, settings, tmp_path, monkeypatch, 200)
+    assert parts_of(engine, in_parts) >= 3
+    built = tilegeoms.build(engine, "wig", 1)
+    assert built.copies == len(reference) and snapshot(engine) == reference  # same rows, levels and bytes
+    drop_all(engine)
+    assert tilegeoms.build(engine, "wig").copies == len(reference) and snapshot(engine) == reference  # every version
+    assert tilegeoms.build(engine, "wig", 1).copies == 0
+
+
+def test_a_failed_part_leaves_the_other_parts_copies_and_the_version(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_parts: int
+) -> None:
+    reference = one_at_a_time(engine, settings, tmp_path, monkeypatch, 200)
+    ids = sorted({fid for fid, _ in reference})
+    bad = ids[len(ids) // 2]  # a row of a middle part: its copy's insert fails in the database
+    postgis = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        if postgis:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION no_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.feature_id = {bad} THEN RAISE EXCEPTION 'no copies today'; END IF; RETURN NEW; END $$"
+            )
+            conn.exec_driver_sql("CREATE TRIGGER no_copy BEFORE INSERT ON feature_tilegeoms FOR EACH ROW EXECUTE FUNCTION no_copy()")
+        else:
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER no_copy BEFORE INSERT ON feature_tilegeoms WHEN NEW.feature_id = {bad} "
+                "BEGIN SELECT RAISE(ABORT, 'no copies today'); END"
+            )
+    try:
+        assert tilegeoms.build_quietly(engine, "wig", 1) is None  # logged, not raised
+        with pytest.raises((tilegeoms.PartsFailed, sqlite3.IntegrityError)):  # (SQLite: its driver's, written on it)
+            tilegeoms.build(engine, "wig", 1)
+        made = snapshot(engine)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER no_copy" + (" ON feature_tilegeoms" if postgis else ""))
+            if postgis:
+                conn.exec_driver_sql("DROP FUNCTION no_copy()")
+    assert made and {k: reference[k] for k in made} == made  # what was made is right
+    assert bad not in {fid for fid, _ in made}
+    assert min(fid for fid, _ in made) == ids[0]  # the first part's copies are there
+    if postgis:  # the ranges are independent: the last one's copies are there too
+        assert max(fid for fid, _ in made) == ids[-1]
+    else:  # one batch after the other: the failed batch ended the build
+        assert max(fid for fid, _ in made) < bad
+    ds = catalog.get_dataset(engine, "wig")
+    assert ds is not None and ds.current_version == 1 and ds.feature_count == 200
+    assert tilegeoms.build(engine, "wig", 1).copies == len(reference) - len(made)  # the rest, as `tiles build` would
+    assert snapshot(engine) == reference
+
+
+def test_jobs_in_order_hold_at_most_their_workers() -> None:
+    held: list[int] = []
+    with tilegeoms._InOrder(3) as jobs:
+        out: list[int] = []
+        for i in range(20):
+            out += jobs.push(lambda x: x * x, i)
+            held.append(len(jobs._queue))
+        out += list(jobs.drain())
+    assert out == [i * i for i in range(20)] and max(held) == 3
