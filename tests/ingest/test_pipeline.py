@@ -216,6 +216,12 @@ def test_large_writes_pack_the_spatial_index_anew(
     assert not submit(engine, small, write_geojson(tmp_path / "d.geojson", bad), dataset_id="third").accepted
     assert packed == [36, 100, 144]  # packed, then rolled back with the rows
     assert table_counts(engine) == before and _rtree_is_the_rows(engine) == tree
+    rejected = grid_parcels(12, origin=(HARBIN[0] + 0.2, HARBIN[1]))
+    rejected[-1]["properties"]["DLBM"] = "9999"  # an error of the rules in the last batch: the batches before are written
+    assert not submit(engine, small, write_geojson(tmp_path / "e.geojson", rejected), dataset_id="fourth").accepted
+    assert packed == [36, 100, 144] and table_counts(engine) == before
+    with engine.connect() as conn:  # the pooled connection the submissions wrote on keeps none of their entries
+        assert "rtree_new" not in conn.info and "rtree_packed" not in conn.info
 
 
 def test_interrupted_first_submission_changes_nothing(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

@@ -1021,6 +1021,11 @@ class SQLiteFeatureStore(FeatureStore):
             conn.info["stage_indexed_direct"] = True
         cur.close()
 
+    def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
+        if failed is not None:  # the entries kept for a packing go with the rows (not held by a pooled connection)
+            conn.info.pop("rtree_new", None)
+            conn.info.pop("rtree_packed", None)
+
     def _ids_condition(self) -> str:
         return "f.id IN (SELECT value FROM json_each({p}))"
 
