@@ -306,3 +306,22 @@ def test_postgis_box_reads_follow_the_rows_in_the_box_not_the_dataset(engine: sa
         conn.exec_driver_sql("SET enable_seqscan = off")  # 3,200 rows: the planner would rather read the table
         plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar_one()
     assert index_names(plan[0]["Plan"]) == {"ix_features_dataset_geom"}, plan
+
+
+def test_rows_read_back_by_key_are_the_versions_current_ones(engine: sa.Engine) -> None:
+    """geometries_of_keys (the streamed overlap rule's far pairs): the current rows a version wrote, by key; on SQLite
+    through the (dataset_id, fkey) index, not by visiting every row of the version for each chunk of keys."""
+    rows = [row(f"k{i}", {"i": i}, square(126 + i * 0.01, 45)) for i in range(30)]
+    load(engine, rows)
+    changed = square(127, 46)
+    load(engine, rows[:10] + [row("k10", {"i": 99}, changed)])  # k10 changed, k11… gone, k0…k9 kept from version 1
+    store = feature_store_for(engine)
+    with engine.connect() as conn:
+        first = dict(store.geometries_of_keys(conn, "t1", 1, ["k3", "k10", "k20", "none"]))
+        second = dict(store.geometries_of_keys(conn, "t1", 2, ["k3", "k10", "k20", "none"]))
+        if engine.dialect.name == "sqlite":
+            sql = store._keys_read_sql().format(p="?")
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ("t1", 1, '["k3"]')))
+            assert "ix_features_dataset_fkey" in plan, plan
+    assert set(first) == {"k3"} and shapely.from_wkb(first["k3"]).equals(square(126.03, 45))
+    assert set(second) == {"k10"} and shapely.from_wkb(second["k10"]).equals(changed)
