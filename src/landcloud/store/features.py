@@ -166,9 +166,12 @@ class DiffEntry:
     after: StoredFeature | None
 
 
-def visible_in(version_param: str = "version") -> str:
-    """SQL condition for rows of table alias `f` visible in a version bound as :version_param."""
-    return f"(f.v_from <= :{version_param} AND (f.v_to IS NULL OR f.v_to > :{version_param}))"
+def visible_in(version_param: str = "version", alias: str = "f", unindexed: str = "") -> str:
+    """SQL condition for rows of table alias `alias` visible in a version bound as :version_param.
+
+    `unindexed`: a prefix keeping the version columns off the indexes (`FeatureStore._unindexed`), for a lookup by key."""
+    u = f"{unindexed}{alias}"
+    return f"({u}.v_from <= :{version_param} AND ({u}.v_to IS NULL OR {u}.v_to > :{version_param}))"
 
 
 def _suffix_params(sql: str, names: Iterable[str], suffix: str) -> str:
@@ -200,6 +203,9 @@ def _partitions(result: sa.CursorResult[Any], batch_size: int, wanted: int | Non
 
 class FeatureStore:
     """Reads and writes versioned features; the dialect-specific parts are overridden below."""
+
+    # a prefix that keeps a column's term off the indexes in a lookup by key ("+" on SQLite, see SQLiteFeatureStore)
+    _unindexed = ""
 
     kind: BackendKind
 
@@ -508,7 +514,7 @@ class FeatureStore:
         self, dataset_id: str, version: int, fkey: str, conn: Connection | None = None, rows: RowFilter | None = None
     ) -> StoredFeature | None:
         params: dict[str, Any] = {"d": dataset_id, "k": fkey, "version": version}
-        where = f"f.dataset_id = :d AND f.fkey = :k AND {visible_in()}"
+        where = f"f.dataset_id = :d AND f.fkey = :k AND {visible_in(unindexed=self._unindexed)}"
         if rows is not None:
             where += " AND " + self._row_filter_sql(rows, params)
         sql = f"SELECT {_FEATURE_COLUMNS.format(geom=self.geom_read_sql)} FROM features f WHERE {where}"
@@ -626,7 +632,7 @@ class FeatureStore:
     def stage_problems(self, conn: Connection, dataset_id: str, limit: int = 1000) -> list[tuple[str, str]]:
         """Incremental operations that contradict the current version: (op, fkey) pairs."""
         self._index_stage(conn)
-        current = "SELECT 1 FROM features f WHERE f.dataset_id = :d AND f.v_to IS NULL AND f.fkey = s.fkey"
+        current = f"SELECT 1 FROM features f WHERE f.dataset_id = :d AND {self._unindexed}f.v_to IS NULL AND f.fkey = s.fkey"
         rows = conn.execute(
             sa.text(
                 f"SELECT s.op, s.fkey FROM stage s WHERE (s.op IN ('modify', 'delete') AND NOT EXISTS ({current})) "
@@ -671,7 +677,7 @@ class FeatureStore:
                 f"SELECT CAST(:d AS VARCHAR(64)), s.fkey, :n, NULL, {self._props_from_stage_sql()}, {self._geom_from_stage_sql()}, "
                 "s.minx, s.miny, s.maxx, s.maxy, s.area_m2, s.chash FROM stage s "
                 "WHERE s.op <> 'delete' AND NOT EXISTS (SELECT 1 FROM features f WHERE f.dataset_id = :d "
-                "AND f.v_to IS NULL AND f.fkey = s.fkey) ORDER BY s.ord"
+                f"AND {self._unindexed}f.v_to IS NULL AND f.fkey = s.fkey) ORDER BY s.ord"
             ),
             p,
         ).rowcount
@@ -684,7 +690,7 @@ class FeatureStore:
     def restore_version(self, conn: Connection, dataset_id: str, source_version: int, new_version: int) -> MergeCounts:
         """Make `new_version` equal to `source_version` by closing and re-inserting rows (rollback)."""
         p = {"d": dataset_id, "n": new_version, "src": source_version}
-        src_visible = "(g.v_from <= :src AND (g.v_to IS NULL OR g.v_to > :src))"
+        src_visible = visible_in("src", "g", self._unindexed)  # (looked up by key in each statement below)
         # current rows whose key is absent from the source version, or present with other content
         changed = conn.execute(
             sa.text(
@@ -706,8 +712,8 @@ class FeatureStore:
             sa.text(
                 "INSERT INTO features (dataset_id, fkey, v_from, v_to, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
                 "SELECT g.dataset_id, g.fkey, :n, NULL, g.props, g.geom, g.minx, g.miny, g.maxx, g.maxy, g.area_m2, g.chash "
-                f"FROM features g WHERE g.dataset_id = :d AND {src_visible} AND NOT EXISTS (SELECT 1 FROM features f "
-                "WHERE f.dataset_id = :d AND f.v_to IS NULL AND f.fkey = g.fkey) ORDER BY g.id"
+                f"FROM features g WHERE g.dataset_id = :d AND {visible_in('src', 'g')} AND NOT EXISTS (SELECT 1 FROM features f "
+                f"WHERE f.dataset_id = :d AND {self._unindexed}f.v_to IS NULL AND f.fkey = g.fkey) ORDER BY g.id"
             ),
             p,
         ).rowcount
@@ -815,9 +821,6 @@ class FeatureStore:
                     out[rid] = (fkey, wkb if wkb is None or isinstance(wkb, bytes) else bytes(wkb))
         return out
 
-    # a prefix that keeps a column's term off the indexes ("+" on SQLite, see SQLiteFeatureStore)
-    _unindexed = ""
-
     def _keys_read_sql(self) -> str:
         """The read of `geometries_of_keys`: the version's current rows by key, through the (dataset_id, fkey) index."""
         u = self._unindexed
@@ -848,21 +851,22 @@ class FeatureStore:
 
     # -- comparing versions --------------------------------------------------------------
     def _diff_sql(self, kind: DiffKind) -> str:
-        a_vis = "(a.v_from <= :va AND (a.v_to IS NULL OR a.v_to > :va))"
-        b_vis = "(b.v_from <= :vb AND (b.v_to IS NULL OR b.v_to > :vb))"
+        # the outer rows by their version's index, the other version's rows looked up by key (`_unindexed`)
+        a_vis, b_vis = visible_in("va", "a"), visible_in("vb", "b")
+        a_key, b_key = visible_in("va", "a", self._unindexed), visible_in("vb", "b", self._unindexed)
         if kind == "added":
             return (
                 f"SELECT b.id AS bid, CAST(NULL AS BIGINT) AS aid, b.fkey FROM features b WHERE b.dataset_id = :d AND {b_vis} "
-                f"AND NOT EXISTS (SELECT 1 FROM features a WHERE a.dataset_id = :d AND a.fkey = b.fkey AND {a_vis})"
+                f"AND NOT EXISTS (SELECT 1 FROM features a WHERE a.dataset_id = :d AND a.fkey = b.fkey AND {a_key})"
             )
         if kind == "removed":
             return (
                 f"SELECT CAST(NULL AS BIGINT) AS bid, a.id AS aid, a.fkey FROM features a WHERE a.dataset_id = :d AND {a_vis} "
-                f"AND NOT EXISTS (SELECT 1 FROM features b WHERE b.dataset_id = :d AND b.fkey = a.fkey AND {b_vis})"
+                f"AND NOT EXISTS (SELECT 1 FROM features b WHERE b.dataset_id = :d AND b.fkey = a.fkey AND {b_key})"
             )
         return (
             f"SELECT b.id AS bid, a.id AS aid, a.fkey FROM features a JOIN features b ON b.dataset_id = :d "
-            f"AND b.fkey = a.fkey AND {b_vis} WHERE a.dataset_id = :d AND {a_vis} AND a.chash <> b.chash"
+            f"AND b.fkey = a.fkey AND {b_key} WHERE a.dataset_id = :d AND {a_vis} AND a.chash <> b.chash"
         )
 
     def diff_counts(self, dataset_id: str, a: int, b: int) -> dict[DiffKind, int]:
@@ -905,9 +909,10 @@ class SQLiteFeatureStore(FeatureStore):
     """Embedded store: WKB in a BLOB, envelopes in an R*Tree virtual table."""
 
     kind: BackendKind = "sqlite"
-    # Without planner statistics SQLite took the (dataset_id, v_from) index for a read by keys and visited every row
-    # of the version for each chunk of keys (0.55 s per 30,000 keys of a 1M-row version, against 0.12 s through
-    # (dataset_id, fkey)): unary "+" keeps the version terms off the indexes
+    # SQLite has no planner statistics (no ANALYZE is run): for a lookup by key it took the (dataset_id, v_from) or
+    # (dataset_id, v_to) index and visited every row of the version instead of the one with the key — 1M-row dataset:
+    # one feature by id 340 ms (0.1 ms by key), 118 ms per staged row of a replacement or an edit, 0.55 s per 30,000
+    # far-pair keys (0.12 s). Unary "+" keeps the version terms of such lookups off the indexes.
     _unindexed = "+"
 
     def _bbox_condition(self, bbox_params: str = "b") -> str:
