@@ -33,6 +33,7 @@ _log = logging.getLogger(__name__)
 
 BBox = tuple[float, float, float, float]
 _NO_BOX = (None, None, None, None)
+STAGE_WRITES, STAGE_DELETES = "s.op <> 'delete'", "s.op = 'delete'"  # the staged rows a merge writes / deletes by
 _RTREE = "features_rtree"  # SQLite's R*Tree of the rows' envelopes (id = features.id)
 DiffKind = Literal["added", "removed", "changed"]
 
@@ -659,18 +660,22 @@ class FeatureStore:
         self._index_stage(conn)
         p = {"d": dataset_id, "n": version}
         cur = "features.dataset_id = :d AND features.v_to IS NULL"
+
+        def keyed(ops: str) -> str:  # the current rows with a key of the staged rows `ops` (an edit need not visit them all)
+            return f"features.dataset_id = :d AND {self._unindexed}features.v_to IS NULL{self._staged_keys_sql(ops)}"
+
         changed = conn.execute(
             sa.text(
-                f"UPDATE features SET v_to = :n WHERE {cur} AND EXISTS (SELECT 1 FROM stage s "
-                "WHERE s.fkey = features.fkey AND s.op <> 'delete' AND s.chash <> features.chash)"
+                f"UPDATE features SET v_to = :n WHERE {keyed(STAGE_WRITES)} AND EXISTS (SELECT 1 FROM stage s "
+                f"WHERE s.fkey = features.fkey AND {STAGE_WRITES} AND s.chash <> features.chash)"
             ),
             p,
         ).rowcount
         if mode == "replace":
-            gone = "NOT EXISTS (SELECT 1 FROM stage s WHERE s.fkey = features.fkey)"
+            gone = f"{cur} AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.fkey = features.fkey)"
         else:
-            gone = "EXISTS (SELECT 1 FROM stage s WHERE s.fkey = features.fkey AND s.op = 'delete')"
-        removed = conn.execute(sa.text(f"UPDATE features SET v_to = :n WHERE {cur} AND {gone}"), p).rowcount
+            gone = f"{keyed(STAGE_DELETES)} AND EXISTS (SELECT 1 FROM stage s WHERE s.fkey = features.fkey AND {STAGE_DELETES})"
+        removed = conn.execute(sa.text(f"UPDATE features SET v_to = :n WHERE {gone}"), p).rowcount
         inserted = conn.execute(
             sa.text(
                 "INSERT INTO features (dataset_id, fkey, v_from, v_to, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
@@ -686,6 +691,10 @@ class FeatureStore:
 
     def _props_from_stage_sql(self) -> str:
         return "s.props"
+
+    def _staged_keys_sql(self, ops: str) -> str:
+        """A condition narrowing `features` to the keys of the staged rows matching `ops` (SQLite; "" elsewhere)."""
+        return ""
 
     def restore_version(self, conn: Connection, dataset_id: str, source_version: int, new_version: int) -> MergeCounts:
         """Make `new_version` equal to `source_version` by closing and re-inserting rows (rollback)."""
@@ -995,6 +1004,11 @@ class SQLiteFeatureStore(FeatureStore):
 
     def _stage_index_sql(self) -> list[str]:
         return ["CREATE INDEX temp.ix_stage_fkey ON stage (fkey)", "CREATE INDEX temp.ix_stage_chash ON stage (chash)"]
+
+    def _staged_keys_sql(self, ops: str) -> str:
+        # without it the merge's updates visit every current row (1M-row dataset: 0.6 s each for a one-feature edit;
+        # 0.2 ms through the staged keys and (dataset_id, fkey))
+        return f" AND features.fkey IN (SELECT s.fkey FROM stage s WHERE {ops})"
 
     def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
