@@ -693,8 +693,11 @@ class FeatureStore:
         return "s.props"
 
     def _staged_keys_sql(self, ops: str) -> str:
-        """A condition narrowing `features` to the keys of the staged rows matching `ops` (SQLite; "" elsewhere)."""
-        return ""
+        """A condition narrowing `features` to the keys of the staged rows matching `ops`: without it an edit's updates
+        visited every current row — SQLite through the version index (1M-row dataset: 0.61 s an update of a one-feature
+        edit, 0.3 ms with it), PostgreSQL by a sequential scan of the whole shared table (100k rows: 46 ms, with it a
+        nested loop over (dataset_id, fkey); a large stage still gets a hash join)."""
+        return f" AND features.fkey IN (SELECT s.fkey FROM stage s WHERE {ops})"
 
     def restore_version(self, conn: Connection, dataset_id: str, source_version: int, new_version: int) -> MergeCounts:
         """Make `new_version` equal to `source_version` by closing and re-inserting rows (rollback)."""
@@ -1005,10 +1008,6 @@ class SQLiteFeatureStore(FeatureStore):
     def _stage_index_sql(self) -> list[str]:
         return ["CREATE INDEX temp.ix_stage_fkey ON stage (fkey)", "CREATE INDEX temp.ix_stage_chash ON stage (chash)"]
 
-    def _staged_keys_sql(self, ops: str) -> str:
-        # without it the merge's updates visit every current row (1M-row dataset: 0.6 s each for a one-feature edit;
-        # 0.2 ms through the staged keys and (dataset_id, fkey))
-        return f" AND features.fkey IN (SELECT s.fkey FROM stage s WHERE {ops})"
 
     def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
