@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -81,19 +82,25 @@ class StreamedOverlaps:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self._decide_recent, seqs, geoms, window_seqs, window_geoms))
 
-    def _decide_recent(self, seqs: np.ndarray, geoms: np.ndarray, window_seqs: np.ndarray, window_geoms: np.ndarray) -> None:
-        """On the GEOS thread: the batch's pairs with the window (itself included), each pair once."""
+    @contextmanager
+    def _thread_clock(self) -> Iterator[None]:
+        """The GEOS thread's work, counted for the stage clock."""
         c0, w0 = time.thread_time(), time.perf_counter()
         try:
+            yield
+        finally:
+            self.thread_cpu_s += time.thread_time() - c0
+            self.thread_wall_s += time.perf_counter() - w0
+
+    def _decide_recent(self, seqs: np.ndarray, geoms: np.ndarray, window_seqs: np.ndarray, window_geoms: np.ndarray) -> None:
+        """On the GEOS thread: the batch's pairs with the window (itself included), each pair once."""
+        with self._thread_clock():
             if self._held >= MAX_FINDINGS:
                 return
             qi, ti = shapely.STRtree(window_geoms).query(geoms)
             keep = window_seqs[ti] < seqs[qi]
             ti, qi = ti[keep], qi[keep]
             self._decide(window_seqs[ti], seqs[qi], window_geoms[ti], geoms[qi], threads=False)
-        finally:
-            self.thread_cpu_s += time.thread_time() - c0
-            self.thread_wall_s += time.perf_counter() - w0
 
     def _decide(self, a: np.ndarray, b: np.ndarray, ga: np.ndarray, gb: np.ndarray, threads: bool) -> None:
         """Keep the pairs (a before b) whose interiors meet by more than the tolerance, with their intersections."""
@@ -119,12 +126,8 @@ class StreamedOverlaps:
             self._far = self._pool.submit(self._timed_far_pairs)
 
     def _timed_far_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        c0, w0 = time.thread_time(), time.perf_counter()
-        try:
+        with self._thread_clock():
             return self._far_pairs() if self._held < MAX_FINDINGS else (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        finally:
-            self.thread_cpu_s += time.thread_time() - c0
-            self.thread_wall_s += time.perf_counter() - w0
 
     def finish(self, conn: Connection, store: Any, dataset_id: str, version: int) -> list[Finding] | None:
         """The findings, once the stream is over and its rows are written; None when the pairs left over

@@ -29,6 +29,7 @@ import numpy as np
 
 CELL = np.dtype([("id", ">i8"), ("box", ">f4", (4,))])  # one cell of a node: id, minx, maxx, miny, maxy
 HEADER = 4  # depth, cell count
+_MAX_CELLS = 51  # rtree.c's RTREE_MAXCELLS: a node's cells at most, whatever the page size
 # rtree.c rounds a double to float32 toward -inf for a minimum, +inf for a maximum, by these factors
 _TOWARDS = 1.0 - 1.0 / 8388608.0
 _AWAY = 1.0 + 1.0 / 8388608.0
@@ -189,7 +190,7 @@ def rebuild(cur: Any, table: str, new_ids: np.ndarray, new_boxes: np.ndarray) ->
     Returns the entries written."""
     stored = cur.execute(f"SELECT nodeno, data FROM {table}_node").fetchall()
     old_ids, old_boxes = entries([(int(no), bytes(data)) for no, data in stored])
-    node_size = len(stored[0][1]) if stored else HEADER + 51 * CELL.itemsize
+    node_size = len(stored[0][1]) if stored else HEADER + _MAX_CELLS * CELL.itemsize
     del stored
     ids = np.concatenate([old_ids, np.asarray(new_ids, dtype=np.int64)])
     boxes = np.concatenate([old_boxes, as_stored(new_boxes)])
