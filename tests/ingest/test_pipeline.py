@@ -29,6 +29,7 @@ from landcloud.ingest import transformations
 from landcloud.ingest.pipeline import (
     SubmissionUsageError,
     SubmitOptions,
+    _json_format,
     _props_json,
     _sanitize,
     _sanitized,
@@ -573,6 +574,52 @@ def test_stage_rows_are_the_reference_rows(feats: list, key_field: str | None, w
     got = _stage_rows(geoms, areas, props, key_field, ops)
     assert [tuple(r) for r in got] == _reference_stage_rows(geoms, areas, props, key_field, ops)
     assert all(type(r).__name__ == "StageRow" and r.chash == r[5] for r in got)
+
+
+_COLUMN_VALUES = st.sampled_from([
+    st.text(max_size=4), st.text(alphabet="地类 0123456789ab%", max_size=4), st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(), st.integers(), st.none(), st.booleans(), st.one_of(st.none(), st.text(max_size=3)),
+    st.sampled_from(["a\"b", "c\\d", "e\nf", "\x7f", "\u2028", "%s", "%%"]), st.floats().map(np.float64),
+])
+
+
+@st.composite
+def _table(draw: st.DrawFn) -> tuple[list[str], list[dict]]:
+    """Rows as a reader's columns make them: the same fields in the same order, each column of one kind of value."""
+    names = draw(st.lists(st.text(alphabet="KAB%\"地_", min_size=1, max_size=3), unique=True, max_size=5))
+    n = draw(st.integers(0, 6))
+    columns = {name: draw(st.lists(draw(_COLUMN_VALUES), min_size=n, max_size=n)) for name in names}
+    return names, [{name: columns[name][i] for name in names} for i in range(n)]
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(_table(), st.lists(_GEOMS.filter(lambda g: g is not None), min_size=6, max_size=6), st.sampled_from([None, "K"]),
+       st.booleans())
+def test_stage_rows_from_columns_are_the_reference_rows(table: tuple, geoms: list, key_field: str | None, missing: bool) -> None:
+    """Given the reader's columns, `_stage_rows` writes each row's text by one format string per batch where every
+    column is plain (text JSON writes as it is, finite floats, integers, None) and hashes, boxes and keys column by
+    column: the same rows as the reference, whatever the columns hold (the others fall back row by row)."""
+    names, props = table
+    geoms_ = np.array(geoms[: len(props)], dtype=object)
+    if missing and len(props):
+        geoms_[0] = None  # a batch with a missing geometry goes row by row
+    areas = np.arange(len(props), dtype=float) * 2.5
+    columns = {name: [p[name] for p in props] for name in names}
+    got = _stage_rows(geoms_, areas, props, key_field, None, columns)
+    assert [tuple(r) for r in got] == _reference_stage_rows(geoms_, areas, props, key_field, None)
+    assert [tuple(r) for r in got] == [tuple(r) for r in _stage_rows(geoms_, areas, props, key_field, None)]
+
+
+def test_stage_rows_from_plain_columns_take_the_format_string() -> None:
+    """The fast path is taken for a DLTB-like batch (text, a float and an integer column): the format string exists
+    and writes json.dumps' text, spaces and all; a quote in a text column, a NaN or a mixed column turns it off."""
+    columns = {"BSM": ["a1", "a2"], "DLMC": ["旱地", "水田"], "TBMJ": [1.5, 1e16], "SJNF": [2024, 2025]}
+    fmt, args = _json_format(columns, 2)
+    assert fmt % tuple(c[1] for c in args) == '{"BSM": "a2", "DLMC": "水田", "TBMJ": 1e+16, "SJNF": 2025}'
+    assert _json_format({**columns, "X": ['q"', "r"]}, 2) is None
+    assert _json_format({**columns, "X": [float("nan"), 1.0]}, 2) is None
+    assert _json_format({**columns, "X": [1, "1"]}, 2) is None
+    assert _json_format({**columns, "X": [None, None]}, 2)[0].endswith(', "X": null}')
 
 
 @hsettings(max_examples=300, deadline=None)

@@ -20,9 +20,10 @@ Two principles (DOMAIN.md §2.1):
 from __future__ import annotations
 
 import csv
+import operator
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -40,6 +41,9 @@ _SIX = re.compile(r"\d{6}")
 # conventions: UNCERTAIN); accepting it only widens what is parsed, the 6-digit prefix rule is
 # unchanged.
 _UNIT_CODE = re.compile(r"\d{6}(?:\d{3}(?:\d{3}(?:\d{7})?)?)?")
+# the same lengths in ASCII digits, nothing around them: a code `normalize_unit_code` takes as it is
+_PLAIN_UNIT_CODE = re.compile(r"[0-9]{6}(?:[0-9]{3}(?:[0-9]{3}(?:[0-9]{7})?)?)?")
+_COUNTY_PART = operator.itemgetter(slice(0, 6))
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,13 @@ def parse_divisions(path_or_lines: str | os.PathLike[str] | Iterable[str]) -> li
     return divisions
 
 
+def plain_unit_codes(codes: Collection[str]) -> bool:
+    """Whether every one of `codes` is a well-formed unit code of ASCII digits without blanks (for which
+    `normalize_unit_code` is the first six characters). Decided without a Python call per code: a submission's
+    rules meet thousands of village codes a batch; False means "decide them one by one"."""
+    return all(map(_PLAIN_UNIT_CODE.fullmatch, codes))
+
+
 def normalize_unit_code(code: object) -> str | None:
     """The 6-digit county-level part of a unit code, or None if the code is malformed.
 
@@ -257,3 +268,8 @@ class DivisionIndex:
         """Whether the 6-digit county-level part of ``code`` is a listed unit."""
         six = normalize_unit_code(code)
         return six is not None and six in self._by_code
+
+    def all_known_unit_codes(self, codes: Collection[str]) -> bool:
+        """Whether `is_known_unit_code` holds for each of `codes`, when they are plain codes (`plain_unit_codes`);
+        False otherwise, which means "ask one by one". No Python call per code."""
+        return plain_unit_codes(codes) and self._by_code.keys() >= set(map(_COUNTY_PART, codes))

@@ -9,9 +9,11 @@ Memory stays bounded: the source is read in batches and nothing holds the whole 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import operator
 import shutil
 import sys
 import tempfile
@@ -73,6 +75,11 @@ def _props_json(props: dict[str, Any]) -> str:
     if _C_ENCODE is None:
         return _JSON.encode(props)
     return "".join(_C_ENCODE(props, 0))
+
+
+_BLAKE2B_16 = functools.partial(hashlib.blake2b, digest_size=16)  # the content hash
+_HEXDIGEST = operator.methodcaller("hexdigest")
+_NONE_TYPE = type(None)
 
 
 class SubmissionUsageError(LandcloudError):
@@ -444,16 +451,18 @@ def _stage_all(
     seen_geometry = False
     total = 0
     with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock, rules)) as prepared:
-        for start, geoms, props, ops, areas, pre in prepared:
+        for start, geoms, props, columns, ops, areas, pre in prepared:
             with clock.stage("rules"):
-                geoms = rules.check(Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre))
+                geoms = rules.check(
+                    Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre, columns=columns)
+                )
                 present = geoms[~shapely.is_missing(geoms)]
                 if len(present):
                     seen_geometry = True
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
             if not (direct and rules.error_count):
                 with clock.stage("rows"):
-                    rows = _stage_rows(geoms, areas, props, key_field, ops)
+                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns)
                 with clock.stage("write"):
                     store.stage(conn, rows)
                 if streamed is not None and not rules.error_count:
@@ -471,9 +480,12 @@ def _stage_all(
 
 def _prepared_batches(
     info: SourceInfo, transformer: Any, op_field: str | None, batch_size: int, clock: StageClock, rules: RuleRunner
-) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], list[str] | None, np.ndarray, Prechecks]]:
+) -> Iterator[
+    tuple[int, np.ndarray, list[dict[str, Any]], dict[str, list[Any]] | None, list[str] | None, np.ndarray, Prechecks]
+]:
     """Batches read, parsed, converted to CGCS2000, measured and put to the rules' GEOS tests:
-    (start, geometries, properties, operations, areas, prechecks)."""
+    (start, geometries, properties, the properties by field when the rows are the reader's as they are (`Batch.columns`),
+    operations, areas, prechecks)."""
     batches = iter_batches(info, batch_size=batch_size)
     try:
         while True:
@@ -484,14 +496,18 @@ def _prepared_batches(
             with clock.stage("decode"):
                 geoms = shapely.from_wkb(np.array(raw.wkb, dtype=object), on_invalid="ignore")
                 props = raw.properties if raw.plain else [_sanitized(p) for p in raw.properties]
-                ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props] if op_field else None
+                columns = raw.columns if raw.plain else None
+                ops = None
+                if op_field:
+                    ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props]
+                    columns = {k: v for k, v in columns.items() if k != op_field} if columns is not None else None
             with clock.stage("crs"):
                 geoms = transformer.transform_geometries(geoms)
             with clock.stage("areas"):
                 areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
             with clock.stage("prechecks"):  # validity and jurisdiction (GEOS, beside the per-feature rules)
                 pre = rules.prechecks(geoms)
-            yield raw.start, geoms, props, ops, areas, pre
+            yield raw.start, geoms, props, columns, ops, areas, pre
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
@@ -499,37 +515,107 @@ def _prepared_batches(
 
 
 def _stage_rows(
-    geoms: np.ndarray, areas: np.ndarray, props: list[dict[str, Any]], key_field: str | None, ops: list[str] | None
+    geoms: np.ndarray,
+    areas: np.ndarray,
+    props: list[dict[str, Any]],
+    key_field: str | None,
+    ops: list[str] | None,
+    columns: dict[str, list[Any]] | None = None,
 ) -> list[StageRow]:
     """Rows for the stage; without a key field a feature is identified by its content hash.
 
-    One pass over the batch's columns (zip, no indexing), the JSON text from the encoder made once
-    (`_props_json`) and each row made with `tuple.__new__` (a NamedTuple's own constructor is a Python
-    function): 100,000 DLTB rows 0.93 → 0.6 s CPU, the same rows.
+    Column by column where it can (`columns`: the properties by field, every row with exactly these fields in this
+    order): the JSON texts from one format string per batch (`_props_jsons`), the hashes, boxes and keys through
+    C-level maps, each row made by `StageRow._make` (tuple.__new__). 1M DLTB rows: ~4.4 → ~1.5 s of the main
+    thread (`benchmarks/profiles/ingest-columns.txt`). The same rows as row by row (`_stage_row`, and the tests'
+    reference: json.dumps text, blake2b over it and the WKB).
     """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
-    bounds = shapely.bounds(geoms).tolist()
-    area_list = areas.tolist()
-    blake2b = hashlib.blake2b
-    isnan = math.isnan
-    make = tuple.__new__
-    rows: list[StageRow] = []
-    append = rows.append
-    for p, wkb, box, area, op in zip(props, wkbs, bounds, area_list, ops or repeat("upsert"), strict=False):
-        props_json = _props_json(p)
-        if wkb is None:
-            chash = blake2b(props_json.encode(), digest_size=16).hexdigest()
-            bbox, area = None, None
+    bounds = shapely.bounds(geoms)
+    jsons = _props_jsons(props, columns)
+    if None in wkbs:  # a feature without geometry (rejected later, or a table without one): row by row
+        return [
+            _stage_row(p, text, wkb, box, area, op, key_field)
+            for p, text, wkb, box, area, op in zip(
+                props, jsons, wkbs, bounds.tolist(), areas.tolist(), ops or repeat("upsert"), strict=False
+            )
+        ]
+    chashes = list(map(_HEXDIGEST, map(_BLAKE2B_16, map(bytes.__add__, map(str.encode, jsons), wkbs))))
+    boxes: list[tuple[float, ...] | None] = list(map(tuple, bounds.tolist()))
+    for i in np.flatnonzero(np.isnan(bounds[:, 0])).tolist():  # empty geometries
+        boxes[i] = None
+    if not key_field:
+        fkeys = list(map("h:".__add__, chashes))
+    else:
+        values = columns[key_field] if columns is not None and key_field in columns else [p.get(key_field) for p in props]
+        if set(map(type, values)) == {str}:
+            fkeys = list(map(str.strip, values))
         else:
-            chash = blake2b(props_json.encode() + wkb, digest_size=16).hexdigest()
-            bbox = None if isnan(box[0]) else tuple(box)
-        if key_field:
-            value = p.get(key_field)
-            fkey = "" if value is None else str(value).strip()
+            fkeys = ["" if v is None else str(v).strip() for v in values]
+    rows = zip(fkeys, jsons, wkbs, boxes, areas.tolist(), chashes, ops or repeat("upsert"))
+    return list(map(tuple.__new__, repeat(StageRow), rows))  # type: ignore[arg-type]  (StageRow._make is Python)
+
+
+def _stage_row(
+    p: dict[str, Any], text: str, wkb: bytes | None, box: list[float], area: float, op: str, key_field: str | None
+) -> StageRow:
+    """One row as the content hashes of stored versions were made (`_stage_rows` for a batch with a missing geometry)."""
+    if wkb is None:
+        chash = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        bbox, area_m2 = None, None
+    else:
+        chash = hashlib.blake2b(text.encode() + wkb, digest_size=16).hexdigest()
+        bbox, area_m2 = (None if math.isnan(box[0]) else tuple(box)), area
+    if key_field:
+        value = p.get(key_field)
+        fkey = "" if value is None else str(value).strip()
+    else:
+        fkey = f"h:{chash}"
+    return StageRow(fkey, text, wkb, bbox, area_m2, chash, op)
+
+
+def _props_jsons(props: list[dict[str, Any]], columns: dict[str, list[Any]] | None) -> list[str]:
+    """Each row's `_props_json` text. Where every column is text that JSON writes as it is (no quote, backslash or
+    control character), finite floats, integers or None throughout, the texts come from one %-format string per
+    batch (`_json_format`), made by C code row by row; otherwise from the encoder, row by row."""
+    made = _json_format(columns, len(props)) if columns else None
+    if made is None:
+        return list(map(_props_json, props))
+    fmt, args = made
+    return [fmt % values for values in zip(*args)] if args else [fmt % ()] * len(props)
+
+
+_ENCODE_TEXT = json.encoder.encode_basestring  # (C) the encoder's text escaping, ensure_ascii=False
+
+
+def _json_format(columns: dict[str, list[Any]], n: int) -> tuple[str, list[list[Any]]] | None:
+    """A %-format string and its argument columns giving json.dumps(row, ensure_ascii=False) for each row, or None
+    when a column holds anything else than the plain kinds `_props_jsons` names."""
+    pieces: list[str] = []
+    args: list[list[Any]] = []
+    for name, column in columns.items():
+        if len(column) != n:
+            return None
+        key = _props_json({name: None})[1:-len(": null}")].replace("%", "%%")  # the name as json writes it
+        kinds = set(map(type, column))
+        if kinds == {str}:
+            joined = "".join(column)
+            if len(_ENCODE_TEXT(joined)) != len(joined) + 2:  # json's own text encoder escaped something
+                return None
+            pieces.append(f'{key}: "%s"')
+        elif kinds == {float}:
+            if not all(map(math.isfinite, column)):  # json writes NaN, Infinity
+                return None
+            pieces.append(f"{key}: %r")
+        elif kinds == {int}:
+            pieces.append(f"{key}: %d")
+        elif kinds == {_NONE_TYPE}:
+            pieces.append(f"{key}: null")
+            continue
         else:
-            fkey = f"h:{chash}"
-        append(make(StageRow, (fkey, props_json, wkb, bbox, area, chash, op)))
-    return rows
+            return None
+        args.append(column)
+    return "{" + ", ".join(pieces) + "}", args
 
 
 def _incremental_findings(problems: list[tuple[str, str]]) -> list[Finding]:

@@ -102,6 +102,9 @@ class RawBatch:
     # every property value is text, an integer, a boolean, None or a finite float, as the reader knows
     # from the columns' types (GDAL/arrow): the pipeline's sanitising would return each row unchanged
     plain: bool = False
+    # the same values by field, when the reader has them as columns (every row has exactly these fields):
+    # the rules check column by column, and need not take them out of the rows again
+    columns: dict[str, list[Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.wkb)
@@ -688,7 +691,7 @@ def _batch_to_raw(batch: pa.RecordBatch, start: int, geom_idx: int, drop: set[in
         cols.append(_to_python_column(batch.column(i)))
     props = [dict(zip(names, row)) for row in zip(*cols)] if cols else [{} for _ in range(n)]
     plain = all(_plain_column(batch.column(i)) for i in range(batch.num_columns) if i != geom_idx and i not in drop)
-    return RawBatch(start=start, wkb=wkb, properties=props, plain=plain)
+    return RawBatch(start=start, wkb=wkb, properties=props, plain=plain, columns=dict(zip(names, cols)))
 
 
 def _plain_column(arr: pa.Array | pa.ChunkedArray) -> bool:
