@@ -46,6 +46,7 @@ from landcloud.ingest.rules import Batch, Prechecks, RuleConfig, RuleRunner
 from landcloud.ingest.timing import StageClock
 from landcloud.messages import LandcloudError
 from landcloud.store import tilegeoms
+from landcloud.store.db import commit_checkpoint_beside
 from landcloud.store.features import StageRow, feature_store_for
 
 Mode = Literal["replace", "incremental"]
@@ -381,7 +382,7 @@ def _run(
                 fields=fields,
             )
             with clock.stage("commit"):
-                trans.commit()
+                checkpoint = commit_checkpoint_beside(conn, trans)
         except _Rejected as rej:
             store.end_stage(conn, rej)
             trans.rollback()
@@ -395,10 +396,15 @@ def _run(
         finally:
             if streamed is not None:
                 streamed.close()
-    with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
-        store.refresh_statistics(counts.added + counts.changed + counts.removed)
-    with clock.stage("tile_copies"):  # the low-zoom tiles' pre-generalised shapes of its rows (committed; never fails it)
-        tilegeoms.build_quietly(engine, ds.id, version)
+    try:
+        with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
+            store.refresh_statistics(counts.added + counts.changed + counts.removed)
+        with clock.stage("tile_copies"):  # the low-zoom tiles' pre-generalised shapes of its rows (committed; never fails it)
+            tilegeoms.build_quietly(engine, ds.id, version)
+    finally:
+        if checkpoint is not None:  # SQLite: the commit's WAL checkpoint, run beside the copies
+            with clock.stage("checkpoint"):
+                checkpoint.join()
     return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
 
 

@@ -6,6 +6,8 @@ behave like a server for concurrent readers while one submission writes.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,8 @@ metadata = sa.MetaData(
 )
 
 BackendKind = Literal["sqlite", "postgis"]
+_log = logging.getLogger(__name__)
+SQLITE_AUTOCHECKPOINT = 1000  # pages: SQLite's default, which every connection keeps
 
 
 def backend_of(engine: Engine | sa.Connection) -> BackendKind:
@@ -57,6 +61,39 @@ def read_connection(engine: Engine) -> sa.Connection:
     if backend_of(engine) == "postgis":
         return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     return engine.connect()
+
+
+def commit_checkpoint_beside(conn: sa.Connection, trans: sa.RootTransaction) -> threading.Thread | None:
+    """Commit `trans`; on SQLite, without the WAL checkpoint its commit would make, which runs on a thread instead.
+
+    Why: the commit of a large write (a submission's version) copies every page it wrote from the WAL into the
+    database file before it returns (~3 s of a 1M-parcel submission, `benchmarks/profiles/ingest-columns.txt`);
+    on a thread of its own (a connection of its own, PASSIVE: it waits for no reader or writer) it runs beside
+    what follows the commit (the tile copies). The caller joins the thread before it reports the write done. Other
+    connections' commits meanwhile find the checkpoint busy and skip theirs, as SQLite's automatic checkpoints do.
+    The writer's own setting is back to the default when this returns, committed or not. PostgreSQL: the commit, None.
+    """
+    if conn.dialect.name != "sqlite":
+        trans.commit()
+        return None
+    driver = conn.connection.driver_connection  # (the driver's connection: a PRAGMA here opens no transaction)
+    driver.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+    try:
+        trans.commit()
+    finally:
+        driver.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}")  # type: ignore[union-attr]
+    engine = conn.engine
+
+    def checkpoint() -> None:
+        try:
+            with engine.connect() as other:
+                other.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+        except Exception:  # the next commits checkpoint as usual
+            _log.warning("WAL checkpoint after a commit failed", exc_info=True)
+
+    thread = threading.Thread(target=checkpoint, name="landcloud-wal-checkpoint", daemon=True)
+    thread.start()
+    return thread
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
