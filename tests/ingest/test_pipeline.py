@@ -132,6 +132,10 @@ def test_first_rows_go_straight_into_the_store_as_the_merge_would_put_them(
     assert written == [("direct", 1), None]
     assert direct.accepted and staged.accepted
     assert direct.report["summary"] == staged.report["summary"]
+    # the direct version's count and extent come from the stream, the staged one's from the store
+    direct_ds, staged_ds = catalog.require_dataset(engine, "direct"), catalog.require_dataset(engine, "staged")
+    assert direct_ds.extent is not None and direct_ds.extent == staged_ds.extent
+    assert direct_ds.feature_count == staged_ds.feature_count == len(feats)
 
     def rows(dataset_id: str) -> list[tuple[object, ...]]:
         with engine.connect() as conn:

@@ -77,3 +77,57 @@ def test_reads_writes_what_waited_after_its_connection_is_back_even_when_one_fai
     assert seen == [("fail", 0), ("write", 0)] and not reads.pending
     reads.close()  # nothing left: a second close does nothing
     assert seen == [("fail", 0), ("write", 0)]
+
+
+def _wal_frames(engine: sa.Engine) -> tuple[int, int]:
+    """(frames in the WAL, frames of it checkpointed), as a PASSIVE checkpoint that copies nothing reports them."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        _, log, done = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return log, done
+
+
+def test_a_commit_leaves_its_checkpoint_to_a_thread_and_the_writer_as_it_was(engine: sa.Engine) -> None:
+    """`commit_checkpoint_beside`: the rows are committed when it returns; on SQLite the commit has not copied
+    the WAL into the database (a write far above SQLite's automatic 1000 pages), the returned thread has, every
+    frame, and the writer's connection checkpoints by itself again."""
+    if db.backend_of(engine) == "sqlite":
+        with engine.connect() as conn:  # an empty WAL to begin with
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        trans = conn.begin()
+        conn.execute(sa.text("CREATE TABLE wal_probe (pad TEXT)"))
+        conn.execute(sa.text("INSERT INTO wal_probe (pad) VALUES (:p)"), [{"p": "x" * 2000}] * 3000)  # ~1,500 pages
+        thread = db.commit_checkpoint_beside(conn, trans)
+        if db.backend_of(engine) == "postgis":
+            assert thread is None
+        else:
+            assert thread is not None
+            assert conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == db.SQLITE_AUTOCHECKPOINT
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+            log, done = _wal_frames(engine)
+            assert log > 1000 and done == log  # the thread's checkpoint copied every frame of the commit
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM wal_probe")).scalar_one() == 3000
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE wal_probe"))
+
+
+def test_a_failed_commit_leaves_the_writer_checkpointing(engine: sa.Engine) -> None:
+    """A commit that fails (here: a deferred foreign key broken) raises as a commit does, starts no checkpoint, and
+    the writer's connection keeps SQLite's automatic checkpoints."""
+    if db.backend_of(engine) != "sqlite":
+        pytest.skip("the WAL setting is SQLite's")
+    with engine.connect() as conn:
+        conn.info["write"] = True
+        trans = conn.begin()
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        conn.exec_driver_sql("INSERT INTO feature_tilegeoms (feature_id, level, geom) VALUES (-1, 8, x'00')")
+        with pytest.raises(sa.exc.IntegrityError):
+            db.commit_checkpoint_beside(conn, trans)
+        assert conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == db.SQLITE_AUTOCHECKPOINT
+        trans.rollback()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM feature_tilegeoms WHERE feature_id = -1").scalar_one() == 0

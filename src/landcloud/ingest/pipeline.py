@@ -336,8 +336,10 @@ def _run(
             store.begin_stage(conn, (ds.id, version) if direct else None, expected_rows=info.feature_count)
             if direct and opts.overlap_check:  # every current row is new: the rule is decided while they stream in
                 streamed = StreamedOverlaps(settings.overlap_tolerance_m2)
+            envelope = _Envelope()
             polygonal = _stage_all(
-                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed
+                conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed,
+                envelope,
             )
             if streamed is not None and not rules.error_count:
                 streamed.seal()  # the far pairs searched for beside the last writes and the merge
@@ -363,7 +365,10 @@ def _run(
                 if overlaps:
                     raise _Rejected(findings)
             with clock.stage("summary"):
-                feature_count, extent = store.summary(conn, ds.id, version)
+                if direct:  # the version is the rows written: counted and measured while they streamed in
+                    feature_count, extent = counts.added, envelope.extent()
+                else:
+                    feature_count, extent = store.summary(conn, ds.id, version)
             report = _report("accepted", opts, source, findings, rules.counts, feature_count, counts.__dict__, version)
             catalog.record_version(
                 conn,
@@ -444,6 +449,7 @@ def _stage_all(
     clock: StageClock,
     direct: bool = False,
     streamed: StreamedOverlaps | None = None,
+    envelope: _Envelope | None = None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal.
 
@@ -451,7 +457,7 @@ def _stage_all(
     (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
     rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
     stored keys and geometries while no rule has found an error (after one, the submission is rejected
-    without it).
+    without it). `envelope`: grown by every batch's stored geometries.
     """
     polygonal = True
     seen_geometry = False
@@ -471,6 +477,8 @@ def _stage_all(
                     rows = _stage_rows(geoms, areas, props, key_field, ops, columns)
                 with clock.stage("write"):
                     store.stage(conn, rows)
+                if envelope is not None:
+                    envelope.add(geoms)
                 if streamed is not None and not rules.error_count:
                     with clock.stage("overlap_feed"):
                         streamed.add([r[0] for r in rows], geoms)
@@ -482,6 +490,24 @@ def _stage_all(
         with clock.stage("number_keys"):
             store.number_duplicate_keys(conn)
     return polygonal and seen_geometry
+
+
+class _Envelope:
+    """The extent of the geometries added so far (missing and empty ones left out, as the store's envelopes are):
+    what `FeatureStore.summary` would read back for a version that is exactly these rows."""
+
+    def __init__(self) -> None:
+        self._box: np.ndarray | None = None
+
+    def add(self, geoms: np.ndarray) -> None:
+        bounds = shapely.bounds(geoms)
+        bounds = bounds[~np.isnan(bounds[:, 0])]
+        if len(bounds):
+            box = np.concatenate((bounds[:, :2].min(axis=0), bounds[:, 2:].max(axis=0)))
+            self._box = box if self._box is None else np.concatenate((np.minimum(self._box[:2], box[:2]), np.maximum(self._box[2:], box[2:])))
+
+    def extent(self) -> tuple[float, float, float, float] | None:
+        return None if self._box is None else tuple(float(v) for v in self._box)  # type: ignore[return-value]
 
 
 def _prepared_batches(

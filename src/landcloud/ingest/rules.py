@@ -654,6 +654,12 @@ class RuleRunner:
 
     def _check_area(self, batch: Batch, geoms: np.ndarray, usable: np.ndarray, keys: list[str | None]) -> None:
         field_name = self._area_field.upper()  # type: ignore[union-attr]
+        column = batch.columns.get(field_name) if batch.columns is not None else None
+        if column is not None and set(map(type, column)) <= {float, int} and all(map(math.isfinite, column)):
+            # the reader's column of finite numbers (the usual TBMJ): no value is null or not a number
+            idxs = np.flatnonzero(usable)
+            self._compare_areas(batch, geoms, keys, idxs, np.asarray(column, dtype=np.float64)[idxs])
+            return
         cand: list[int] = []
         declared: list[float] = []
         for i in np.flatnonzero(usable).tolist():
@@ -671,11 +677,14 @@ class RuleRunner:
                 continue
             cand.append(int(i))
             declared.append(value)
-        if not cand:
+        self._compare_areas(batch, geoms, keys, np.asarray(cand, dtype=np.int64), np.asarray(declared, dtype=np.float64))
+
+    def _compare_areas(self, batch: Batch, geoms: np.ndarray, keys: list[str | None], idxs: np.ndarray, decl: np.ndarray) -> None:
+        """The area rule for the rows `idxs` of the batch, whose declared areas are `decl` (finite numbers)."""
+        if not len(idxs):
             return
-        idxs = np.asarray(cand)
+        field_name = self._area_field.upper()  # type: ignore[union-attr]
         computed = batch.areas[idxs] if batch.areas is not None else _ellipsoidal_areas(geoms[idxs])
-        decl = np.asarray(declared)
         diff = np.abs(decl - computed)
         bad = (diff > self.config.area_tolerance_abs) & (diff > self.config.area_tolerance_rel * np.abs(computed))
         for j in np.flatnonzero(bad):
