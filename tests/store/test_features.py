@@ -276,8 +276,8 @@ def test_features_in_box_reads_many_layers_in_one_statement_like_iter_features(e
 
 
 def test_postgis_box_reads_follow_the_rows_in_the_box_not_the_dataset(engine: sa.Engine) -> None:
-    """A box over a whole dataset among others on the same ground is one scan of the (dataset, geometry)
-    GiST: no BitmapAnd with the dataset's version index, which read every row's entry of the dataset for
+    """A box over a whole dataset among others on the same ground is one scan of the (dataset hash, geometry)
+    GiST (migration 0010; the dataset id itself in 0008): no BitmapAnd with the dataset's version index, which read every row's entry of the dataset for
     every large box (a z8 tile of a 1M-parcel layer: 1M entries), whatever the box held."""
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite reads boxes from its R*Tree (test_bbox_pages_start_from_the_spatial_index)")
@@ -287,7 +287,8 @@ def test_postgis_box_reads_follow_the_rows_in_the_box_not_the_dataset(engine: sa
         indexes = {r[0]: r[1] for r in conn.execute(sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'features'"))}
         conn.execute(sa.text("ANALYZE features"))
         conn.commit()
-    assert "gist (dataset_id, geom)" in indexes["ix_features_dataset_geom"] and "ix_features_geom" not in indexes
+    assert "gist (hashtextextended((dataset_id)::text, (0)::bigint), geom, dataset_id)" in indexes["ix_features_dataset_hash_geom"]
+    assert "ix_features_geom" not in indexes and "ix_features_dataset_geom" not in indexes
     seen: list[tuple[str, object]] = []
 
     def capture(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
@@ -307,7 +308,7 @@ def test_postgis_box_reads_follow_the_rows_in_the_box_not_the_dataset(engine: sa
     with engine.connect() as conn:
         conn.exec_driver_sql("SET enable_seqscan = off")  # 3,200 rows: the planner would rather read the table
         plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar_one()
-    assert index_names(plan[0]["Plan"]) == {"ix_features_dataset_geom"}, plan
+    assert index_names(plan[0]["Plan"]) == {"ix_features_dataset_hash_geom"}, plan
 
 
 def test_rows_read_back_by_key_are_the_versions_current_ones(engine: sa.Engine) -> None:

@@ -1114,6 +1114,10 @@ def _ewkb_4490(wkb: bytes | None) -> bytes | None:
     return wkb[:1] + kind.to_bytes(4, order) + _SRID_4490[wkb[0]] + wkb[5:]  # type: ignore[arg-type]
 
 
+# the first column of PostGIS's spatial index (migration 0010), equal to the dataset's (:d) own
+DATASET_HASH_SQL = "hashtextextended(f.dataset_id, 0) = hashtextextended(CAST(:d AS text), 0)"
+
+
 class PostGISFeatureStore(FeatureStore):
     """Production store: geometry(Geometry, 4490) with a GiST index; bulk loads through COPY."""
 
@@ -1126,6 +1130,15 @@ class PostGISFeatureStore(FeatureStore):
 
     def _bbox_condition(self, bbox_params: str = "b") -> str:
         return "ST_Intersects(f.geom, ST_MakeEnvelope(:bminx, :bminy, :bmaxx, :bmaxy, 4490))"
+
+    def conditions(
+        self, dataset_id: str, version: int, bbox: BBox | None, rows: RowFilter | None, where: SQLFilter | None
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The base conditions and the dataset's hash as its spatial index has it (migration 0010): without it the
+        planner could not take that index for a box (only `dataset_id = :d` would be left to it)."""
+        clauses, params = super().conditions(dataset_id, version, bbox, rows, where)
+        clauses.insert(1, DATASET_HASH_SQL)
+        return clauses, params
 
     def _decode_props(self, value: Any) -> dict[str, Any]:
         return value if isinstance(value, dict) else super()._decode_props(value)
