@@ -516,3 +516,52 @@ def test_prechecks_must_match_the_batch(full: RuleConfig) -> None:
     b.prechecked = runner.prechecks(np.array([square(0)], dtype=object))
     with pytest.raises(ValueError, match="prechecks of 1 geometries for 2 features"):
         runner.check(b)
+
+
+def _all_findings(runner: RuleRunner) -> list[tuple[Any, ...]]:
+    return [(f.rule, f.severity, f.message_zh, f.message_en, f.feature_index, f.feature_key, repr(f.details))
+            for f in runner.findings]
+
+
+_CELL = st.sampled_from([
+    "230102001001", " 230102001001", "２３０１０２001001", "999999001001", "23010200100", "", " ", None, 230102001001,
+    230102001001.0, True, float("nan"), "0101", "0404", "011", 101, "水田", "旱地", "x", 1, 1.0, "B1", "B2", " B1 ",
+])
+_ROW = st.fixed_dictionaries(
+    {name: _CELL for name in ("BSM", "DLBM", "DLMC", "QSDWDM", "ZLDWDM", "TBBH", "TBMJ")},
+    optional={"dlbm": _CELL},
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.lists(_ROW, max_size=24), st.integers(1, 7), st.booleans())
+def test_findings_do_not_depend_on_batches_or_on_the_columns_given(hlj: DivisionIndex, rows: list, size: int, given_columns: bool) -> None:
+    """The attribute rules decide column by column, each distinct value once (`_flagged`): the same findings, each
+    rule's in the same order and under the same caps, whether the rows come one batch or several, and whether the
+    reader's columns come with them — for codes given as numbers, blanks, NaN, full-width digits and repeated keys
+    alike. (Findings of different rules interleave batch by batch: geometry rules run before attribute rules.)"""
+    def run(batch_size: int, with_columns: bool) -> list[tuple[Any, ...]]:
+        runner = RuleRunner(RuleConfig(schema=DLTB, divisions=hlj, jurisdiction_code="230100", max_findings_per_rule=5))
+        for start in range(0, len(rows), batch_size):
+            part = rows[start : start + batch_size]
+            columns = None
+            if with_columns and part and all(list(p) == list(part[0]) for p in part):
+                columns = {name: [p[name] for p in part] for name in part[0]}
+            runner.check(Batch(start=start, geometries=np.full(len(part), None, dtype=object), properties=part,
+                               columns=columns))
+        runner.finish()
+        return sorted(_all_findings(runner), key=lambda f: f[0])  # (stable: each rule's own order kept)
+
+    whole = run(max(1, len(rows)), False)
+    assert run(size, given_columns) == whole
+    assert run(1, False) == whole
+
+
+def test_a_unit_code_given_as_a_number_is_not_the_same_code_as_text(hlj: DivisionIndex) -> None:
+    """The rules' verdicts are kept by value; a number is not its digits as text. The number 230102001001 after the
+    code "230102001001" is still malformed (codes are identifiers: a DBF that read one as a number lost its meaning)."""
+    runner = RuleRunner(RuleConfig(schema=DLTB, divisions=hlj))
+    geoms = [square(0), square(1)]
+    runner.check(batch(geoms, [props("B1", geoms[0]), props("B2", geoms[1], QSDWDM=230102001001)]))
+    unknown = [f for f in runner.findings if f.rule == "code.unit_unknown"]
+    assert [(f.feature_index, f.details["field"], f.details["malformed"]) for f in unknown] == [(1, "QSDWDM", True)]
