@@ -531,6 +531,7 @@ def _prepared_batches(
                 columns = raw.columns if raw.plain else None
                 ops = None
                 if op_field:
+                    props = list(props)  # (rows made from columns on demand: made once here, the operation taken out)
                     ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props]
                     columns = {k: v for k, v in columns.items() if k != op_field} if columns is not None else None
             with clock.stage("crs"):

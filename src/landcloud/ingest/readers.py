@@ -21,7 +21,7 @@ import struct
 import tempfile
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -91,11 +91,49 @@ class SourceInfo:
         self.close()
 
 
+class ColumnRows(Sequence[dict[str, Any]]):
+    """A batch's rows as dicts made from its columns when asked for, each access a new dict (mutating one changes
+    nothing here).
+
+    Why: the pipeline checks and stores a plain batch column by column (`RawBatch.columns`); making a dict of every
+    row up front cost ~1 s of the reading thread per million rows, under the GIL the checking thread needs. A row is
+    made only where one is still read row by row (a finding's values, a layer whose columns need sanitising).
+    """
+
+    __slots__ = ("_columns", "_n")
+
+    def __init__(self, columns: dict[str, list[Any]], n: int) -> None:
+        self._columns = columns
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        j = i + self._n if i < 0 else i
+        if not 0 <= j < self._n:
+            raise IndexError(i)
+        return {name: column[j] for name, column in self._columns.items()}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not self._columns:
+            return ({} for _ in range(self._n))
+        names = list(self._columns)
+        return (dict(zip(names, row)) for row in zip(*self._columns.values()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == self._n and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class RawBatch:
     start: int
     wkb: list[bytes | None]
-    properties: list[dict[str, Any]]
+    properties: Sequence[dict[str, Any]]  # a list, or `ColumnRows` over `columns`
     # addition: batch-relative index → raw text of a geometry that could not be turned into WKB
     # (CSV only: non-numeric lon/lat, unparseable WKT), so the rules can report it
     geometry_errors: dict[int, str] = field(default_factory=dict)
@@ -689,9 +727,9 @@ def _batch_to_raw(batch: pa.RecordBatch, start: int, geom_idx: int, drop: set[in
             continue
         names.append(f.name)
         cols.append(_to_python_column(batch.column(i)))
-    props = [dict(zip(names, row)) for row in zip(*cols)] if cols else [{} for _ in range(n)]
+    columns = dict(zip(names, cols))
     plain = all(_plain_column(batch.column(i)) for i in range(batch.num_columns) if i != geom_idx and i not in drop)
-    return RawBatch(start=start, wkb=wkb, properties=props, plain=plain, columns=dict(zip(names, cols)))
+    return RawBatch(start=start, wkb=wkb, properties=ColumnRows(columns, n), plain=plain, columns=columns)
 
 
 def _plain_column(arr: pa.Array | pa.ChunkedArray) -> bool:
