@@ -19,6 +19,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 
 from landcloud.ingest.readers import (
+    ColumnRows,
     FieldInfo,
     RawBatch,
     SourceError,
@@ -671,3 +672,19 @@ def test_a_batch_of_plain_columns_is_marked_plain() -> None:
     assert not _batch_to_raw(batch, 0, 2, set()).plain
     batch = pa.record_batch([pa.array([b"\x00", None]), pa.array([b"\x01", b"\x02"])], names=["b", "g"])
     assert not _batch_to_raw(batch, 0, 1, set()).plain
+
+
+def test_column_rows_are_the_rows_of_the_columns() -> None:
+    """A batch's rows made from its columns on demand read as the list of dicts they stand for: length, indexing
+    from either end, slices, iteration, equality; each access is a new dict, so changing one changes no column."""
+    columns = {"BSM": ["a", "b", "c"], "TBMJ": [1.5, None, 3.0]}
+    rows = ColumnRows(columns, 3)
+    expected = [{"BSM": "a", "TBMJ": 1.5}, {"BSM": "b", "TBMJ": None}, {"BSM": "c", "TBMJ": 3.0}]
+    assert len(rows) == 3 and list(rows) == expected and rows == expected
+    assert rows[0] == expected[0] and rows[-1] == expected[2] and rows[1:] == expected[1:]
+    with pytest.raises(IndexError):
+        rows[3]
+    rows[0]["BSM"] = "changed"
+    assert columns["BSM"][0] == "a" and rows[0]["BSM"] == "a"
+    assert list(ColumnRows({}, 2)) == [{}, {}] and ColumnRows({}, 2)[1] == {}
+    assert rows != expected[:2]
