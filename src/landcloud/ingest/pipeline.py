@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -550,7 +550,7 @@ def _prepared_batches(
 def _stage_rows(
     geoms: np.ndarray,
     areas: np.ndarray,
-    props: list[dict[str, Any]],
+    props: Sequence[dict[str, Any]],
     key_field: str | None,
     ops: list[str] | None,
     columns: dict[str, list[Any]] | None = None,
@@ -559,8 +559,8 @@ def _stage_rows(
 
     Column by column where it can (`columns`: the properties by field, every row with exactly these fields in this
     order): the JSON texts from one format string per batch (`_props_jsons`), the hashes, boxes and keys through
-    C-level maps, each row made by `StageRow._make` (tuple.__new__). 1M DLTB rows: ~4.4 → ~1.5 s of the main
-    thread (`benchmarks/profiles/ingest-columns.txt`). The same rows as row by row (`_stage_row`, and the tests'
+    C-level maps, each row made by tuple.__new__ (`StageRow._make` is a Python function). 100,000 DLTB rows 0.76 →
+    0.63 s (`benchmarks/profiles/ingest-columns.txt` §3). The same rows as row by row (`_stage_row`, and the tests'
     reference: json.dumps text, blake2b over it and the WKB).
     """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
@@ -607,7 +607,7 @@ def _stage_row(
     return StageRow(fkey, text, wkb, bbox, area_m2, chash, op)
 
 
-def _props_jsons(props: list[dict[str, Any]], columns: dict[str, list[Any]] | None) -> list[str]:
+def _props_jsons(props: Sequence[dict[str, Any]], columns: dict[str, list[Any]] | None) -> list[str]:
     """Each row's `_props_json` text. Where every column is text that JSON writes as it is (no quote, backslash or
     control character), finite floats, integers or None throughout, the texts come from one %-format string per
     batch (`_json_format`), made by C code row by row; otherwise from the encoder, row by row."""

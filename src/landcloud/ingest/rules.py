@@ -111,7 +111,7 @@ class Batch:
 
     start: int
     geometries: np.ndarray | Sequence[shapely.Geometry | None]
-    properties: list[dict[str, Any]]
+    properties: Sequence[dict[str, Any]]
     areas: np.ndarray | None = None
     prechecked: Prechecks | None = None
     # ``properties`` by field, when every row has exactly these fields with these values (the reader's columns)
