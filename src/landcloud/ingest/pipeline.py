@@ -457,7 +457,7 @@ def _stage_all(
     (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
     rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
     stored keys and geometries while no rule has found an error (after one, the submission is rejected
-    without it). `envelope`: grown by every batch's stored geometries.
+    without it). `envelope`: grown by every batch's stored envelopes.
     """
     polygonal = True
     seen_geometry = False
@@ -474,11 +474,12 @@ def _stage_all(
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
             if not (direct and rules.error_count):
                 with clock.stage("rows"):
-                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns)
+                    bounds = shapely.bounds(geoms)
+                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds)
                 with clock.stage("write"):
                     store.stage(conn, rows)
                 if envelope is not None:
-                    envelope.add(geoms)
+                    envelope.add(bounds)
                 if streamed is not None and not rules.error_count:
                     with clock.stage("overlap_feed"):
                         streamed.add([r[0] for r in rows], geoms)
@@ -493,21 +494,23 @@ def _stage_all(
 
 
 class _Envelope:
-    """The extent of the geometries added so far (missing and empty ones left out, as the store's envelopes are):
-    what `FeatureStore.summary` would read back for a version that is exactly these rows."""
+    """The extent of the envelopes added so far (NaN ones — missing and empty geometries — left out, as the store
+    leaves them): what `FeatureStore.summary` would read back for a version that is exactly these rows."""
 
     def __init__(self) -> None:
-        self._box: np.ndarray | None = None
+        self._min = np.full(2, np.inf)
+        self._max = np.full(2, -np.inf)
 
-    def add(self, geoms: np.ndarray) -> None:
-        bounds = shapely.bounds(geoms)
-        bounds = bounds[~np.isnan(bounds[:, 0])]
+    def add(self, bounds: np.ndarray) -> None:
+        """`bounds`: (n, 4) minx, miny, maxx, maxy (`shapely.bounds`); fmin/fmax pass over NaN."""
         if len(bounds):
-            box = np.concatenate((bounds[:, :2].min(axis=0), bounds[:, 2:].max(axis=0)))
-            self._box = box if self._box is None else np.concatenate((np.minimum(self._box[:2], box[:2]), np.maximum(self._box[2:], box[2:])))
+            self._min = np.fmin(self._min, np.fmin.reduce(bounds[:, :2]))
+            self._max = np.fmax(self._max, np.fmax.reduce(bounds[:, 2:]))
 
     def extent(self) -> tuple[float, float, float, float] | None:
-        return None if self._box is None else tuple(float(v) for v in self._box)  # type: ignore[return-value]
+        if np.isinf(self._min[0]):
+            return None
+        return (float(self._min[0]), float(self._min[1]), float(self._max[0]), float(self._max[1]))
 
 
 def _prepared_batches(
@@ -554,6 +557,7 @@ def _stage_rows(
     key_field: str | None,
     ops: list[str] | None,
     columns: dict[str, list[Any]] | None = None,
+    bounds: np.ndarray | None = None,
 ) -> list[StageRow]:
     """Rows for the stage; without a key field a feature is identified by its content hash.
 
@@ -561,10 +565,11 @@ def _stage_rows(
     order): the JSON texts from one format string per batch (`_props_jsons`), the hashes, boxes and keys through
     C-level maps, each row made by tuple.__new__ (`StageRow._make` is a Python function). 100,000 DLTB rows 0.76 →
     0.63 s (`benchmarks/profiles/ingest-columns.txt` §3). The same rows as row by row (`_stage_row`, and the tests'
-    reference: json.dumps text, blake2b over it and the WKB).
+    reference: json.dumps text, blake2b over it and the WKB). `bounds`: `shapely.bounds(geoms)`, when the caller has them.
     """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
-    bounds = shapely.bounds(geoms)
+    if bounds is None:
+        bounds = shapely.bounds(geoms)
     jsons = _props_jsons(props, columns)
     if None in wkbs:  # a feature without geometry (rejected later, or a table without one): row by row
         return [
@@ -629,7 +634,7 @@ def _json_format(columns: dict[str, list[Any]], n: int) -> tuple[str, list[list[
     for name, column in columns.items():
         if len(column) != n:
             return None
-        key = _props_json({name: None})[1:-len(": null}")].replace("%", "%%")  # the name as json writes it
+        key = _ENCODE_TEXT(name).replace("%", "%%")  # the name as json writes a key
         kinds = set(map(type, column))
         if kinds == {str}:
             joined = "".join(column)

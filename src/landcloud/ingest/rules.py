@@ -834,17 +834,18 @@ def _flagged(
     by one).
     """
     rows: list[Any] = columns[0] if len(columns) == 1 else list(zip(*columns))
+    decide: Callable[[Any], bool] = bad if len(columns) == 1 else (lambda values: bad(*values))
     kinds = []
     for column in columns:
         types = set(map(type, column))
         types.discard(_NONE_TYPE)
         kinds.append(types.pop() if types else _NONE_TYPE)
-        if types:  # more than one type
-            return [i for i, v in enumerate(rows) if (bad(v) if len(columns) == 1 else bad(*v))]
+        if types:  # more than one type: row by row
+            return [i for i, v in enumerate(rows) if decide(v)]
     try:
         todo = set(rows)
     except TypeError:  # an unhashable value (a list from a JSON source): row by row
-        return [i for i, v in enumerate(rows) if (bad(v) if len(columns) == 1 else bad(*v))]
+        return [i for i, v in enumerate(rows) if decide(v)]
     good = passed.setdefault(tuple(kinds), set())
     todo -= good
     if all_good is not None and kinds == [str]:
@@ -854,7 +855,7 @@ def _flagged(
             return []
     flagged = set()
     for v in todo:
-        if bad(v) if len(columns) == 1 else bad(*v):
+        if decide(v):
             flagged.add(v)
         else:
             good.add(v)
