@@ -8,7 +8,7 @@ RAW_MVT = (
     "SELECT ST_AsMVT(q.*, 'layer', 4096, 'geom') FROM q"
 )
 
-# The settings landcloud's own tile statement runs with (publish/tiles.py, `_PLAN_SETTINGS`), given to both anchors: a
+# The settings landcloud's connections run with (store/db.py, `POSTGRES_SESSION`), given to both anchors: a
 # full z8 tile was planned with a parallel worker that cost more than it saved (26 vs 17 ms on this machine), and
 # the floor should be the raw query at its best.
 RAW_SETTINGS = "SET jit = off; SET max_parallel_workers_per_gather = 0"

@@ -339,9 +339,10 @@ def test_a_handed_over_connection_runs_the_statement_and_the_audit_entry_waits_f
     engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The route hands its read connection over for the ST_AsMVT statement (one checkout per tile): the same tile as on
-    a connection of its own, the connection left open for its owner (in no transaction and with no setting of the
-    tile's: BEGIN ... ROLLBACK around SET LOCAL), and the audit entry handed to `defer` to be written once the owner
-    has closed it (one connection held at a time); without `defer` it is written at once."""
+    a connection of its own, the connection left open for its owner (in no transaction: the statement runs alone, with
+    the session's planner settings, which every pooled connection has from its start), and the audit entry handed to
+    `defer` to be written once the owner has closed it (one connection held at a time); without `defer` it is written
+    at once."""
     from landcloud.publish import tiles
     from landcloud.store.db import read_connection
 
@@ -363,9 +364,9 @@ def test_a_handed_over_connection_runs_the_statement_and_the_audit_entry_waits_f
     assert render_planned(engine, me, ds, access, plan, conn=conn, defer=waiting.append) == own and own[1] > 0
     assert not conn.closed and seen == [] and len(waiting) == 1  # nothing written while the connection is held
     assert raw.info.transaction_status == 0  # idle: no transaction left open on the pooled connection
-    with raw.cursor() as cur:  # ... nor the tile's settings: back to the session's own values
-        cur.execute("SELECT name, setting = reset_val FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')")
-        assert dict(cur.fetchall()) == {"jit": True, "max_parallel_workers_per_gather": True}
+    with raw.cursor() as cur:  # the session's settings (store.db.POSTGRES_SESSION), which the plan relies on
+        cur.execute("SELECT name, setting FROM pg_settings WHERE name IN ('jit', 'max_parallel_workers_per_gather')")
+        assert dict(cur.fetchall()) == {"jit": "off", "max_parallel_workers_per_gather": "0"}
     conn.close()
     waiting.pop()()
     assert seen == [True]

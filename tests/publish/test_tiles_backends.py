@@ -12,10 +12,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import numpy as np
 import pytest
 import shapely
 import sqlalchemy as sa
+from hypothesis import strategies as hs
 from mapbox_vector_tile.Mapbox import vector_tile_pb2
 from test_tiles import DAOLI, key_of, layer, pg_url, setup_daoli, submit  # noqa: F401 (pg_url: a database of our own)
 
@@ -26,7 +28,7 @@ from landcloud.config import Settings
 from landcloud.demo.parcels import dltb_features
 from landcloud.geo.tilegen import LEVELS
 from landcloud.geo.tiles import WEB_MERCATOR_QUAD, WORLD_CRS84_QUAD
-from landcloud.publish.tiles import EXTENT, SIMPLIFY_CELLS, plan_tile, postgis_tile_sql, render_tile
+from landcloud.publish.tiles import _NUMERIC_KEY_SQL, EXTENT, SIMPLIFY_CELLS, feature_id, plan_tile, postgis_tile_sql, render_tile
 from landcloud.store.engine import get_engine
 from landcloud.store.features import RowFilter
 from landcloud.store.migrate import upgrade
@@ -300,3 +302,36 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
         assert got.keys() == want.keys(), declared
         for key, f in got.items():
             assert f["properties"] == want[key]["properties"] and f.get("id", 0) == want[key].get("id", 0), (declared, key)
+
+
+_KEY_EDGES = ["0", "00", "01", "1", "9", "10", "999999999999999999", "1000000000000000000", "", " 1", "1 ", "1\n", "+1", "-1",
+              "1.0", "1e3", "0x1", "١٢", "１２", "²", "12a", "a12", "2301020000000001"]
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+@hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(
+    more=hs.lists(
+        hs.one_of(
+            hs.integers(0, 10**20).map(str),
+            hs.text(alphabet="0123456789", max_size=20),
+            hs.text(alphabet="0123456789 -+.\n١１²ea", max_size=6),
+        ),
+        max_size=40,
+    )
+)
+def test_the_statement_takes_a_key_for_the_mvt_id_exactly_when_the_python_way_does(
+    engine: sa.Engine, backend: str, more: list[str]
+) -> None:
+    """The PostGIS statement decides per row whether the key is the MVT id (a plain integer of at most 18 digits, no
+    leading zero) without a regular expression; the Python way with one. Both must agree on every key."""
+    keys = _KEY_EDGES + more
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT f.fkey, {_NUMERIC_KEY_SQL} AS numeric FROM unnest(CAST(:keys AS text[])) AS f(fkey)"), {"keys": keys}
+        ).all()
+    assert [r.fkey for r in rows] == keys
+    got = {r.fkey: bool(r.numeric) for r in rows}
+    want = {k: feature_id(k) is not None for k in keys}
+    assert got == want
+    assert want["999999999999999999"] and not want["1000000000000000000"] and not want["1\n"] and not want["01"]

@@ -101,8 +101,12 @@ LOW_ZOOM_FIELDS = CLASS_FIELDS
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 RENDER_VERSION = 2  # 2: low-zoom shapes from the pre-generalised copies
-NUMERIC_KEY = re.compile(r"^(0|[1-9][0-9]{0,17})$")  # fits a bigint and an MVT uint64 id
-_NUMERIC_KEY_SQL = "'^(0|[1-9][0-9]{0,17})$'"
+NUMERIC_KEY = re.compile(r"0|[1-9][0-9]{0,17}")  # (fullmatch) fits a bigint and an MVT uint64 id
+# The same test in SQL, without a regular expression: PostgreSQL's regex engine turns each key into wide characters
+# before it matches, ~0.2-0.4 ms of a thousand-row tile's statement (profiles/tiles-fixed.txt).
+_NUMERIC_KEY_SQL = (
+    "(octet_length(f.fkey) BETWEEN 1 AND 18 AND ltrim(f.fkey, '0123456789') = '' AND (f.fkey = '0' OR left(f.fkey, 1) <> '0'))"
+)
 _BATCH = 2000
 _CELL_UNITS = EXTENT / TILE_SIZE  # tile units per pixel
 
@@ -194,7 +198,7 @@ def access_signature(access: Access, attributes: Sequence[str]) -> str:
 
 def feature_id(fkey: str) -> int | None:
     """The MVT id of a stored key, when it is a plain non-negative integer."""
-    return int(fkey) if NUMERIC_KEY.match(fkey) else None
+    return int(fkey) if NUMERIC_KEY.fullmatch(fkey) else None  # (`$` would let a trailing newline in)
 
 
 # -- one tile's plan ------------------------------------------------------------------------------
@@ -708,7 +712,7 @@ def postgis_tile_sql(
     # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key's pattern is
     # matched once per row, not once per use.
     rows = (
-        f"SELECT f.id, f.fkey ~ {_NUMERIC_KEY_SQL} AS tile_numeric, f.fkey, f.props, f.geom, f.minx, f.miny, f.maxx, f.maxy "
+        f"SELECT f.id, {_NUMERIC_KEY_SQL} AS tile_numeric, f.fkey, f.props, f.geom, f.minx, f.miny, f.maxx, f.maxy "
         f"FROM features f WHERE {' AND '.join(clauses)} ORDER BY f.id"
     )
     # OFFSET 0 keeps q apart too: flattened, its geometry would be made twice (for ST_AsMVT and for the count)
@@ -765,14 +769,6 @@ def _properties_sql(plan: TilePlan, string_fields: Collection[str]) -> str:
     return ", ".join(out)
 
 
-# For the tile statement only: a transaction of its own, begun with the settings in one simple-protocol round trip
-# (~0.04 ms). A tile of a thousand features or more is costed above jit_above_cost: PostgreSQL then spent ~15 ms
-# compiling expressions it runs once, and started a parallel worker that found nothing to do (the work is in the
-# projection above the Gather). Measured on the full z8 tiles of 100k parcels (profiles/tiles-full.txt).
-_PLAN_SETTINGS = "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
-_BEGIN_TILE = f"BEGIN; {_PLAN_SETTINGS}"
-
-
 @lru_cache(maxsize=256)
 def _tile_text(sql: str) -> sa.TextClause:
     """The statement's TextClause: few distinct texts (the parameters vary, not the text), and parsing a new one
@@ -780,19 +776,11 @@ def _tile_text(sql: str) -> sa.TextClause:
     return sa.text(sql)
 
 
-def _autocommit(conn: Connection) -> bool:
-    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-
-
 def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> Any:
-    """The tile statement in a transaction of its own (BEGIN and the settings in one round trip, ROLLBACK after) on
-    an autocommit connection: the request's read connection, so a tile costs one pool checkout, not two, and no
-    round trip of the driver's own BEGIN (profiles/tiles-cold4.txt)."""
-    conn.exec_driver_sql(_BEGIN_TILE)
-    try:
-        return conn.execute(_tile_text(sql), params).one()
-    finally:
-        conn.exec_driver_sql("ROLLBACK")
+    """The tile statement in one round trip: no transaction of its own around it (the planner settings it needs are
+    the session's, `store.db.POSTGRES_SESSION`; profiles/tiles-fixed.txt), so it may run on the request's read
+    connection (one pool checkout a tile) or inside a caller's transaction alike."""
+    return conn.execute(_tile_text(sql), params).one()
 
 
 def _render_postgis(
@@ -802,9 +790,9 @@ def _render_postgis(
     """The PostGIS way of `render_planned` (which has checked the caller may read the data)."""
     strings = {f["name"] for f in ds.fields if f.get("type", "string") == "string"}
     sql, params = postgis_tile_sql(plan, access, engine, strings)
-    if conn is not None and _autocommit(conn):
+    if conn is not None:
         row = _tile_row(conn, sql, params)
-    else:  # (a connection in a transaction of its caller's: its BEGIN/ROLLBACK would end that transaction)
+    else:
         with read_connection(engine) as own:
             row = _tile_row(own, sql, params)
     data, count = bytes(row.tile or b""), int(row.n)
@@ -867,9 +855,9 @@ def render_planned(
 ) -> tuple[bytes, int]:
     """Make a planned tile (audited): (MVT bytes or b"" when empty, feature count).
 
-    `conn`: an autocommit read connection (the request's, `deps.Reads`) for the PostGIS statement, so a tile costs
-    one pool checkout; never closed here. Without it (or when it is in a transaction) the statement takes a connection
-    of its own; the Python way reads on its own. `defer`: where the audit entry waits (`deps.Reads.after_close`) when
+    `conn`: a connection for the PostGIS statement (the request's read connection, `deps.Reads`), so a tile costs
+    one pool checkout; never closed here. Without it the statement takes a connection of its own; the Python way
+    reads on its own. `defer`: where the audit entry waits (`deps.Reads.after_close`) when
     the caller still holds a connection: written while it was held, each audited tile needed a second one, and more
     concurrent audited tiles than the pool holds would each wait for one none gives back.
     """

@@ -157,6 +157,22 @@ def _ping_if_idle(engine: Engine) -> Any:
     return listener
 
 
+# Every PostgreSQL connection of the store's pool runs with these, set once when it is opened. Its reads are many and
+# short (a page, a tile, a lookup); two planner features cost them more than they gave: a full z8 tile's statement is
+# costed above jit_above_cost and spent ~15 ms compiling expressions it ran once, and a parallel worker found nothing to do
+# (the work is in the projection above the Gather: 26 vs 17 ms). Set per statement (BEGIN; SET LOCAL ...; ROLLBACK)
+# they cost a tile two round trips, ~0.3 ms (benchmarks/profiles/tiles-fixed.txt). Large writes and index builds are
+# not planned through either setting. A plain SET, not the `options` startup parameter, which PgBouncer refuses.
+POSTGRES_SESSION = "SET jit = off; SET max_parallel_workers_per_gather = 0"
+
+
+def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    """A pool `connect` listener: the session settings above, committed (psycopg opened a transaction for them)."""
+    with dbapi_connection.cursor() as cur:
+        cur.execute(POSTGRES_SESSION)
+    dbapi_connection.commit()
+
+
 def create_engine(url: str) -> Engine:
     """An engine for either backend, with the settings the store relies on."""
     if url.startswith("sqlite"):
@@ -168,6 +184,7 @@ def create_engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = sa.create_engine(url, pool_size=10, max_overflow=20)
+    event.listen(engine, "connect", _postgres_session)
     event.listen(engine.pool, "checkin", _mark_checkin)
     event.listen(engine.pool, "checkin", _forget_write)  # no effect on PostgreSQL's BEGIN, but one meaning on both
     event.listen(engine.pool, "checkout", _ping_if_idle(engine))
