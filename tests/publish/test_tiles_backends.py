@@ -9,6 +9,7 @@ all rows, rows by administrative-code prefix, rows by area, and fields of a narr
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from landcloud.config import Settings
 from landcloud.demo.parcels import dltb_features
 from landcloud.geo.tilegen import LEVELS
 from landcloud.geo.tiles import WEB_MERCATOR_QUAD, WORLD_CRS84_QUAD
+from landcloud.publish import tile_types
 from landcloud.publish.tiles import _NUMERIC_KEY_SQL, EXTENT, SIMPLIFY_CELLS, feature_id, plan_tile, postgis_tile_sql, render_tile
 from landcloud.store.engine import get_engine
 from landcloud.store.features import RowFilter
@@ -302,6 +304,49 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
         assert got.keys() == want.keys(), declared
         for key, f in got.items():
             assert f["properties"] == want[key]["properties"] and f.get("id", 0) == want[key].get("id", 0), (declared, key)
+    # Once the version's fields are known to hold only strings, those go out as text columns with no test per value;
+    # the numbers and booleans of the other fields declared as strings still go through the jsonb: the same tile
+    d = dataclasses.replace(ds, fields=[{**f, "type": "string"} for f in ds.fields])
+    tile_types.forget()
+    learnt = tile_types.string_fields(engine, d, ds.current_version, [f["name"] for f in d.fields], wait=True)
+    assert learnt == {"ID", "S", 'Q"uote', long_name}
+    sql, _ = postgis_tile_sql(plan, access, engine, {f["name"] for f in d.fields}, learnt)
+    assert 'ELSE s.fkey END AS _key, s.props ->> CAST(:tile_a' in sql and sql.count("jsonb_typeof") > 0
+    assert not re.search(r"THEN s\.props ->> CAST\(:tile_a\d+ AS text\) END AS \"S\"", sql)
+    got = decoded(d, "postgis")
+    assert got.keys() == want.keys()
+    for key, f in got.items():
+        assert f["properties"] == want[key]["properties"] and f.get("id", 0) == want[key].get("id", 0), key
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_a_field_is_known_to_hold_only_strings_per_version(engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str) -> None:
+    """What a version's scan learns holds for that version only: a later version that adds a number under a field
+    of strings carries that number as a number (through the jsonb), while the earlier version's tiles still take the
+    field as text; rows of a restricted caller are a subset, so the version's answer serves every caller."""
+    def point(i: int, m: Any) -> dict[str, Any]:
+        return {"type": "Feature", "properties": {"ID": f"k{i}", "M": m, "N": f"n{i}"},
+                "geometry": {"type": "Point", "coordinates": [126.6 + i * 0.001, 45.75]}}
+
+    submit(engine, settings, tmp_path, "mixed", [point(i, f"m{i}") for i in range(4)], unit="230000", key="ID")
+    submit(engine, settings, tmp_path, "mixed", [point(9, 5)], unit="230000", key="ID", mode="incremental")
+    ds = catalog.get_dataset(engine, "mixed")
+    assert ds is not None and ds.current_version == 2
+    d = dataclasses.replace(ds, fields=[{**f, "type": "string"} for f in ds.fields])  # M declared a string
+    tile_types.forget()
+    assert tile_types.string_fields(engine, d, 1, ["M", "N", "ID"], wait=True) == {"M", "N", "ID"}
+    assert tile_types.string_fields(engine, d, 2, ["M", "N", "ID"], wait=True) == {"N", "ID"}
+    assert tile_types.scan(engine, "mixed", 2, ["M", "N", "absent"]) == {"N", "absent"}  # no value at all: nothing to test
+    me = system_principal("test")
+    access = accesses()["all"]
+    z = 12
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(126.605, 45.75, z)
+    for version, want in ((1, {f"k{i}": f"m{i}" for i in range(4)}), (2, {**{f"k{i}": f"m{i}" for i in range(4)}, "k9": 5})):
+        for method in ("postgis", "python"):
+            tile = render_tile(engine, me, d, access, version, WEB_MERCATOR_QUAD, z, x, y, method=method)  # type: ignore[arg-type]
+            got = {key_of(f): f["properties"].get("M") for f in layer(tile, "mixed")}
+            assert got == want, (version, method)
+            assert all(type(got[k]) is type(want[k]) for k in want), (version, method)
 
 
 _KEY_EDGES = ["0", "00", "01", "1", "9", "10", "999999999999999999", "1000000000000000000", "", " 1", "1 ", "1\n", "+1", "-1",

@@ -1,0 +1,121 @@
+"""Which string fields of a version hold nothing but strings: learnt once per version, off the request path.
+
+The PostGIS tile statement carries a field declared as a string as a text column only where a row's value is a JSON
+string. The declared types are the newest submission's and rows of older versions keep theirs, so every value is
+tested (`jsonb_typeof`), and a number or boolean goes through the jsonb column instead (`tiles._properties_sql`). Those
+tests were ~1 ms of a 600-feature OSM tile's ~8 ms statement (benchmarks/profiles/tiles-fixed.txt).
+
+A committed version's rows never change: a later version closes rows (`v_to`), it never edits one. So one scan of a
+version's rows settles, for good, which fields hold only strings (or nulls, or nothing): those are carried as
+`props ->> name` with no test. The scan runs on a worker thread the first time a tile of the version asks; until it
+has answered (and if it fails), tiles test every value as before: the answer changes how fast a tile is made, never
+what it holds. PostgreSQL only: the Python way reads each value's type as it writes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from landcloud.catalog import datasets as catalog
+from landcloud.store.db import read_connection
+from landcloud.store.features import feature_store_for
+
+_log = logging.getLogger(__name__)
+_MAX_KEYS = 4096
+Key = tuple[str, str, int, str]  # engine URL, dataset, version, the dataset row's updated_at
+
+_known: dict[Key, frozenset[str]] = {}
+_pending: dict[Key, Future[frozenset[str]]] = {}
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
+    """As `tiles.version_stamp`'s: a store rebuilt under the same dataset ids and version numbers sets `updated_at`
+    anew, so an answer never outlives the version it is about."""
+    return (str(engine.url), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
+
+
+def scan_sql(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> tuple[str, dict[str, object]]:
+    """One row: for each field (in order, columns s0, s1, ...), whether every row of the version holds a JSON string,
+    a JSON null or nothing under it."""
+    clauses, params = feature_store_for(engine).conditions(dataset_id, version, None, None, None)
+    tests = []
+    for i, name in enumerate(fields):
+        params[f"tt_f{i}"] = name
+        value = f"jsonb_typeof(f.props -> CAST(:tt_f{i} AS text))"
+        tests.append(f"coalesce(bool_and({value} IS NULL OR {value} IN ('string', 'null')), true) AS s{i}")
+    return f"SELECT {', '.join(tests)} FROM features f WHERE {' AND '.join(clauses)}", params
+
+
+def scan(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> frozenset[str]:
+    """The fields of `fields` that hold only strings (or nulls) in every row of the version: read now."""
+    names = sorted(set(fields))
+    if not names:
+        return frozenset()
+    sql, params = scan_sql(engine, dataset_id, version, names)
+    with read_connection(engine) as conn:
+        row = conn.execute(text(sql), params).one()
+    return frozenset(name for name, only_strings in zip(names, row, strict=True) if only_strings)
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The scans' one worker thread (call with `_lock` held)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landcloud-tile-types")
+    return _pool
+
+
+def _learn(engine: Engine, key: Key, fields: frozenset[str]) -> frozenset[str]:
+    try:
+        found = scan(engine, key[1], key[2], fields)
+    except Exception:  # a dropped database, a lost connection: tiles keep testing each value
+        _log.warning("could not learn the string fields of %s version %s", key[1], key[2], exc_info=True)
+        found = frozenset()
+    with _lock:
+        if len(_known) >= _MAX_KEYS:
+            _known.clear()
+        _known[key] = found
+        _pending.pop(key, None)
+    return found
+
+
+def string_fields(
+    engine: Engine, ds: catalog.Dataset, version: int, fields: Collection[str], *, wait: bool = False
+) -> frozenset[str]:
+    """Of `fields` (the declared string fields a tile carries), those known to hold only strings in `version`.
+
+    Empty until the version's scan has run (started here, on a worker thread, the first time; `wait`: run it, or wait
+    for it, now). A field the scan was not asked about counts as not known (the declarations come with a new version or
+    a metadata change, which both set the dataset's `updated_at`, so a new scan).
+    """
+    wanted = frozenset(fields)
+    if not wanted:
+        return frozenset()
+    key = _key(engine, ds, version)
+    with _lock:
+        found = _known.get(key)
+        job = _pending.get(key)
+    if found is None and job is None:
+        all_strings = frozenset(f["name"] for f in ds.fields if f.get("type", "string") == "string") | wanted
+        with _lock:
+            job = _pending.get(key)
+            if job is None and key not in _known:
+                job = _pending[key] = _executor().submit(_learn, engine, key, all_strings)
+            found = _known.get(key)
+    if found is None and job is not None and wait:
+        found = job.result()
+    return (found or frozenset()) & wanted
+
+
+def forget() -> None:
+    """Drop every answer (tests)."""
+    with _lock:
+        _known.clear()
