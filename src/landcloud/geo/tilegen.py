@@ -8,12 +8,14 @@ level L (EPSG:3857, simplified topology-preservingly at SIMPLIFY_CELLS pixels of
 z with `level_for(z) == L`: L is the nearest level >= z, so the copy is finer than z needs (never coarser: within the
 tolerance the tile would have used), and the snapping to the tile's grid drops what a finer copy keeps beyond it.
 
-LEVELS: one per zoom from 8 to 11 (profiles/tiles-gen.txt). A level per zoom keeps every tile's tolerance what it
-was (no tile larger than on the fly), and costs little more to build than fewer levels: a copy is made only for the
-shapes a tile of that zoom draws and simplifies, fewer at each higher zoom (100k DLTB parcels: 11.1k, 7.1k, 3.8k,
-1.0k copies for z8-z11; 22.7k shapes of > 8 points). Zooms 0-7 simplify on the fly: a copy for them would be built for
-nearly every shape of > 8 points (DLTB: 22.7k for each of z5-z7) for a handful of tiles over a whole province.
-Zooms from 12 (the detail zoom) simplify on the fly too: few shapes have more points than pixels there.
+LEVELS: one per zoom from 8 to 14 (profiles/tiles-gen.txt, tiles-fixed.txt). A level per zoom keeps every tile's
+tolerance what it was (no tile larger than on the fly), and costs little more to build than fewer levels: a copy is
+made only for the shapes a tile of that zoom draws and simplifies (100k DLTB parcels: 11.1k, 7.1k, 3.8k, 1.0k copies
+for z8-z11, then 110, 5, 0; 22.7k shapes of > 8 points; the Harbin OSM extract's 19k polygons: 0.4k-4.9k a level).
+Zooms 0-7 simplify on the fly: a copy for them would be built for nearly every shape of > 8 points (DLTB: 22.7k for
+each of z5-z7) for a handful of tiles over a whole province. At z12-z14 few shapes have more points than pixels, but
+simplifying those few on every request was ~0.6 ms of a 600-feature OSM z14 tile's ~8 ms statement (tiles-fixed.txt).
+Zooms from 15 simplify on the fly.
 
 Which shapes get a copy at level L: those some tile of a zoom served by L would draw and simplify. A tile's pixel in
 latitude is never more degrees than its pixel in longitude (Web Mercator stretches latitudes), so a shape with no more
@@ -34,7 +36,7 @@ from landcloud.geo.tiles import EARTH_RADIUS, MAX_LATITUDE, ORIGIN_SHIFT, TILE_S
 SIMPLIFY_CELLS = 0.5  # simplification tolerance, in pixels (1/256 of a tile) of the zoom
 # Shapes of at most this many points (most parcels and buildings) are not simplified, only snapped: see publish/tiles.py
 SIMPLIFY_ABOVE_POINTS = 8
-LEVELS: tuple[int, ...] = (8, 9, 10, 11)
+LEVELS: tuple[int, ...] = (8, 9, 10, 11, 12, 13, 14)
 # WKB of a shape of more than SIMPLIFY_ABOVE_POINTS points is at least this long (a 5-byte header and 16 bytes a
 # point): a cheap first cut in SQL where the store cannot count points (SQLite)
 MIN_WKB_BYTES = 5 + 16 * (SIMPLIFY_ABOVE_POINTS + 1)

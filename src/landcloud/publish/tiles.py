@@ -101,7 +101,7 @@ DEFAULT_MAXZOOM = 18
 LOW_ZOOM_FIELDS = CLASS_FIELDS
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-RENDER_VERSION = 2  # 2: low-zoom shapes from the pre-generalised copies
+RENDER_VERSION = 3  # 2: low-zoom shapes from the pre-generalised copies; 3: z12-z14 too
 NUMERIC_KEY = re.compile(r"0|[1-9][0-9]{0,17}")  # (fullmatch) fits a bigint and an MVT uint64 id
 # The same test in SQL, without a regular expression: PostgreSQL's regex engine turns each key into wide characters
 # before it matches, ~0.2-0.4 ms of a thousand-row tile's statement (profiles/tiles-fixed.txt).
