@@ -24,6 +24,16 @@ units = sa.Table(
     sa.Index("ix_units_parent", "parent"),
 )
 
+# One row (id 1): bumped by the database itself (triggers, migration 0011) on every change to `units`, so "did the
+# units change since I built my division index?" is a primary-key read, not an aggregate over every unit.
+unit_changes = sa.Table(
+    "unit_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("instance", sa.String(36), nullable=False),  # random, set once: a store rebuilt from scratch differs
+)
+
 
 def _ts(name: str, nullable: bool = False) -> sa.Column:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)

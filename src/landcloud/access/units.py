@@ -16,7 +16,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from landcloud.access.tables import units
+from landcloud.access.tables import unit_changes, units
 from landcloud.codes.admin import AdminDivision, DivisionIndex, parse_divisions
 from landcloud.messages import Conflict, LandcloudError, NotFound
 from landcloud.store.db import backend_of, connection
@@ -45,31 +45,32 @@ def upsert_units(engine: Engine, divisions: list[AdminDivision]) -> int:
     return len(divisions)
 
 
-IndexKey = tuple[int, str]  # (number of units, newest updated_at): changes whenever the units table does
+IndexKey = tuple[int, str]  # (generation, instance) of `unit_changes`: changes whenever the units table does
 _UNIT_COLUMNS = (units.c.code, units.c.name, units.c.level, units.c.parent, units.c.kind)
+_GENERATION = (unit_changes.c.generation.label("u__generation"), unit_changes.c.instance.label("u__instance"))
 
 
 def _index_key(bind: Engine | Connection) -> IndexKey:
     with connection(bind) as conn:
-        row = conn.execute(sa.select(sa.func.count(), sa.func.max(units.c.updated_at))).one()
+        row = conn.execute(sa.select(*_GENERATION).where(unit_changes.c.id == 1)).one()
     return int(row[0]), str(row[1])
 
 
 # One row: the division index's key and the unit `:unit_code`'s columns (NULLs when there is none).
 # Every access decision needs both (is the cached index current? who is the caller's unit?), so they
-# are read together; the unit's columns are aggregates filtered to its code, so the answer is one row
-# whether or not the unit exists. Built once (it runs on every request); read with index_key_and_unit_of.
-INDEX_KEY_AND_UNIT = sa.select(
-    sa.func.count().label("u__count"),
-    sa.func.max(units.c.updated_at).label("u__updated"),
-    *[sa.func.max(c).filter(units.c.code == sa.bindparam("unit_code")).label(f"u__{c.name}") for c in _UNIT_COLUMNS],
+# are read together: two primary-key reads, whatever the number of units (the key is kept by the
+# database's triggers, migration 0011). Built once (it runs on every request); read with index_key_and_unit_of.
+INDEX_KEY_AND_UNIT = (
+    sa.select(*_GENERATION, *[c.label(f"u__{c.name}") for c in _UNIT_COLUMNS])
+    .select_from(unit_changes.outerjoin(units, units.c.code == sa.bindparam("unit_code")))
+    .where(unit_changes.c.id == 1)
 )
 
 
 def index_key_and_unit_of(row: Any) -> tuple[IndexKey, dict[str, object] | None]:
     """(index key, unit row or None) of a row of `INDEX_KEY_AND_UNIT`."""
     m = row._mapping
-    key = (int(m["u__count"]), str(m["u__updated"]))
+    key = (int(m["u__generation"]), str(m["u__instance"]))
     if m["u__code"] is None:
         return key, None
     return key, {c.name: m[f"u__{c.name}"] for c in _UNIT_COLUMNS}
