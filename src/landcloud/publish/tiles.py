@@ -711,8 +711,8 @@ def postgis_tile_sql(
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
     props = _properties_sql(plan, string_fields, only_strings)
-    # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key's pattern is
-    # matched once per row, not once per use.
+    # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key is tested once per
+    # row, not once per use.
     rows = (
         f"SELECT f.id, {_NUMERIC_KEY_SQL} AS tile_numeric, f.fkey, f.props, f.geom, f.minx, f.miny, f.maxx, f.maxy "
         f"FROM features f WHERE {' AND '.join(clauses)} ORDER BY f.id"

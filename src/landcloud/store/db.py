@@ -161,8 +161,9 @@ def _ping_if_idle(engine: Engine) -> Any:
 # short (a page, a tile, a lookup); two planner features cost them more than they gave: a full z8 tile's statement is
 # costed above jit_above_cost and spent ~15 ms compiling expressions it ran once, and a parallel worker found nothing to do
 # (the work is in the projection above the Gather: 26 vs 17 ms). Set per statement (BEGIN; SET LOCAL ...; ROLLBACK)
-# they cost a tile two round trips, ~0.3 ms (benchmarks/profiles/tiles-fixed.txt). Large writes and index builds are
-# not planned through either setting. A plain SET, not the `options` startup parameter, which PgBouncer refuses.
+# they cost a tile two round trips, ~0.3 ms (benchmarks/profiles/tiles-fixed.txt). Writes lose nothing: PostgreSQL plans
+# no parallel query for a statement that writes, and index builds take max_parallel_maintenance_workers instead. A plain
+# SET, not the `options` startup parameter, which PgBouncer refuses.
 POSTGRES_SESSION = "SET jit = off; SET max_parallel_workers_per_gather = 0"
 
 
