@@ -18,12 +18,12 @@ import typer
 
 from landcloud.messages import LandcloudError
 
-tiles_app = typer.Typer(help="Vector tiles: export to PMTiles, build the low-zoom copies / 矢量瓦片", no_args_is_help=True, add_completion=False)
+tiles_app = typer.Typer(help="Vector tiles: export to PMTiles, build the pre-generalised copies / 矢量瓦片", no_args_is_help=True, add_completion=False)
 
 
 @tiles_app.callback()
 def tiles() -> None:
-    """Vector tiles: export to PMTiles, build the low-zoom copies / 矢量瓦片"""
+    """Vector tiles: export to PMTiles, build the pre-generalised copies / 矢量瓦片"""
 
 
 @tiles_app.command("build")
@@ -31,8 +31,9 @@ def build_copies(
     dataset: Annotated[str, typer.Argument(help="Dataset id / 数据集标识")],
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the dataset's copies first and make them all anew / 重建")] = False,
 ) -> None:
-    """Make the pre-generalised low-zoom tile copies every row of a dataset lacks (all versions): for a store migrated
-    from before them, or after a build that failed. Tiles of rows without copies are correct, only slower.
+    """Make the pre-generalised tile copies (z8-z14) every row of a dataset lacks (all versions): for a store migrated
+    from before them, or after a build that failed. A row with copies of some zooms counts as done: after a release
+    that adds zooms (z12-z14 in 2026-12), `--rebuild`. Tiles of rows without copies are correct, only slower.
 
     Exit codes: 0 built, 2 unknown dataset.
     """
