@@ -206,7 +206,8 @@ def test_administration_shows_each_administrator_only_their_section(page: Any, s
     secret = page.locator("[data-testid=totp-secret] code[data-secret]")
     secret.wait_for()
     assert pyotp.TOTP(secret.inner_text()).now().isdigit() and "web-daoli-viewer" in page.locator("[data-testid=totp-secret]").inner_text()
-    assert "已绑定" in page.locator("[data-testid=user-list] tr[data-user=web-daoli-viewer]").inner_text()
+    # the list is read again after the secret is shown: wait for it (reading the row at once raced the refresh)
+    page.wait_for_selector("[data-testid=user-list] tr[data-user=web-daoli-viewer]:has-text('已绑定')")
     # a refused change shows the API's own message: separation of duties
     form.locator("input[name=username]").fill("web-two-hats")
     form.locator("input[name=unit]").fill("230000")

@@ -7,9 +7,10 @@ tests were ~1 ms of a 600-feature OSM tile's ~8 ms statement (benchmarks/profile
 
 A committed version's rows never change: a later version closes rows (`v_to`), it never edits one. So one scan of a
 version's rows settles, for good, which fields hold only strings (or nulls, or nothing): those are carried as
-`props ->> name` with no test. The scan runs on a worker thread the first time a tile of the version asks; until it
-has answered (and if it fails), tiles test every value as before: the answer changes how fast a tile is made, never
-what it holds. PostgreSQL only: the Python way reads each value's type as it writes it.
+`props ->> name` with no test. The scan runs on a worker thread the first time a tile of the version asks, on a
+connection of its own outside the store's pool (it never takes one a request is waiting for); until it has answered
+(and if it fails), tiles test every value as before: the answer changes how fast a tile is made, never what it holds.
+PostgreSQL only: the Python way reads each value's type as it writes it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import threading
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from landcloud.catalog import datasets as catalog
-from landcloud.store.db import read_connection
 from landcloud.store.features import feature_store_for
 
 _log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ _known: dict[Key, frozenset[str]] = {}
 _pending: dict[Key, Future[frozenset[str]]] = {}
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_engines: dict[str, Engine] = {}  # by URL: the scans' own engines (no pool)
 
 
 def _key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
@@ -60,9 +63,19 @@ def scan(engine: Engine, dataset_id: str, version: int, fields: Collection[str])
     if not names:
         return frozenset()
     sql, params = scan_sql(engine, dataset_id, version, names)
-    with read_connection(engine) as conn:
+    with _own_engine(engine).connect() as conn:
         row = conn.execute(text(sql), params).one()
     return frozenset(name for name, only_strings in zip(names, row, strict=True) if only_strings)
+
+
+def _own_engine(engine: Engine) -> Engine:
+    """An engine on the same database that keeps no connections (NullPool): a scan opens one and closes it."""
+    url = engine.url.render_as_string(hide_password=False)
+    with _lock:
+        own = _engines.get(url)
+        if own is None:
+            own = _engines[url] = sa.create_engine(engine.url, poolclass=NullPool)
+        return own
 
 
 def _executor() -> ThreadPoolExecutor:
