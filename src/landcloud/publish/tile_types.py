@@ -115,16 +115,12 @@ def string_fields(
     key = _key(engine, ds, version)
     with _lock:
         found = _known.get(key)
-        job = _pending.get(key)
-    if found is None and job is None:
-        all_strings = frozenset(f["name"] for f in ds.fields if f.get("type", "string") == "string") | wanted
-        with _lock:
-            job = _pending.get(key)
-            if job is None and key not in _known:
-                job = _pending[key] = _executor().submit(_learn, engine, key, all_strings)
-            found = _known.get(key)
-    if found is None and job is not None and wait:
-        found = job.result()
+        job = _pending.get(key) if found is None else None
+        if found is None and job is None:
+            declared = frozenset(f["name"] for f in ds.fields if f.get("type", "string") == "string")
+            job = _pending[key] = _executor().submit(_learn, engine, key, declared | wanted)
+    if found is None and wait:
+        found = job.result()  # type: ignore[union-attr]
     return (found or frozenset()) & wanted
 
 

@@ -115,9 +115,9 @@ def _postgis_part(engine: Engine, dataset_id: str, version: int | None, ids: tup
     with engine.connect() as conn:
         conn.info["write"] = True
         with conn.begin():
-            # ST_IsValid's NOTICE per invalid shape; no JIT: compiling the statement took ~0.2 s of a 100k build's ~0.8 s
-            # and paid back only on ranges of some 400k rows and more (profiles/tiles-copies-parallel.txt)
-            conn.exec_driver_sql("SET LOCAL client_min_messages = warning; SET LOCAL jit = off")
+            # ST_IsValid's NOTICE per invalid shape. (No JIT either, as every pooled connection runs, store.db.POSTGRES_SESSION:
+            # compiling this statement took ~0.2 s of a 100k build's ~0.8 s, profiles/tiles-copies-parallel.txt.)
+            conn.exec_driver_sql("SET LOCAL client_min_messages = warning")
             result = conn.execute(sa.text(_postgis_sql(version)), {"d": dataset_id, "n": version, "lo": ids[0], "hi": ids[1]})
             return int(result.rowcount)
 
