@@ -31,6 +31,7 @@ from landcloud.publish.features_router import router as features_router
 from landcloud.publish.here_router import router as here_router
 from landcloud.publish.public_tiles import PublicTileCache, PublicTiles
 from landcloud.publish.records_router import router as records_router
+from landcloud.publish.tiles_router import PlainTileRoute
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
 from landcloud.store.engine import get_engine
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # order (twice: to match, then to handle), so a feature page behind the twelve other routers spent
     # ~8% of its server CPU finding its route (benchmarks/profiles/request-path.txt). No path of one
     # router matches a path of another, so the order decides nothing else.
+    app.router.routes.append(PlainTileRoute())  # a map's tiles without a query string, ahead of FastAPI's tile route
     app.include_router(records_router)  # before the features router: /ogc/collections/catalog is the catalogue
     app.include_router(features_router)
     app.include_router(tiles_router)

@@ -103,10 +103,15 @@ async def get_reads(request: Request) -> AsyncIterator[Reads]:
     try:
         yield reads
     finally:
-        if reads.pending:  # an endpoint that ended early (an error) with an audit entry to write: I/O, off the loop
-            await run_in_threadpool(reads.close)
-        else:
-            reads.close()
+        await close_reads(reads)
+
+
+async def close_reads(reads: Reads) -> None:
+    """End a request's `Reads` from the event loop: in a thread-pool hop only when an audit entry waits (I/O)."""
+    if reads.pending:  # an endpoint that ended early (an error) with an audit entry to write: I/O, off the loop
+        await run_in_threadpool(reads.close)
+    else:
+        reads.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

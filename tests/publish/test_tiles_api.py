@@ -230,3 +230,36 @@ def test_a_tile_outside_the_extent_is_empty_without_a_query_and_still_audited(wo
     entries = world.get("/api/audit", "aud", params={"action": "data.tiles", "limit": 1000}).json()["entries"]
     mine = [e for e in entries if e["dataset_id"] == "daoli-mine" and e["actor"] == "daoli"]
     assert len(mine) == 1 and (mine[0]["detail"]["count"], mine[0]["detail"]["x"], mine[0]["detail"]["y"]) == (0, 0, 0)
+
+
+def test_the_plain_tile_route_answers_as_the_fastapi_route(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tile request without a query string is served by `PlainTileRoute` (no FastAPI dependency solving); with one,
+    by the FastAPI route. For each caller and each kind of answer (rows, 403, 404, 204, 400s) both give the same."""
+    from landcloud.publish import tiles_router as module
+
+    plain_calls = []
+    threadpool = module.run_in_threadpool
+
+    async def counting(func: Any, *args: Any) -> Any:
+        plain_calls.append(args[3])  # the dataset id
+        return await threadpool(func, *args)
+
+    monkeypatch.setattr(module, "run_in_threadpool", counting)
+    base = "/ogc/collections/hrb-dltb/tiles"
+    paths = [tile_url(), tile_url("daoli-mine"), tile_url("open-dltb-public"), tile_url("no-such-data"),
+             f"{base}/WebMercatorQuad/12/0/0", f"{base}/WebMercatorQuad/12/0/4096", f"{base}/WebMercatorQuad/x/0/0",
+             f"{base}/WebMercatorQuad/25/0/0", f"{base}/GoogleMapsCompatible/12/0/0"]
+    statuses = set()
+    for who in EXPECTED:
+        for path in paths:
+            before = len(plain_calls)
+            plain = world.get(path, who)
+            assert len(plain_calls) == before + 1, (who, path)  # the plain route took it
+            routed = world.get(path, who, params={"gcj02": "false"})  # the same request, with a query string
+            assert len(plain_calls) == before + 1, (who, path)  # the FastAPI route took it
+            statuses.add(plain.status_code)
+            assert plain.status_code == routed.status_code and plain.content == routed.content, (who, path)
+            for header in ("content-type", "etag", "cache-control", "vary", "content-security-policy"):
+                assert plain.headers.get(header) == routed.headers.get(header), (who, path, header)
+    assert statuses == {200, 204, 400, 403, 404}
+    assert world.client.head(tile_url(), headers=world.headers("prov")).status_code == 405  # GET only, as the route

@@ -131,3 +131,21 @@ def test_a_failed_commit_leaves_the_writer_checkpointing(engine: sa.Engine) -> N
         trans.rollback()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM feature_tilegeoms WHERE feature_id = -1").scalar_one() == 0
+
+
+def test_the_pool_hands_out_the_connection_used_last(engine: sa.Engine) -> None:
+    """LIFO: a run of requests stays on the connections whose statements are prepared and planned already. After a
+    burst has opened several, a single caller's next requests get the one it gave back last, not the oldest idle."""
+    if db.backend_of(engine) != "postgis":
+        pytest.skip("SQLite's pool is not the PostgreSQL one")
+    fresh = db.create_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        burst = [fresh.connect() for _ in range(3)]
+        pids = [c.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() for c in burst]
+        for c in burst:  # given back in order: the last one back is pids[-1]
+            c.close()
+        for _ in range(3):
+            with fresh.connect() as c:
+                assert c.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() == pids[-1]
+    finally:
+        fresh.dispose()
