@@ -327,7 +327,9 @@ def test_cache_keys_audit_and_new_versions(engine: sa.Engine, settings: Settings
     old = get_tile(engine, me, ds2, access2, 1, tms, z, x, y, cache=cache)
     assert keys(old.data, "daoli-dltb") == keys(first.data, "daoli-dltb")
     assert {f["properties"]["DLBM"] for f in layer(old.data, "daoli-dltb")} != {"0702"}
-    # the disk cache answers a new process (a fresh memory cache on the same folder)
+    # the disk cache answers a new process (a fresh memory cache on the same folder), once a tile was asked for twice
+    assert get_tile(engine, me, ds2, access2, None, tms, z, x, y, cache=cache).cached
+    assert cache.flush(timeout=30)
     again = TileCache(directory=tmp_path / "tiles")
     plan = plan_tile(ds2, access2, None, tms, z, x, y, engine=engine)
     hit = again.get(plan.key)
@@ -391,12 +393,70 @@ def test_tile_cache_is_a_bounded_lru(tmp_path: Path) -> None:
     disk = TileCache(max_bytes=100, directory=tmp_path / "t", max_disk_bytes=2000)
     for i in range(12):
         disk.put(f"{i:02d}" + "a" * 62, CachedTile(bytes(300), i))
+    assert disk.flush(timeout=30)
     files = list((tmp_path / "t").glob("*/*.mvt"))
     assert 0 < len(files) < 12 and sum(p.stat().st_size for p in files) <= 2000
     assert disk.get("11" + "a" * 62) == CachedTile(bytes(300), 11)
     empty = TileCache(directory=tmp_path / "e")
     empty.put("ff" + "0" * 62, CachedTile(b"", 0))
+    assert empty.get("ff" + "0" * 62) == CachedTile(b"", 0)  # its second request: to disk
+    assert empty.flush(timeout=30)
     assert TileCache(directory=tmp_path / "e").get("ff" + "0" * 62) == CachedTile(b"", 0)
+
+
+def test_a_tile_goes_to_disk_on_its_second_request(tmp_path: Path) -> None:
+    """Asked for once, a tile stays in memory; the request that finds it there again hands it to the disk. A tile that
+    leaves memory before a second request never gets a file; one memory cannot keep is written at once."""
+    cache = TileCache(max_bytes=3 * (100 + 64), directory=tmp_path / "t")  # room for three 100-byte tiles
+    keys = [f"{i:02x}" + "c" * 62 for i in range(5)]
+    for i, key in enumerate(keys[:3]):
+        cache.put(key, CachedTile(bytes([i]) * 100, i))
+    assert cache.flush(timeout=30) and not list((tmp_path / "t").glob("*/*.mvt"))  # asked for once: memory only
+    assert cache.get(keys[1]) == CachedTile(bytes([1]) * 100, 1)  # asked again
+    assert cache.flush(timeout=30)
+    assert [p.stem for p in (tmp_path / "t").glob("*/*.mvt")] == [keys[1]]
+    cache.put(keys[3], CachedTile(bytes([3]) * 100, 3))  # pushes keys[0] (least recently used) out of memory
+    assert cache.get(keys[0]) is None  # gone, never written
+    cache.put(keys[4], CachedTile(bytes(1000), 4))  # larger than memory: to disk at once
+    assert cache.flush(timeout=30)
+    assert sorted(p.stem for p in (tmp_path / "t").glob("*/*.mvt")) == [keys[1], keys[4]]
+    fresh = TileCache(directory=tmp_path / "t")  # another process on the same folder
+    assert fresh.get(keys[1]) == CachedTile(bytes([1]) * 100, 1) and fresh.get(keys[4]) == CachedTile(bytes(1000), 4)
+    assert fresh.get(keys[2]) is None
+    assert cache.get(keys[1]) is not None and cache.flush(timeout=30)  # a third request writes nothing again
+    assert len(list((tmp_path / "t").glob("*/*"))) == 2
+
+
+def test_the_tile_cache_writes_its_files_off_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A put returns before its file is written (the cache's own thread writes it); until then the tile is answered
+    from the queue, even when the memory bound keeps none; past the queue's bound a tile stays in memory only."""
+    import threading
+
+    from landcloud.publish import tiles as tiles_module
+
+    release = threading.Event()
+    written: list[str] = []
+    real_write = TileCache._write_disk
+
+    def slow_write(self: TileCache, key: str, tile: CachedTile) -> None:
+        release.wait(30)
+        real_write(self, key, tile)
+        written.append(key)
+
+    monkeypatch.setattr(TileCache, "_write_disk", slow_write)
+    monkeypatch.setattr(tiles_module, "_MAX_UNWRITTEN", 3)
+    cache = TileCache(max_bytes=10, directory=tmp_path / "t")  # too small to keep any tile in memory
+    keys = [f"{i:02x}" + "b" * 62 for i in range(5)]
+    for i, key in enumerate(keys):
+        cache.put(key, CachedTile(bytes([i]) * 100, i))  # returns at once: the writer is held
+    assert written == [] and not list((tmp_path / "t").glob("*/*.mvt"))
+    assert [cache.get(k) for k in keys[:3]] == [CachedTile(bytes([i]) * 100, i) for i in range(3)]  # from the queue
+    assert cache.get(keys[3]) is None and cache.get(keys[4]) is None  # past the bound: neither queued nor in memory
+    assert cache.flush(timeout=0.2) is False  # still held
+    release.set()
+    assert cache.flush(timeout=30) is True and sorted(written) == keys[:3]
+    fresh = TileCache(directory=tmp_path / "t")
+    assert [fresh.get(k) for k in keys[:3]] == [CachedTile(bytes([i]) * 100, i) for i in range(3)]
 
 
 def test_rings_are_oriented_as_the_encoder_would_orient_them() -> None:

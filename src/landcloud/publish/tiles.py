@@ -43,7 +43,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
+import queue
 import re
 import threading
 from collections import OrderedDict
@@ -77,6 +79,8 @@ from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
 from landcloud.store import tilegeoms
 from landcloud.store.db import read_connection
 from landcloud.store.features import SQLFilter, StoredFeature, feature_store_for
+
+_log = logging.getLogger(__name__)
 
 EXTENT = 4096
 BUFFER = 64
@@ -933,11 +937,22 @@ class Tile:
     plan: TilePlan
 
 
+_MAX_UNWRITTEN = 1024  # tiles waiting for the disk; past that, a tile stays in memory only
+
+
 class TileCache:
     """Rendered tiles: an in-memory LRU bounded by bytes, and optionally files under a directory.
 
-    Keys are `TilePlan.key` (hex digests). Files are written atomically, spread over 256
-    sub-folders, and pruned oldest-first when the directory grows past `max_disk_bytes`.
+    Keys are `TilePlan.key` (hex digests: a key always names the same bytes). Files are written atomically, spread over
+    256 sub-folders, and pruned oldest-first when the directory grows past `max_disk_bytes`.
+
+    A tile goes to disk on its second request, not its first: most tiles a signed-in caller makes are asked for once
+    (the key holds the caller's access signature), and a file per tile was ~0.4 ms of CPU in the serving process (create,
+    write, rename; more than a small tile's own statement on a 2-core machine), spent on tiles nobody asks for again
+    (benchmarks/profiles/tiles-lean.txt). So a new tile is kept in memory; the request that finds it there again hands it
+    to the disk. A tile memory cannot keep (larger than the memory bound) is handed to the disk at once. The files are
+    written by a thread of the cache's own, never by the request; until its file is written a tile is answered from the
+    queue, and `flush` waits for the files.
     """
 
     _MAGIC = b"LCT1"
@@ -948,8 +963,14 @@ class TileCache:
         self.max_disk_bytes = max_disk_bytes
         self._entries: OrderedDict[str, CachedTile] = OrderedDict()
         self._bytes = 0
+        self._memory_only: set[str] = set()  # kept in memory, asked for once: not on disk
         self._disk_bytes: int | None = None
+        self._folders: set[str] = set()  # sub-folders made (by the writer thread)
         self._lock = threading.Lock()
+        self._unwritten: dict[str, CachedTile] = {}
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._writing = threading.Condition(self._lock)  # notified when `_unwritten` empties
+        self._writer: threading.Thread | None = None
         self.hits = 0
         self.misses = 0
 
@@ -965,12 +986,23 @@ class TileCache:
         return self.directory / key[:2] / f"{key}.mvt"
 
     def get(self, key: str) -> CachedTile | None:
+        queued = False
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return entry
+                if key in self._memory_only:  # its second request: now worth a file
+                    self._memory_only.discard(key)
+                    queued = self._enqueue(key, entry)
+            else:
+                entry = self._unwritten.get(key)
+                if entry is not None:
+                    self.hits += 1
+        if queued:
+            self._queue.put(key)
+        if entry is not None:
+            return entry
         entry = self._read_disk(key)
         with self._lock:
             if entry is None:
@@ -983,11 +1015,49 @@ class TileCache:
     def put(self, key: str, tile: CachedTile) -> None:
         with self._lock:
             self._remember(key, tile)
-        self._write_disk(key, tile)
+            if self.directory is None:
+                return
+            if key in self._entries:
+                self._memory_only.add(key)  # to disk on its next request
+                return
+            queued = self._enqueue(key, tile)  # memory cannot keep it: now or never
+        if queued:
+            self._queue.put(key)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every tile handed to the disk so far is written (or given up on); False if `timeout` ran out."""
+        with self._writing:
+            return self._writing.wait_for(lambda: not self._unwritten, timeout)
+
+    def _enqueue(self, key: str, tile: CachedTile) -> bool:
+        """Hand a tile to the writer (call with `_lock` held, then put the key on the queue when True)."""
+        if self.directory is None or key in self._unwritten or len(self._unwritten) >= _MAX_UNWRITTEN:
+            return False
+        self._unwritten[key] = tile
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_queued, name="landcloud-tile-cache", daemon=True)
+            self._writer.start()
+        return True
+
+    def _write_queued(self) -> None:
+        while True:
+            key = self._queue.get()
+            with self._lock:
+                tile = self._unwritten.get(key)
+            if tile is not None:
+                try:
+                    self._write_disk(key, tile)
+                except Exception:  # noqa: BLE001 - a cache: a file not written is a tile made again later
+                    _log.warning("tile cache: writing %s failed", key, exc_info=True)
+            with self._writing:
+                self._unwritten.pop(key, None)
+                if not self._unwritten:
+                    self._writing.notify_all()
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._memory_only.clear()
             self._bytes = 0
 
     def _remember(self, key: str, tile: CachedTile) -> None:
@@ -1000,8 +1070,9 @@ class TileCache:
         self._entries[key] = tile
         self._bytes += size
         while self._bytes > self.max_bytes and self._entries:
-            _, dropped = self._entries.popitem(last=False)
+            dropped_key, dropped = self._entries.popitem(last=False)
             self._bytes -= len(dropped.data) + 64
+            self._memory_only.discard(dropped_key)  # asked for once in its time here: it never goes to disk
 
     def _read_disk(self, key: str) -> CachedTile | None:
         if self.directory is None:
@@ -1015,15 +1086,19 @@ class TileCache:
         return CachedTile(raw[8:], int.from_bytes(raw[4:8], "big"))
 
     def _write_disk(self, key: str, tile: CachedTile) -> None:
+        """Write one file (the writer thread's: `_folders` is its own)."""
         if self.directory is None:
             return
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if key[:2] not in self._folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(key[:2])
             tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(self._MAGIC + tile.count.to_bytes(4, "big") + tile.data)
             os.replace(tmp, path)
         except OSError:
+            self._folders.discard(key[:2])  # the folder may be gone (pruned by hand): made again next time
             return
         with self._lock:
             if self._disk_bytes is None:
