@@ -105,6 +105,8 @@ def load_everywhere(engines: list[sa.Engine], settings: list[Settings], tmp: Pat
         for name, feats in odd.items():
             submit(engine, s, folder, name, feats, unit="230000", key="ID")
             catalog.update_metadata(engine, name, {"jurisdiction_field": "ZLDWDM"})
+        for name in ("daoli-dltb", *odd):  # every field and the ids at every zoom: features are compared by key
+            catalog.set_extra(engine, name, {"tiles": {"detail_zoom": 0}})
         extents = {d.id: d.extent for d in catalog.list_datasets(engine)}
     return extents
 
@@ -382,3 +384,37 @@ def test_the_statement_takes_a_key_for_the_mvt_id_exactly_when_the_python_way_do
     want = {k: feature_id(k) is not None for k in keys}
     assert got == want
     assert want["999999999999999999"] and not want["1000000000000000000"] and not want["1\n"] and not want["01"]
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_class_map_tiles_carry_no_identity_and_agree_between_the_ways(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str
+) -> None:
+    """Below the detail zoom (12 by default) a tile is the class map: DLBM only, no MVT id, no `_key`, made alike by
+    ST_AsMVT and the Python way (the same features in the same drawing order); from the detail zoom on, the ids."""
+    boundary = setup_daoli(engine)
+    parcels = list(dltb_features(boundary, DAOLI, 300, seed=5))
+    for p in parcels[::3]:
+        p["properties"]["BSM"] = "X" + p["properties"]["BSM"]  # not plain integers: these keys travel as `_key`
+    submit(engine, settings, tmp_path, "daoli-dltb", parcels, unit=DAOLI, schema="DLTB")
+    me = system_principal("test")
+    ds = catalog.get_dataset(engine, "daoli-dltb")
+    assert ds is not None
+    access = accesses()["all"]
+    drawn = 0
+    for z in (8, 9, 10, 11, 12):
+        tiles = list(WEB_MERCATOR_QUAD.tiles_covering(tuple(ds.extent), z))  # type: ignore[arg-type]
+        for x, y in tiles[:: max(1, len(tiles) // 4)]:
+            ways = {m: layer(render_tile(engine, me, ds, access, None, WEB_MERCATOR_QUAD, z, x, y, method=m), "daoli-dltb")
+                    for m in ("postgis", "python")}
+            pg, py = ways["postgis"], ways["python"]
+            assert len(pg) == len(py), (z, x, y)
+            for f, g in zip(pg, py, strict=True):
+                assert f["properties"] == g["properties"], (z, x, y)
+                if z < 12:
+                    assert set(f["properties"]) == {"DLBM"} and not f.get("id") and not g.get("id"), (z, x, y)
+                else:
+                    assert key_of(f) == key_of(g) and key_of(f).lstrip("X") == f["properties"]["BSM"].lstrip("X")
+                assert _distance(f, g) <= 2 * SIMPLIFY_CELLS * EXTENT / 256 + 2, (z, x, y)
+            drawn += len(pg)
+    assert drawn > 300

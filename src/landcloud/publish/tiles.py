@@ -20,12 +20,12 @@ matrix sets.
 
 Attributes: `ds.extra["tiles"] = {"attributes": [...], "minzoom": n, "maxzoom": n,
 "detail_zoom": n}` configures a dataset; by default zooms from 12 up carry every field the
-caller sees in clear, lower zooms only the land-use class (DLBM, the field the map colours
-by; see LOW_ZOOM_FIELDS) and the key (always there, as the feature id or `_key`, so the key
-field is not repeated). A field the
-caller would see masked (or not at all) for any row is left out of the tile, never masked in
-it. The MVT feature id is the stored key when it is a plain non-negative integer, otherwise
-the key is the property `_key`.
+caller sees in clear and each feature's key, lower zooms only the land-use class (DLBM, the
+field the map colours by; see LOW_ZOOM_FIELDS): a class map, whose features carry no identity
+(see `identified`). A field the caller would see masked (or not at all) for any row is left
+out of the tile, never masked in it. From the detail zoom the MVT feature id is the stored key
+when it is a plain non-negative integer, otherwise the key is the property `_key` (so the key
+field is not repeated).
 
 Every tile read of non-public data is audited (action "data.tiles", with z/x/y), also when it
 is served from the cache. The cache key holds the dataset, version (number and creation time), an
@@ -107,7 +107,7 @@ DEFAULT_MAXZOOM = 18
 LOW_ZOOM_FIELDS = CLASS_FIELDS
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-RENDER_VERSION = 3  # 2: low-zoom shapes from the pre-generalised copies; 3: z12-z14 too
+RENDER_VERSION = 4  # 2: low-zoom shapes from the pre-generalised copies; 3: z12-z14 too; 4: no ids below the detail zoom
 NUMERIC_KEY = re.compile(r"0|[1-9][0-9]{0,17}")  # (fullmatch) fits a bigint and an MVT uint64 id
 # The same test in SQL, without a regular expression: PostgreSQL's regex engine turns each key into wide characters
 # before it matches, ~0.2-0.4 ms of a thousand-row tile's statement (profiles/tiles-fixed.txt).
@@ -176,6 +176,16 @@ def tile_attributes(ds: catalog.Dataset, access: Access, z: int) -> tuple[str, .
     return tuple(n for n in clear if n in wanted)
 
 
+def identified(ds: catalog.Dataset, z: int) -> bool:
+    """Whether tiles at zoom z carry each feature's identity (the MVT id, or `_key`): from the detail zoom up.
+
+    Below it a tile is the class map (LOW_ZOOM_FIELDS), its features mostly a few pixels wide, where nobody picks one
+    (the portal identifies through /api/here): the ids were a fifth of a full DLTB z8-z10 tile (16-18 digit keys, 8-byte
+    varints) and OSM's hash keys two thirds of its z8-z11 tiles, 3-8% of their statements (profiles/tiles-lean.txt).
+    """
+    return z >= tile_config(ds).detail_zoom
+
+
 def field_types(ds: catalog.Dataset, names: Iterable[str]) -> dict[str, str]:
     """TileJSON field types ("String", "Number", "Boolean") of some fields."""
     types = {f["name"]: f.get("type", "string") for f in ds.fields}
@@ -230,6 +240,7 @@ class TilePlan:
     gcj02: bool = False  # the tile grid over GCJ-02 lon/lat: `lonlat` and `clip` are GCJ-02
     query: BBox | None = None  # the CGCS2000 box rows are read from, when it is not `lonlat`
     copy_level: int | None = None  # the level of the pre-generalised copies (`geo/tilegen.py`) its simplified shapes use
+    identified: bool = True  # features carry their key (MVT id or `_key`): see `identified`
 
     @property
     def etag(self) -> str:
@@ -341,6 +352,7 @@ def plan_tile(
         gcj02=gcj02,
         query=gcj02_bbox_to_storage(lonlat) if gcj02 else None,
         copy_level=None if gcj02 or tms.geographic else level_for(z),
+        identified=identified(ds, z),
     )
 
 
@@ -633,6 +645,8 @@ def _row_properties(plan: TilePlan, fkey: str, values: list[Any]) -> tuple[int |
             props[name] = value
         elif (v := _mvt_value(value)) is not None:
             props[name] = v
+    if not plan.identified:
+        return None, props
     fid = feature_id(fkey)
     if fid is None:
         props[KEY_PROPERTY] = fkey
@@ -719,15 +733,18 @@ def postgis_tile_sql(
     props = _properties_sql(plan, string_fields, only_strings)
     # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key is tested once per
     # row, not once per use.
+    key = f"{_NUMERIC_KEY_SQL} AS tile_numeric, f.fkey, " if plan.identified else ""
     rows = (
-        f"SELECT f.id, {_NUMERIC_KEY_SQL} AS tile_numeric, f.fkey, f.props, f.geom, f.minx, f.miny, f.maxx, f.maxy "
+        f"SELECT f.id, {key}f.props, f.geom, f.minx, f.miny, f.maxx, f.maxy "
         f"FROM features f WHERE {' AND '.join(clauses)} ORDER BY f.id"
     )
+    fid = ["CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid"] if plan.identified else []
+    columns = ", ".join([*fid, *([props] if props else []), f"{geom} AS geom"])
+    id_column = ", 'tile_fid'" if plan.identified else ""
     # OFFSET 0 keeps q apart too: flattened, its geometry would be made twice (for ST_AsMVT and for the count)
     sql = (
-        f"SELECT ST_AsMVT(q.*, :tile_layer, {EXTENT}, 'geom', 'tile_fid') AS tile, count(q.geom) AS n FROM ("
-        f"SELECT CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid, {props}, {geom} AS geom "
-        f"FROM ({rows}) s OFFSET 0) q"
+        f"SELECT ST_AsMVT(q.*, :tile_layer, {EXTENT}, 'geom'{id_column}) AS tile, "
+        f"count(q.geom) AS n FROM (SELECT {columns} FROM ({rows}) s OFFSET 0) q"
     )
     return sql, params
 
@@ -770,11 +787,13 @@ def _properties_sql(plan: TilePlan, string_fields: Collection[str], only_strings
             others.append(f"jsonb_typeof({v}) IN {_NOT_STRINGS}")
         pairs.append(f"CAST(:tile_a{i} AS text), CASE WHEN jsonb_typeof({v}) IN {_NOT_STRINGS if column else _SCALARS} THEN {v} END")
     attrs = f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"
-    if key_field:
+    if key_field and plan.identified:
         return f"{attrs} || (CASE WHEN s.tile_numeric THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{KEY_PROPERTY}', s.fkey) END) AS tile_props"
+    if key_field:
+        return f"{attrs} AS tile_props"
     # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
     # attribute needs it (OSM below the detail zoom, DLTB's class there): ~0.5 ms of a full tile (profiles/tiles-cold3.txt).
-    out = [f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}", *columns]
+    out = [*([f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"] if plan.identified else []), *columns]
     if len(others) < len(pairs):
         out.append(f"{attrs} AS tile_props")
     elif others:

@@ -208,7 +208,10 @@ def tileset(
     extent = _extent(ds, gcj02)
     fields = field_types(ds, tile_attributes(ds, access, cfg.maxzoom))
     properties = {name: {"type": {"String": "string", "Number": "number", "Boolean": "boolean"}[t]} for name, t in fields.items()}
-    properties[KEY_PROPERTY] = {"type": "string", "description": "feature key, when it is not a plain integer (else the MVT id)"}
+    properties[KEY_PROPERTY] = {
+        "type": "string",
+        "description": f"feature key, when it is not a plain integer (else the MVT id); from zoom {cfg.detail_zoom} (below it, no ids)",
+    }
     doc: dict[str, Any] = {
         "title": f"{ds.title} ({tms.id})",
         "description": ds.description,
