@@ -45,6 +45,11 @@ def _key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
     return (str(engine.url), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
 
 
+def declared_strings(ds: catalog.Dataset) -> frozenset[str]:
+    """The fields the dataset declares as strings (a field without a type is one)."""
+    return frozenset(f["name"] for f in ds.fields if f.get("type", "string") == "string")
+
+
 def scan_sql(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> tuple[str, dict[str, object]]:
     """One row: for each field (in order, columns s0, s1, ...), whether every row of the version holds a JSON string,
     a JSON null or nothing under it."""
@@ -117,8 +122,7 @@ def string_fields(
         found = _known.get(key)
         job = _pending.get(key) if found is None else None
         if found is None and job is None:
-            declared = frozenset(f["name"] for f in ds.fields if f.get("type", "string") == "string")
-            job = _pending[key] = _executor().submit(_learn, engine, key, declared | wanted)
+            job = _pending[key] = _executor().submit(_learn, engine, key, declared_strings(ds) | wanted)
     if found is None and wait:
         found = job.result()  # type: ignore[union-attr]
     return (found or frozenset()) & wanted

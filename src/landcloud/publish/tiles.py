@@ -176,14 +176,14 @@ def tile_attributes(ds: catalog.Dataset, access: Access, z: int) -> tuple[str, .
     return tuple(n for n in clear if n in wanted)
 
 
-def identified(ds: catalog.Dataset, z: int) -> bool:
+def identified(cfg: TileConfig, z: int) -> bool:
     """Whether tiles at zoom z carry each feature's identity (the MVT id, or `_key`): from the detail zoom up.
 
     Below it a tile is the class map (LOW_ZOOM_FIELDS), its features mostly a few pixels wide, where nobody picks one
     (the portal identifies through /api/here): the ids were a fifth of a full DLTB z8-z10 tile (16-18 digit keys, 8-byte
     varints) and OSM's hash keys two thirds of its z8-z11 tiles, 3-8% of their statements (profiles/tiles-lean.txt).
     """
-    return z >= tile_config(ds).detail_zoom
+    return z >= cfg.detail_zoom
 
 
 def field_types(ds: catalog.Dataset, names: Iterable[str]) -> dict[str, str]:
@@ -352,7 +352,7 @@ def plan_tile(
         gcj02=gcj02,
         query=gcj02_bbox_to_storage(lonlat) if gcj02 else None,
         copy_level=None if gcj02 or tms.geographic else level_for(z),
-        identified=identified(ds, z),
+        identified=identified(cfg, z),
     )
 
 
@@ -835,7 +835,7 @@ def _render_postgis(
     defer: gate.Defer | None = None,
 ) -> tuple[bytes, int]:
     """The PostGIS way of `render_planned` (which has checked the caller may read the data)."""
-    strings = {f["name"] for f in ds.fields if f.get("type", "string") == "string"}
+    strings = tile_types.declared_strings(ds)
     carried = strings.intersection(plan.attributes)
     only = tile_types.string_fields(engine, ds, plan.version, carried) if carried else frozenset()
     sql, params = postgis_tile_sql(plan, access, engine, strings, only)
@@ -1049,8 +1049,9 @@ class TileCache:
             return self._writing.wait_for(lambda: not self._unwritten, timeout)
 
     def _enqueue(self, key: str, tile: CachedTile) -> bool:
-        """Hand a tile to the writer (call with `_lock` held, then put the key on the queue when True)."""
-        if self.directory is None or key in self._unwritten or len(self._unwritten) >= _MAX_UNWRITTEN:
+        """Hand a tile to the writer (call with `_lock` held, then put the key on the queue when True; only for a cache
+        with a directory)."""
+        if key in self._unwritten or len(self._unwritten) >= _MAX_UNWRITTEN:
             return False
         self._unwritten[key] = tile
         if self._writer is None:
@@ -1105,9 +1106,7 @@ class TileCache:
         return CachedTile(raw[8:], int.from_bytes(raw[4:8], "big"))
 
     def _write_disk(self, key: str, tile: CachedTile) -> None:
-        """Write one file (the writer thread's: `_folders` is its own)."""
-        if self.directory is None:
-            return
+        """Write one file (the writer thread's, which only a cache with a directory has: `_folders` is its own)."""
         path = self._path(key)
         try:
             if key[:2] not in self._folders:
