@@ -104,6 +104,7 @@ def principal_for(
     scopes: frozenset[str] | None = None,
     unit_kind: str | None | object = ...,
     conn: Connection | None = None,
+    until: datetime | None = None,
 ) -> Principal:
     """The principal of a user row (or public dict); pass `unit_kind` when it was read with the row
     (`conn`: a read connection of the caller's, to read it on)."""
@@ -122,6 +123,7 @@ def principal_for(
         scopes=scopes,
         via=via,
         ip=ip,
+        until=until,
     )
 
 
@@ -355,13 +357,13 @@ def _active_user(bind: Engine | Connection, user_id: str) -> dict[str, Any]:
         return _account(conn.execute(_BY_ID, {"user_id": user_id}).first())
 
 
-def _session_user(bind: Engine | Connection, cookie_value: str) -> tuple[str, dict[str, Any]]:
-    """(the session's CSRF token, its active account) for a live session cookie; a bad token otherwise."""
+def _session_user(bind: Engine | Connection, cookie_value: str) -> tuple[str, dict[str, Any], datetime]:
+    """(the session's CSRF token, its active account, its expiry) for a live session cookie; a bad token otherwise."""
     with connection(bind) as conn:
         row = conn.execute(_BY_SESSION, {"id_hash": _hash(cookie_value)}).first()
     if row is None or row.session_revoked_at is not None or clock.aware(row.session_expires_at) <= clock.now():
         raise bad_token()
-    return str(row.session_csrf), _account(row)
+    return str(row.session_csrf), _account(row), clock.aware(row.session_expires_at)
 
 
 def client_ip(request: Request) -> str | None:
@@ -386,20 +388,22 @@ def authenticate(engine: Engine, settings: Settings, request: Request, conn: Con
             found = tokens.lookup_token_user(engine, credential, conn)  # token, account and unit kind in one query
             if found is None:
                 raise bad_token()
-            _, scopes, user, unit_kind = found
+            token, scopes, user, unit_kind = found
             if not user["active"]:
                 raise bad_token()
             scopes = scopes & tokens.allowed_scopes(user["roles"])  # roles may have shrunk since
-            return principal_for(engine, user, via="api_token", ip=ip, scopes=frozenset(scopes), unit_kind=unit_kind)
+            return principal_for(engine, user, via="api_token", ip=ip, scopes=frozenset(scopes), unit_kind=unit_kind,
+                                 until=clock.aware(token["expires_at"]))
         claims = decode_access_token(settings, credential)
         user = _active_user(bind, claims["sub"])
         changed = user.get("password_changed_at")
         if changed is not None and clock.aware(changed).timestamp() >= float(claims["iat"]) + 1:
             raise bad_token()  # issued before the password was changed
-        return principal_for(engine, user, via="bearer", ip=ip, unit_kind=user["unit_kind"])
+        return principal_for(engine, user, via="bearer", ip=ip, unit_kind=user["unit_kind"],
+                             until=datetime.fromtimestamp(float(claims["exp"]), UTC))
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        csrf, user = _session_user(bind, cookie)
+        csrf, user, expires = _session_user(bind, cookie)
         if request.method.upper() not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER) or ""
             if not sent or not hmac.compare_digest(sent.encode(), csrf.encode()):
@@ -408,5 +412,5 @@ def authenticate(engine: Engine, settings: Settings, request: Request, conn: Con
                     "缺少或错误的 CSRF 令牌（请求头 X-CSRF-Token）；请刷新页面后重试",
                     "missing or wrong CSRF token (header X-CSRF-Token); reload the page and try again",
                 )
-        return principal_for(engine, user, via="session", ip=ip, unit_kind=user["unit_kind"])
+        return principal_for(engine, user, via="session", ip=ip, unit_kind=user["unit_kind"], until=expires)
     return dataclasses.replace(ANONYMOUS, ip=ip)  # the public: its address is what the audit log can name

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -86,10 +87,13 @@ def _caller_facts(conn: Connection, principal: Principal) -> CallerFacts:
     return _facts_of(conn.execute(_CALLER_FACTS, _facts_params(principal)).all())
 
 
-def _dataset_and_caller_facts(conn: Connection, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset | None, CallerFacts]:
-    """A dataset's row and the caller's facts in one round trip (one snapshot), read on every request."""
+def _dataset_and_caller_facts(
+    conn: Connection, principal: Principal, dataset_id: str
+) -> tuple[catalog.Dataset | None, CallerFacts, datetime | None]:
+    """A dataset's row, the caller's facts and when its grants next change by the clock alone
+    (`sharing.grants_change_at`), in one round trip (one snapshot), read on every request."""
     rows = conn.execute(_DATASET_AND_CALLER_FACTS, {**_facts_params(principal), "dataset_id": dataset_id}).all()
-    return catalog.dataset_of(rows[0]), _facts_of(rows)
+    return catalog.dataset_of(rows[0]), _facts_of(rows), sharing.grants_change_at(rows)
 
 
 def _grant_views(
@@ -242,34 +246,55 @@ def not_found(dataset_id: str) -> NotFound:
     return NotFound("dataset.not_found", f"数据集“{dataset_id}”不存在", f"dataset '{dataset_id}' does not exist")
 
 
-def dataset_for_catalogue(
-    engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None = None
-) -> tuple[catalog.Dataset, Access]:
-    """The dataset's entry; one the caller may not even see listed is a 404 like a missing one
-    (`conn`: the request's read connection, `deps.Reads`)."""
+@dataclasses.dataclass(frozen=True)
+class ReadDecision:
+    """A dataset as the caller may know it, what it may read of its data, and when that changes by the clock alone
+    (a grant of the caller's unit beginning or ending; None: none ahead). `access.decisions` remembers it."""
+
+    ds: catalog.Dataset
+    access: Access
+    changes_at: datetime | None
+
+
+def _catalogue_entry(engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None) -> ReadDecision:
     with connection(conn if conn is not None else engine) as c:  # the dataset and the caller's facts in one statement
-        ds, facts = _dataset_and_caller_facts(c, principal, dataset_id)
+        ds, facts, changes_at = _dataset_and_caller_facts(c, principal, dataset_id)
         if ds is None:
             raise not_found(dataset_id)
         access = Viewer(engine, principal, c, facts).access(ds)
         if not in_catalogue(principal, ds, access):
             raise not_found(dataset_id)
-        return as_seen(c, ds, access), access
+        return ReadDecision(as_seen(c, ds, access), access, changes_at)
+
+
+def dataset_for_catalogue(
+    engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None = None
+) -> tuple[catalog.Dataset, Access]:
+    """The dataset's entry; one the caller may not even see listed is a 404 like a missing one
+    (`conn`: the request's read connection, `deps.Reads`)."""
+    entry = _catalogue_entry(engine, principal, dataset_id, conn)
+    return entry.ds, entry.access
+
+
+def read_decision(engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None = None) -> ReadDecision:
+    """`dataset_for_read`'s answer with when it changes by the clock alone."""
+    entry = _catalogue_entry(engine, principal, dataset_id, conn)
+    if not entry.access.visible:
+        raise Forbidden(
+            "access.application_required",
+            f"无权读取数据集“{entry.ds.id}”的数据，可提交数据共享申请",
+            f"no access to the data of dataset '{entry.ds.id}'; you may apply for it",
+            sharing_class=entry.ds.sharing_class,
+        )
+    return entry
 
 
 def dataset_for_read(
     engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None = None
 ) -> tuple[catalog.Dataset, Access]:
     """The dataset and what the caller may read of its data (403 with a hint to apply when listed only)."""
-    ds, access = dataset_for_catalogue(engine, principal, dataset_id, conn)
-    if not access.visible:
-        raise Forbidden(
-            "access.application_required",
-            f"无权读取数据集“{ds.id}”的数据，可提交数据共享申请",
-            f"no access to the data of dataset '{ds.id}'; you may apply for it",
-            sharing_class=ds.sharing_class,
-        )
-    return ds, access
+    entry = read_decision(engine, principal, dataset_id, conn)
+    return entry.ds, entry.access
 
 
 def dataset_metadata(ds: catalog.Dataset, access: Access) -> dict[str, Any]:

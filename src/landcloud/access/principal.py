@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from landcloud.access.roles import DATA_ROLES
@@ -27,6 +28,9 @@ class Principal:
     scopes: frozenset[str] | None = None
     via: str | None = None  # "bearer" | "session" | "api_token" | "oidc" | "cli"
     ip: str | None = None
+    # when the credential stops counting (a token's or session's expiry): a decision remembered for it
+    # (`access.decisions`) ends then too; None: it does not expire (the public, the CLI)
+    until: datetime | None = None
 
     @property
     def actor(self) -> str:

@@ -269,6 +269,18 @@ def active_grants_of(rows: Any) -> list[dict[str, Any]]:
     return _active([{c.name: r._mapping[f"g__{c.name}"] for c in grants.c} for r in rows if r._mapping["g__id"] is not None])
 
 
+def grants_change_at(rows: Any) -> datetime | None:
+    """When the set of grants in force changes by the clock alone, from rows of `with_grants_of`: the
+    earliest start or end of an unrevoked grant still ahead (None: none is ahead). A decision remembered
+    past it would keep an ended grant's rows, or miss a begun one's."""
+    now = clock.now()
+    ahead = [
+        t for r in rows if r._mapping["g__id"] is not None
+        for t in (clock.aware(r._mapping["g__starts_at"]), clock.aware(r._mapping["g__expires_at"])) if t > now
+    ]
+    return min(ahead, default=None)
+
+
 def list_grants(engine: Engine, principal: Principal) -> dict[str, list[dict[str, Any]]]:
     """Grants my unit holds, and grants on my unit's datasets."""
     with engine.connect() as conn:

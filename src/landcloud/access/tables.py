@@ -34,6 +34,17 @@ unit_changes = sa.Table(
     sa.Column("instance", sa.String(36), nullable=False),  # random, set once: a store rebuilt from scratch differs
 )
 
+# One row (id 1): bumped by the database itself (triggers, migration 0012) whenever a table that authentication or the
+# gate reads changes (accounts, sessions, tokens, grants, datasets and their versions, units), so a remembered access
+# decision (`access.decisions`) is checked with a primary-key read.
+access_changes = sa.Table(
+    "access_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("instance", sa.String(36), nullable=False),
+)
+
 
 def _ts(name: str, nullable: bool = False) -> sa.Column:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from landcloud.access import gate
+from landcloud.access import decisions, gate
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, Reads, ReadsDep, close_reads
@@ -314,11 +314,13 @@ def serve_tile(
     tms = get_tms(tms_id)
     zi, yi, xi = _tile_index("tileMatrix", z), _tile_index("tileRow", y), _tile_index("tileCol", x)
     tms.check(zi, xi, yi)
-    # authentication, the gate's read and (PostGIS) the tile statement on one connection, in this worker thread
-    # (deps.Reads): one pool checkout per tile; the audit entry waits for it to be back (`reads.after_close`). The
-    # Python way (SQLite, GCJ-02) reads on connections of its own.
-    principal = reads.principal
-    ds, access = gate.dataset_for_read(engine, principal, dataset_id, reads.conn)
+    # the access generation, authentication and the gate's read (both only when the remembered decision no longer
+    # stands: access.decisions) and (PostGIS) the tile statement on one connection, in this worker thread (deps.Reads):
+    # one pool checkout per tile; the audit entry waits for it to be back (`reads.after_close`). The Python way
+    # (SQLite, GCJ-02) reads on connections of its own.
+    principal, ds, access = decisions.decide_read(
+        request.app.state.decisions, engine, request, dataset_id, reads.conn, lambda: reads.principal,
+    )
     _check_version(reads.conn, ds, access, version, gcj02)
     plan = plan_tile(ds, access, version, tms, zi, xi, yi, engine=engine, gcj02=gcj02, conn=reads.conn)
     conn = reads.conn if backend_of(engine) == "postgis" and not gcj02 else None

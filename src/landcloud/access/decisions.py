@@ -1,0 +1,150 @@
+"""Access decisions remembered per credential and dataset, taken again only while nothing they rest on has changed.
+
+A map view is dozens of tile requests with one credential on one dataset. Authenticating each (the token, its account
+and unit: one statement) and asking the gate each time (the dataset and the caller's unit, division index and grants:
+one statement, then the policy in Python) was ~0.6 ms of a signed-in tile's ~1.3 ms of server CPU, and most of a small
+tile's time (benchmarks/profiles/tiles-decisions.txt). Here the first request of a credential on a dataset decides as
+always; the next ones take that decision again when all of these hold, and decide anew otherwise:
+
+* the store's access generation (`access_changes`, migration 0012) is the one read before that decision: the database
+  bumps it on every committed write to a table authentication or the gate reads (accounts, sessions, tokens, grants,
+  datasets and versions, units), so a revocation, a disabled account, a changed role, grant, unit or dataset policy
+  counts on the very next request, in every process, as before;
+* the clock has not reached the credential's expiry (`Principal.until`) nor the next start or end of one of the
+  unit's grants (`gate.ReadDecision.changes_at`): the two things that change by time alone;
+* it is younger than `MAX_AGE` (a minute): a token's `last_used_at` is written, to the minute, by the full path.
+
+The key is the credential exactly as sent (its sha256: an `Authorization` header, else the session cookie, else none
+for the public) and the dataset. Only decisions that let the caller read are kept: a refusal is decided every time.
+The caller's address is the request's own, never the remembered one's (the audit log names it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+
+import psycopg
+from sqlalchemy.engine import Connection, Engine
+from starlette.requests import Request
+
+from landcloud import clock
+from landcloud.access import gate
+from landcloud.access.auth import SESSION_COOKIE, client_ip
+from landcloud.access.policy import Access
+from landcloud.access.principal import Principal
+from landcloud.catalog import datasets as catalog
+
+MAX_AGE_S = 60.0
+MAX_ENTRIES = 10_000
+Generation = tuple[int, str]  # (generation, instance) of `access_changes`
+Key = tuple[bytes, str]  # (sha256 of the credential, dataset id)
+
+_GENERATION_SQL = "SELECT generation, instance FROM access_changes WHERE id = 1"
+
+
+def access_generation(conn: Connection) -> Generation:
+    """The store's access generation, read on `conn` past SQLAlchemy (it runs on every tile; PostgreSQL: prepared)."""
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        with psycopg.RawCursor(driver) as cur:  # type: ignore[arg-type]
+            cur.execute(_GENERATION_SQL, prepare=True)
+            row = cur.fetchone()
+    else:
+        row = driver.execute(_GENERATION_SQL).fetchone()  # type: ignore[union-attr]
+    if row is None:
+        raise RuntimeError("access_changes has no row: the store's migrations did not run (landcloud db upgrade)")
+    return int(row[0]), str(row[1])
+
+
+def credential_key(request: Request) -> bytes:
+    """What identifies the caller's credential, as `auth.authenticate` chooses it: the Authorization header when
+    present (even a malformed one: it is refused there), else the session cookie, else nothing (the public)."""
+    header = request.headers.get("authorization")
+    if header is not None and header.strip():
+        return hashlib.sha256(b"h:" + header.encode("utf-8", "surrogateescape")).digest()
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return hashlib.sha256(b"c:" + cookie.encode("utf-8", "surrogateescape")).digest()
+    return b"public"
+
+
+@dataclasses.dataclass(frozen=True)
+class Remembered:
+    principal: Principal
+    decision: gate.ReadDecision
+    generation: Generation
+    until: datetime | None  # the credential's expiry or a grant's start or end, whichever comes first
+    made: float  # monotonic seconds
+
+
+class DecisionCache:
+    """A bounded map of remembered decisions (least recently used out first); shared by the worker threads."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_age_s: float = MAX_AGE_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.max_age_s = max_age_s
+        self.monotonic = monotonic
+        self._entries: OrderedDict[Key, Remembered] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key, generation: Generation) -> Remembered | None:
+        """The decision remembered for `key` if it still stands at `generation` and now; else None (and it is dropped)."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and self._stands(found, generation):
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return found
+            if found is not None:
+                del self._entries[key]
+            self.misses += 1
+            return None
+
+    def _stands(self, entry: Remembered, generation: Generation) -> bool:
+        if entry.generation != generation or self.monotonic() - entry.made >= self.max_age_s:
+            return False
+        return entry.until is None or clock.now() < entry.until
+
+    def put(self, key: Key, entry: Remembered) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def _earliest(*times: datetime | None) -> datetime | None:
+    return min((t for t in times if t is not None), default=None)
+
+
+def decide_read(
+    cache: DecisionCache, engine: Engine, request: Request, dataset_id: str, conn: Connection,
+    authenticate: Callable[[], Principal],
+) -> tuple[Principal, catalog.Dataset, Access]:
+    """(the caller, the dataset as it may know it, what it may read): `gate.read_decision`'s answer for the caller
+    `authenticate` names, taken from `cache` while it stands (see the module docstring). `conn`: the request's read
+    connection, where the generation is read before any decision is made on it (so a remembered decision is never
+    newer than the generation it is filed under: a write committed in between only makes it be decided again)."""
+    generation = access_generation(conn)
+    key = (credential_key(request), dataset_id)
+    found = cache.get(key, generation)
+    if found is not None:
+        principal = dataclasses.replace(found.principal, ip=client_ip(request))
+        return principal, found.decision.ds, found.decision.access
+    principal = authenticate()
+    decision = gate.read_decision(engine, principal, dataset_id, conn)
+    until = _earliest(principal.until, decision.changes_at)
+    cache.put(key, Remembered(principal, decision, generation, until, cache.monotonic()))
+    return principal, decision.ds, decision.access

@@ -1,0 +1,223 @@
+"""Remembered access decisions (`access.decisions`) and the store's access generation (migration 0012), on both stores.
+
+A tile request takes the decision made for the same credential and dataset only while the generation it was filed
+under stands; these tests hold the database to bumping it on every write a decision could depend on (and on nothing
+else it does per request), hold the trigger list to the tables authentication and the gate actually read, and hold
+the remembered decision to its clock: the credential's expiry, a grant's start and end, its maximum age.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+
+import pytest
+import sqlalchemy as sa
+from starlette.requests import Request
+
+from landcloud import clock
+from landcloud.access import auth, decisions, gate, tokens, units, users
+from landcloud.access.principal import Principal
+from landcloud.access.tables import access_changes, api_tokens, grants
+from landcloud.access.tables import users as users_table
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+from landcloud.ingest.pipeline import SubmitOptions, run_submission
+
+from builders import grid_parcels, publish_edition, write_geojson
+from conftest import REFERENCE
+
+MIGRATION = import_module("landcloud.store.migrations.versions.0012_access_changes")
+
+
+def generation(engine: sa.Engine) -> decisions.Generation:
+    with engine.connect() as conn:
+        return decisions.access_generation(conn)
+
+
+def _request(headers: dict[str, str] | None = None, cookie: str | None = None) -> Request:
+    raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if cookie is not None:
+        raw.append((b"cookie", f"{auth.SESSION_COOKIE}={cookie}".encode()))
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": raw, "client": ("10.0.0.9", 5000), "query_string": b""})
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[list[datetime]]:
+    now = [datetime(2026, 12, 5, 8, 0, tzinfo=UTC)]
+    clock.set_clock(lambda: now[0])
+    yield now
+    clock.set_clock(None)
+
+
+def test_every_write_a_decision_rests_on_bumps_the_generation_and_a_tokens_use_does_not(
+    engine: sa.Engine, settings: Settings, cheap_passwords: None
+) -> None:
+    start = generation(engine)
+    assert start[1] and len(start[1]) == 36
+    steps: list[tuple[str, decisions.Generation]] = []
+
+    def bumped(what: str) -> None:
+        now = generation(engine)
+        previous = steps[-1][1] if steps else start
+        assert now[0] > previous[0] and now[1] == start[1], what
+        steps.append((what, now))
+
+    units.load_divisions(engine, REFERENCE / "admin_heilongjiang.csv")
+    bumped("units loaded")
+    user = users.create_user(engine, settings, "gen_viewer", "230100", ["viewer"], "Heilongjiang-2026!")
+    bumped("account created")
+    users.set_roles(engine, "gen_viewer", ["viewer", "submitter"])
+    bumped("roles changed")
+    plaintext, record = tokens.create_token(engine, settings, user, "t", ["read"])
+    bumped("token created")
+    with engine.begin() as conn:
+        conn.execute(api_tokens.update().where(api_tokens.c.id == record["id"]).values(last_used_at=clock.now()))
+    assert generation(engine) == steps[-1][1]  # a token's use: written as it is used, never a change of access
+    found = tokens.lookup_token_user(engine, plaintext)
+    assert found is not None and generation(engine) == steps[-1][1]
+    tokens.revoke_token(engine, user, record["id"])
+    bumped("token revoked")
+    cookie, _ = auth.create_session(engine, settings, users.find_user(engine, "gen_viewer") or {})
+    bumped("session created")
+    with engine.begin() as conn:  # any path, plain SQL too
+        conn.execute(catalog.datasets.insert().values(
+            id="gen-ds", title="t", owner_unit="230100", security_level="internal", sharing_class="conditional",
+            openness="not_open", fields=[], keywords=[], current_version=0, feature_count=0, extra={}, created_at=clock.now(),
+            updated_at=clock.now(),
+        ))
+    bumped("dataset created")
+    catalog.update_metadata(engine, "gen-ds", {"security_level": "sensitive"})
+    bumped("dataset policy changed")
+    grant_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(grants.insert().values(
+            id=grant_id, dataset_id="gen-ds", grantee_unit="230102", purpose="p", starts_at=clock.now(),
+            expires_at=clock.now() + timedelta(days=1), created_at=clock.now(),
+        ))
+    bumped("grant made")
+    with engine.begin() as conn:
+        conn.execute(grants.delete().where(grants.c.id == grant_id))
+    bumped("grant deleted")
+
+    before = generation(engine)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # a failed write leaves it as it was
+        conn.execute(sa.update(users_table).where(users_table.c.username == "gen_viewer").values(active=False))
+        conn.execute(catalog.datasets.insert().values(
+            id="gen-ds", title="dup", owner_unit="230100", security_level="internal", sharing_class="conditional",
+            openness="not_open", fields=[], keywords=[], current_version=0, feature_count=0, extra={}, created_at=clock.now(),
+            updated_at=clock.now(),
+        ))
+    assert generation(engine) == before
+    with engine.connect() as conn:  # reads change nothing
+        conn.execute(sa.select(users_table)).all()
+        conn.execute(sa.select(access_changes)).all()
+    assert generation(engine) == before
+    assert cookie
+
+
+def test_the_generation_counts_a_write_when_it_commits(engine: sa.Engine, settings: Settings, cheap_passwords: None) -> None:
+    """A decision filed under a generation read while a change is not yet committed must not outlive the change."""
+    before = generation(engine)
+    with engine.connect() as writer:
+        trans = writer.begin()
+        writer.execute(units.units.insert().values(code="239999", name="测试县", level="county", updated_at=clock.now()))
+        assert generation(engine) == before  # not yet: the change is not visible either
+        trans.commit()
+    assert generation(engine)[0] > before[0]
+
+
+def _tables_read(statements: list[str]) -> set[str]:
+    names: set[str] = set()
+    for s in statements:
+        names.update(m.lower() for m in re.findall(r'(?:FROM|JOIN)\s+"?([A-Za-z_][A-Za-z0-9_]*)"?', s))
+    return names
+
+
+def test_the_generation_covers_every_table_authentication_and_the_gate_read(
+    engine: sa.Engine, settings: Settings, cheap_passwords: None
+) -> None:
+    """Each kind of credential, and a decision that reads grants, a unit's boundary and an edition's version: every
+    table their statements name bumps the generation (a table added to them later must be added to migration 0012)."""
+    units.load_divisions(engine, REFERENCE / "admin_heilongjiang.csv")
+    user = users.create_user(engine, settings, "cover_viewer", "230102", ["viewer"], "Heilongjiang-2026!")
+    plaintext, _ = tokens.create_token(engine, settings, user, "t", ["read"])
+    cookie, _ = auth.create_session(engine, settings, users.find_user(engine, "cover_viewer") or {})
+    jwt_token, _ = auth.issue_access_token(settings, users.find_user(engine, "cover_viewer") or {})
+    path = write_geojson(settings.data_dir / "p.geojson", grid_parcels(2, origin=(126.6, 45.74)))
+    assert run_submission(engine, settings, path, SubmitOptions(dataset_id="cover-ds", unit="230100", schema="DLTB")).accepted
+    catalog.update_metadata(engine, "cover-ds", {"openness": "open", "security_level": "public"})
+    publish_edition(engine, settings, "cover-ds", fields=["BSM", "DLBM"])
+    with engine.begin() as conn:
+        conn.execute(grants.insert().values(
+            id=str(uuid.uuid4()), dataset_id="cover-ds", grantee_unit="230102", purpose="p", starts_at=clock.now(),
+            expires_at=clock.now() + timedelta(days=1), created_at=clock.now(),
+        ))
+    editions = [d.id for d in catalog.list_datasets(engine) if d.edition_of == "cover-ds"]
+    assert editions
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for request in (_request({"Authorization": f"Bearer {plaintext}"}), _request({"Authorization": f"Bearer {jwt_token}"}),
+                        _request(cookie=cookie), _request()):
+            with engine.connect() as conn:
+                principal = auth.authenticate(engine, settings, request, conn=conn)
+                for ds in ("cover-ds", *editions):
+                    try:
+                        gate.read_decision(engine, principal, ds, conn)
+                    except Exception:  # noqa: BLE001 - a refusal reads the same tables
+                        pass
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    read = _tables_read(statements)
+    assert {"users", "api_tokens", "sessions", "grants", "datasets", "units"} <= read, read
+    kept_by_the_database = set(MIGRATION.TABLES) | {"access_changes", "unit_changes"}
+    assert read <= kept_by_the_database, read - kept_by_the_database
+
+
+def test_the_decision_cache_keeps_a_decision_only_while_it_stands(frozen_clock: list[datetime]) -> None:
+    ticks = [0.0]
+    cache = decisions.DecisionCache(max_entries=2, max_age_s=60, monotonic=lambda: ticks[0])
+    decision = gate.ReadDecision(ds=None, access=None, changes_at=None)  # type: ignore[arg-type]
+    someone = Principal("user", user_id="u", username="u", ip="10.0.0.1")
+
+    def put(key: decisions.Key, until: datetime | None = None, gen: decisions.Generation = (1, "i")) -> None:
+        cache.put(key, decisions.Remembered(someone, decision, gen, until, ticks[0]))
+
+    put((b"a", "d"))
+    assert cache.get((b"a", "d"), (1, "i")) is not None
+    assert cache.get((b"a", "other"), (1, "i")) is None  # another dataset: decided anew
+    assert cache.get((b"a", "d"), (2, "i")) is None  # the store changed: dropped …
+    assert cache.get((b"a", "d"), (1, "i")) is None  # … for good
+    put((b"a", "d"), gen=(1, "i"))
+    assert cache.get((b"a", "d"), (1, "j")) is None  # another store under the same number
+    put((b"a", "d"), until=frozen_clock[0] + timedelta(seconds=5))
+    assert cache.get((b"a", "d"), (1, "i")) is not None
+    frozen_clock[0] += timedelta(seconds=5)  # the credential's expiry, or a grant's start or end: at that instant
+    assert cache.get((b"a", "d"), (1, "i")) is None
+    put((b"a", "d"))
+    ticks[0] = 59.9
+    assert cache.get((b"a", "d"), (1, "i")) is not None
+    ticks[0] = 60.0
+    assert cache.get((b"a", "d"), (1, "i")) is None  # a minute at most
+    put((b"1", "d")), put((b"2", "d"))
+    assert cache.get((b"1", "d"), (1, "i")) is not None  # 1 used last: 2 goes first
+    put((b"3", "d"))
+    assert len(cache) == 2 and cache.get((b"2", "d"), (1, "i")) is None and cache.get((b"1", "d"), (1, "i")) is not None
+
+
+def test_the_credential_key_is_the_credential_authentication_chooses() -> None:
+    header = decisions.credential_key(_request({"Authorization": "Bearer lct_x"}))
+    assert header == decisions.credential_key(_request({"Authorization": "Bearer lct_x"}, cookie="s1"))  # the header wins
+    assert header != decisions.credential_key(_request({"Authorization": "Bearer lct_y"}))
+    assert decisions.credential_key(_request(cookie="s1")) != decisions.credential_key(_request(cookie="s2"))
+    assert decisions.credential_key(_request(cookie="s1")) != decisions.credential_key(_request({"Authorization": "s1"}))
+    assert decisions.credential_key(_request()) == decisions.credential_key(_request({"Authorization": "  "})) == b"public"
+    assert len(header) == 32 and b"lct_x" not in header  # a digest: no credential kept in memory as sent

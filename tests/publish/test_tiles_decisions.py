@@ -1,0 +1,131 @@
+"""Tiles on remembered access decisions (`access.decisions`): every change still counts on the very next tile.
+
+In the small province of tests/world.py, on both stores and both tile routes: a caller's second tile is served on the
+decision made for its first, and then a revoked token, a disabled account, a changed role, a granted or revoked
+grant, a dataset's new policy, a grant's end and a token's expiry by the clock each change the next answer; an
+audited dataset's tiles are each audited, with the request's own address.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from test_tiles import pg_url  # noqa: F401 (a database of our own)
+from test_tiles_api import tile_url, tiles_app
+
+from landcloud import clock
+from landcloud.access import tokens, users
+from landcloud.access.decisions import DecisionCache
+from landcloud.access.tables import audit_log, grants
+from landcloud.catalog import datasets as catalog
+from landcloud.config import Settings
+
+from world import BANK, World, build
+
+
+@pytest.fixture
+def world(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> World:
+    return build(engine, settings, TestClient(tiles_app(settings)), tmp_path)
+
+
+def cache_of(world: World) -> DecisionCache:
+    return world.client.app.state.decisions  # type: ignore[attr-defined,no-any-return]
+
+
+def status(world: World, who: str | None, path: str, query: str = "") -> int:
+    return world.get(path + query, who).status_code
+
+
+@pytest.mark.parametrize("query", ["", "?version=2"], ids=["plain-route", "fastapi-route"])
+def test_every_change_counts_on_the_next_tile(world: World, engine: sa.Engine, settings: Settings, query: str) -> None:
+    path = tile_url()
+    cache = cache_of(world)
+    assert status(world, "daoli", path, query) == 200
+    hits = cache.hits
+    first = world.get(path + query, "daoli")
+    assert first.status_code == 200 and cache.hits == hits + 1  # the second tile: the decision made for the first
+
+    users.set_roles(engine, "daoli", ["secadmin"])  # an administrator reads no data: the gate refuses
+    assert status(world, "daoli", path, query) in (403, 404)
+    users.set_roles(engine, "daoli", ["viewer"])
+    assert status(world, "daoli", path, query) == 200
+    users.set_active(engine, "daoli", False)  # a disabled account: its credential is refused
+    assert status(world, "daoli", path, query) == 401
+    users.set_active(engine, "daoli", True)
+
+    # a personal API token, revoked
+    user = users.find_user(engine, "hrb") or {}
+    plaintext, record = tokens.create_token(engine, settings, user, "map", ["read"])
+    world.tokens["hrb-token"] = plaintext
+    assert [status(world, "hrb-token", path, query) for _ in range(2)] == [200, 200]
+    tokens.revoke_token(engine, user, record["id"])
+    assert status(world, "hrb-token", path, query) == 401
+
+    # a grant to the bank: made, then revoked (plain SQL: any path counts)
+    assert status(world, "bank", path, query) == 403
+    grant_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(grants.insert().values(
+            id=grant_id, dataset_id="hrb-dltb", grantee_unit=BANK, purpose="loans", starts_at=clock.now() - timedelta(hours=1),
+            expires_at=clock.now() + timedelta(hours=1), created_at=clock.now(),
+        ))
+    assert [status(world, "bank", path, query) for _ in range(2)] == [200, 200]
+    with engine.begin() as conn:
+        conn.execute(grants.update().where(grants.c.id == grant_id).values(revoked_at=clock.now()))
+    assert status(world, "bank", path, query) == 403
+
+    # the dataset made sensitive: the owner unit only, not the province
+    assert [status(world, "prov", path, query) for _ in range(2)] == [200, 200]
+    catalog.update_metadata(engine, "hrb-dltb", {"security_level": "sensitive"})  # the owner unit only
+    assert status(world, "prov", path, query) in (403, 404)
+
+
+def test_the_clock_alone_ends_a_remembered_decision(world: World, engine: sa.Engine, settings: Settings) -> None:
+    path = tile_url()
+    real = clock.now()
+    offset = [timedelta(0)]
+    clock.set_clock(lambda: real + offset[0])
+    try:
+        with engine.begin() as conn:
+            conn.execute(grants.insert().values(
+                id=str(uuid.uuid4()), dataset_id="hrb-dltb", grantee_unit=BANK, purpose="loans",
+                starts_at=real + timedelta(minutes=10), expires_at=real + timedelta(minutes=20), created_at=real,
+            ))
+        user = users.find_user(engine, "hrb") or {}
+        plaintext, _ = tokens.create_token(engine, settings, user, "short", ["read"], expires_days=1)
+        world.tokens["hrb-token"] = plaintext
+        cache = cache_of(world)
+        assert [status(world, "bank", path) for _ in range(2)] == [403, 403]  # not yet begun
+        assert [status(world, "hrb-token", path) for _ in range(2)] == [200, 200]
+        hits = cache.hits
+        offset[0] = timedelta(minutes=10)  # the grant begins: no write, the clock alone
+        assert [status(world, "bank", path) for _ in range(2)] == [200, 200]
+        assert cache.hits == hits + 1
+        offset[0] = timedelta(minutes=20)  # … and ends
+        assert status(world, "bank", path) == 403
+        assert status(world, "hrb-token", path) == 200
+        offset[0] = timedelta(days=1)  # the token's expiry
+        assert status(world, "hrb-token", path) == 401
+    finally:
+        clock.set_clock(None)
+
+
+def test_each_tile_of_an_audited_dataset_is_audited_with_its_own_address(world: World, engine: sa.Engine) -> None:
+    path = tile_url("daoli-mine")
+    cache = cache_of(world)
+    hits = cache.hits
+    headers = world.headers("daoliadmin")
+    answers = [TestClient(world.client.app, client=(f"10.1.2.{i}", 5000)).get(path, headers=headers) for i in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    assert cache.hits == hits + 2  # the second and third on the first's decision
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_log).where(audit_log.c.action == "data.tiles", audit_log.c.dataset_id == "daoli-mine")
+            .order_by(audit_log.c.seq)
+        ).all()
+    assert [(r.actor, r.ip) for r in rows] == [("daoliadmin", f"10.1.2.{i}") for i in range(3)]
