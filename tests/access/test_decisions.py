@@ -20,12 +20,14 @@ from starlette.requests import Request
 
 from landcloud import clock
 from landcloud.access import auth, decisions, gate, tokens, units, users
+from landcloud.access.policy import Access, Clause
 from landcloud.access.principal import Principal
 from landcloud.access.tables import access_changes, api_tokens, grants
 from landcloud.access.tables import users as users_table
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.store.features import RowFilter
 
 from builders import grid_parcels, publish_edition, write_geojson
 from conftest import REFERENCE
@@ -221,3 +223,26 @@ def test_the_credential_key_is_the_credential_authentication_chooses() -> None:
     assert decisions.credential_key(_request(cookie="s1")) != decisions.credential_key(_request({"Authorization": "s1"}))
     assert decisions.credential_key(_request()) == decisions.credential_key(_request({"Authorization": "  "})) == b"public"
     assert len(header) == 32 and b"lct_x" not in header  # a digest: no credential kept in memory as sent
+
+
+def test_the_decision_cache_is_bounded_by_what_its_areas_hold() -> None:
+    """A decision matching rows by area holds the area's WKB (a county's boundary is ~0.1-1 MB): the cache counts it."""
+    def remembered(area_bytes: int) -> decisions.Remembered:
+        rows = RowFilter((), (b"\x01" * area_bytes,)) if area_bytes else None
+        access = Access(True, (Clause(rows, None),))
+        return decisions.Remembered(Principal("user"), gate.ReadDecision(None, access, None), (1, "i"), None, 0.0)  # type: ignore[arg-type]
+
+    cache = decisions.DecisionCache(max_bytes=12_000, monotonic=lambda: 0.0)
+    assert remembered(0).size == decisions._ENTRY_OVERHEAD and remembered(1000).size == decisions._ENTRY_OVERHEAD + 1000
+    cache.put((b"a", "d"), remembered(3000))
+    cache.put((b"b", "d"), remembered(3000))
+    assert len(cache) == 2 and cache.bytes == 2 * (decisions._ENTRY_OVERHEAD + 3000)
+    cache.put((b"c", "d"), remembered(3000))  # over the bound: the least recently used goes
+    assert len(cache) == 2 and cache.get((b"a", "d"), (1, "i")) is None and cache.bytes <= 12_000
+    cache.put((b"b", "d"), remembered(0))  # kept again under the same key: counted once
+    assert len(cache) == 2 and cache.bytes == 2 * decisions._ENTRY_OVERHEAD + 3000
+    cache.put((b"huge", "d"), remembered(20_000))  # bigger than the whole bound: not kept, nothing pushed out
+    assert len(cache) == 2 and cache.get((b"huge", "d"), (1, "i")) is None
+    assert cache.get((b"c", "d"), (1, "i")) is not None and cache.get((b"b", "d"), (1, "i")) is not None
+    cache.get((b"c", "d"), (2, "i"))  # dropped as it no longer stands: its bytes with it
+    assert len(cache) == 1 and cache.bytes == decisions._ENTRY_OVERHEAD

@@ -42,6 +42,8 @@ from landcloud.catalog import datasets as catalog
 
 MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
+MAX_BYTES = 64 << 20  # what the entries' area boundaries may hold in all (a county's is ~0.1-1 MB of WKB)
+_ENTRY_OVERHEAD = 2048  # bytes counted per entry besides its boundaries (the dataset row, the principal, the key)
 Generation = tuple[int, str]  # (generation, instance) of `access_changes`
 Key = tuple[bytes, str]  # (sha256 of the credential, dataset id)
 
@@ -82,16 +84,27 @@ class Remembered:
     until: datetime | None  # the credential's expiry or a grant's start or end, whichever comes first
     made: float  # monotonic seconds
 
+    @property
+    def size(self) -> int:
+        """Roughly what keeping it costs: a decision that matches rows by area holds the areas' WKB (a unit's or a
+        grant region's boundary), each decision a copy of its own."""
+        access = self.decision.access
+        areas = sum(len(a) for c in (access.clauses if access is not None else ()) if c.rows is not None for a in c.rows.areas)
+        return _ENTRY_OVERHEAD + areas
+
 
 class DecisionCache:
-    """A bounded map of remembered decisions (least recently used out first); shared by the worker threads."""
+    """A map of remembered decisions bounded by count and by bytes (least recently used out first); shared by the
+    worker threads."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_age_s: float = MAX_AGE_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, max_bytes: int = MAX_BYTES) -> None:
         self.max_entries = max_entries
         self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
         self.monotonic = monotonic
         self._entries: OrderedDict[Key, Remembered] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -108,7 +121,7 @@ class DecisionCache:
                 self.hits += 1
                 return found
             if found is not None:
-                del self._entries[key]
+                self._drop(key)
             self.misses += 1
             return None
 
@@ -117,12 +130,25 @@ class DecisionCache:
             return False
         return entry.until is None or clock.now() < entry.until
 
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def _drop(self, key: Key) -> None:
+        self._bytes -= self._entries.pop(key).size
+
     def put(self, key: Key, entry: Remembered) -> None:
+        """Keep `entry` (not one bigger than the whole bound: it is decided anew each time)."""
+        size = entry.size
         with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            if size > self.max_bytes:
+                return
             self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._bytes += size
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
 
 
 def _earliest(*times: datetime | None) -> datetime | None:
