@@ -17,7 +17,7 @@ from landcloud import __version__
 from landcloud.access.admin_router import router as admin_router
 from landcloud.access.audit_router import router as audit_router
 from landcloud.access.auth_router import router as auth_router
-from landcloud.access.decisions import DecisionCache
+from landcloud.access.decisions import DecisionCache, GenerationReader
 from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders, origin_of
 from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.generations.close()
             if settings.gc_freeze:
                 gc.unfreeze()
 
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.decisions = DecisionCache()  # tiles' access decisions, per credential and dataset (access.decisions)
+    app.state.generations = GenerationReader(engine)  # whether they stand, for tiles answered on the event loop
     app.state.landuse_legend = legend(load_overrides(settings.landuse_colours_file))  # read once; a bad file stops the start
 
     @app.exception_handler(LandcloudError)

@@ -8,6 +8,7 @@ the remembered decision to its clock: the credential's expiry, a grant's start a
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Iterator
@@ -246,3 +247,58 @@ def test_the_decision_cache_is_bounded_by_what_its_areas_hold() -> None:
     assert cache.get((b"c", "d"), (1, "i")) is not None and cache.get((b"b", "d"), (1, "i")) is not None
     cache.get((b"c", "d"), (2, "i"))  # dropped as it no longer stands: its bytes with it
     assert len(cache) == 1 and cache.bytes == decisions._ENTRY_OVERHEAD
+
+
+def test_askers_share_generation_reads_but_never_one_sent_before_they_asked() -> None:
+    """Three askers while a read is on its way: they wait for the next read, one for the three; the one who asked
+    first takes the first read's answer."""
+
+    class Scripted(decisions.GenerationReader):
+        def __init__(self) -> None:
+            super().__init__(sa.create_engine("sqlite:///unused.sqlite"))
+            self.answers: list[asyncio.Future[decisions.Generation]] = []
+
+        async def _read(self) -> decisions.Generation:
+            answer = asyncio.get_running_loop().create_future()
+            self.answers.append(answer)
+            return await answer
+
+    async def scenario() -> list[decisions.Generation]:
+        reader = Scripted()
+        first = asyncio.ensure_future(reader.current())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert reader.reads == 1 and len(reader.answers) == 1  # sent
+        later = [asyncio.ensure_future(reader.current()) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert reader.reads == 1  # they wait for a read sent after they asked
+        reader.answers[0].set_result((1, "i"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert reader.reads == 2 and len(reader.answers) == 2 and not any(f.done() for f in later)
+        reader.answers[1].set_result((2, "i"))
+        done = await asyncio.gather(first, *later)
+        assert reader._running is None and reader._next is None  # nothing left waiting
+        failing = asyncio.ensure_future(reader.current())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        reader.answers[2].set_exception(RuntimeError("store gone"))
+        with pytest.raises(RuntimeError):
+            await failing
+        assert reader._running is None
+        return done
+
+    assert asyncio.run(scenario()) == [(1, "i"), (2, "i"), (2, "i"), (2, "i")]
+
+
+def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> None:
+    reader = decisions.GenerationReader(engine)
+    try:
+        assert reader.available
+        assert asyncio.run(reader.current()) == generation(engine)  # each run a loop of its own: a connection each
+        with engine.begin() as conn:
+            conn.execute(units.units.insert().values(code="239998", name="测试县", level="county", updated_at=clock.now()))
+        assert asyncio.run(reader.current()) == generation(engine) and reader.reads == 2
+    finally:
+        reader.close()
+    assert not decisions.GenerationReader(sa.create_engine("sqlite://")).available  # in memory: no other connection sees it

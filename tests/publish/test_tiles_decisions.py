@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -129,3 +130,51 @@ def test_each_tile_of_an_audited_dataset_is_audited_with_its_own_address(world: 
             .order_by(audit_log.c.seq)
         ).all()
     assert [(r.actor, r.ip) for r in rows] == [("daoliadmin", f"10.1.2.{i}") for i in range(3)]
+
+
+def _answer(resp: Any) -> tuple[int, bytes, dict[str, str | None]]:
+    names = ("etag", "cache-control", "vary", "content-type")
+    return resp.status_code, resp.content, {n: resp.headers.get(n) for n in names}
+
+
+def test_a_cached_tile_is_answered_on_the_event_loop_as_the_full_path_answers_it(
+    world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request of a tile (in memory, decision remembered) is answered by `_remembered_tile` after one read
+    of the access generation; its answer is the full path's, 200, 204 and 304 alike; a change still counts at once."""
+    app = world.client.app
+    reader = app.state.generations  # type: ignore[attr-defined]
+    # open, public data: a signed-in caller's reads of it are not audited (an audited tile always takes the full path)
+    empty = tile_url("open-dltb").rsplit("/", 2)[0] + "/0/0"  # a tile far from Harbin: 204
+    for path in (tile_url("open-dltb"), empty):
+        full = world.get(path, "daoli")
+        assert full.status_code in (200, 204)
+        reads = reader.reads
+        lean = world.get(path, "daoli")
+        assert reader.reads == reads + 1  # answered on the loop
+        assert _answer(lean) == _answer(full)
+        etag = full.headers["etag"]
+        lean_304 = world.client.get(path, headers={**world.headers("daoli"), "If-None-Match": etag})
+        assert reader.reads == reads + 2 and lean_304.status_code == 304
+        app.state.generations = None  # type: ignore[attr-defined]  # the same requests through the full path
+        try:
+            full_304 = world.client.get(path, headers={**world.headers("daoli"), "If-None-Match": etag})
+            again = world.get(path, "daoli")
+        finally:
+            app.state.generations = reader  # type: ignore[attr-defined]
+        assert _answer(full_304) == _answer(lean_304) and _answer(again) == _answer(full)
+
+    reads = reader.reads
+    users.set_active(engine, "daoli", False)
+    assert world.get(tile_url("open-dltb"), "daoli").status_code == 401  # the read saw the change: the full path refused
+    assert reader.reads == reads + 1
+
+    mine = tile_url("daoli-mine")  # audited: every tile through the full path, which writes its entry
+    assert [world.get(mine, "daoliadmin").status_code for _ in range(2)] == [200, 200]
+    assert reader.reads == reads + 1
+
+    async def gone() -> Any:
+        raise OSError("the store went away")
+
+    monkeypatch.setattr(reader, "current", gone)  # a failing read: the full path answers
+    assert [world.get(tile_url("open-dltb"), "prov").status_code for _ in range(2)] == [200, 200]

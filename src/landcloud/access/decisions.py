@@ -21,13 +21,16 @@ The caller's address is the request's own, never the remembered one's (the audit
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Connection, Engine
@@ -59,6 +62,10 @@ def access_generation(conn: Connection) -> Generation:
             row = cur.fetchone()
     else:
         row = driver.execute(_GENERATION_SQL).fetchone()  # type: ignore[union-attr]
+    return _generation_of(row)
+
+
+def _generation_of(row: Any) -> Generation:
     if row is None:
         raise RuntimeError("access_changes has no row: the store's migrations did not run (landcloud db upgrade)")
     return int(row[0]), str(row[1])
@@ -125,6 +132,21 @@ class DecisionCache:
             self.misses += 1
             return None
 
+    def peek(self, key: Key) -> Remembered | None:
+        """The decision remembered for `key`, not yet checked (`confirm` it once the generation is read)."""
+        return self._entries.get(key)
+
+    def confirm(self, key: Key, entry: Remembered, generation: Generation) -> bool:
+        """Whether `entry` (from `peek`) still stands at `generation` and now: a hit, or it is dropped."""
+        with self._lock:
+            if self._stands(entry, generation):
+                self.hits += 1
+                return True
+            if self._entries.get(key) is entry:
+                self._drop(key)
+            self.misses += 1
+            return False
+
     def _stands(self, entry: Remembered, generation: Generation) -> bool:
         if entry.generation != generation or self.monotonic() - entry.made >= self.max_age_s:
             return False
@@ -149,6 +171,95 @@ class DecisionCache:
             self._bytes += size
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
                 self._drop(next(iter(self._entries)))
+
+
+class GenerationReader:
+    """The access generation for code on the event loop (a tile answered from memory, `tiles_router`), without a
+    worker thread or a pooled connection: PostgreSQL through an asynchronous connection of its own, SQLite through a
+    query-only connection of its own (a primary-key read of a local file).
+
+    Concurrent askers share reads, and stay exact: an asker takes the answer of a read sent after it asked, never of
+    one already on its way (which may have been answered from before a change the asker's caller has seen committed).
+    So a read in flight gathers the askers that come meanwhile for the one read that follows it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        url = engine.url
+        self.postgres = url.get_backend_name() == "postgresql"
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False) if self.postgres else ""
+        self._path = url.database if not self.postgres and url.database not in (None, "", ":memory:") else None
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+        self._pg_loop: asyncio.AbstractEventLoop | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        self._running: asyncio.Future[Generation] | None = None
+        self._next: asyncio.Future[Generation] | None = None
+        self.reads = 0  # reads sent (tests and the bench's notes count them)
+
+    @property
+    def available(self) -> bool:
+        return self.postgres or self._path is not None
+
+    async def current(self) -> Generation:
+        """The generation as of a read sent after this call."""
+        loop = asyncio.get_running_loop()
+        if self._running is not None and self._running.get_loop() is not loop:  # another loop's (a test client's)
+            self._running = self._next = None
+        if self._running is None:
+            self._running = loop.create_future()
+            loop.create_task(self._read_into(self._running))
+            return await asyncio.shield(self._running)
+        if self._next is None:
+            self._next = loop.create_future()
+        return await asyncio.shield(self._next)
+
+    async def _read_into(self, future: asyncio.Future[Generation]) -> None:
+        self.reads += 1
+        try:
+            future.set_result(await self._read())
+        except Exception as exc:  # noqa: BLE001 - handed to every asker
+            future.set_exception(exc)
+            future.exception()  # retrieved: an asker that went away leaves no warning
+        finally:
+            follow, self._next = self._next, None
+            self._running = follow
+            if follow is not None:
+                asyncio.get_running_loop().create_task(self._read_into(follow))
+
+    async def _read(self) -> Generation:
+        if not self.postgres:
+            return self._read_sqlite()
+        loop = asyncio.get_running_loop()
+        if self._pg is None or self._pg.closed or self._pg_loop is not loop:
+            self._drop_pg()
+            self._pg = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            self._pg_loop = loop
+        try:
+            cur = await self._pg.execute(_GENERATION_SQL, prepare=True)
+            row = await cur.fetchone()
+        except psycopg.Error:
+            self._drop_pg()
+            raise
+        return _generation_of(row)
+
+    def _read_sqlite(self) -> Generation:
+        if self._path is None:
+            raise RuntimeError("an in-memory SQLite store has no generation another connection could read")
+        if self._sqlite is None:
+            self._sqlite = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            self._sqlite.execute("PRAGMA query_only = 1")
+        return _generation_of(self._sqlite.execute(_GENERATION_SQL).fetchone())
+
+    def _drop_pg(self) -> None:
+        """Let go of the PostgreSQL connection without awaiting (it may belong to a loop that has ended)."""
+        conn, self._pg = self._pg, None
+        if conn is not None and not conn.closed:
+            conn.pgconn.finish()
+
+    def close(self) -> None:
+        self._drop_pg()
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
 
 def _earliest(*times: datetime | None) -> datetime | None:

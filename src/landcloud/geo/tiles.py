@@ -103,6 +103,13 @@ class TileMatrixSet:
         lat = np.degrees(2.0 * np.arctan(np.exp(y_a / EARTH_RADIUS)) - np.pi / 2.0)
         return lon, lat
 
+    def point_to_lonlat(self, x: float, y: float) -> tuple[float, float]:
+        """`to_lonlat` of one point, in plain floats: every tile's plan needs a few, and numpy's set-up for a pair
+        of values was most of a cached tile's plan (benchmarks/profiles/tiles-decisions.txt)."""
+        if self.geographic:
+            return float(x), float(y)
+        return x * (180.0 / ORIGIN_SHIFT), math.degrees(2.0 * math.atan(math.exp(y / EARTH_RADIUS)) - math.pi / 2.0)
+
     # -- tiles -------------------------------------------------------------------------------
     def is_valid(self, z: int, x: int, y: int) -> bool:
         if not MIN_ZOOM <= z <= MAX_ZOOM:
@@ -137,8 +144,7 @@ class TileMatrixSet:
     def tile_bounds_lonlat(self, z: int, x: int, y: int) -> BBox:
         """The tile's bounds in EPSG:4490 lon/lat (a Web Mercator tile is a lon/lat rectangle too)."""
         minx, miny, maxx, maxy = self.tile_bounds(z, x, y)
-        lons, lats = self.to_lonlat([minx, maxx], [miny, maxy])
-        return float(lons[0]), float(lats[0]), float(lons[1]), float(lats[1])
+        return (*self.point_to_lonlat(minx, miny), *self.point_to_lonlat(maxx, maxy))
 
     def fractional_tile(self, lon: float, lat: float, z: int) -> tuple[float, float]:
         """Position of a lon/lat point in tile units at zoom z (column, row; row 0 at the top)."""

@@ -48,6 +48,7 @@ import os
 import queue
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -196,8 +197,26 @@ def field_types(ds: catalog.Dataset, names: Iterable[str]) -> dict[str, str]:
     return out
 
 
+_SIGNATURES: weakref.WeakKeyDictionary[Access, dict[tuple[str, ...], str]] = weakref.WeakKeyDictionary()
+
+
 def access_signature(access: Access, attributes: Sequence[str]) -> str:
-    """A stable hash of what the caller may see of a tile: rows, attributes, masked fields."""
+    """A stable hash of what the caller may see of a tile: rows, attributes, masked fields.
+
+    Remembered beside the `Access` while it lives: a remembered decision (`access.decisions`) hands every tile of a map
+    the same one, and the hash (a JSON text and its sha256, the areas' WKB hashed too) was a tenth of a cached tile's
+    plan (benchmarks/profiles/tiles-decisions.txt)."""
+    attributes = tuple(attributes)
+    known = _SIGNATURES.get(access)
+    if known is None:
+        known = _SIGNATURES.setdefault(access, {})
+    signature = known.get(attributes)
+    if signature is None:
+        signature = known[attributes] = _signature(access, attributes)
+    return signature
+
+
+def _signature(access: Access, attributes: tuple[str, ...]) -> str:
     rows = access.rows
     rows_repr: Any = None
     if rows is not None:
@@ -273,6 +292,26 @@ _STAMPS: dict[tuple[str, str, int, str], str] = {}
 _STAMPS_MAX = 4096
 
 
+_STORE_NAMES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def _store_name(engine: Engine) -> str:
+    """The engine's URL as text (password hidden), made once: rendering it was a twentieth of a cached tile."""
+    name = _STORE_NAMES.get(engine)
+    if name is None:
+        name = _STORE_NAMES[engine] = engine.url.render_as_string()
+    return name
+
+
+def _stamp_key(engine: Engine, ds: catalog.Dataset, version: int) -> tuple[str, str, int, str]:
+    return (_store_name(engine), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
+
+
+def known_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str | None:
+    """`version_stamp` when it is remembered, None when it would have to be read (from the event loop: no I/O)."""
+    return _STAMPS.get(_stamp_key(engine, ds, version))
+
+
 def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Connection | None = None) -> str:
     """When a version was made: part of the cache key, so a store rebuilt (or restored) under the same
     version numbers never meets old tiles.
@@ -282,10 +321,10 @@ def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Conne
     it anew, so a remembered stamp never outlives the version it stamps. `conn`: a connection to read it on
     (the request's), else one of the engine's.
     """
-    updated = ds.updated_at.isoformat() if ds.updated_at is not None else ""
-    key = (str(engine.url), ds.id, version, updated)
+    key = _stamp_key(engine, ds, version)
     stamp = _STAMPS.get(key)
     if stamp is None:
+        updated = key[3]
         created = catalog.version_created_at(conn if conn is not None else engine, ds.id, version)
         stamp = created.isoformat() if created is not None else ""
         if len(_STAMPS) >= _STAMPS_MAX:
@@ -307,10 +346,12 @@ def plan_tile(
     engine: Engine | None = None,
     gcj02: bool = False,
     conn: Connection | None = None,
+    stamp: str | None = None,
 ) -> TilePlan:
     """Everything that decides a tile's content, checked: bad z/x/y → 400, zoom not served → 404.
 
-    With `engine`, the version's creation time joins the cache key (see `version_stamp`; read on `conn` if given).
+    With `engine`, the version's creation time joins the cache key (see `version_stamp`; read on `conn` if given;
+    `stamp`: already known, `known_stamp`).
     """
     tms = get_tms(tms) if isinstance(tms, str) else tms
     tms.check(z, x, y)
@@ -324,11 +365,11 @@ def plan_tile(
     w, h = tms.tile_span(z)
     bx, by = w * BUFFER / EXTENT, h * BUFFER / EXTENT
     ext = tms.extent
-    cx0, cy0 = tms.to_lonlat(bounds[0] - bx, max(bounds[1] - by, ext[1]))
-    cx1, cy1 = tms.to_lonlat(bounds[2] + bx, min(bounds[3] + by, ext[3]))
-    clip = (float(cx0), float(cy0), float(cx1), float(cy1))
+    clip = (*tms.point_to_lonlat(bounds[0] - bx, max(bounds[1] - by, ext[1])),
+            *tms.point_to_lonlat(bounds[2] + bx, min(bounds[3] + by, ext[3])))
     signature = access_signature(access, attributes)
-    stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
+    if stamp is None:
+        stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
     key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, *(["gcj02"] if gcj02 else [])])
     sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
     public = access.public and not (sensitive & set(attributes))  # a published edition as anyone reads it
@@ -1004,7 +1045,8 @@ class TileCache:
         assert self.directory is not None
         return self.directory / key[:2] / f"{key}.mvt"
 
-    def get(self, key: str) -> CachedTile | None:
+    def get(self, key: str, disk: bool = True) -> CachedTile | None:
+        """The tile under `key`, from memory or the writer's queue, else (`disk`) from its file."""
         queued = False
         with self._lock:
             entry = self._entries.get(key)
@@ -1022,7 +1064,7 @@ class TileCache:
             self._queue.put(key)
         if entry is not None:
             return entry
-        entry = self._read_disk(key)
+        entry = self._read_disk(key) if disk else None
         with self._lock:
             if entry is None:
                 self.misses += 1
