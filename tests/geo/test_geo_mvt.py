@@ -11,7 +11,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landcloud.geo.mvt import LayerEncoder, geometry_commands, varint, varints
+from landcloud.geo.mvt import LayerEncoder, geometry_commands, type_table, varint, varints
 
 OPTIONS = {"extents": 4096, "y_coord_down": True, "check_winding_order": False}
 
@@ -107,3 +107,10 @@ def test_varints() -> None:
 def test_varints_are_varint_each(values: list[int]) -> None:
     blob, n = varints(np.array(values, dtype=np.uint64))
     assert blob == b"".join(varint(v) for v in values) and n.tolist() == [len(varint(v)) for v in values]
+
+
+@given(st.lists(st.integers(-1, 7), max_size=50), st.sets(st.integers(0, 7)))
+def test_a_type_table_answers_as_isin(types: list[int], kinds: set[int]) -> None:
+    """-1 (a missing shape) is never of a kind; every GEOS type id is looked up as np.isin would answer."""
+    arr = np.array(types, dtype=np.int64)
+    assert type_table(kinds)[arr].tolist() == np.isin(arr, sorted(kinds)).tolist()

@@ -178,3 +178,12 @@ def test_pixel_sizes_and_limits() -> None:
     assert whole[0] == {"tileMatrix": "0", "minTileRow": 0, "maxTileRow": 0, "minTileCol": 0, "maxTileCol": 1}
     with pytest.raises(ValueError):
         WEB_MERCATOR_QUAD.tile_range((1.0, 0.0, 0.0, 1.0), 3)
+
+
+@given(st.floats(-20037508.0, 20037508.0), st.floats(-20037508.0, 20037508.0))
+def test_one_points_lonlat_is_the_arrays(x: float, y: float) -> None:
+    """`point_to_lonlat` (plain floats, for a tile's plan) agrees with `to_lonlat` (numpy) in both sets."""
+    for tms in (WEB_MERCATOR_QUAD, WORLD_CRS84_QUAD):
+        lon, lat = tms.to_lonlat([x], [y])
+        got = tms.point_to_lonlat(x, y)
+        assert got == pytest.approx((float(lon[0]), float(lat[0])), rel=1e-12, abs=1e-12)

@@ -193,6 +193,21 @@ def _puntal(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _FAMILY_OF_TYPE = np.array([POINT, LINESTRING, 0, POLYGON, POINT, LINESTRING, POLYGON, 0, 0], dtype=np.int64)
 
 
+def type_table(kinds: Iterable[int]) -> np.ndarray:
+    """A lookup of GEOS type ids for `table[type_ids]` (-1, a missing shape, lands on the last slot, never set):
+    `np.isin` sorts both arrays on every call, ~10 us apiece on a small tile's few shapes, several calls a tile."""
+    table = np.zeros(9, dtype=bool)
+    table[[int(k) for k in kinds]] = True
+    return table
+
+
+_LINESTRINGS = type_table([GeometryType.LINESTRING])
+_MULTILINESTRINGS = type_table([GeometryType.MULTILINESTRING])
+_POLYGONS = type_table([GeometryType.POLYGON])
+_MULTIPOLYGONS = type_table([GeometryType.MULTIPOLYGON])
+_POINTS = type_table([GeometryType.POINT, GeometryType.MULTIPOINT])
+
+
 def geometry_commands(geoms: Sequence[shapely.Geometry], orient: bool = False) -> list[tuple[int, bytes]]:
     """(GeomType, packed command integers) of each geometry; (0, b"") where nothing would be written
     (missing, empty, a collection, or no line or ring left with a segment). Rings are written as they come, or with
@@ -211,15 +226,15 @@ def geometry_commands(geoms: Sequence[shapely.Geometry], orient: bool = False) -
     parts, base = [], 0
     # Single and multi shapes apart: to_ragged_array of a mix splits every shape into parts first (a GEOS copy of
     # each polygon of a tile for its few multipolygons)
-    encoders: list[tuple[list[int], Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]] = [
-        ([GeometryType.LINESTRING], lambda g: _lineal_or_polygonal(g, False)),
-        ([GeometryType.MULTILINESTRING], lambda g: _lineal_or_polygonal(g, False)),
-        ([GeometryType.POLYGON], lambda g: _lineal_or_polygonal(g, True, orient)),
-        ([GeometryType.MULTIPOLYGON], lambda g: _lineal_or_polygonal(g, True, orient)),
-        ([GeometryType.POINT, GeometryType.MULTIPOINT], _puntal),
+    encoders: list[tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]] = [
+        (_LINESTRINGS, lambda g: _lineal_or_polygonal(g, False)),
+        (_MULTILINESTRINGS, lambda g: _lineal_or_polygonal(g, False)),
+        (_POLYGONS, lambda g: _lineal_or_polygonal(g, True, orient)),
+        (_MULTIPOLYGONS, lambda g: _lineal_or_polygonal(g, True, orient)),
+        (_POINTS, _puntal),
     ]
     for kinds, encode in encoders:
-        idx = np.flatnonzero(np.isin(types, kinds))
+        idx = np.flatnonzero(kinds[types])
         if len(idx):
             out, offsets = encode(arr[idx])
             begin[idx], end[idx] = offsets[:-1] + base, offsets[1:] + base

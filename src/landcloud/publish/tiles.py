@@ -71,7 +71,7 @@ from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.codes.landuse import CLASS_FIELDS
 from landcloud.geo.gcj02 import geometry_wgs84_to_gcj02
-from landcloud.geo.mvt import LayerEncoder
+from landcloud.geo.mvt import LayerEncoder, type_table
 from landcloud.geo.tilegen import SIMPLIFY_ABOVE_POINTS, SIMPLIFY_CELLS, level_for
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
@@ -425,8 +425,8 @@ def _snap_one(geom: shapely.Geometry) -> shapely.Geometry | None:
     return None
 
 
-_SIMPLE_TYPES = [shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapely.GeometryType.POLYGON]
-_MULTI_TYPES = [shapely.GeometryType.MULTIPOINT, shapely.GeometryType.MULTILINESTRING, shapely.GeometryType.MULTIPOLYGON]
+_SIMPLE_TYPES = type_table([shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapely.GeometryType.POLYGON])
+_MULTI_TYPES = type_table([shapely.GeometryType.MULTIPOINT, shapely.GeometryType.MULTILINESTRING, shapely.GeometryType.MULTIPOLYGON])
 
 
 def _clip(plan: TilePlan, geoms: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -440,8 +440,8 @@ def _clip(plan: TilePlan, geoms: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     cx0, cy0, cx1, cy1 = plan.clip
     inside = (bounds[:, 0] > cx0) & (bounds[:, 1] > cy0) & (bounds[:, 2] < cx1) & (bounds[:, 3] < cy1)
     types = shapely.get_type_id(geoms)
-    simple = inside & np.isin(types, _SIMPLE_TYPES)
-    multi = inside & np.isin(types, _MULTI_TYPES)
+    simple = inside & _SIMPLE_TYPES[types]
+    multi = inside & _MULTI_TYPES[types]
     multi[multi] = shapely.get_num_geometries(geoms[multi]) == 1
     out = geoms.copy()
     out[multi] = shapely.get_geometry(geoms[multi], 0)
@@ -591,7 +591,7 @@ def _copies_in_tile_units(plan: TilePlan, copies: np.ndarray) -> np.ndarray:
     box = (tx0 - bx, ty0 - by, tx1 + bx, ty1 + by)
     b = shapely.bounds(copies)
     inside = (b[:, 0] > box[0]) & (b[:, 1] > box[1]) & (b[:, 2] < box[2]) & (b[:, 3] < box[3])
-    single = inside & np.isin(shapely.get_type_id(copies), _SIMPLE_TYPES)
+    single = inside & _SIMPLE_TYPES[shapely.get_type_id(copies)]
     out = copies.copy()
     out[~single] = shapely.clip_by_rect(copies[~single], *box)
     return shapely.transform(out, lambda xy: np.column_stack(((xy[:, 0] - tx0) * kx, (ty1 - xy[:, 1]) * ky)))
