@@ -32,7 +32,7 @@ from landcloud.publish.features_router import router as features_router
 from landcloud.publish.here_router import router as here_router
 from landcloud.publish.public_tiles import PublicTileCache, PublicTiles
 from landcloud.publish.records_router import router as records_router
-from landcloud.publish.tiles_router import PlainTileRoute
+from landcloud.publish.tiles_router import PlainTileRoute, RememberedTiles
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
 from landcloud.store.engine import get_engine
@@ -136,7 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if missing:
         log.warning("portal libraries missing (run `make install` / `npm ci`): %s", ", ".join(missing))
     # outermost last: limits and headers apply to every response, errors included
-    if settings.public_tile_cache_mb > 0:  # innermost: behind the rate limit and the security headers
+    app.add_middleware(RememberedTiles)  # innermost: a signed-in map's tiles in memory, before routing
+    if settings.public_tile_cache_mb > 0:  # behind the rate limit and the security headers
         app.state.public_tiles = PublicTileCache(settings.public_tile_cache_mb << 20, settings.public_tile_check_ms)
         app.add_middleware(PublicTiles, engine=engine, cache=app.state.public_tiles)
     app.add_middleware(BodyLimit, settings=settings)

@@ -133,7 +133,7 @@ def test_each_tile_of_an_audited_dataset_is_audited_with_its_own_address(world: 
 
 
 def _answer(resp: Any) -> tuple[int, bytes, dict[str, str | None]]:
-    names = ("etag", "cache-control", "vary", "content-type")
+    names = ("etag", "cache-control", "vary", "content-type", "x-content-type-options", "content-security-policy")
     return resp.status_code, resp.content, {n: resp.headers.get(n) for n in names}
 
 
@@ -153,6 +153,7 @@ def test_a_cached_tile_is_answered_on_the_event_loop_as_the_full_path_answers_it
         lean = world.get(path, "daoli")
         assert reader.reads == reads + 1  # answered on the loop
         assert _answer(lean) == _answer(full)
+        assert lean.headers["x-content-type-options"] == "nosniff"  # inside the security headers, as every answer
         etag = full.headers["etag"]
         lean_304 = world.client.get(path, headers={**world.headers("daoli"), "If-None-Match": etag})
         assert reader.reads == reads + 2 and lean_304.status_code == 304

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from landcloud.access import decisions, gate
 from landcloud.access.policy import Access
@@ -292,6 +292,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 TILE_PATH = "/ogc/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}"
+_PLAIN_TILE = re.compile(r"^/ogc/collections/([^/]+)/tiles/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")  # TILE_PATH, as a pattern
 
 
 @router.get("/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}")
@@ -394,7 +395,8 @@ def _warn_generation_failed() -> None:
 
 
 async def _remembered_tile(request: Request) -> Response | None:
-    """The tile, answered on the event loop when everything it needs is in memory, else None (`serve_tile` answers).
+    """The tile, answered on the event loop (by `RememberedTiles`, before routing) when everything it needs is in
+    memory, else None (`serve_tile` answers).
 
     A map's tiles come back: panning, zooming out and in, another tab. Such a tile of a signed-in caller is already in
     the tile cache and its decision remembered (`access.decisions`); what is left to ask the store is whether that
@@ -441,10 +443,29 @@ async def _remembered_tile(request: Request) -> Response | None:
     return Response(content=hit.data, media_type=MEDIA_TYPE, headers=headers)
 
 
+class RememberedTiles:
+    """The ASGI layer that answers `_remembered_tile`'s tiles before routing (beside `public_tiles.PublicTiles`, inside
+    the rate limit and the security headers): FastAPI's exception and exit-stack layers, the router and the route's
+    request handling were a fifth of such a tile's CPU. Only a GET of the tile path without a query string, as
+    `PlainTileRoute` takes it; everything it does not answer goes on to the application unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET" and not scope.get("query_string"):
+            match = _PLAIN_TILE.match(scope.get("path", ""))
+            if match is not None:
+                scope["path_params"] = dict(zip(("dataset_id", "tms_id", "z", "y", "x"), match.groups()))
+                response = await _remembered_tile(Request(scope, receive))
+                if response is not None:
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+
 async def _plain_tile(request: Request) -> Response:
-    remembered = await _remembered_tile(request)
-    if remembered is not None:
-        return remembered
     p = request.path_params
     reads = Reads(request)
     try:
