@@ -456,13 +456,12 @@ class RememberedTiles:
         if scope["type"] == "http" and scope.get("method") == "GET" and not scope.get("query_string"):
             match = _PLAIN_TILE.match(scope.get("path", ""))
             if match is not None:
-                scope["path_params"] = dict(zip(("dataset_id", "tms_id", "z", "y", "x"), match.groups()))
-                response = await _remembered_tile(Request(scope, receive))
+                params = dict(zip(("dataset_id", "tms_id", "z", "y", "x"), match.groups()))
+                response = await _remembered_tile(Request({**scope, "path_params": params}, receive))  # (shares "state")
                 if response is not None:
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
-
 
 
 async def _plain_tile(request: Request) -> Response:
