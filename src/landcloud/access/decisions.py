@@ -121,16 +121,12 @@ class DecisionCache:
 
     def get(self, key: Key, generation: Generation) -> Remembered | None:
         """The decision remembered for `key` if it still stands at `generation` and now; else None (and it is dropped)."""
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None and self._stands(found, generation):
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return found
-            if found is not None:
-                self._drop(key)
-            self.misses += 1
+        found = self.peek(key)
+        if found is None:
+            with self._lock:
+                self.misses += 1
             return None
+        return found if self.confirm(key, found, generation) else None
 
     def peek(self, key: Key) -> Remembered | None:
         """The decision remembered for `key`, not yet checked (`confirm` it once the generation is read)."""
@@ -139,10 +135,13 @@ class DecisionCache:
     def confirm(self, key: Key, entry: Remembered, generation: Generation) -> bool:
         """Whether `entry` (from `peek`) still stands at `generation` and now: a hit, or it is dropped."""
         with self._lock:
+            kept = self._entries.get(key) is entry
             if self._stands(entry, generation):
+                if kept:
+                    self._entries.move_to_end(key)  # used last: dropped last
                 self.hits += 1
                 return True
-            if self._entries.get(key) is entry:
+            if kept:
                 self._drop(key)
             self.misses += 1
             return False

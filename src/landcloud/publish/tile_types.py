@@ -26,11 +26,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from landcloud.catalog import datasets as catalog
+from landcloud.store.db import store_name
 from landcloud.store.features import feature_store_for
 
 _log = logging.getLogger(__name__)
 _MAX_KEYS = 4096
-Key = tuple[str, str, int, str]  # engine URL, dataset, version, the dataset row's updated_at
+Key = tuple[str, str, int, str]  # store (`store_name`), dataset, version, the dataset row's updated_at
 
 _known: dict[Key, frozenset[str]] = {}
 _pending: dict[Key, Future[frozenset[str]]] = {}
@@ -39,10 +40,10 @@ _pool: ThreadPoolExecutor | None = None
 _engines: dict[str, Engine] = {}  # by URL: the scans' own engines (no pool)
 
 
-def _key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
-    """As `tiles.version_stamp`'s: a store rebuilt under the same dataset ids and version numbers sets `updated_at`
-    anew, so an answer never outlives the version it is about."""
-    return (str(engine.url), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
+def version_key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
+    """What facts learnt about a version are kept under (here, and `tiles.version_stamp`): a store rebuilt under the
+    same dataset ids and version numbers sets `updated_at` anew, so an answer never outlives the version it is about."""
+    return (store_name(engine), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
 
 
 def declared_strings(ds: catalog.Dataset) -> frozenset[str]:
@@ -117,7 +118,7 @@ def string_fields(
     wanted = frozenset(fields)
     if not wanted:
         return frozenset()
-    key = _key(engine, ds, version)
+    key = version_key(engine, ds, version)
     with _lock:
         found = _known.get(key)
         job = _pending.get(key) if found is None else None

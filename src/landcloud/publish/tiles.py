@@ -292,24 +292,9 @@ _STAMPS: dict[tuple[str, str, int, str], str] = {}
 _STAMPS_MAX = 4096
 
 
-_STORE_NAMES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
-
-
-def _store_name(engine: Engine) -> str:
-    """The engine's URL as text (password hidden), made once: rendering it was a twentieth of a cached tile."""
-    name = _STORE_NAMES.get(engine)
-    if name is None:
-        name = _STORE_NAMES[engine] = engine.url.render_as_string()
-    return name
-
-
-def _stamp_key(engine: Engine, ds: catalog.Dataset, version: int) -> tuple[str, str, int, str]:
-    return (_store_name(engine), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
-
-
 def known_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str | None:
     """`version_stamp` when it is remembered, None when it would have to be read (from the event loop: no I/O)."""
-    return _STAMPS.get(_stamp_key(engine, ds, version))
+    return _STAMPS.get(tile_types.version_key(engine, ds, version))
 
 
 def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Connection | None = None) -> str:
@@ -321,7 +306,7 @@ def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Conne
     it anew, so a remembered stamp never outlives the version it stamps. `conn`: a connection to read it on
     (the request's), else one of the engine's.
     """
-    key = _stamp_key(engine, ds, version)
+    key = tile_types.version_key(engine, ds, version)
     stamp = _STAMPS.get(key)
     if stamp is None:
         updated = key[3]

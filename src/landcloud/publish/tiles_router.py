@@ -30,7 +30,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from landcloud.access import decisions, gate
@@ -292,7 +292,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 TILE_PATH = "/ogc/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}"
-_PLAIN_TILE = re.compile(r"^/ogc/collections/([^/]+)/tiles/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")  # TILE_PATH, as a pattern
+_PLAIN_TILE = compile_path(TILE_PATH)[0]  # as Starlette matches it
 
 
 @router.get("/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}")
@@ -357,9 +357,14 @@ def serve_tile(
     result = get_tile(engine, principal, ds, access, version, tms, zi, xi, yi, cache=cache, plan=plan, conn=conn,
                       defer=reads.after_close)
     reads.close()  # the connection back before the answer is sent, then the audit entry that waited for it
-    if not result.data:
+    return _tile_response(result.data, headers)
+
+
+def _tile_response(data: bytes, headers: dict[str, str]) -> Response:
+    """A tile's bytes as the answer: 204 for an empty tile."""
+    if not data:
         return Response(status_code=204, headers=headers)
-    return Response(content=result.data, media_type=MEDIA_TYPE, headers=headers)
+    return Response(content=data, media_type=MEDIA_TYPE, headers=headers)
 
 
 class PlainTileRoute(Route):
@@ -438,9 +443,7 @@ async def _remembered_tile(request: Request) -> Response | None:
     headers = _answer_headers(request, ds, plan, None, False)
     if _etag_matches(request.headers.get("if-none-match"), plan.etag):
         return Response(status_code=304, headers=headers)
-    if not hit.data:
-        return Response(status_code=204, headers=headers)
-    return Response(content=hit.data, media_type=MEDIA_TYPE, headers=headers)
+    return _tile_response(hit.data, headers)
 
 
 class RememberedTiles:
@@ -456,8 +459,8 @@ class RememberedTiles:
         if scope["type"] == "http" and scope.get("method") == "GET" and not scope.get("query_string"):
             match = _PLAIN_TILE.match(scope.get("path", ""))
             if match is not None:
-                params = dict(zip(("dataset_id", "tms_id", "z", "y", "x"), match.groups()))
-                response = await _remembered_tile(Request({**scope, "path_params": params}, receive))  # (shares "state")
+                request = Request({**scope, "path_params": match.groupdict()}, receive)  # (a copy; it shares "state")
+                response = await _remembered_tile(request)
                 if response is not None:
                     await response(scope, receive, send)
                     return

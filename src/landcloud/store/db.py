@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -34,6 +35,18 @@ SQLITE_AUTOCHECKPOINT = 1000  # pages: SQLite's default, which every connection 
 
 def backend_of(engine: Engine | sa.Connection) -> BackendKind:
     return "sqlite" if engine.dialect.name == "sqlite" else "postgis"
+
+
+_STORE_NAMES: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def store_name(engine: Engine) -> str:
+    """The engine's URL as text (password hidden), made once per engine: caches keyed by store (tile stamps, tile
+    types) build it on every tile, and rendering a URL was a twentieth of a cached tile."""
+    name = _STORE_NAMES.get(engine)
+    if name is None:
+        name = _STORE_NAMES[engine] = engine.url.render_as_string()
+    return name
 
 
 @contextmanager
