@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from starlette.requests import Request
@@ -302,3 +303,62 @@ def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> 
     finally:
         reader.close()
     assert not decisions.GenerationReader(sa.create_engine("sqlite://")).available  # in memory: no other connection sees it
+
+
+def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnects(engine: sa.Engine) -> None:
+    """PostgreSQL: the reader's own connection, read past psycopg's execution (`decisions._exchange`), ended by the
+    server: that read fails (the tile takes the full path), the next opens a connection, prepares again and reads."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the SQLite reader opens a file, not a connection a server can end")
+    reader = decisions.GenerationReader(engine)
+
+    async def scenario() -> tuple[decisions.Generation, type[BaseException] | None, decisions.Generation, int, int]:
+        before = await reader.current()
+        assert reader._pg is not None
+        first_pid = reader._pg.pgconn.backend_pid
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        await asyncio.sleep(0.2)
+        failed: type[BaseException] | None = None
+        try:
+            await reader.current()
+        except psycopg.Error as exc:
+            failed = type(exc)
+        with engine.begin() as conn:
+            conn.execute(units.units.insert().values(code="239997", name="测试县", level="county", updated_at=clock.now()))
+        after = await reader.current()
+        assert reader._pg is not None
+        return before, failed, after, first_pid, reader._pg.pgconn.backend_pid
+
+    try:
+        before, failed, after, first_pid, second_pid = asyncio.run(scenario())
+    finally:
+        reader.close()
+    assert failed is not None and issubclass(failed, psycopg.OperationalError)
+    assert second_pid != first_pid
+    assert after == generation(engine) and after[0] > before[0] and after[1] == before[1]
+
+
+def test_the_raw_exchange_reports_a_statements_error_and_reads_rows_in_text(engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's protocol only")
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def scenario() -> tuple[str, tuple[str, str] | None, tuple[str, str] | None]:
+        loop = asyncio.get_running_loop()
+        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        try:
+            try:
+                await decisions._exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1 / 0, 'x'", None))
+                message = ""
+            except psycopg.DatabaseError as exc:
+                message = str(exc)
+            row = await decisions._exchange(loop, conn.pgconn, lambda pg: pg.send_query_params("SELECT 41 + 1, '国土'".encode(), None))
+            none = await decisions._exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1, 'x' WHERE false", None))
+            return message, row, none
+        finally:
+            await conn.close()
+
+    message, row, none = asyncio.run(scenario())
+    assert "division by zero" in message
+    assert row == ("42", "国土") and none is None

@@ -25,6 +25,8 @@ from landcloud.access.decisions import DecisionCache
 from landcloud.access.tables import audit_log, grants
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
+from landcloud.publish import tiles_router
+from landcloud.publish.tiles import TileCache
 
 from world import BANK, World, build
 
@@ -179,3 +181,36 @@ def test_a_cached_tile_is_answered_on_the_event_loop_as_the_full_path_answers_it
 
     monkeypatch.setattr(reader, "current", gone)  # a failing read: the full path answers
     assert [world.get(tile_url("open-dltb"), "prov").status_code for _ in range(2)] == [200, 200]
+
+
+def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
+    world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tile not in memory: the layer before routing hands the remembered decision and the plan to `serve_tile`
+    (`tiles_router._Attempt`), which takes them only once the generation it reads confirms the decision: the plan is
+    made once a tile, the answer is the full path's, and a change between the two still counts."""
+    app = world.client.app
+    app.state.tile_cache = TileCache(max_bytes=0)  # type: ignore[attr-defined]  # keeps nothing: every tile is made
+    cache = cache_of(world)
+    plans = []
+    real_plan = tiles_router.plan_tile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        plans.append(args[4:7])
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(tiles_router, "plan_tile", counted)
+    path = tile_url("open-dltb")  # open data: not audited, so the layer looks
+    first = world.get(path, "daoli")
+    assert first.status_code == 200 and len(plans) == 1  # decided in full, planned by serve_tile
+    hits = cache.hits
+    second = world.get(path, "daoli")
+    assert cache.hits == hits + 1 and len(plans) == 2  # planned by the layer only, its decision confirmed
+    assert _answer(second) == _answer(first)
+
+    users.set_active(engine, "daoli", False)  # after the layer's look, before serve_tile's read, as far as it knows
+    assert world.get(path, "daoli").status_code == 401
+    users.set_active(engine, "daoli", True)
+    assert world.get(path, "daoli").status_code == 200
+    users.set_roles(engine, "daoli", ["secadmin"])
+    assert world.get(path, "daoli").status_code in (403, 404)

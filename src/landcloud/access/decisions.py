@@ -33,6 +33,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.pq import ExecStatus
+from psycopg.pq.abc import PGconn
 from sqlalchemy.engine import Connection, Engine
 from starlette.requests import Request
 
@@ -230,12 +232,16 @@ class GenerationReader:
         loop = asyncio.get_running_loop()
         if self._pg is None or self._pg.closed or self._pg_loop is not loop:
             self._drop_pg()
-            self._pg = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-            self._pg_loop = loop
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            self._pg, self._pg_loop = conn, loop
+            try:
+                await _exchange(loop, conn.pgconn, lambda pg: pg.send_prepare(_PREPARED, _GENERATION_SQL.encode()))
+            except BaseException:
+                self._drop_pg()
+                raise
         try:
-            cur = await self._pg.execute(_GENERATION_SQL, prepare=True)
-            row = await cur.fetchone()
-        except psycopg.Error:
+            row = await _exchange(loop, self._pg.pgconn, lambda pg: pg.send_query_prepared(_PREPARED, None))
+        except BaseException:  # a lost connection, an error, or cancelled half-way: the next read opens a new one
             self._drop_pg()
             raise
         return _generation_of(row)
@@ -261,21 +267,80 @@ class GenerationReader:
             self._sqlite = None
 
 
+_PREPARED = b"landcloud_access_generation"
+
+
+async def _exchange(loop: asyncio.AbstractEventLoop, pg: PGconn, send: Callable[[PGconn], None]) -> tuple[str, str] | None:
+    """One statement's round trip on a libpq connection in non-blocking mode (an `AsyncConnection`'s), on the event
+    loop: `send` it, wait for the socket, take the results; the first row in text, or None.
+
+    Past psycopg's own execution: its generators, cursor and result set-up were three quarters of this read's CPU, the
+    read a fifth of a cached signed-in tile's on PostgreSQL (benchmarks/profiles/tiles-decisions.txt §6). The
+    statement is prepared at the protocol level (`send_prepare`, as psycopg's `prepare=True`), which PgBouncer 1.21+
+    keeps in transaction pooling too.
+    """
+    send(pg)
+    while pg.flush():  # a few bytes: sent at once but for a full socket buffer
+        await _ready(loop, pg.socket, write=True)
+    row: tuple[str, str] | None = None
+    error: str | None = None
+    while True:
+        pg.consume_input()
+        if pg.is_busy():
+            await _ready(loop, pg.socket)
+            continue
+        result = pg.get_result()
+        if result is None:
+            break
+        if result.status == ExecStatus.TUPLES_OK:
+            if result.ntuples and row is None:
+                row = (_text(result.get_value(0, 0)), _text(result.get_value(0, 1)))
+        elif result.status != ExecStatus.COMMAND_OK:
+            error = error or (result.error_message or b"").decode("utf-8", "replace").strip()
+    if error is not None:
+        raise psycopg.DatabaseError(error)
+    return row
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool = False) -> None:
+    """Until `fd` can be read (or written)."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
 def _earliest(*times: datetime | None) -> datetime | None:
     return min((t for t in times if t is not None), default=None)
 
 
 def decide_read(
     cache: DecisionCache, engine: Engine, request: Request, dataset_id: str, conn: Connection,
-    authenticate: Callable[[], Principal],
+    authenticate: Callable[[], Principal], peeked: tuple[Key, Remembered] | None = None,
 ) -> tuple[Principal, catalog.Dataset, Access]:
     """(the caller, the dataset as it may know it, what it may read): `gate.read_decision`'s answer for the caller
     `authenticate` names, taken from `cache` while it stands (see the module docstring). `conn`: the request's read
     connection, where the generation is read before any decision is made on it (so a remembered decision is never
-    newer than the generation it is filed under: a write committed in between only makes it be decided again)."""
+    newer than the generation it is filed under: a write committed in between only makes it be decided again).
+    `peeked`: this request's key and the entry `cache.peek` found for it (the tile layer before routing looked)."""
     generation = access_generation(conn)
-    key = (credential_key(request), dataset_id)
-    found = cache.get(key, generation)
+    if peeked is not None:
+        key, entry = peeked
+        found = entry if cache.confirm(key, entry, generation) else None
+    else:
+        key = (credential_key(request), dataset_id)
+        found = cache.get(key, generation)
     if found is not None:
         principal = dataclasses.replace(found.principal, ip=client_ip(request))
         return principal, found.decision.ds, found.decision.access

@@ -164,9 +164,9 @@ def clear_fields(ds: catalog.Dataset, access: Access) -> list[str]:
     return [n for n in names if n not in masked]
 
 
-def tile_attributes(ds: catalog.Dataset, access: Access, z: int) -> tuple[str, ...]:
-    """The attributes tiles at zoom z carry for this caller."""
-    cfg = tile_config(ds)
+def tile_attributes(ds: catalog.Dataset, access: Access, z: int, cfg: TileConfig | None = None) -> tuple[str, ...]:
+    """The attributes tiles at zoom z carry for this caller (`cfg`: `tile_config(ds)`, when the caller has it)."""
+    cfg = cfg or tile_config(ds)
     clear = clear_fields(ds, access)
     if cfg.attributes is not None:
         wanted: set[str] = set(cfg.attributes)
@@ -344,7 +344,7 @@ def plan_tile(
     if not cfg.minzoom <= z <= cfg.maxzoom:
         raise _zoom_not_served(ds, tms, z, cfg)
     v = gate.readable_version(ds, access, version)
-    attributes = tile_attributes(ds, access, z)
+    attributes = tile_attributes(ds, access, z, cfg)
     bounds = tms.tile_bounds(z, x, y)
     lonlat = tms.tile_bounds_lonlat(z, x, y)
     w, h = tms.tile_span(z)
@@ -356,8 +356,8 @@ def plan_tile(
     if stamp is None:
         stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
     key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, *(["gcj02"] if gcj02 else [])])
-    sensitive = {f["name"] for f in ds.fields if f.get("sensitive")}
-    public = access.public and not (sensitive & set(attributes))  # a published edition as anyone reads it
+    # a published edition as anyone reads it (the rest: the fields are only looked at when that is so)
+    public = access.public and not any(f.get("sensitive") and f["name"] in attributes for f in ds.fields)
     return TilePlan(
         dataset_id=ds.id,
         version=v,
