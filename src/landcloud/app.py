@@ -36,6 +36,7 @@ from landcloud.publish.tiles_router import PlainTileRoute, RememberedTiles
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
 from landcloud.store.engine import get_engine
+from landcloud.store.libpq import LoopPool
 from landcloud.web import errors as web_errors
 from landcloud.web.api import router as portal_api_router
 from landcloud.web.assets import mount_assets
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.generations.close()
+            if app.state.loop_pool is not None:
+                app.state.loop_pool.close()
             if settings.gc_freeze:
                 gc.unfreeze()
 
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.decisions = DecisionCache()  # tiles' access decisions, per credential and dataset (access.decisions)
     app.state.generations = GenerationReader(engine)  # whether they stand, for tiles answered on the event loop
+    app.state.loop_pool = LoopPool.for_engine(engine)  # PostgreSQL: connections for tiles made on the event loop
     app.state.landuse_legend = legend(load_overrides(settings.landuse_colours_file))  # read once; a bad file stops the start
 
     @app.exception_handler(LandcloudError)

@@ -29,6 +29,7 @@ from landcloud.access.tables import users as users_table
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.store import libpq
 from landcloud.store.features import RowFilter
 
 from builders import grid_parcels, publish_edition, write_geojson
@@ -306,7 +307,7 @@ def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> 
 
 
 def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnects(engine: sa.Engine) -> None:
-    """PostgreSQL: the reader's own connection, read past psycopg's execution (`decisions._exchange`), ended by the
+    """PostgreSQL: the reader's own connection, read past psycopg's execution (`libpq.exchange`), ended by the
     server: that read fails (the tile takes the full path), the next opens a connection, prepares again and reads."""
     if engine.dialect.name != "postgresql":
         pytest.skip("the SQLite reader opens a file, not a connection a server can end")
@@ -344,21 +345,21 @@ def test_the_raw_exchange_reports_a_statements_error_and_reads_rows_in_text(engi
         pytest.skip("PostgreSQL's protocol only")
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
-    async def scenario() -> tuple[str, tuple[str, str] | None, tuple[str, str] | None]:
+    async def scenario() -> tuple[str, libpq.Row | None, libpq.Row | None]:
         loop = asyncio.get_running_loop()
         conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
         try:
             try:
-                await decisions._exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1 / 0, 'x'", None))
+                await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1 / 0, 'x'", None))
                 message = ""
             except psycopg.DatabaseError as exc:
                 message = str(exc)
-            row = await decisions._exchange(loop, conn.pgconn, lambda pg: pg.send_query_params("SELECT 41 + 1, '国土'".encode(), None))
-            none = await decisions._exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1, 'x' WHERE false", None))
+            row = await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_query_params("SELECT 41 + 1, '国土'".encode(), None))
+            none = await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1, 'x' WHERE false", None))
             return message, row, none
         finally:
             await conn.close()
 
     message, row, none = asyncio.run(scenario())
     assert "division by zero" in message
-    assert row == ("42", "国土") and none is None
+    assert row == [b"42", "国土".encode()] and none is None

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -27,6 +28,7 @@ from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.publish import tiles_router
 from landcloud.publish.tiles import TileCache
+from landcloud.store.libpq import LoopConnection, LoopPool
 
 from world import BANK, World, build
 
@@ -214,3 +216,58 @@ def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     assert world.get(path, "daoli").status_code == 200
     users.set_roles(engine, "daoli", ["secadmin"])
     assert world.get(path, "daoli").status_code in (403, 404)
+
+
+def _loop_pool(world: World) -> LoopPool:
+    pool = world.client.app.state.loop_pool  # type: ignore[attr-defined]
+    if pool is None:
+        pytest.skip("tiles are made on the event loop on PostgreSQL only (SQLite's are made in Python, in a worker thread)")
+    return pool  # type: ignore[no-any-return]
+
+
+def test_a_cold_tile_made_on_the_event_loop_is_the_full_paths_tile(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, a tile cache that keeps nothing: under a remembered decision the tile's statement runs on the loop's
+    own connection (`_made_on_loop`); status, bytes and headers are the full path's, 200, 204 (outside the data, no
+    statement) and 304 (no statement) alike."""
+    app = world.client.app
+    pool = _loop_pool(world)
+    app.state.tile_cache = TileCache(max_bytes=0)  # type: ignore[attr-defined]
+    far = tile_url("open-dltb").rsplit("/", 2)[0] + "/0/0"
+    low = tile_url("open-dltb", z=10)  # below the detail zoom: another statement (no ids)
+    for path, statements in ((tile_url("open-dltb"), 1), (low, 1), (far, 0)):
+        full = world.get(path, "daoli")  # decided in full: made by serve_tile
+        taken = pool.taken
+        lean = world.get(path, "daoli")
+        assert pool.taken == taken + statements
+        assert lean.status_code == full.status_code and _answer(lean) == _answer(full)
+        etag = full.headers["etag"]
+        not_modified = world.client.get(path, headers={**world.headers("daoli"), "If-None-Match": etag})
+        assert not_modified.status_code == 304 and pool.taken == taken + statements and not_modified.headers["etag"] == etag
+    assert full.status_code == 204  # (the last pair: the far tile)
+    assert world.get(tile_url("open-dltb"), "daoli").content and world.get(low, "daoli").content
+
+
+def test_a_cold_tile_takes_the_full_path_when_the_loop_has_no_connection_free_or_one_fails(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = world.client.app
+    pool = _loop_pool(world)
+    app.state.tile_cache = TileCache(max_bytes=0)  # type: ignore[attr-defined]
+    path = tile_url("open-dltb")
+    full = world.get(path, "daoli")
+    assert full.status_code == 200 and full.content
+
+    busy = LoopPool(pool.conninfo, size=0)  # every connection out
+    app.state.loop_pool = busy  # type: ignore[attr-defined]
+    assert _answer(world.get(path, "daoli")) == _answer(full) and busy.taken == 0
+
+    app.state.loop_pool = pool  # type: ignore[attr-defined]
+    held: list[LoopConnection] = []
+
+    async def failing(self: LoopConnection, query: str, values: Any, binary: bool = True) -> Any:
+        held.append(self)
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(LoopConnection, "run", failing)
+    assert _answer(world.get(path, "daoli")) == _answer(full)  # the full path made it
+    assert len(held) == 1 and held[0].conn.closed  # and the failed connection was let go, not kept

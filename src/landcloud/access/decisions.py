@@ -33,8 +33,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.pq import ExecStatus
-from psycopg.pq.abc import PGconn
 from sqlalchemy.engine import Connection, Engine
 from starlette.requests import Request
 
@@ -44,6 +42,7 @@ from landcloud.access.auth import SESSION_COOKIE, client_ip
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
+from landcloud.store import libpq
 
 MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
@@ -187,7 +186,7 @@ class GenerationReader:
     def __init__(self, engine: Engine) -> None:
         url = engine.url
         self.postgres = url.get_backend_name() == "postgresql"
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False) if self.postgres else ""
+        self._conninfo = libpq.conninfo(engine) if self.postgres else ""
         self._path = url.database if not self.postgres and url.database not in (None, "", ":memory:") else None
         self._pg: psycopg.AsyncConnection[Any] | None = None
         self._pg_loop: asyncio.AbstractEventLoop | None = None
@@ -235,16 +234,16 @@ class GenerationReader:
             conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             self._pg, self._pg_loop = conn, loop
             try:
-                await _exchange(loop, conn.pgconn, lambda pg: pg.send_prepare(_PREPARED, _GENERATION_SQL.encode()))
+                await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_prepare(_PREPARED, _GENERATION_SQL.encode()))
             except BaseException:
                 self._drop_pg()
                 raise
         try:
-            row = await _exchange(loop, self._pg.pgconn, lambda pg: pg.send_query_prepared(_PREPARED, None))
+            row = await libpq.exchange(loop, self._pg.pgconn, lambda pg: pg.send_query_prepared(_PREPARED, None))
         except BaseException:  # a lost connection, an error, or cancelled half-way: the next read opens a new one
             self._drop_pg()
             raise
-        return _generation_of(row)
+        return _generation_of(None if row is None else [libpq.text(v) for v in row])
 
     def _read_sqlite(self) -> Generation:
         if self._path is None:
@@ -268,57 +267,6 @@ class GenerationReader:
 
 
 _PREPARED = b"landcloud_access_generation"
-
-
-async def _exchange(loop: asyncio.AbstractEventLoop, pg: PGconn, send: Callable[[PGconn], None]) -> tuple[str, str] | None:
-    """One statement's round trip on a libpq connection in non-blocking mode (an `AsyncConnection`'s), on the event
-    loop: `send` it, wait for the socket, take the results; the first row in text, or None.
-
-    Past psycopg's own execution: its generators, cursor and result set-up were three quarters of this read's CPU, the
-    read a fifth of a cached signed-in tile's on PostgreSQL (benchmarks/profiles/tiles-decisions.txt §6). The
-    statement is prepared at the protocol level (`send_prepare`, as psycopg's `prepare=True`), which PgBouncer 1.21+
-    keeps in transaction pooling too.
-    """
-    send(pg)
-    while pg.flush():  # a few bytes: sent at once but for a full socket buffer
-        await _ready(loop, pg.socket, write=True)
-    row: tuple[str, str] | None = None
-    error: str | None = None
-    while True:
-        pg.consume_input()
-        if pg.is_busy():
-            await _ready(loop, pg.socket)
-            continue
-        result = pg.get_result()
-        if result is None:
-            break
-        if result.status == ExecStatus.TUPLES_OK:
-            if result.ntuples and row is None:
-                row = (_text(result.get_value(0, 0)), _text(result.get_value(0, 1)))
-        elif result.status != ExecStatus.COMMAND_OK:
-            error = error or (result.error_message or b"").decode("utf-8", "replace").strip()
-    if error is not None:
-        raise psycopg.DatabaseError(error)
-    return row
-
-
-def _text(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
-
-
-async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool = False) -> None:
-    """Until `fd` can be read (or written)."""
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    (loop.add_writer if write else loop.add_reader)(fd, wake)
-    try:
-        await ready
-    finally:
-        (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
 def _earliest(*times: datetime | None) -> datetime | None:

@@ -838,7 +838,23 @@ def _tile_statement(sql: str) -> tuple[str, tuple[str, ...]]:
     return compiled.string, tuple(compiled.positiontup or ())
 
 
-def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> tuple[bytes, int]:
+def postgis_statement(engine: Engine, ds: catalog.Dataset, access: Access, plan: TilePlan) -> tuple[str, list[Any]]:
+    """A planned tile's statement as PostgreSQL takes it ($1, $2 …) and its values in that order; no I/O (what the
+    version's fields hold is asked of `tile_types` without waiting), so it can be made on the event loop too."""
+    strings = tile_types.declared_strings(ds)
+    carried = strings.intersection(plan.attributes)
+    only = tile_types.string_fields(engine, ds, plan.version, carried) if carried else frozenset()
+    sql, params = postgis_tile_sql(plan, access, engine, strings, only)
+    query, names = _tile_statement(sql)
+    return query, [params[name] for name in names]
+
+
+def tile_of_row(tile: bytes | None, count: int) -> tuple[bytes, int]:
+    """(the tile's bytes, b"" when it has no feature; its feature count) from the statement's row."""
+    return (bytes(tile) if tile and count else b""), int(count)
+
+
+def _tile_row(conn: Connection, query: str, values: list[Any]) -> tuple[bytes, int]:
     """The tile statement in one round trip: (the tile's bytes, its feature count).
 
     No transaction of its own around it (the planner settings it needs are the session's,
@@ -849,11 +865,10 @@ def _tile_row(conn: Connection, sql: str, params: dict[str, Any]) -> tuple[bytes
     to decode: 0.07-0.18 ms of client CPU a tile (profiles/tiles-lean.txt). Prepared at once on each connection
     (psycopg's default waits for a text's fifth run there): a few texts, each run on every tile.
     """
-    query, names = _tile_statement(sql)
     with psycopg.RawCursor(conn.connection.driver_connection) as cur:
-        cur.execute(query, [params[name] for name in names], binary=True, prepare=True)
+        cur.execute(query, values, binary=True, prepare=True)
         tile, count = cur.fetchone()
-    return bytes(tile or b""), int(count)
+    return tile_of_row(tile, count)
 
 
 def _render_postgis(
@@ -861,17 +876,14 @@ def _render_postgis(
     defer: gate.Defer | None = None,
 ) -> tuple[bytes, int]:
     """The PostGIS way of `render_planned` (which has checked the caller may read the data)."""
-    strings = tile_types.declared_strings(ds)
-    carried = strings.intersection(plan.attributes)
-    only = tile_types.string_fields(engine, ds, plan.version, carried) if carried else frozenset()
-    sql, params = postgis_tile_sql(plan, access, engine, strings, only)
+    query, values = postgis_statement(engine, ds, access, plan)
     if conn is not None:
-        data, count = _tile_row(conn, sql, params)
+        data, count = _tile_row(conn, query, values)
     else:
         with read_connection(engine) as own:
-            data, count = _tile_row(own, sql, params)
+            data, count = _tile_row(own, query, values)
     audit_tile_read(engine, principal, ds, access, plan, count, defer=defer)
-    return (data if count else b""), count
+    return data, count
 
 
 def audit_tile_read(

@@ -19,6 +19,7 @@ everywhere else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -47,17 +48,22 @@ from landcloud.publish.public_tiles import STATE_KEY as PUBLIC_TILE_STATE
 from landcloud.publish.tiles import (
     KEY_PROPERTY,
     MEDIA_TYPE,
+    CachedTile,
     TileCache,
     TilePlan,
     audit_tile_read,
     field_types,
     get_tile,
     known_stamp,
+    outside_extent,
     plan_tile,
+    postgis_statement,
     tile_attributes,
     tile_config,
+    tile_of_row,
 )
 from landcloud.store.db import backend_of
+from landcloud.store.libpq import LoopPool
 
 log = logging.getLogger(__name__)
 
@@ -411,24 +417,26 @@ class _Attempt:
 
 
 
-def _warn_generation_failed() -> None:
-    """Logged once a minute at most: while the store cannot be read every cached tile would say so."""
+def _warn_loop_failed() -> None:
+    """Logged once a minute at most: while the store cannot be read every tile would say so."""
     now = time.monotonic()
     if now - _warned_at[0] >= 60:
         _warned_at[0] = now
-        log.warning("tiles: reading the access generation failed; tiles take the full path", exc_info=True)
+        log.warning("tiles: reading the store on the event loop failed; tiles take the full path", exc_info=True)
 
 
 async def _remembered_tile(request: Request) -> Response | None:
-    """The tile, answered on the event loop (by `RememberedTiles`, before routing) when everything it needs is in
-    memory, else None (`serve_tile` answers).
+    """The tile, answered on the event loop (by `RememberedTiles`, before routing) under a remembered decision, else
+    None (`serve_tile` answers).
 
     A map's tiles come back: panning, zooming out and in, another tab. Such a tile of a signed-in caller is already in
     the tile cache and its decision remembered (`access.decisions`); what is left to ask the store is whether that
     decision still stands, one shared read of the access generation (`decisions.GenerationReader`). Without a worker
     thread, a pooled connection or a statement of its own this was ~0.7 of a cached tile's ~0.75 ms (benchmarks/
-    profiles/tiles-decisions.txt). Only what `serve_tile` would answer the same: a remembered decision that needs no
-    audit entry, a plan whose version stamp is known, a tile in memory; anything else, and any failure, goes to it.
+    profiles/tiles-decisions.txt). On PostgreSQL a tile not in memory is made here too, its statement on a connection
+    of the loop's own (`_made_on_loop`), beside that read. Only what `serve_tile` would answer the same: a remembered
+    decision that needs no audit entry, a plan whose version stamp is known; anything else, and any failure, goes to
+    it (with what was found here, `_Attempt`, when the decision may still stand).
     """
     state = request.app.state
     reader: decisions.GenerationReader | None = getattr(state, "generations", None)
@@ -450,21 +458,71 @@ async def _remembered_tile(request: Request) -> Response | None:
         plan = plan_tile(ds, access, None, tms, zi, xi, yi, engine=engine, stamp=stamp)
     except LandcloudError:
         return None  # the full path gives the error
-    hit = tile_cache(request).get(plan.key, disk=False)
-    if hit is None:  # to be made: what was found here goes with the request (`serve_tile` takes it)
-        request.scope["state"][_ATTEMPT] = _Attempt(key, remembered, plan)
-        return None
+    cache = tile_cache(request)
+    not_modified = _etag_matches(request.headers.get("if-none-match"), plan.etag)
+    hit = cache.get(plan.key, disk=False)
+    data = hit.data if hit is not None else b""
     try:
-        generation = await reader.current()
+        if hit is not None or not_modified:
+            generation = await reader.current()
+        else:
+            made = await _made_on_loop(state, reader, cache, ds, access, plan)
+            if made is None:  # to be made by serve_tile: what was found here goes with the request
+                request.scope["state"][_ATTEMPT] = _Attempt(key, remembered, plan)
+                return None
+            generation, data = made
     except Exception:  # noqa: BLE001 - the full path asks the store itself, and reports what fails
-        _warn_generation_failed()
+        _warn_loop_failed()
         return None
     if not state.decisions.confirm(key, remembered, generation):
         return None
     headers = _answer_headers(request, ds, plan, None, False)
-    if _etag_matches(request.headers.get("if-none-match"), plan.etag):
+    if not_modified:
         return Response(status_code=304, headers=headers)
-    return _tile_response(hit.data, headers)
+    return _tile_response(data, headers)
+
+
+async def _made_on_loop(
+    state: Any, reader: decisions.GenerationReader, cache: TileCache, ds: catalog.Dataset, access: Access, plan: TilePlan,
+) -> tuple[decisions.Generation, bytes] | None:
+    """(the generation, the tile's bytes) for a tile not in memory, made on the event loop: PostgreSQL only (SQLite's
+    tiles are made in Python, work for a worker thread), None when it must go to `serve_tile` (another store, no
+    connection of the loop's pool free).
+
+    A cold tile's request on the full path was a worker thread, a pooled connection and its return, and psycopg's
+    synchronous execution around the statement (with the layers after this one and the second look at the decision,
+    ~a third of a small tile's Python time; benchmarks/profiles/tiles-decisions.txt §7). Here the statement goes to one
+    of a few connections of the loop's own (`store.libpq.LoopPool`) while the shared generation read is on its way: the
+    generation is read after the request came, as on the full path, and the caller confirms the decision with it
+    before anything is answered or kept. The tile is kept in the cache as `get_tile` keeps it; its file, if it has
+    one, is read first (a local read, as `PublicTiles` does on the loop).
+    """
+    pool: LoopPool | None = getattr(state, "loop_pool", None)
+    if pool is None or not access.visible:
+        return None
+    on_disk = cache.get(plan.key)
+    if on_disk is not None or outside_extent(ds, plan):
+        return await reader.current(), on_disk.data if on_disk is not None else b""
+    held = await pool.take()
+    if held is None:
+        return None
+    ok = False
+    query, values = postgis_statement(state.engine, ds, access, plan)
+    run = asyncio.ensure_future(held.run(query, values))
+    try:
+        generation = await reader.current()
+        row = await run
+        ok = True
+    finally:
+        if not run.done():  # the read failed, or this request was cancelled: the statement stops before its connection goes
+            run.cancel()
+            await asyncio.wait([run])
+        pool.give_back(held, ok)
+    if row is None or row[1] is None:
+        raise RuntimeError("the tile statement gave no row")
+    data, count = tile_of_row(row[0], int.from_bytes(row[1], "big", signed=True))
+    cache.put(plan.key, CachedTile(data, count))
+    return generation, data
 
 
 class RememberedTiles:

@@ -1,0 +1,187 @@
+"""PostgreSQL statements from the event loop, straight through libpq (psycopg's `psycopg.pq` layer).
+
+For the few statements a tile request runs on the event loop (the access generation, `access.decisions`; a tile's
+statement, `publish.loop_tiles`): psycopg's asynchronous execution (its generators, cursor and result set-up) cost
+~0.1 ms of CPU a statement more than the synchronous one, three quarters of a one-row read
+(benchmarks/profiles/tiles-decisions.txt §6). Here a statement is sent on the `PGconn` of a psycopg `AsyncConnection`
+(which made the connection: conninfo, authentication, TLS), the socket is awaited with the loop's reader, and the
+first row comes back as the values libpq holds. Parameters are dumped by psycopg's own `Transformer`, so a value
+goes to PostgreSQL with the type and format psycopg would give it. Statements are prepared at the protocol level,
+as psycopg's `prepare=True`, which PgBouncer 1.21+ keeps in transaction pooling too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import ExecStatus, Format
+from psycopg.pq.abc import PGconn
+from sqlalchemy.engine import Engine
+
+from landcloud.store.db import POSTGRES_SESSION
+
+Row = list[bytes | None]
+# Connections a process keeps for statements on the event loop, beside the store's pool (10 + 20 overflow). A map asks
+# for a few dozen tiles at once; past these, tiles take the worker threads and the store's pool as before.
+LOOP_CONNECTIONS = 8
+
+
+def conninfo(engine: Engine) -> str:
+    """The engine's database as libpq takes it (psycopg's connection string)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def exchange(loop: asyncio.AbstractEventLoop, pg: PGconn, send: Callable[[PGconn], None]) -> Row | None:
+    """One statement's round trip on a libpq connection in non-blocking mode: `send` it, wait for the socket, take the
+    results; the first row's values (text or binary, as asked for), or None. A statement's error raises
+    `psycopg.DatabaseError` once its results are all read (the connection is then ready for the next); a lost
+    connection raises from libpq (`psycopg.OperationalError`)."""
+    send(pg)
+    while pg.flush():  # a few bytes: sent at once but for a full socket buffer
+        await _ready(loop, pg.socket, write=True)
+    row: Row | None = None
+    error: str | None = None
+    while True:
+        pg.consume_input()
+        if pg.is_busy():
+            await _ready(loop, pg.socket)
+            continue
+        result = pg.get_result()
+        if result is None:
+            break
+        if result.status == ExecStatus.TUPLES_OK:
+            if result.ntuples and row is None:
+                row = [result.get_value(0, i) for i in range(result.nfields)]
+        elif result.status != ExecStatus.COMMAND_OK:
+            error = error or (result.error_message or b"").decode("utf-8", "replace").strip()
+    if error is not None:
+        raise psycopg.DatabaseError(error)
+    return row
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool = False) -> None:
+    """Until `fd` can be read (or written)."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+def text(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+@dataclass
+class LoopConnection:
+    """One connection of a `LoopPool`, and the statements prepared on it (by text and parameter types)."""
+
+    conn: psycopg.AsyncConnection[Any]
+    epoch: int  # the pool's when it was opened: one opened under another loop is not counted any more
+    prepared: dict[tuple[str, tuple[int, ...]], bytes] = field(default_factory=dict)
+
+    async def run(self, query: str, values: Sequence[Any], binary: bool = True) -> Row | None:
+        """`query` ($1, $2 … placeholders) with `values`, prepared on this connection on its first run; the first row."""
+        loop = asyncio.get_running_loop()
+        tx = Transformer.from_context(self.conn)
+        params = tx.dump_sequence(values, [PyFormat.AUTO] * len(values))
+        types, formats = tuple(tx.types), list(tx.formats)
+        name = self.prepared.get((query, types))
+        pg = self.conn.pgconn
+        if name is None:
+            name = b"landcloud_" + hashlib.sha1(repr((query, types)).encode()).hexdigest()[:24].encode()
+            await exchange(loop, pg, lambda p: p.send_prepare(name, query.encode(), param_types=types))
+            self.prepared[(query, types)] = name
+        result_format = Format.BINARY if binary else Format.TEXT
+        return await exchange(
+            loop, pg, lambda p: p.send_query_prepared(name, params, param_formats=formats, result_format=result_format),
+        )
+
+
+class LoopPool:
+    """A few PostgreSQL connections for statements run on the event loop, taken last-in first-out.
+
+    `take` never waits: with every connection busy (`size` of them) it gives None and the caller takes its usual way
+    (a worker thread and the store's pool), so this pool bounds what the loop holds without queueing anyone. The
+    connections belong to the loop that opened them; when the loop changes (a test client's, each its own) they are
+    let go. A connection that failed, or whose statement was cancelled half-way, is closed rather than given back.
+    """
+
+    def __init__(self, conninfo: str, size: int = LOOP_CONNECTIONS) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self._idle: list[LoopConnection] = []
+        self._open = 0
+        self._epoch = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.taken = 0  # connections handed out (tests and notes count them)
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> LoopPool | None:
+        """A pool on the engine's PostgreSQL database (its URL, password included); None for SQLite."""
+        if engine.url.get_backend_name() != "postgresql":
+            return None
+        return cls(conninfo(engine))
+
+    async def take(self) -> LoopConnection | None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self.close()
+            self._loop = loop
+        while self._idle:
+            held = self._idle.pop()
+            if not held.conn.closed:
+                self.taken += 1
+                return held
+            self._open -= 1
+        if self._open >= self.size:
+            return None
+        self._open += 1
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            try:
+                await exchange(loop, conn.pgconn, lambda p: p.send_query(POSTGRES_SESSION.encode()))
+            except BaseException:
+                conn.pgconn.finish()
+                raise
+        except BaseException:
+            self._open -= 1
+            raise
+        self.taken += 1
+        return LoopConnection(conn, self._epoch)
+
+    def give_back(self, held: LoopConnection, ok: bool) -> None:
+        """Return `held` after use; `ok` False (an error, a cancellation): close it."""
+        if held.epoch != self._epoch:
+            _finish(held)
+            return
+        if held.conn.closed or not ok:
+            _finish(held)
+            self._open -= 1
+            return
+        self._idle.append(held)
+
+    def close(self) -> None:
+        """Let go of every idle connection without awaiting (the loop may have ended); the count starts again."""
+        for held in self._idle:
+            _finish(held)
+        self._idle.clear()
+        self._open = 0
+        self._epoch += 1
+
+
+def _finish(held: LoopConnection) -> None:
+    if not held.conn.closed:
+        held.conn.pgconn.finish()
