@@ -271,3 +271,17 @@ def test_a_cold_tile_takes_the_full_path_when_the_loop_has_no_connection_free_or
     monkeypatch.setattr(LoopConnection, "run", failing)
     assert _answer(world.get(path, "daoli")) == _answer(full)  # the full path made it
     assert len(held) == 1 and held[0].conn.closed  # and the failed connection was let go, not kept
+
+
+def test_a_tile_on_disk_is_answered_on_the_event_loop_without_a_statement(world: World, tmp_path: Path) -> None:
+    """PostgreSQL: a tile whose file another process (or this one before a restart) wrote, not in this one's memory."""
+    app = world.client.app
+    pool = _loop_pool(world)
+    path = tile_url("open-dltb")
+    app.state.tile_cache = TileCache(directory=tmp_path / "tiles")  # type: ignore[attr-defined]
+    made = [world.get(path, "daoli") for _ in range(2)]  # the second request hands it to the disk
+    assert app.state.tile_cache.flush(10)  # type: ignore[attr-defined]
+    app.state.tile_cache = TileCache(directory=tmp_path / "tiles")  # type: ignore[attr-defined]  # memory empty
+    taken = pool.taken
+    again = world.get(path, "daoli")
+    assert pool.taken == taken and _answer(again) == _answer(made[0]) and again.content

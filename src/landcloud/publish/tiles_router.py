@@ -415,8 +415,6 @@ class _Attempt:
     plan: TilePlan
 
 
-
-
 def _warn_loop_failed() -> None:
     """Logged once a minute at most: while the store cannot be read every tile would say so."""
     now = time.monotonic()
@@ -460,13 +458,14 @@ async def _remembered_tile(request: Request) -> Response | None:
         return None  # the full path gives the error
     cache = tile_cache(request)
     not_modified = _etag_matches(request.headers.get("if-none-match"), plan.etag)
-    hit = cache.get(plan.key, disk=False)
+    loop_pool: LoopPool | None = getattr(state, "loop_pool", None)
+    hit = cache.get(plan.key, disk=loop_pool is not None)  # its file too when the tile would be made here
     data = hit.data if hit is not None else b""
     try:
         if hit is not None or not_modified:
             generation = await reader.current()
         else:
-            made = await _made_on_loop(state, reader, cache, ds, access, plan)
+            made = await _made_on_loop(state.engine, loop_pool, reader, cache, ds, access, plan)
             if made is None:  # to be made by serve_tile: what was found here goes with the request
                 request.scope["state"][_ATTEMPT] = _Attempt(key, remembered, plan)
                 return None
@@ -483,31 +482,30 @@ async def _remembered_tile(request: Request) -> Response | None:
 
 
 async def _made_on_loop(
-    state: Any, reader: decisions.GenerationReader, cache: TileCache, ds: catalog.Dataset, access: Access, plan: TilePlan,
+    engine: Engine, pool: LoopPool | None, reader: decisions.GenerationReader, cache: TileCache, ds: catalog.Dataset,
+    access: Access, plan: TilePlan,
 ) -> tuple[decisions.Generation, bytes] | None:
-    """(the generation, the tile's bytes) for a tile not in memory, made on the event loop: PostgreSQL only (SQLite's
-    tiles are made in Python, work for a worker thread), None when it must go to `serve_tile` (another store, no
-    connection of the loop's pool free).
+    """(the generation, the tile's bytes) for a tile neither in memory nor on disk, made on the event loop: PostgreSQL
+    only (SQLite's tiles are made in Python, work for a worker thread), None when it must go to `serve_tile` (another
+    store, no connection of the loop's pool free).
 
     A cold tile's request on the full path was a worker thread, a pooled connection and its return, and psycopg's
     synchronous execution around the statement (with the layers after this one and the second look at the decision,
     ~a third of a small tile's Python time; benchmarks/profiles/tiles-decisions.txt §7). Here the statement goes to one
     of a few connections of the loop's own (`store.libpq.LoopPool`) while the shared generation read is on its way: the
     generation is read after the request came, as on the full path, and the caller confirms the decision with it
-    before anything is answered or kept. The tile is kept in the cache as `get_tile` keeps it; its file, if it has
-    one, is read first (a local read, as `PublicTiles` does on the loop).
+    before anything is answered. The tile is kept in the cache as `get_tile` keeps it, even if the decision then turns
+    out not to stand: its key names its content (the version and the access signature), not who asked.
     """
-    pool: LoopPool | None = getattr(state, "loop_pool", None)
     if pool is None or not access.visible:
         return None
-    on_disk = cache.get(plan.key)
-    if on_disk is not None or outside_extent(ds, plan):
-        return await reader.current(), on_disk.data if on_disk is not None else b""
+    if outside_extent(ds, plan):
+        return await reader.current(), b""
+    query, values = postgis_statement(engine, ds, access, plan)
     held = await pool.take()
     if held is None:
         return None
     ok = False
-    query, values = postgis_statement(state.engine, ds, access, plan)
     run = asyncio.ensure_future(held.run(query, values))
     try:
         generation = await reader.current()
