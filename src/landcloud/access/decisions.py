@@ -174,9 +174,10 @@ class DecisionCache:
 
 
 class GenerationReader:
-    """The access generation for code on the event loop (a tile answered from memory, `tiles_router`), without a
-    worker thread or a pooled connection: PostgreSQL through an asynchronous connection of its own, SQLite through a
-    query-only connection of its own (a primary-key read of a local file).
+    """The access generation for code on the event loop (a tile answered or made there, `tiles_router`), without a
+    worker thread or a pooled connection: PostgreSQL through an asynchronous connection of its own, read straight
+    through libpq (`store.libpq`: a prepared statement, no cursor), SQLite through a query-only connection of its own
+    (a primary-key read of a local file).
 
     Concurrent askers share reads, and stay exact: an asker takes the answer of a read sent after it asked, never of
     one already on its way (which may have been answered from before a change the asker's caller has seen committed).
