@@ -29,7 +29,6 @@ from landcloud.access.tables import users as users_table
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
-from landcloud.store import libpq
 from landcloud.store.features import RowFilter
 
 from builders import grid_parcels, publish_edition, write_geojson
@@ -306,11 +305,10 @@ def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> 
     assert not decisions.GenerationReader(sa.create_engine("sqlite://")).available  # in memory: no other connection sees it
 
 
+@pytest.mark.parametrize("backend", ["postgis"])  # the SQLite reader opens a file, not a connection a server can end
 def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnects(engine: sa.Engine) -> None:
     """PostgreSQL: the reader's own connection, read past psycopg's execution (`libpq.exchange`), ended by the
     server: that read fails (the tile takes the full path), the next opens a connection, prepares again and reads."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the SQLite reader opens a file, not a connection a server can end")
     reader = decisions.GenerationReader(engine)
 
     async def scenario() -> tuple[decisions.Generation, type[BaseException] | None, decisions.Generation, int, int]:
@@ -339,27 +337,3 @@ def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnect
     assert second_pid != first_pid
     assert after == generation(engine) and after[0] > before[0] and after[1] == before[1]
 
-
-def test_the_raw_exchange_reports_a_statements_error_and_reads_rows_in_text(engine: sa.Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's protocol only")
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-    async def scenario() -> tuple[str, libpq.Row | None, libpq.Row | None]:
-        loop = asyncio.get_running_loop()
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-        try:
-            try:
-                await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1 / 0, 'x'", None))
-                message = ""
-            except psycopg.DatabaseError as exc:
-                message = str(exc)
-            row = await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_query_params("SELECT 41 + 1, '国土'".encode(), None))
-            none = await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_query_params(b"SELECT 1, 'x' WHERE false", None))
-            return message, row, none
-        finally:
-            await conn.close()
-
-    message, row, none = asyncio.run(scenario())
-    assert "division by zero" in message
-    assert row == [b"42", "国土".encode()] and none is None

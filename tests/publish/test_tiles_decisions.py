@@ -218,13 +218,17 @@ def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     assert world.get(path, "daoli").status_code in (403, 404)
 
 
+# tiles are made on the event loop on PostgreSQL only (SQLite's are made in Python, in a worker thread)
+ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgis"])
+
+
 def _loop_pool(world: World) -> LoopPool:
     pool = world.client.app.state.loop_pool  # type: ignore[attr-defined]
-    if pool is None:
-        pytest.skip("tiles are made on the event loop on PostgreSQL only (SQLite's are made in Python, in a worker thread)")
-    return pool  # type: ignore[no-any-return]
+    assert isinstance(pool, LoopPool)
+    return pool
 
 
+@ON_POSTGRESQL
 def test_a_cold_tile_made_on_the_event_loop_is_the_full_paths_tile(world: World) -> None:
     """PostgreSQL, a tile cache that keeps nothing: under a remembered decision the tile's statement runs on the loop's
     own connection (`_made_on_loop`); status, bytes and headers are the full path's, 200, 204 (outside the data, no
@@ -253,6 +257,7 @@ def test_a_cold_tile_made_on_the_event_loop_is_the_full_paths_tile(world: World)
     assert world.get(tile_url("open-dltb"), "daoli").content and world.get(low, "daoli").content
 
 
+@ON_POSTGRESQL
 def test_a_cold_tile_takes_the_full_path_when_the_loop_has_no_connection_free_or_one_fails(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -279,6 +284,7 @@ def test_a_cold_tile_takes_the_full_path_when_the_loop_has_no_connection_free_or
     assert len(held) == 1 and held[0].conn.closed  # and the failed connection was let go, not kept
 
 
+@ON_POSTGRESQL
 def test_a_tile_on_disk_is_answered_on_the_event_loop_without_a_statement(world: World, tmp_path: Path) -> None:
     """PostgreSQL: a tile whose file another process (or this one before a restart) wrote, not in this one's memory."""
     app = world.client.app

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 
 from landcloud.store import libpq
 
+pytestmark = pytest.mark.parametrize("backend", ["postgis"])  # PostgreSQL's protocol only
+
 
 @pytest.fixture
 def conninfo(engine: sa.Engine) -> str:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's protocol only")
     return libpq.conninfo(engine)
 
 
