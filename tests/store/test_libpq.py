@@ -90,3 +90,26 @@ def test_a_new_event_loop_opens_new_connections(conninfo: str) -> None:
     finally:
         pool.close()
     assert second is not first and first.conn.closed and pool.taken == 2
+
+
+def test_statements_prepared_on_a_connection_are_bounded(conninfo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_PREPARED texts the least recently used is let go on the server too; a text used again stays."""
+    monkeypatch.setattr(libpq, "MAX_PREPARED", 3)
+    pool = libpq.LoopPool(conninfo, size=1)
+
+    async def scenario() -> tuple[list[list[Any]], int, int]:
+        held = await pool.take()
+        assert held is not None
+        rows = []
+        for i in (1, 2, 1, 3, 4, 1):  # 1 used again before 3 and 4 come: 2 goes first, then 3
+            rows.append(await held.run(f"SELECT {i} + $1::int", [10], binary=False))
+        server = await held.run("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'landcloud_%'", [], binary=False)
+        pool.give_back(held, True)
+        return rows, len(held.prepared), int(server[0]) if server else -1  # type: ignore[arg-type]
+
+    try:
+        rows, kept, on_server = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert [r[0] for r in rows] == [b"11", b"12", b"11", b"13", b"14", b"11"]
+    assert kept == 3 and on_server == 3  # the count statement itself pushed one more out: still three

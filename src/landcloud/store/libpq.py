@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ Row = list[bytes | None]
 # Connections a process keeps for statements on the event loop, beside the store's pool (10 + 20 overflow). A map asks
 # for a few dozen tiles at once; past these, tiles take the worker threads and the store's pool as before.
 LOOP_CONNECTIONS = 8
+MAX_PREPARED = 100  # statements kept prepared per connection (psycopg's `prepared_max` default)
 
 
 def conninfo(engine: Engine) -> str:
@@ -86,11 +88,13 @@ def text(value: bytes | None) -> str:
 
 @dataclass
 class LoopConnection:
-    """One connection of a `LoopPool`, and the statements prepared on it (by text and parameter types)."""
+    """One connection of a `LoopPool`, and the statements prepared on it (by text and parameter types), the least
+    recently used let go past `MAX_PREPARED` (as psycopg's own cache does: each holds a plan in the server's memory,
+    and a province's datasets, zooms and attribute lists make many texts over a server's life)."""
 
     conn: psycopg.AsyncConnection[Any]
     epoch: int  # the pool's when it was opened: one opened under another loop is not counted any more
-    prepared: dict[tuple[str, tuple[int, ...]], bytes] = field(default_factory=dict)
+    prepared: OrderedDict[tuple[str, tuple[int, ...]], bytes] = field(default_factory=OrderedDict)
 
     async def run(self, query: str, values: Sequence[Any], binary: bool = True) -> Row | None:
         """`query` ($1, $2 … placeholders) with `values`, prepared on this connection on its first run; the first row."""
@@ -98,12 +102,18 @@ class LoopConnection:
         tx = Transformer.from_context(self.conn)
         params = tx.dump_sequence(values, [PyFormat.AUTO] * len(values))
         types, formats = tuple(tx.types), list(tx.formats)
-        name = self.prepared.get((query, types))
+        key = (query, types)
+        name = self.prepared.get(key)
         pg = self.conn.pgconn
         if name is None:
-            name = b"landcloud_" + hashlib.sha1(repr((query, types)).encode()).hexdigest()[:24].encode()
+            if len(self.prepared) >= MAX_PREPARED:
+                _, old = self.prepared.popitem(last=False)
+                await exchange(loop, pg, lambda p: p.send_query(b"DEALLOCATE " + old))
+            name = b"landcloud_" + hashlib.sha1(repr(key).encode()).hexdigest()[:24].encode()
             await exchange(loop, pg, lambda p: p.send_prepare(name, query.encode(), param_types=types))
-            self.prepared[(query, types)] = name
+            self.prepared[key] = name
+        else:
+            self.prepared.move_to_end(key)
         result_format = Format.BINARY if binary else Format.TEXT
         return await exchange(
             loop, pg, lambda p: p.send_query_prepared(name, params, param_formats=formats, result_format=result_format),
