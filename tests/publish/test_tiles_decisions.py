@@ -8,11 +8,13 @@ audited dataset's tiles are each audited, with the request's own address.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -297,3 +299,28 @@ def test_a_tile_on_disk_is_answered_on_the_event_loop_without_a_statement(world:
     taken = pool.taken
     again = world.get(path, "daoli")
     assert pool.taken == taken and _answer(again) == _answer(made[0]) and again.content
+
+
+@ON_POSTGRESQL
+def test_concurrent_cold_tiles_share_the_loops_connections_and_the_rest_take_the_full_path(world: World) -> None:
+    """Two dozen cold tiles at once on one event loop: at most `size` of them hold a loop connection (the pool never
+    waits), the others are made by serve_tile; every answer is the full path's."""
+    app = world.client.app
+    pool = _loop_pool(world)
+    app.state.tile_cache = TileCache(max_bytes=0)  # type: ignore[attr-defined]
+    path = tile_url("open-dltb")
+    full = world.get(path, "daoli")  # decided in full (and remembered)
+    assert full.status_code == 200 and full.content
+    headers = world.headers("daoli")
+    taken = pool.taken
+
+    async def burst() -> list[Any]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+            answers = await asyncio.gather(*(client.get(path, headers=headers) for _ in range(24)))
+        assert pool._open <= pool.size and len(pool._idle) <= pool.size
+        return answers
+
+    answers = asyncio.run(burst())
+    made_on_loop = pool.taken - taken
+    assert 1 <= made_on_loop < 24  # some on the loop, the rest through serve_tile
+    assert all(_answer(a) == _answer(full) for a in answers)
