@@ -305,6 +305,12 @@ def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> 
     assert not decisions.GenerationReader(sa.create_engine("sqlite://")).available  # in memory: no other connection sees it
 
 
+def _backend_pid(reader: decisions.GenerationReader) -> int:
+    """The server process behind the reader's connection (idle between reads)."""
+    assert reader._pg is not None and reader._pg._idle
+    return int(reader._pg._idle[-1].conn.pgconn.backend_pid)
+
+
 @pytest.mark.parametrize("backend", ["postgis"])  # the SQLite reader opens a file, not a connection a server can end
 def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnects(engine: sa.Engine) -> None:
     """PostgreSQL: the reader's own connection, read past psycopg's execution (`libpq.exchange`), ended by the
@@ -313,8 +319,7 @@ def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnect
 
     async def scenario() -> tuple[decisions.Generation, type[BaseException] | None, decisions.Generation, int, int]:
         before = await reader.current()
-        assert reader._pg is not None
-        first_pid = reader._pg.pgconn.backend_pid
+        first_pid = _backend_pid(reader)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
         await asyncio.sleep(0.2)
@@ -326,8 +331,7 @@ def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnect
         with engine.begin() as conn:
             conn.execute(units.units.insert().values(code="239997", name="测试县", level="county", updated_at=clock.now()))
         after = await reader.current()
-        assert reader._pg is not None
-        return before, failed, after, first_pid, reader._pg.pgconn.backend_pid
+        return before, failed, after, first_pid, _backend_pid(reader)
 
     try:
         before, failed, after, first_pid, second_pid = asyncio.run(scenario())

@@ -43,6 +43,7 @@ from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.store import libpq
+from landcloud.store.db import backend_of
 
 MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
@@ -175,8 +176,8 @@ class DecisionCache:
 
 class GenerationReader:
     """The access generation for code on the event loop (a tile answered or made there, `tiles_router`), without a
-    worker thread or a pooled connection: PostgreSQL through an asynchronous connection of its own, read straight
-    through libpq (`store.libpq`: a prepared statement, no cursor), SQLite through a query-only connection of its own
+    worker thread or a pooled connection: PostgreSQL through a connection of its own (`store.libpq.LoopPool` of one,
+    read straight through libpq: a prepared statement, no cursor), SQLite through a query-only connection of its own
     (a primary-key read of a local file).
 
     Concurrent askers share reads, and stay exact: an asker takes the answer of a read sent after it asked, never of
@@ -186,11 +187,10 @@ class GenerationReader:
 
     def __init__(self, engine: Engine) -> None:
         url = engine.url
-        self.postgres = url.get_backend_name() == "postgresql"
-        self._conninfo = libpq.conninfo(engine) if self.postgres else ""
+        self.postgres = backend_of(engine) == "postgis"
         self._path = url.database if not self.postgres and url.database not in (None, "", ":memory:") else None
-        self._pg: psycopg.AsyncConnection[Any] | None = None
-        self._pg_loop: asyncio.AbstractEventLoop | None = None
+        # one connection: reads go one at a time (the next gathers the askers that came meanwhile)
+        self._pg = libpq.LoopPool(libpq.conninfo(engine), size=1) if self.postgres else None
         self._sqlite: sqlite3.Connection | None = None
         self._running: asyncio.Future[Generation] | None = None
         self._next: asyncio.Future[Generation] | None = None
@@ -227,23 +227,17 @@ class GenerationReader:
                 asyncio.get_running_loop().create_task(self._read_into(follow))
 
     async def _read(self) -> Generation:
-        if not self.postgres:
+        if self._pg is None:
             return self._read_sqlite()
-        loop = asyncio.get_running_loop()
-        if self._pg is None or self._pg.closed or self._pg_loop is not loop:
-            self._drop_pg()
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-            self._pg, self._pg_loop = conn, loop
-            try:
-                await libpq.exchange(loop, conn.pgconn, lambda pg: pg.send_prepare(_PREPARED, _GENERATION_SQL.encode()))
-            except BaseException:
-                self._drop_pg()
-                raise
-        try:
-            row = await libpq.exchange(loop, self._pg.pgconn, lambda pg: pg.send_query_prepared(_PREPARED, None))
-        except BaseException:  # a lost connection, an error, or cancelled half-way: the next read opens a new one
-            self._drop_pg()
-            raise
+        held = await self._pg.take()
+        if held is None:  # cannot be: one read at a time
+            raise RuntimeError("the access generation's connection is in use")
+        ok = False
+        try:  # a lost connection, an error, or cancelled half-way: not ok, so the next read opens a new one
+            row = await held.run(_GENERATION_SQL, [], binary=False)
+            ok = True
+        finally:
+            self._pg.give_back(held, ok)
         return _generation_of(None if row is None else [libpq.text(v) for v in row])
 
     def _read_sqlite(self) -> Generation:
@@ -254,20 +248,12 @@ class GenerationReader:
             self._sqlite.execute("PRAGMA query_only = 1")
         return _generation_of(self._sqlite.execute(_GENERATION_SQL).fetchone())
 
-    def _drop_pg(self) -> None:
-        """Let go of the PostgreSQL connection without awaiting (it may belong to a loop that has ended)."""
-        conn, self._pg = self._pg, None
-        if conn is not None and not conn.closed:
-            conn.pgconn.finish()
-
     def close(self) -> None:
-        self._drop_pg()
+        if self._pg is not None:
+            self._pg.close()
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
-
-
-_PREPARED = b"landcloud_access_generation"
 
 
 def _earliest(*times: datetime | None) -> datetime | None:

@@ -854,6 +854,13 @@ def tile_of_row(tile: bytes | None, count: int) -> tuple[bytes, int]:
     return (bytes(tile) if tile and count else b""), int(count)
 
 
+def tile_of_binary_row(row: Sequence[bytes | None] | None) -> tuple[bytes, int]:
+    """`tile_of_row` of the statement's row as libpq gives it in binary (`store.libpq`: bytea as is, the count an int8)."""
+    if row is None or row[1] is None:
+        raise RuntimeError("the tile statement gave no row")
+    return tile_of_row(row[0], int.from_bytes(row[1], "big", signed=True))
+
+
 def _tile_row(conn: Connection, query: str, values: list[Any]) -> tuple[bytes, int]:
     """The tile statement in one round trip: (the tile's bytes, its feature count).
 

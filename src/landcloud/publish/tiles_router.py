@@ -60,7 +60,7 @@ from landcloud.publish.tiles import (
     postgis_statement,
     tile_attributes,
     tile_config,
-    tile_of_row,
+    tile_of_binary_row,
 )
 from landcloud.store.db import backend_of
 from landcloud.store.libpq import LoopPool
@@ -465,7 +465,7 @@ async def _remembered_tile(request: Request) -> Response | None:
         if hit is not None or not_modified:
             generation = await reader.current()
         else:
-            made = await _made_on_loop(state.engine, loop_pool, reader, cache, ds, access, plan)
+            made = await _made_on_loop(engine, loop_pool, reader, cache, ds, access, plan)
             if made is None:  # to be made by serve_tile: what was found here goes with the request
                 request.scope["state"][_ATTEMPT] = _Attempt(key, remembered, plan)
                 return None
@@ -512,13 +512,13 @@ async def _made_on_loop(
         row = await run
         ok = True
     finally:
-        if not run.done():  # the read failed, or this request was cancelled: the statement stops before its connection goes
-            run.cancel()
+        if not ok:  # the read or the statement failed, or this request was cancelled: the statement ends before its
+            run.cancel()  # connection goes, and its own error, if any, is taken (the read's is the one reported)
             await asyncio.wait([run])
+            if not run.cancelled():
+                run.exception()
         pool.give_back(held, ok)
-    if row is None or row[1] is None:
-        raise RuntimeError("the tile statement gave no row")
-    data, count = tile_of_row(row[0], int.from_bytes(row[1], "big", signed=True))
+    data, count = tile_of_binary_row(row)
     cache.put(plan.key, CachedTile(data, count))
     return generation, data
 

@@ -25,7 +25,7 @@ from psycopg.pq import ExecStatus, Format
 from psycopg.pq.abc import PGconn
 from sqlalchemy.engine import Engine
 
-from landcloud.store.db import POSTGRES_SESSION
+from landcloud.store.db import POSTGRES_SESSION, backend_of
 
 Row = list[bytes | None]
 # Connections a process keeps for statements on the event loop, beside the store's pool (10 + 20 overflow). A map asks
@@ -141,7 +141,7 @@ class LoopPool:
     @classmethod
     def for_engine(cls, engine: Engine) -> LoopPool | None:
         """A pool on the engine's PostgreSQL database (its URL, password included); None for SQLite."""
-        if engine.url.get_backend_name() != "postgresql":
+        if backend_of(engine) != "postgis":
             return None
         return cls(conninfo(engine))
 
