@@ -11,7 +11,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landcloud.geo.mvt import LayerEncoder, geometry_commands, type_table, varint, varints
+from landcloud.geo.mvt import _FEW_IDS, LayerEncoder, _id_fields, _ragged, geometry_commands, type_table, varint, varints
 
 OPTIONS = {"extents": 4096, "y_coord_down": True, "check_winding_order": False}
 
@@ -114,3 +114,45 @@ def test_a_type_table_answers_as_isin(types: list[int], kinds: set[int]) -> None
     """-1 (a missing shape) is never of a kind; every GEOS type id is looked up as np.isin would answer."""
     arr = np.array(types, dtype=np.int64)
     assert type_table(kinds)[arr].tolist() == np.isin(arr, sorted(kinds)).tolist()
+
+
+_coordinate = st.integers(-64, 4160).map(float)
+
+
+@st.composite
+def _shapes_of_one_type(draw: st.DrawFn) -> list[shapely.Geometry]:
+    """Lines, or polygons with or without holes, or their multi-shapes: the batches `geometry_commands` hands on."""
+    kind = draw(st.sampled_from(["line", "polygon", "multiline", "multipolygon"]))
+
+    def polygon() -> shapely.Geometry:
+        x, y = draw(_coordinate), draw(_coordinate)
+        w, h = draw(st.integers(4, 400)), draw(st.integers(4, 400))
+        holes = [[(x + 1, y + 1), (x + 2, y + 1), (x + 2, y + 2)]] if draw(st.booleans()) else []
+        return shapely.Polygon([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], holes)
+
+    def line() -> shapely.Geometry:
+        return shapely.LineString(draw(st.lists(st.tuples(_coordinate, _coordinate), min_size=2, max_size=6)))
+
+    one = {"line": line, "polygon": polygon, "multiline": lambda: shapely.MultiLineString([line(), line()]),
+           "multipolygon": lambda: shapely.MultiPolygon([polygon()])}[kind]
+    return [one() for _ in range(draw(st.integers(1, 6)))]
+
+
+@given(_shapes_of_one_type())
+def test_the_ragged_arrays_of_one_arc_shapes_are_shapelys(shapes: list[shapely.Geometry]) -> None:
+    """The lean offsets of lines and unholed polygons are those of shapely.to_ragged_array (holes and multi-shapes
+    are its own)."""
+    geoms = np.array(shapes, dtype=object)
+    coords, offsets = _ragged(geoms)
+    _, want_coords, want_offsets = shapely.to_ragged_array(geoms)
+    assert coords.tolist() == want_coords.tolist()
+    assert [o.tolist() for o in offsets] == [o.tolist() for o in want_offsets]
+
+
+def test_ids_of_few_and_of_many_features_are_the_same_varints() -> None:
+    """Below `_FEW_IDS` the ids are written one by one, from it packed in numpy: the same bytes either way."""
+    fids = [None, 0, 1, 127, 128, 2**14, 2301020000001234, 2**63 - 1, -5] * 20
+    assert len(fids) > _FEW_IDS
+    packed = _id_fields(fids)
+    assert packed == [b"\x08" + varint(f) if f is not None and f >= 0 else b"" for f in fids]
+    assert [p for i in range(0, len(fids), 9) for p in _id_fields(fids[i : i + 9])] == packed

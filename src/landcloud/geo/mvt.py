@@ -136,10 +136,30 @@ def _oriented(xy: np.ndarray, ring_off: np.ndarray, poly_off: np.ndarray) -> np.
     return xy[np.where(flip[ring], ring_off[:-1][ring] + ring_off[1:][ring] - 1 - i, i)]
 
 
+_ONE_ARC = (GeometryType.LINESTRING, GeometryType.POLYGON)  # types of one line or ring, unless holed
+
+
+def _ragged(geoms: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """`shapely.to_ragged_array(geoms)`'s coordinates and offsets (geometries of one type, none empty).
+
+    Lines and polygons without holes, most shapes of a tile, have one arc each: their offsets are their coordinate
+    counts, without the copy of every ring `to_ragged_array` makes (~50 us of fixed cost a call, a tenth of a small
+    tile's encoding: profiles/tiles-small.txt)."""
+    kind = int(shapely.get_type_id(geoms[0])) if len(geoms) else -1
+    if kind in _ONE_ARC and not shapely.get_num_interior_rings(geoms).any():
+        arcs = np.zeros(len(geoms) + 1, dtype=np.int64)
+        np.cumsum(shapely.get_num_coordinates(geoms), out=arcs[1:])
+        if kind == GeometryType.POLYGON:
+            return shapely.get_coordinates(geoms), (arcs, np.arange(len(geoms) + 1, dtype=np.int64))
+        return shapely.get_coordinates(geoms), (arcs,)
+    _, coords, offsets = shapely.to_ragged_array(geoms)
+    return coords, offsets
+
+
 def _lineal_or_polygonal(geoms: np.ndarray, polygons: bool, orient: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Command integers of the geometries of one family (lines or polygons), concatenated, and where each
     geometry's run starts and ends (n + 1 offsets; an empty run where nothing is written). `orient`: see `_oriented`."""
-    _, coords, offsets = shapely.to_ragged_array(geoms)
+    coords, offsets = _ragged(geoms)
     xy = np.rint(coords[:, :2]).astype(np.int64)
     if polygons:
         ring_off, poly_off = offsets[0], offsets[1]
@@ -261,14 +281,19 @@ def _value(v: str | bool | int | float) -> bytes:
 
 def _id_fields(fids: Sequence[int | None]) -> list[bytes]:
     """Each feature's id field (b"" for none or a negative id), the varints packed for all at once: a parcel's id
-    (a 16-digit BSM) is an 8-byte varint, ~1 us a feature in `varint`'s loop (profiles/tiles-fixed.txt)."""
+    (a 16-digit BSM) is an 8-byte varint, ~1 us a feature in `varint`'s loop (profiles/tiles-fixed.txt). Below
+    `_FEW_IDS` the loop is cheaper than numpy's ~75 us of fixed cost (profiles/tiles-small.txt)."""
     given = [fid is not None and fid >= 0 for fid in fids]
     if not any(given):
         return [b""] * len(fids)
+    if len(fids) < _FEW_IDS:
+        return [b"\x08" + varint(fid) if ok else b"" for fid, ok in zip(fids, given)]  # type: ignore[arg-type]
     blob, nbytes = varints(np.array([fid & _UINT64 if ok else 0 for fid, ok in zip(fids, given)], dtype=np.uint64))  # type: ignore[operator]
     ends = np.cumsum(nbytes).tolist()
     return [b"\x08" + blob[end - n : end] if ok else b"" for ok, end, n in zip(given, ends, nbytes.tolist())]
 
+
+_FEW_IDS = 128
 
 # a feature's GeomType field and its geometry field's tag, by GeomType
 _GEOM_TYPE = {t: b"\x18" + bytes((t,)) + b"\x22" for t in (POINT, LINESTRING, POLYGON)}
