@@ -184,11 +184,8 @@ def rawtiles_server(anchors: Path, dsn: str, layers: dict[str, tuple[str, str]],
 
 # ---------------------------------------------------------------- load generator
 
-def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None,
-             samples: bool = False) -> dict:
-    """Each path once (bounded), by `concurrency` keep-alive clients, stopping at the time limit.
-
-    `samples`: also (path, status, seconds) of every answered request, under "samples" (not for the JSON)."""
+def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None) -> dict:
+    """Each path once (bounded), by `concurrency` keep-alive clients, stopping at the time limit."""
     headers = {"Accept": "application/geo+json, application/json, */*"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -196,7 +193,6 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
     it = iter(paths)
     lat: list[float] = []
     errors: dict[str, int] = {}
-    seen: list[tuple[str, int, float]] = []
     nbytes = [0]
     deadline = time.monotonic() + time_limit
 
@@ -214,8 +210,6 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
                 body = resp.read()
                 dt = time.perf_counter() - t
                 with lock:
-                    if samples:
-                        seen.append((path, resp.status, dt))
                     if resp.status in (200, 204):
                         lat.append(dt)
                         nbytes[0] += len(body)
@@ -236,8 +230,80 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
     out = stats(lat)
     out.update(concurrency=concurrency, planned=len(paths), errors=errors, wall_s=wall,
                throughput_rps=len(lat) / wall if wall else None, bytes=nbytes[0])
-    if samples:
-        out["samples"] = seen
+    return out
+
+
+Sample = tuple[str, int, float, int]  # a request's path, status (0: no answer), seconds, body bytes
+
+
+def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw_direct: tuple[str, str, str] | None,
+                      tiles: list[tuple[int, int, int]], time_limit: float) -> tuple[dict[str, list[Sample]], list[tuple[float, int]]]:
+    """Each tile once from every side in turn, before the next tile: the landcloud servers (cold: the first request
+    for that tile), the raw statement behind HTTP, and the raw statement issued directly (`raw_direct`: DSN, table,
+    column). A tile's answers are taken within milliseconds of each other, so a change in the shared machine's load
+    weighs on every side alike (measured one pass after another, the ratios of two runs differed by more than the
+    goal's margin); the order of the sides turns by one each tile, so no side is always first.
+
+    `targets`: (name, port, paths in `tiles`' order, token). Returns each target's samples and the direct statement's
+    (seconds, tile bytes), in `tiles`' order (cut short together at the time limit)."""
+    ports = {name: port for name, port, _, _ in targets}
+    paths = {name: (p, token) for name, _, p, token in targets}
+    conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
+    samples: dict[str, list[Sample]] = {name: [] for name in ports}
+    direct: list[tuple[float, int]] = []
+    raw = None
+    if raw_direct is not None:
+        import psycopg
+
+        dsn, table, column = raw_direct
+        raw = psycopg.connect(dsn, autocommit=True)
+        raw.execute(RAW_SETTINGS)
+        raw_sql = RAW_MVT.format(table=table, column=column)
+    sides: list[str | None] = [*ports, *([None] if raw is not None else [])]
+    deadline = time.monotonic() + time_limit
+    try:
+        for i, (z, x, y) in enumerate(tiles):
+            if time.monotonic() > deadline:
+                break
+            for side in sides[i % len(sides):] + sides[: i % len(sides)]:
+                if side is None:
+                    t = time.perf_counter()
+                    tile = raw.execute(raw_sql, {"z": z, "x": x, "y": y}).fetchone()[0]  # type: ignore[union-attr]
+                    direct.append((time.perf_counter() - t, len(tile or b"")))
+                    continue
+                path, token = paths[side][0][i], paths[side][1]
+                headers = {"Accept": "application/vnd.mapbox-vector-tile, */*"}
+                if token:
+                    headers["Authorization"] = f"Bearer {token}"
+                t = time.perf_counter()
+                try:
+                    conns[side].request("GET", path, headers=headers)
+                    resp = conns[side].getresponse()
+                    body = resp.read()
+                    samples[side].append((path, resp.status, time.perf_counter() - t, len(body)))
+                except (OSError, http.client.HTTPException):
+                    conns[side].close()
+                    conns[side] = http.client.HTTPConnection("127.0.0.1", ports[side], timeout=60)
+                    samples[side].append((path, 0, time.perf_counter() - t, 0))
+    finally:
+        for c in conns.values():
+            c.close()
+        if raw is not None:
+            raw.close()
+    return samples, direct
+
+
+def load_row(samples: list[Sample], planned: int) -> dict:
+    """`run_load`'s summary of samples taken one at a time (one client): answered 200/204 count, the rest are errors."""
+    ok = [(dt, n) for _, st, dt, n in samples if st in (200, 204)]
+    errors: dict[str, int] = {}
+    for _, st, _, _ in samples:
+        if st not in (200, 204):
+            errors[str(st or "no answer")] = errors.get(str(st or "no answer"), 0) + 1
+    busy = sum(dt for _, _, dt, _ in samples)
+    out = stats([dt for dt, _ in ok])
+    out.update(concurrency=1, planned=planned, errors=errors, wall_s=busy, throughput_rps=len(ok) / busy if busy else None,
+               bytes=sum(n for _, n in ok))
     return out
 
 
@@ -316,21 +382,6 @@ def crs84_copy(dsn: str, table: str) -> None:
         conn.execute(f'ALTER TABLE "{t}" ADD PRIMARY KEY (fid)')
         conn.execute(f'CREATE INDEX "{t}_geom_idx" ON "{t}" USING gist (geom)')
         conn.execute(f'ANALYZE "{t}"')
-
-
-def raw_tiles(dsn: str, table: str, tiles: list[tuple[int, int, int]], column: str) -> list[tuple[float, int]]:
-    """(seconds, tile bytes) of the raw query for each tile."""
-    import psycopg
-
-    sql = RAW_MVT.format(table=table, column=column)
-    out = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(RAW_SETTINGS)
-        for z, x, y in tiles:
-            t = time.perf_counter()
-            tile = conn.execute(sql, {"z": z, "x": x, "y": y}).fetchone()[0]
-            out.append((time.perf_counter() - t, len(tile or b"")))
-    return out
 
 
 # ---------------------------------------------------------------- machine and versions
@@ -560,9 +611,10 @@ def main(argv: list[str] | None = None) -> int:
                                     "variant": f"{conc} client{'s' if conc > 1 else ''}, bbox side {side:.4f}°", "rows": rows,
                                     "unit": "request latency"})
 
-        # ---- (2) vector tiles z8–z14, cold then cached, against raw ST_AsMVT
+        # ---- (2) vector tiles z8–z14, cold (side by side with the raw statement) then cached, against raw ST_AsMVT
         tile_sets: dict[str, list[str]] = {}
         tile_rows: dict[str, list[dict]] = {}
+        landclouds = [s for s in servers if s.name.startswith("landcloud")]
         for key, (path, dsid, table) in data.items():
             tiles = tile_list(sample_points(path, 2000, seed=5), range(8, 15), prof["tiles_per_zoom"])
             # and one empty tile per zoom, beyond the data's north-east corner (a map view at the edge asks for those)
@@ -570,30 +622,31 @@ def main(argv: list[str] | None = None) -> int:
             tiles += tile_list(np.array([[ext[2] + 0.3, ext[3] + 0.3]]), range(8, 15), 1)
             tpaths = [f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
             tile_sets[key] = [f"/ogc/collections/{dsid}-public/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
-            raw = None
-            if pg_dsn:
-                log(f"tiles {key}: raw PostGIS ST_AsMVT on the plain table")
-                raw = raw_tiles(pg_dsn, table, tiles, RAW_MVT_COLUMN[key])
+            rpaths = [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in tiles]
+            targets = [(s.name, s.port, tpaths, tokens.get(s.name)) for s in landclouds]
+            if rawhttp:
+                run_load(rawhttp.port, rpaths[:10], 1, 10)  # warm-up: its connection, the backend's caches
+                targets.append((RAW_HTTP, rawhttp.port, rpaths, None))
+            log(f"tiles {key}: {len(tiles)} tiles cold, each from every side in turn: "
+                + ", ".join([t[0] for t in targets] + (["raw ST_AsMVT (no HTTP)"] if pg_dsn else [])))
+            samples, raw = cold_side_by_side(targets, (pg_dsn, table, RAW_MVT_COLUMN[key]) if pg_dsn else None, tiles,
+                                             prof["time_limit"] * 2 * (len(targets) + 1))
+            # how full each tile is, by the raw tile's size (what decides the cold cost on both sides)
+            kind = {i: fullness(n) for i, (_, n) in enumerate(raw)}
             rows = []
             by_fullness: dict[str, list[dict]] = {}
-            for s in servers:
-                if not s.name.startswith("landcloud"):
-                    continue
-                log(f"tiles {key} {s.name}: {len(tpaths)} tiles cold, then cached")
-                cold = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name), samples=True)
+            for s in landclouds:
+                cold = load_row(samples[s.name], len(tiles))
                 cold.update(target=f"{s.name} cold", anchor=False)
-                samples = cold.pop("samples")
-                if raw:  # the same tiles split by how full they are (the raw tile's size)
-                    kind = {p: fullness(raw[i][1]) for i, p in enumerate(tpaths)}
-                    for label in sorted(set(kind.values())):
-                        lat = [dt for p, st, dt in samples if st in (200, 204) and kind[p] == label]
-                        empty = sum(1 for p, st, _ in samples if st == 204 and kind[p] == label)
-                        r = stats(lat)
-                        r.update(target=f"{s.name} cold", anchor=False, extra=f"{empty} of them 204 (empty for landcloud)")
-                        by_fullness.setdefault(label, []).append(r)
+                for label in sorted(set(kind.values())):
+                    mine = [(st, dt) for i, (_, st, dt, _) in enumerate(samples[s.name]) if kind.get(i) == label]
+                    r = stats([dt for st, dt in mine if st in (200, 204)])
+                    empty = sum(1 for st, _ in mine if st == 204)
+                    r.update(target=f"{s.name} cold", anchor=False, extra=f"{empty} of them 204 (empty for landcloud)")
+                    by_fullness.setdefault(label, []).append(r)
+                log(f"tiles {key} {s.name}: the same tiles cached, then {TILE_CLIENTS} clients")
                 warm = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name))
                 warm.update(target=f"{s.name} cached", anchor=False)
-                log(f"tiles {key} {s.name}: cached, signed in, {TILE_CLIENTS} clients")
                 busy = cached_throughput(s, tpaths, prof["cached_tiles"][0], tokens.get(s.name), prof["time_limit"])
                 busy.update(target=f"{s.name} cached, signed in, {TILE_CLIENTS} clients", anchor=False)
                 rows += [cold, warm, busy]
@@ -603,16 +656,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 http_by_fullness: dict[str, dict] = {}
                 if rawhttp:  # the same statement behind HTTP: what the protocol alone costs a Python server
-                    log(f"tiles {key}: raw ST_AsMVT over HTTP")
-                    rpaths = [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in tiles]
-                    run_load(rawhttp.port, rpaths[:10], 1, 10)  # warm-up: its connection, the backend's caches
-                    h = run_load(rawhttp.port, rpaths, 1, prof["time_limit"] * 2, samples=True)
-                    hsamples = h.pop("samples")
+                    h = load_row(samples[RAW_HTTP], len(tiles))
                     h.update(target=RAW_HTTP, anchor=True)
                     rows.append(h)
-                    kind = {p: fullness(raw[i][1]) for i, p in enumerate(rpaths)}
                     for label in sorted(set(kind.values())):
-                        hr = stats([dt for p, st, dt in hsamples if st in (200, 204) and kind[p] == label])
+                        hr = stats([dt for i, (_, st, dt, _) in enumerate(samples[RAW_HTTP]) if st in (200, 204) and kind.get(i) == label])
                         hr.update(target=RAW_HTTP, anchor=True)
                         http_by_fullness[label] = hr
                 for label, frows in by_fullness.items():
@@ -621,11 +669,12 @@ def main(argv: list[str] | None = None) -> int:
                     anchor_row.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
                     anchors_rows = [anchor_row] + ([http_by_fullness[label]] if label in http_by_fullness else [])
                     comparisons.append({"comparison": "vector tiles WebMercatorQuad, cold, by fullness", "dataset": key,
-                                        "variant": f"raw tile {label}: {len(part)} of {len(tiles)} tiles", "rows": [*frows, *anchors_rows],
-                                        "unit": "tile latency"})
+                                        "variant": f"raw tile {label}: {len(part)} of {len(tiles)} tiles, cold pass side by side",
+                                        "rows": [*frows, *anchors_rows], "unit": "tile latency"})
             tile_rows[key] = rows
             comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": key,
-                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said", "rows": rows, "unit": "tile latency"})
+                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said; cold: each tile from every side in turn",
+                                "rows": rows, "unit": "tile latency"})
 
         # ---- (4) what is here: GET /api/here at points of the shared ground, 10 layers
         pts = sample_points(here_file, prof["requests"], seed=13)
