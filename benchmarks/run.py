@@ -234,18 +234,22 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
 
 
 Sample = tuple[str, int, float, int]  # a request's path, status (0: no answer), seconds, body bytes
+COLD_BLOCK = 10  # tiles a side answers before the next side takes them (see `cold_side_by_side`)
 
 
 def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw_direct: tuple[str, str, str] | None,
                       tiles: list[tuple[int, int, int]], time_limit: float) -> tuple[dict[str, list[Sample]], list[tuple[float, int]]]:
-    """Each tile once from every side in turn, before the next tile: the landcloud servers (cold: the first request
-    for that tile), the raw statement behind HTTP, and the raw statement issued directly (`raw_direct`: DSN, table,
-    column). A tile's answers are taken within milliseconds of each other, so a change in the shared machine's load
-    weighs on every side alike (measured one pass after another, the ratios of two runs differed by more than the
-    goal's margin); the order of the sides turns by one each tile, so no side is always first.
+    """The tiles from every side in turn, `COLD_BLOCK` tiles at a time: the landcloud servers (cold: the first request
+    for each tile), the raw statement behind HTTP, and the raw statement issued directly (`raw_direct`: DSN, table,
+    column), each over the block before the next side takes it. A block's answers are taken within a second of each
+    other, so a change in the shared machine's load weighs on every side alike (measured one whole pass after another,
+    the ratios of two runs differed by more than the goal's margin); the order of the sides turns by one each block,
+    so no side is always first. Blocks, not single tiles: a server that answers one request between three other
+    processes' answers has its code and data out of the CPU's caches each time — every side ~20% slower, the ratios
+    unchanged (benchmarks/profiles/tiles-small.txt §4) — which no server in use sees.
 
     `targets`: (name, port, paths in `tiles`' order, token). Returns each target's samples and the direct statement's
-    (seconds, tile bytes), in `tiles`' order (cut short together at the time limit)."""
+    (seconds, tile bytes), in `tiles`' order (cut short at the time limit, every side at the same block)."""
     ports = {name: port for name, port, _, _ in targets}
     paths = {name: (p, token) for name, _, p, token in targets}
     conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
@@ -262,29 +266,32 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
     sides: list[str | None] = [*ports, *([None] if raw is not None else [])]
     deadline = time.monotonic() + time_limit
     try:
-        for i, (z, x, y) in enumerate(tiles):
+        for b, start in enumerate(range(0, len(tiles), COLD_BLOCK)):
             if time.monotonic() > deadline:
                 break
-            for side in sides[i % len(sides):] + sides[: i % len(sides)]:
-                if side is None:
+            block = range(start, min(start + COLD_BLOCK, len(tiles)))
+            for side in sides[b % len(sides):] + sides[: b % len(sides)]:
+                for i in block:
+                    if side is None:
+                        z, x, y = tiles[i]
+                        t = time.perf_counter()
+                        tile = raw.execute(raw_sql, {"z": z, "x": x, "y": y}).fetchone()[0]  # type: ignore[union-attr]
+                        direct.append((time.perf_counter() - t, len(tile or b"")))
+                        continue
+                    path, token = paths[side][0][i], paths[side][1]
+                    headers = {"Accept": "application/vnd.mapbox-vector-tile, */*"}
+                    if token:
+                        headers["Authorization"] = f"Bearer {token}"
                     t = time.perf_counter()
-                    tile = raw.execute(raw_sql, {"z": z, "x": x, "y": y}).fetchone()[0]  # type: ignore[union-attr]
-                    direct.append((time.perf_counter() - t, len(tile or b"")))
-                    continue
-                path, token = paths[side][0][i], paths[side][1]
-                headers = {"Accept": "application/vnd.mapbox-vector-tile, */*"}
-                if token:
-                    headers["Authorization"] = f"Bearer {token}"
-                t = time.perf_counter()
-                try:
-                    conns[side].request("GET", path, headers=headers)
-                    resp = conns[side].getresponse()
-                    body = resp.read()
-                    samples[side].append((path, resp.status, time.perf_counter() - t, len(body)))
-                except (OSError, http.client.HTTPException):
-                    conns[side].close()
-                    conns[side] = http.client.HTTPConnection("127.0.0.1", ports[side], timeout=60)
-                    samples[side].append((path, 0, time.perf_counter() - t, 0))
+                    try:
+                        conns[side].request("GET", path, headers=headers)
+                        resp = conns[side].getresponse()
+                        body = resp.read()
+                        samples[side].append((path, resp.status, time.perf_counter() - t, len(body)))
+                    except (OSError, http.client.HTTPException):
+                        conns[side].close()
+                        conns[side] = http.client.HTTPConnection("127.0.0.1", ports[side], timeout=60)
+                        samples[side].append((path, 0, time.perf_counter() - t, 0))
     finally:
         for c in conns.values():
             c.close()

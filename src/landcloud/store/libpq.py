@@ -32,6 +32,12 @@ Row = list[bytes | None]
 # for a few dozen tiles at once; past these, tiles take the worker threads and the store's pool as before.
 LOOP_CONNECTIONS = 8
 MAX_PREPARED = 100  # statements kept prepared per connection (psycopg's `prepared_max` default)
+# The store's session settings, and a plan made once per prepared statement. PostgreSQL plans a prepared statement anew
+# on each run while it judges a plan for those values cheaper than a generic one, and for a tile statement it always
+# did: 0.25-0.33 ms of planning a tile, half a small tile's statement (benchmarks/profiles/tiles-small.txt §3). The
+# statements these connections run — a tile's, the access generation's primary-key read — take the same index whatever
+# their values (a tile's box on the GiST of its dataset), so their generic plan is the plan.
+LOOP_SESSION = POSTGRES_SESSION + "; SET plan_cache_mode = force_generic_plan"
 
 
 def conninfo(engine: Engine) -> str:
@@ -162,7 +168,7 @@ class LoopPool:
         try:
             conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
             try:
-                await exchange(loop, conn.pgconn, lambda p: p.send_query(POSTGRES_SESSION.encode()))
+                await exchange(loop, conn.pgconn, lambda p: p.send_query(LOOP_SESSION.encode()))
             except BaseException:
                 conn.pgconn.finish()
                 raise
