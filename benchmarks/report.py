@@ -50,7 +50,7 @@ def write_markdown(path: Path, results_dir: Path) -> None:
              "do not edit by hand. See `benchmarks/README.md` for how to read it. Ratios are medians divided by the anchor's "
              "median (>1 means landcloud is slower); for request runs, the throughput ratio follows in brackets (>1 means landcloud "
              "serves more). Smoke numbers are tiny runs meant to keep the harness alive, not to compare.", ""]
-    for f in sorted(results_dir.glob("latest-*.json"), key=lambda p: ("smoke" in p.name, p.name)):
+    for f in sorted(results_dir.glob("latest-*.json"), key=lambda p: ("smoke" in p.name, p.name != "latest-full.json", p.name)):
         lines += _section(json.loads(f.read_text(encoding="utf-8")))
     analysis = results_dir.parent / "analysis.md"  # hand-written: where landcloud loses, and why
     if analysis.exists():
