@@ -33,10 +33,11 @@ Row = list[bytes | None]
 LOOP_CONNECTIONS = 8
 MAX_PREPARED = 100  # statements kept prepared per connection (psycopg's `prepared_max` default)
 # The store's session settings, and a plan made once per prepared statement. PostgreSQL plans a prepared statement anew
-# on each run while it judges a plan for those values cheaper than a generic one, and for a tile statement it always
-# did: 0.25-0.33 ms of planning a tile, half a small tile's statement (benchmarks/profiles/tiles-small.txt §3). The
-# statements these connections run — a tile's, the access generation's primary-key read — take the same index whatever
-# their values (a tile's box on the GiST of its dataset), so their generic plan is the plan.
+# on each run while it judges a plan for those values cheaper than a generic one, which it decides from a text's first
+# five runs: a small tile's statement could be planned on every run, 0.25-0.33 ms of its 0.5-0.6 ms, or settle on the
+# generic plan after a few (benchmarks/profiles/tiles-small.txt §3). The statements these connections run — a tile's,
+# the access generation's primary-key read — take the same index whatever their values (a tile's box on the GiST of its
+# dataset), so their generic plan is the plan, from the first run.
 LOOP_SESSION = POSTGRES_SESSION + "; SET plan_cache_mode = force_generic_plan"
 
 
