@@ -226,10 +226,14 @@ def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, t
     with ThreadPoolExecutor(concurrency) as ex:
         for f in [ex.submit(worker) for _ in range(concurrency)]:
             f.result()
-    wall = time.perf_counter() - t0
+    return _summary(lat, errors, nbytes[0], len(paths), concurrency, time.perf_counter() - t0)
+
+
+def _summary(lat: list[float], errors: dict[str, int], nbytes: int, planned: int, concurrency: int, wall: float) -> dict:
+    """A run's row: latency statistics of the answered requests, what failed, and the throughput over `wall`."""
     out = stats(lat)
-    out.update(concurrency=concurrency, planned=len(paths), errors=errors, wall_s=wall,
-               throughput_rps=len(lat) / wall if wall else None, bytes=nbytes[0])
+    out.update(concurrency=concurrency, planned=planned, errors=errors, wall_s=wall,
+               throughput_rps=len(lat) / wall if wall else None, bytes=nbytes)
     return out
 
 
@@ -251,7 +255,12 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
     `targets`: (name, port, paths in `tiles`' order, token). Returns each target's samples and the direct statement's
     (seconds, tile bytes), in `tiles`' order (cut short at the time limit, every side at the same block)."""
     ports = {name: port for name, port, _, _ in targets}
-    paths = {name: (p, token) for name, _, p, token in targets}
+    asks: dict[str, tuple[list[str], dict[str, str]]] = {}  # each side's paths and headers
+    for name, _, paths, token in targets:
+        headers = {"Accept": "application/vnd.mapbox-vector-tile, */*"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        asks[name] = (paths, headers)
     conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
     samples: dict[str, list[Sample]] = {name: [] for name in ports}
     direct: list[tuple[float, int]] = []
@@ -278,10 +287,7 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
                         tile = raw.execute(raw_sql, {"z": z, "x": x, "y": y}).fetchone()[0]  # type: ignore[union-attr]
                         direct.append((time.perf_counter() - t, len(tile or b"")))
                         continue
-                    path, token = paths[side][0][i], paths[side][1]
-                    headers = {"Accept": "application/vnd.mapbox-vector-tile, */*"}
-                    if token:
-                        headers["Authorization"] = f"Bearer {token}"
+                    path, headers = asks[side][0][i], asks[side][1]
                     t = time.perf_counter()
                     try:
                         conns[side].request("GET", path, headers=headers)
@@ -301,17 +307,19 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
 
 
 def load_row(samples: list[Sample], planned: int) -> dict:
-    """`run_load`'s summary of samples taken one at a time (one client): answered 200/204 count, the rest are errors."""
+    """`run_load`'s row of samples taken one at a time (one client): 200 and 204 are answers, the rest errors."""
     ok = [(dt, n) for _, st, dt, n in samples if st in (200, 204)]
     errors: dict[str, int] = {}
     for _, st, _, _ in samples:
         if st not in (200, 204):
             errors[str(st or "no answer")] = errors.get(str(st or "no answer"), 0) + 1
     busy = sum(dt for _, _, dt, _ in samples)
-    out = stats([dt for dt, _ in ok])
-    out.update(concurrency=1, planned=planned, errors=errors, wall_s=busy, throughput_rps=len(ok) / busy if busy else None,
-               bytes=sum(n for _, n in ok))
-    return out
+    return _summary([dt for dt, _ in ok], errors, sum(n for _, n in ok), planned, 1, busy)
+
+
+def of_kind(samples: list[Sample], kind: dict[int, str], label: str) -> list[Sample]:
+    """The samples (in tile order) of the tiles of one fullness class."""
+    return [x for i, x in enumerate(samples) if kind.get(i) == label]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -634,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             if rawhttp:
                 run_load(rawhttp.port, rpaths[:10], 1, 10)  # warm-up: its connection, the backend's caches
                 targets.append((RAW_HTTP, rawhttp.port, rpaths, None))
-            log(f"tiles {key}: {len(tiles)} tiles cold, each from every side in turn: "
+            log(f"tiles {key}: {len(tiles)} tiles cold, {COLD_BLOCK} at a time from every side in turn: "
                 + ", ".join([t[0] for t in targets] + (["raw ST_AsMVT (no HTTP)"] if pg_dsn else [])))
             samples, raw = cold_side_by_side(targets, (pg_dsn, table, RAW_MVT_COLUMN[key]) if pg_dsn else None, tiles,
                                              prof["time_limit"] * 2 * (len(targets) + 1))
@@ -646,9 +654,9 @@ def main(argv: list[str] | None = None) -> int:
                 cold = load_row(samples[s.name], len(tiles))
                 cold.update(target=f"{s.name} cold", anchor=False)
                 for label in sorted(set(kind.values())):
-                    mine = [(st, dt) for i, (_, st, dt, _) in enumerate(samples[s.name]) if kind.get(i) == label]
-                    r = stats([dt for st, dt in mine if st in (200, 204)])
-                    empty = sum(1 for st, _ in mine if st == 204)
+                    mine = of_kind(samples[s.name], kind, label)
+                    r = stats([dt for _, st, dt, _ in mine if st in (200, 204)])
+                    empty = sum(1 for _, st, _, _ in mine if st == 204)
                     r.update(target=f"{s.name} cold", anchor=False, extra=f"{empty} of them 204 (empty for landcloud)")
                     by_fullness.setdefault(label, []).append(r)
                 log(f"tiles {key} {s.name}: the same tiles cached, then {TILE_CLIENTS} clients")
@@ -667,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
                     h.update(target=RAW_HTTP, anchor=True)
                     rows.append(h)
                     for label in sorted(set(kind.values())):
-                        hr = stats([dt for i, (_, st, dt, _) in enumerate(samples[RAW_HTTP]) if st in (200, 204) and kind.get(i) == label])
+                        hr = stats([dt for _, st, dt, _ in of_kind(samples[RAW_HTTP], kind, label) if st in (200, 204)])
                         hr.update(target=RAW_HTTP, anchor=True)
                         http_by_fullness[label] = hr
                 for label, frows in by_fullness.items():
@@ -680,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "rows": [*frows, *anchors_rows], "unit": "tile latency"})
             tile_rows[key] = rows
             comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": key,
-                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said; cold: each tile from every side in turn",
+                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said; cold: {COLD_BLOCK} at a time from every side in turn",
                                 "rows": rows, "unit": "tile latency"})
 
         # ---- (4) what is here: GET /api/here at points of the shared ground, 10 layers

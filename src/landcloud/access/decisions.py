@@ -43,7 +43,6 @@ from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.store import libpq
-from landcloud.store.db import backend_of
 
 MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
@@ -186,11 +185,10 @@ class GenerationReader:
     """
 
     def __init__(self, engine: Engine) -> None:
-        url = engine.url
-        self.postgres = backend_of(engine) == "postgis"
-        self._path = url.database if not self.postgres and url.database not in (None, "", ":memory:") else None
-        # one connection: reads go one at a time (the next gathers the askers that came meanwhile)
-        self._pg = libpq.LoopPool(libpq.conninfo(engine), size=1) if self.postgres else None
+        # PostgreSQL: one connection, reads go one at a time (the next gathers the askers that came meanwhile)
+        self._pg = libpq.LoopPool.for_engine(engine, size=1)
+        database = engine.url.database
+        self._path = database if self._pg is None and database not in (None, "", ":memory:") else None
         self._sqlite: sqlite3.Connection | None = None
         self._running: asyncio.Future[Generation] | None = None
         self._next: asyncio.Future[Generation] | None = None
@@ -198,7 +196,7 @@ class GenerationReader:
 
     @property
     def available(self) -> bool:
-        return self.postgres or self._path is not None
+        return self._pg is not None or self._path is not None
 
     async def current(self) -> Generation:
         """The generation as of a read sent after this call."""

@@ -146,11 +146,11 @@ class LoopPool:
         self.taken = 0  # connections handed out (tests and notes count them)
 
     @classmethod
-    def for_engine(cls, engine: Engine) -> LoopPool | None:
+    def for_engine(cls, engine: Engine, size: int = LOOP_CONNECTIONS) -> LoopPool | None:
         """A pool on the engine's PostgreSQL database (its URL, password included); None for SQLite."""
         if backend_of(engine) != "postgis":
             return None
-        return cls(conninfo(engine))
+        return cls(conninfo(engine), size)
 
     async def take(self) -> LoopConnection | None:
         loop = asyncio.get_running_loop()
