@@ -322,7 +322,9 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
 
 
 @pytest.mark.parametrize("backend", ["postgis"])
-def test_a_field_is_known_to_hold_only_strings_per_version(engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str) -> None:
+def test_a_field_is_known_to_hold_only_strings_per_version(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a version's scan learns holds for that version only: a later version that adds a number under a field
     of strings carries that number as a number (through the jsonb), while the earlier version's tiles still take the
     field as text; rows of a restricted caller are a subset, so the version's answer serves every caller."""
@@ -336,8 +338,14 @@ def test_a_field_is_known_to_hold_only_strings_per_version(engine: sa.Engine, se
     assert ds is not None and ds.current_version == 2
     d = dataclasses.replace(ds, fields=[{**f, "type": "string"} for f in ds.fields])  # M declared a string
     tile_types.forget()
+    scanned: list[int] = []
+    scan = tile_types.scan
+    monkeypatch.setattr(tile_types, "scan", lambda e, dsid, v, fields: scanned.append(v) or scan(e, dsid, v, fields))
     assert tile_types.string_fields(engine, d, 1, ["M", "N", "ID"], wait=True) == {"M", "N", "ID"}
+    assert scanned == []  # the replacement noted it (ingest.string_fields): no scan of its rows
     assert tile_types.string_fields(engine, d, 2, ["M", "N", "ID"], wait=True) == {"N", "ID"}
+    assert scanned == [2]  # the incremental version has rows its submission did not see: scanned
+    monkeypatch.undo()
     engine.pool.dispose()  # no pooled connection: a scan opens one of its own, outside the pool requests take theirs from
     assert tile_types.scan(engine, "mixed", 2, ["M", "N", "absent"]) == {"N", "absent"}  # no value at all: nothing to test
     assert engine.pool.checkedin() == 0 and engine.pool.checkedout() == 0

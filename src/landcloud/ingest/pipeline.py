@@ -35,7 +35,7 @@ from landcloud.codes.schemas import StandardSchema, get_schema, known_alias
 from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
-from landcloud.ingest import collector, transformations
+from landcloud.ingest import collector, string_fields, transformations
 from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
@@ -43,6 +43,7 @@ from landcloud.ingest.overlap_stream import StreamedOverlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
 from landcloud.ingest.report import Finding
 from landcloud.ingest.rules import Batch, Prechecks, RuleConfig, RuleRunner
+from landcloud.ingest.string_fields import StringFields, column_kinds
 from landcloud.ingest.timing import StageClock
 from landcloud.messages import LandcloudError
 from landcloud.store import tilegeoms
@@ -313,6 +314,7 @@ def _run(
     findings: list[Finding] = []
     clock = StageClock()
     streamed: StreamedOverlaps | None = None
+    strings = StringFields(f["name"] for f in fields)
     with engine.connect() as conn:
         conn.info["write"] = True
         trans = conn.begin()
@@ -339,7 +341,7 @@ def _run(
             envelope = _Envelope()
             polygonal = _stage_all(
                 conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed,
-                envelope,
+                envelope, strings,
             )
             if streamed is not None and not rules.error_count:
                 streamed.seal()  # the far pairs searched for beside the last writes and the merge
@@ -364,6 +366,8 @@ def _run(
                 findings += overlaps
                 if overlaps:
                     raise _Rejected(findings)
+            if opts.mode == "replace":  # the version's rows are the rows seen (string_fields.py)
+                source[string_fields.KEY] = strings.record()
             with clock.stage("summary"):
                 if direct:  # the version is the rows written: counted and measured while they streamed in
                     feature_count, extent = counts.added, envelope.extent()
@@ -450,6 +454,7 @@ def _stage_all(
     direct: bool = False,
     streamed: StreamedOverlaps | None = None,
     envelope: _Envelope | None = None,
+    strings: StringFields | None = None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal.
 
@@ -457,7 +462,7 @@ def _stage_all(
     (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
     rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
     stored keys and geometries while no rule has found an error (after one, the submission is rejected
-    without it). `envelope`: grown by every batch's stored envelopes.
+    without it). `envelope`: grown by every batch's stored envelopes. `strings`: told every batch's values.
     """
     polygonal = True
     seen_geometry = False
@@ -472,10 +477,16 @@ def _stage_all(
                 if len(present):
                     seen_geometry = True
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
+            with clock.stage("rows"):
+                kinds = column_kinds(columns) if columns is not None else None
+                if strings is not None and kinds is not None:
+                    strings.see_kinds(kinds)
+                elif strings is not None:
+                    strings.see_rows(props)
             if not (direct and rules.error_count):
                 with clock.stage("rows"):
                     bounds = shapely.bounds(geoms)
-                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds)
+                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds, kinds=kinds)
                 with clock.stage("write"):
                     store.stage(conn, rows)
                 if envelope is not None:
@@ -558,6 +569,7 @@ def _stage_rows(
     ops: list[str] | None,
     columns: dict[str, list[Any]] | None = None,
     bounds: np.ndarray | None = None,
+    kinds: dict[str, set[type]] | None = None,
 ) -> list[StageRow]:
     """Rows for the stage; without a key field a feature is identified by its content hash.
 
@@ -565,12 +577,13 @@ def _stage_rows(
     order): the JSON texts from one format string per batch (`_props_jsons`), the hashes, boxes and keys through
     C-level maps, each row made by tuple.__new__ (`StageRow._make` is a Python function). 100,000 DLTB rows 0.76 →
     0.63 s (`benchmarks/profiles/ingest-columns.txt` §3). The same rows as row by row (`_stage_row`, and the tests'
-    reference: json.dumps text, blake2b over it and the WKB). `bounds`: `shapely.bounds(geoms)`, when the caller has them.
+    reference: json.dumps text, blake2b over it and the WKB). `bounds`: `shapely.bounds(geoms)`, when the caller has them;
+    `kinds`: `string_fields.column_kinds(columns)`, likewise.
     """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
     if bounds is None:
         bounds = shapely.bounds(geoms)
-    jsons = _props_jsons(props, columns)
+    jsons = _props_jsons(props, columns, kinds)
     if None in wkbs:  # a feature without geometry (rejected later, or a table without one): row by row
         return [
             _stage_row(p, text, wkb, box, area, op, key_field)
@@ -612,11 +625,13 @@ def _stage_row(
     return StageRow(fkey, text, wkb, bbox, area_m2, chash, op)
 
 
-def _props_jsons(props: Sequence[dict[str, Any]], columns: dict[str, list[Any]] | None) -> list[str]:
+def _props_jsons(
+    props: Sequence[dict[str, Any]], columns: dict[str, list[Any]] | None, kinds: dict[str, set[type]] | None = None
+) -> list[str]:
     """Each row's `_props_json` text. Where every column is text that JSON writes as it is (no quote, backslash or
     control character), finite floats, integers or None throughout, the texts come from one %-format string per
     batch (`_json_format`), made by C code row by row; otherwise from the encoder, row by row."""
-    made = _json_format(columns, len(props)) if columns else None
+    made = _json_format(columns, len(props), kinds) if columns else None
     if made is None:
         return list(map(_props_json, props))
     fmt, args = made
@@ -626,7 +641,7 @@ def _props_jsons(props: Sequence[dict[str, Any]], columns: dict[str, list[Any]] 
 _ENCODE_TEXT = json.encoder.encode_basestring  # (C) the encoder's text escaping, ensure_ascii=False
 
 
-def _json_format(columns: dict[str, list[Any]], n: int) -> tuple[str, list[list[Any]]] | None:
+def _json_format(columns: dict[str, list[Any]], n: int, kinds_of: dict[str, set[type]] | None = None) -> tuple[str, list[list[Any]]] | None:
     """A %-format string and its argument columns giving json.dumps(row, ensure_ascii=False) for each row, or None
     when a column holds anything else than the plain kinds `_props_jsons` names."""
     pieces: list[str] = []
@@ -635,7 +650,7 @@ def _json_format(columns: dict[str, list[Any]], n: int) -> tuple[str, list[list[
         if len(column) != n:
             return None
         key = _ENCODE_TEXT(name).replace("%", "%%")  # the name as json writes a key
-        kinds = set(map(type, column))
+        kinds = kinds_of[name] if kinds_of is not None else set(map(type, column))
         if kinds == {str}:
             joined = "".join(column)
             if len(_ENCODE_TEXT(joined)) != len(joined) + 2:  # json's own text encoder escaped something
