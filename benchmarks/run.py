@@ -242,7 +242,8 @@ COLD_BLOCK = 10  # tiles a side answers before the next side takes them (see `co
 
 
 def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw_direct: tuple[str, str, str] | None,
-                      tiles: list[tuple[int, int, int]], time_limit: float) -> tuple[dict[str, list[Sample]], list[tuple[float, int]]]:
+                      tiles: list[tuple[int, int, int]], time_limit: float,
+                      warm_tiles: list[tuple[int, int, int]] = ()) -> tuple[dict[str, list[Sample]], list[tuple[float, int]]]:
     """The tiles from every side in turn, `COLD_BLOCK` tiles at a time: the landcloud servers (cold: the first request
     for each tile), the raw statement behind HTTP, and the raw statement issued directly (`raw_direct`: DSN, table,
     column), each over the block before the next side takes it. A block's answers are taken within a second of each
@@ -251,6 +252,12 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
     so no side is always first. Blocks, not single tiles: a server that answers one request between three other
     processes' answers has its code and data out of the CPU's caches each time — every side ~20% slower, the ratios
     unchanged (benchmarks/profiles/tiles-small.txt §4) — which no server in use sees.
+
+    Every side first answers `warm_tiles` (other tiles of the same zooms, not measured; the callers warm the servers
+    with their paths): what a server does once and then never again — its connections, each statement text prepared and
+    planned once per connection, what it learns of a version — is not taken for the cost of a cold tile, on either
+    side. Without it a fresh landcloud server's pass paid a generic plan of each tile statement per connection of its
+    loop (2-20 ms each) and the raw statement's first five runs were planned anew.
 
     `targets`: (name, port, paths in `tiles`' order, token). Returns each target's samples and the direct statement's
     (seconds, tile bytes), in `tiles`' order (cut short at the time limit, every side at the same block)."""
@@ -272,6 +279,8 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
         raw = psycopg.connect(dsn, autocommit=True)
         raw.execute(RAW_SETTINGS)
         raw_sql = RAW_MVT.format(table=table, column=column)
+        for z, x, y in warm_tiles:
+            raw.execute(raw_sql, {"z": z, "x": x, "y": y}).fetchone()
     sides: list[str | None] = [*ports, *([None] if raw is not None else [])]
     deadline = time.monotonic() + time_limit
     try:
@@ -632,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
         landclouds = [s for s in servers if s.name.startswith("landcloud")]
         for key, (path, dsid, table) in data.items():
             tiles = tile_list(sample_points(path, 2000, seed=5), range(8, 15), prof["tiles_per_zoom"])
+            measured = set(tiles)  # the warm-up's tiles: others of the same zooms (`cold_side_by_side`)
+            warm_tiles = [t for t in tile_list(sample_points(path, 4000, seed=6), range(8, 15), 2 * prof["tiles_per_zoom"]) if t not in measured]
             # and one empty tile per zoom, beyond the data's north-east corner (a map view at the edge asks for those)
             ext = pyogrio.read_info(path)["total_bounds"]
             tiles += tile_list(np.array([[ext[2] + 0.3, ext[3] + 0.3]]), range(8, 15), 1)
@@ -639,13 +650,16 @@ def main(argv: list[str] | None = None) -> int:
             tile_sets[key] = [f"/ogc/collections/{dsid}-public/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
             rpaths = [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in tiles]
             targets = [(s.name, s.port, tpaths, tokens.get(s.name)) for s in landclouds]
+            for s in landclouds:
+                run_load(s.port, [f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in warm_tiles], 1, 60,
+                         tokens.get(s.name))
             if rawhttp:
-                run_load(rawhttp.port, rpaths[:10], 1, 10)  # warm-up: its connection, the backend's caches
+                run_load(rawhttp.port, [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in warm_tiles], 1, 60)
                 targets.append((RAW_HTTP, rawhttp.port, rpaths, None))
-            log(f"tiles {key}: {len(tiles)} tiles cold, {COLD_BLOCK} at a time from every side in turn: "
+            log(f"tiles {key}: {len(tiles)} tiles cold (after {len(warm_tiles)} others), {COLD_BLOCK} at a time from every side in turn: "
                 + ", ".join([t[0] for t in targets] + (["raw ST_AsMVT (no HTTP)"] if pg_dsn else [])))
             samples, raw = cold_side_by_side(targets, (pg_dsn, table, RAW_MVT_COLUMN[key]) if pg_dsn else None, tiles,
-                                             prof["time_limit"] * 2 * (len(targets) + 1))
+                                             prof["time_limit"] * 2 * (len(targets) + 1), warm_tiles)
             # how full each tile is, by the raw tile's size (what decides the cold cost on both sides)
             kind = {i: fullness(n) for i, (_, n) in enumerate(raw)}
             rows = []
@@ -688,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "rows": [*frows, *anchors_rows], "unit": "tile latency"})
             tile_rows[key] = rows
             comparisons.append({"comparison": "vector tiles WebMercatorQuad", "dataset": key,
-                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said; cold: {COLD_BLOCK} at a time from every side in turn",
+                                "variant": f"z8–z14, {len(tiles)} tiles, 1 client unless said; cold: {COLD_BLOCK} at a time from every side in turn, "
+                                           f"after {len(warm_tiles)} other tiles",
                                 "rows": rows, "unit": "tile latency"})
 
         # ---- (4) what is here: GET /api/here at points of the shared ground, 10 layers
