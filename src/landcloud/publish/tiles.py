@@ -355,7 +355,8 @@ def plan_tile(
     signature = access_signature(access, attributes)
     if stamp is None:
         stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
-    key_text = json.dumps([RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, *(["gcj02"] if gcj02 else [])])
+    # (repr of a tuple of texts and integers: unambiguous as the JSON text was, made without an encoder per tile)
+    key_text = repr((RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, gcj02))
     # a published edition as anyone reads it (the rest: the fields are only looked at when that is so)
     public = access.public and not any(f.get("sensitive") and f["name"] in attributes for f in ds.fields)
     return TilePlan(
