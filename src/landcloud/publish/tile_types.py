@@ -12,8 +12,8 @@ no test. A replacing submission notes it while its rows stream in and records it
 one scan of the version's rows finds it. Either is read on a worker thread the first time a tile of the version asks,
 on a connection of its own outside the store's pool (it never takes one a request is waiting for); until it has
 answered (and if it fails), tiles test every value as before: the answer changes how fast a tile is made, never what
-it holds. The record answers in a single-row read where the scan read every row (the first ~30 cold tiles of a fresh
-server on 100,000 parcels were made the slow way while it ran).
+it holds. The record answers in a single-row read where the scan read every row (100,000 parcels: 8 ms; a fresh
+server's first pass over 80 small tiles, median 2.76 ms while the scan ran, 1.01 ms with the record).
 PostgreSQL only: the Python way reads each value's type as it writes it.
 """
 
