@@ -241,7 +241,7 @@ Sample = tuple[str, int, float, int]  # a request's path, status (0: no answer),
 COLD_BLOCK = 10  # tiles a side answers before the next side takes them (see `cold_side_by_side`)
 
 
-def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw_direct: tuple[str, str, str] | None,
+def cold_side_by_side(targets: list[tuple[str, int, str, str | None]], raw_direct: tuple[str, str, str] | None,
                       tiles: list[tuple[int, int, int]], time_limit: float,
                       warm_tiles: list[tuple[int, int, int]] = ()) -> tuple[dict[str, list[Sample]], list[tuple[float, int]]]:
     """The tiles from every side in turn, `COLD_BLOCK` tiles at a time: the landcloud servers (cold: the first request
@@ -253,22 +253,26 @@ def cold_side_by_side(targets: list[tuple[str, int, list[str], str | None]], raw
     processes' answers has its code and data out of the CPU's caches each time — every side ~20% slower, the ratios
     unchanged (benchmarks/profiles/tiles-small.txt §4) — which no server in use sees.
 
-    Every side first answers `warm_tiles` (other tiles of the same zooms, not measured; the callers warm the servers
-    with their paths): what a server does once and then never again — its connections, each statement text prepared and
+    Every side first answers `warm_tiles` (other tiles of the same zooms, not measured): what a server does once and
+    then never again — its connections, each statement text prepared and
     planned once per connection, what it learns of a version — is not taken for the cost of a cold tile, on either
     side. Without it a fresh landcloud server's pass paid a generic plan of each tile statement per connection of its
     loop (2-20 ms each) and the raw statement's first five runs were planned anew.
 
-    `targets`: (name, port, paths in `tiles`' order, token). Returns each target's samples and the direct statement's
-    (seconds, tile bytes), in `tiles`' order (cut short at the time limit, every side at the same block)."""
+    `targets`: (name, port, a tile's path with {z}, {x} and {y} to fill in, token). Returns each target's samples (the
+    path, status, seconds, bytes of each tile) and the direct statement's (seconds, tile bytes), in `tiles`' order (cut
+    short at the time limit, every side at the same block)."""
     ports = {name: port for name, port, _, _ in targets}
     asks: dict[str, tuple[list[str], dict[str, str]]] = {}  # each side's paths and headers
-    for name, _, paths, token in targets:
+    conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
+    for name, _, path, token in targets:
         headers = {"Accept": "application/vnd.mapbox-vector-tile, */*"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        asks[name] = (paths, headers)
-    conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60) for name, port in ports.items()}
+        asks[name] = ([path.format(z=z, x=x, y=y) for z, x, y in tiles], headers)
+        for z, x, y in warm_tiles:
+            conns[name].request("GET", path.format(z=z, x=x, y=y), headers=headers)
+            conns[name].getresponse().read()
     samples: dict[str, list[Sample]] = {name: [] for name in ports}
     direct: list[tuple[float, int]] = []
     raw = None
@@ -646,16 +650,12 @@ def main(argv: list[str] | None = None) -> int:
             # and one empty tile per zoom, beyond the data's north-east corner (a map view at the edge asks for those)
             ext = pyogrio.read_info(path)["total_bounds"]
             tiles += tile_list(np.array([[ext[2] + 0.3, ext[3] + 0.3]]), range(8, 15), 1)
-            tpaths = [f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
+            tile_path = f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}"
+            tpaths = [tile_path.format(z=z, x=x, y=y) for z, x, y in tiles]
             tile_sets[key] = [f"/ogc/collections/{dsid}-public/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in tiles]
-            rpaths = [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in tiles]
-            targets = [(s.name, s.port, tpaths, tokens.get(s.name)) for s in landclouds]
-            for s in landclouds:
-                run_load(s.port, [f"/ogc/collections/{dsid}/tiles/WebMercatorQuad/{z}/{y}/{x}" for z, x, y in warm_tiles], 1, 60,
-                         tokens.get(s.name))
+            targets = [(s.name, s.port, tile_path, tokens.get(s.name)) for s in landclouds]
             if rawhttp:
-                run_load(rawhttp.port, [f"/tiles/{key}/{z}/{x}/{y}" for z, x, y in warm_tiles], 1, 60)
-                targets.append((RAW_HTTP, rawhttp.port, rpaths, None))
+                targets.append((RAW_HTTP, rawhttp.port, f"/tiles/{key}/{{z}}/{{x}}/{{y}}", None))
             log(f"tiles {key}: {len(tiles)} tiles cold (after {len(warm_tiles)} others), {COLD_BLOCK} at a time from every side in turn: "
                 + ", ".join([t[0] for t in targets] + (["raw ST_AsMVT (no HTTP)"] if pg_dsn else [])))
             samples, raw = cold_side_by_side(targets, (pg_dsn, table, RAW_MVT_COLUMN[key]) if pg_dsn else None, tiles,

@@ -279,6 +279,9 @@ def _value(v: str | bool | int | float) -> bytes:
     return b"\x19" + struct.pack("<d", v)
 
 
+_FEW_IDS = 128  # fewer ids than this are written one by one (see `_id_fields`)
+
+
 def _id_fields(fids: Sequence[int | None]) -> list[bytes]:
     """Each feature's id field (b"" for none or a negative id), the varints packed for all at once: a parcel's id
     (a 16-digit BSM) is an 8-byte varint, ~1 us a feature in `varint`'s loop (profiles/tiles-fixed.txt). Below
@@ -292,8 +295,6 @@ def _id_fields(fids: Sequence[int | None]) -> list[bytes]:
     ends = np.cumsum(nbytes).tolist()
     return [b"\x08" + blob[end - n : end] if ok else b"" for ok, end, n in zip(given, ends, nbytes.tolist())]
 
-
-_FEW_IDS = 128
 
 # a feature's GeomType field and its geometry field's tag, by GeomType
 _GEOM_TYPE = {t: b"\x18" + bytes((t,)) + b"\x22" for t in (POINT, LINESTRING, POLYGON)}

@@ -479,10 +479,8 @@ def _stage_all(
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
             with clock.stage("rows"):
                 kinds = column_kinds(columns) if columns is not None else None
-                if strings is not None and kinds is not None:
-                    strings.see_kinds(kinds)
-                elif strings is not None:
-                    strings.see_rows(props)
+                if strings is not None:
+                    strings.see(props, kinds)
             if not (direct and rules.error_count):
                 with clock.stage("rows"):
                     bounds = shapely.bounds(geoms)

@@ -33,6 +33,13 @@ class StringFields:
         self.checked = frozenset(names)
         self._left = set(self.checked)
 
+    def see(self, props: Iterable[Mapping[str, Any]], kinds: Mapping[str, Collection[type]] | None) -> None:
+        """A batch: by its columns' types where the reader gave it column by column (`column_kinds`), else row by row."""
+        if kinds is not None:
+            self.see_kinds(kinds)
+        else:
+            self.see_rows(props)
+
     def see_kinds(self, kinds: Mapping[str, Collection[type]]) -> None:
         """A batch given column by column (its columns' types, `column_kinds`); a field it lacks holds nothing there."""
         for name in [n for n in self._left if n in kinds]:
