@@ -179,3 +179,15 @@ def serve(data_dir: Path, database_url: str, secret_key: str, **env_extra: str) 
         except subprocess.TimeoutExpired:
             proc.kill()
         log_file.close()
+
+
+@pytest.fixture
+def version_facts_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a version's rows hold (`publish.tile_types.facts`) learnt before the first tile that asks, not on a worker
+    thread after it: until it is known a PostGIS tile takes the statement that builds each row's properties, whose
+    bytes (key order) and so key and ETag differ, and tests that compare a tile's answers across requests would compare
+    the two forms."""
+    from landcloud.publish import tile_types
+
+    real = tile_types.facts
+    monkeypatch.setattr(tile_types, "facts", lambda engine, ds, version, wait=False: real(engine, ds, version, wait=True))

@@ -25,7 +25,7 @@ from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import TransformationSet
 from landcloud.geo.helmert import Helmert7
-from landcloud.ingest import string_fields, transformations
+from landcloud.ingest import transformations, version_facts
 from landcloud.ingest.pipeline import (
     SubmissionUsageError,
     SubmitOptions,
@@ -365,7 +365,7 @@ def test_incremental_by_key_with_operations(engine: sa.Engine, settings: Setting
     assert table_counts(engine) == before
 
 
-def test_a_replacement_records_which_fields_hold_only_strings(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+def test_a_replacement_records_which_fields_hold_only_strings_and_its_keys(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     """What `publish.tile_types` reads instead of scanning the version: every field looked at, those holding only text
     (or null) named; an incremental version records nothing (its rows include rows the submission does not see)."""
     feats = grid_parcels(2)
@@ -373,18 +373,21 @@ def test_a_replacement_records_which_fields_hold_only_strings(engine: sa.Engine,
     result = submit(engine, settings, write_geojson(tmp_path / "v1.geojson", feats))
     assert result.accepted, result.report["findings"]
     ds = catalog.require_dataset(engine, "dltb")
-    note = catalog.get_version(engine, "dltb", 1).source[string_fields.KEY]
+    note = catalog.get_version(engine, "dltb", 1).source[version_facts.KEY]
     assert note["checked"] == sorted(f["name"] for f in ds.fields)
     assert {"BSM", "DLBM", "DLMC", "NOTE"} <= set(note["only_strings"])
     assert "TBMJ" not in note["only_strings"]  # numbers
     assert set(note["only_strings"]) == {f["name"] for f in ds.fields if f["type"] == "string"}
+    # and every property key its rows carry (NOTE too: the other rows hold null there)
+    assert version_facts.recorded_keys(catalog.get_version(engine, "dltb", 1).source) == {f["name"] for f in ds.fields}
     change = copy.deepcopy(feats[:1])
     change[0]["properties"]["_op"] = "modify"
     change[0]["properties"]["DLMC"] = "水田"
     result = submit(engine, settings, write_geojson(tmp_path / "v2.geojson", change), mode="incremental", key="BSM")
     assert result.accepted, result.report["findings"]
-    assert string_fields.KEY not in catalog.get_version(engine, "dltb", 2).source
-    assert string_fields.recorded(catalog.get_version(engine, "dltb", 2).source, ["DLBM"]) is None
+    assert version_facts.KEY not in catalog.get_version(engine, "dltb", 2).source
+    assert version_facts.recorded(catalog.get_version(engine, "dltb", 2).source, ["DLBM"]) is None
+    assert version_facts.recorded_keys(catalog.get_version(engine, "dltb", 2).source) is None
 
 
 def test_gbk_shapefile_without_cpg_reads_correctly(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

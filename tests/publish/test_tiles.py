@@ -308,6 +308,7 @@ def test_attributes_follow_zoom_settings_and_access(engine: sa.Engine, settings:
         render_tile(engine, me, ds, access, 9, WEB_MERCATOR_QUAD, 8, x, y)  # no such version
 
 
+@pytest.mark.usefixtures("version_facts_at_once")  # a tile compared across requests
 def test_cache_keys_audit_and_new_versions(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     feats = load_parcels(engine, settings, tmp_path, n=60)
     me = system_principal("test")

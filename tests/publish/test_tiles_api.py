@@ -232,6 +232,7 @@ def test_a_tile_outside_the_extent_is_empty_without_a_query_and_still_audited(wo
     assert len(mine) == 1 and (mine[0]["detail"]["count"], mine[0]["detail"]["x"], mine[0]["detail"]["y"]) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("version_facts_at_once")  # a tile compared across requests
 def test_the_plain_tile_route_answers_as_the_fastapi_route(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tile request without a query string is served by `PlainTileRoute` (no FastAPI dependency solving); with one,
     by the FastAPI route. For each caller and each kind of answer (rows, 403, 404, 204, 400s) both give the same."""

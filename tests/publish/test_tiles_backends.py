@@ -250,22 +250,19 @@ def test_st_asmvt_carries_the_property_values_the_python_way_does(
     assert sum("S" not in f["properties"] for f in st.values()) == 1  # nulls are left out
 
 
-@pytest.mark.parametrize("backend", ["postgis"])
-def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
-    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str
-) -> None:
-    """A field declared as a string goes to ST_AsMVT as a text column of its string values, its numbers and booleans
-    through the jsonb column (rows of an older submission keep their types under a newer declaration): exactly the
-    properties the Python way writes, however the fields are declared; names PostgreSQL would cut (over 63 bytes) or
-    that need quoting, too."""
-    long_name = "坐落单位名称" * 4  # 72 bytes
+LONG_NAME = "坐落单位名称" * 4  # 72 bytes: longer than a PostgreSQL column name
+
+
+def _typed_points() -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """Six points keyed by ID, one type per field (or null) as a submission keeps them; names that need quoting or are
+    longer than a column name may be: (the columns, the GeoJSON features)."""
     columns: dict[str, list[Any]] = {
         "S": ["文字", "", None, "0", "007", "x"],
         "I": [0, -7, 2**53, None, 12, 1],
         "F": [1.5, -0.25, None, 0.1, 3.0, 2.5],
         "B": [True, False, None, True, False, True],
         'Q"uote': ["a", None, "b", "", "c", "d"],
-        long_name: ["长", None, "名", "字", "", "段"],
+        LONG_NAME: ["长", None, "名", "字", "", "段"],
     }
     keys = ["1", "02", "x-3", "4", "18446744073709551615", "0"]
     feats = [
@@ -276,6 +273,18 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
         }
         for i, key in enumerate(keys)
     ]
+    return columns, feats
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str
+) -> None:
+    """A field declared as a string goes to ST_AsMVT as a text column of its string values, its numbers and booleans
+    through the jsonb column (rows of an older submission keep their types under a newer declaration): exactly the
+    properties the Python way writes, however the fields are declared; names PostgreSQL would cut (over 63 bytes) or
+    that need quoting, too."""
+    columns, feats = _typed_points()
     submit(engine, settings, tmp_path, "typed", feats, unit="230000", key="ID")
     me = system_principal("test")
     ds = catalog.get_dataset(engine, "typed")
@@ -296,7 +305,7 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
 
     plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y)
     sql, _ = postgis_tile_sql(plan, access, engine, {f["name"] for f in ds.fields})
-    assert 'AS "S"' in sql and 'AS "Q""uote"' in sql and f'AS "{long_name}"' not in sql  # text columns, but no cut name
+    assert 'AS "S"' in sql and 'AS "Q""uote"' in sql and f'AS "{LONG_NAME}"' not in sql  # text columns, but no cut name
     want = decoded(ds, "python")
     assert len(want) == len(feats)
     assert {k for f in want.values() for k in f["properties"]} >= set(columns)
@@ -311,7 +320,7 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
     d = dataclasses.replace(ds, fields=[{**f, "type": "string"} for f in ds.fields])
     tile_types.forget()
     learnt = tile_types.string_fields(engine, d, ds.current_version, [f["name"] for f in d.fields], wait=True)
-    assert learnt == {"ID", "S", 'Q"uote', long_name}
+    assert learnt == {"ID", "S", 'Q"uote', LONG_NAME}
     sql, _ = postgis_tile_sql(plan, access, engine, {f["name"] for f in d.fields}, learnt)
     assert 'ELSE s.fkey END AS _key, s.props ->> CAST(:tile_a' in sql and sql.count("jsonb_typeof") > 0
     assert not re.search(r"THEN s\.props ->> CAST\(:tile_a\d+ AS text\) END AS \"S\"", sql)
@@ -342,12 +351,15 @@ def test_a_field_is_known_to_hold_only_strings_per_version(
     scan = tile_types.scan
     monkeypatch.setattr(tile_types, "scan", lambda e, dsid, v, fields: scanned.append(v) or scan(e, dsid, v, fields))
     assert tile_types.string_fields(engine, d, 1, ["M", "N", "ID"], wait=True) == {"M", "N", "ID"}
-    assert scanned == []  # the replacement noted it (ingest.string_fields): no scan of its rows
+    assert scanned == []  # the replacement noted it (ingest.version_facts): no scan of its rows
+    assert tile_types.facts(engine, d, 1).keys == {"ID", "M", "N"}
     assert tile_types.string_fields(engine, d, 2, ["M", "N", "ID"], wait=True) == {"N", "ID"}
     assert scanned == [2]  # the incremental version has rows its submission did not see: scanned
     monkeypatch.undo()
     engine.pool.dispose()  # no pooled connection: a scan opens one of its own, outside the pool requests take theirs from
-    assert tile_types.scan(engine, "mixed", 2, ["M", "N", "absent"]) == {"N", "absent"}  # no value at all: nothing to test
+    found = tile_types.scan(engine, "mixed", 2, ["M", "N", "absent"])
+    assert found.only_strings == {"N", "absent"}  # no value at all: nothing to test
+    assert found.keys == {"ID", "M", "N"}  # every key the version's rows carry
     assert engine.pool.checkedin() == 0 and engine.pool.checkedout() == 0
     me = system_principal("test")
     access = accesses()["all"]
@@ -426,3 +438,59 @@ def test_class_map_tiles_carry_no_identity_and_agree_between_the_ways(
                 assert _distance(f, g) <= 2 * SIMPLIFY_CELLS * EXTENT / 256 + 2, (z, x, y)
             drawn += len(pg)
     assert drawn > 300
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_rows_whose_every_key_the_caller_sees_go_to_st_asmvt_whole(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every property key of the version is known (`tile_types.facts`), a tile whose attributes include them all
+    hands each row's `props` to ST_AsMVT as they are: the same properties and ids as the Python way (strings, numbers,
+    booleans kept; nulls left out; names that need quoting or are longer than a column name may be); a caller who
+    does not see every field, a zoom that carries fewer fields, or a version whose keys are not known gets the
+    statement that builds each row's properties. The choice is part of the tile's key (the bytes differ in key order)."""
+    columns, feats = _typed_points()
+    submit(engine, settings, tmp_path, "whole", feats, unit="230000", key="ID")
+    me = system_principal("test")
+    ds = catalog.get_dataset(engine, "whole")
+    assert ds is not None
+    tile_types.forget()
+    known = tile_types.facts(engine, ds, ds.current_version, wait=True)
+    assert known.keys == {"ID", *columns}
+    access = accesses()["all"]
+    z = 12
+    x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(126.605, 45.75, z)
+    plan = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y, engine=engine)
+    assert plan.whole_props
+    sql, _ = postgis_tile_sql(plan, access, engine, tile_types.declared_strings(ds), known.only_strings)
+    assert "s.props AS tile_props" in sql and "jsonb_build_object" not in sql and "jsonb_typeof" not in sql
+
+    def decoded(d: catalog.Dataset, who: Access, method: str) -> dict[str, dict[str, Any]]:
+        tile = render_tile(engine, me, d, who, None, WEB_MERCATOR_QUAD, z, x, y, method=method)  # type: ignore[arg-type]
+        return {key_of(f): f for f in layer(tile, "whole")}
+
+    want = decoded(ds, access, "python")
+    got = decoded(ds, access, "postgis")
+    assert len(want) == len(feats) and got.keys() == want.keys()
+    for key, f in got.items():
+        assert f["properties"] == want[key]["properties"] and f.get("id", 0) == want[key].get("id", 0), key
+    assert {type(v) for f in got.values() for v in f["properties"].values()} == {str, int, float, bool}
+    assert sum("S" not in f["properties"] for f in got.values()) == 1  # the null left out
+
+    # a caller who sees three of the fields: the rows' props would carry the others, so each row's are built
+    narrow = Access(True, (Clause(None, frozenset({"ID", "S", "I"}), frozenset(), "grant:g"),), frozenset(), audited=False)
+    narrow_plan = plan_tile(ds, narrow, None, WEB_MERCATOR_QUAD, z, x, y, engine=engine)
+    sql, _ = postgis_tile_sql(narrow_plan, narrow, engine, tile_types.declared_strings(ds), known.only_strings)
+    assert not narrow_plan.whole_props and "s.props AS tile_props" not in sql
+    narrow_got, narrow_want = decoded(ds, narrow, "postgis"), decoded(ds, narrow, "python")
+    assert narrow_got.keys() == narrow_want.keys() and len(narrow_got) == len(feats)
+    assert all(f["properties"] == narrow_want[k]["properties"] for k, f in narrow_got.items())
+    assert {k for f in narrow_got.values() for k in f["properties"]} == {"ID", "S", "I", "_key"}
+    low = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, 8, *WEB_MERCATOR_QUAD.tile_for_lonlat(126.605, 45.75, 8), engine=engine)
+    assert low.attributes == () and not low.whole_props  # (no land-use class field: below the detail zoom, no attribute)
+    monkeypatch.setattr(tile_types, "facts", lambda *a, **k: tile_types.NOTHING_KNOWN)  # the version's keys not (yet) known
+    unknown = plan_tile(ds, access, None, WEB_MERCATOR_QUAD, z, x, y, engine=engine)
+    assert not unknown.whole_props and unknown.key != plan.key  # another statement's bytes: another key (and ETag)
+    got_unknown = decoded(ds, access, "postgis")
+    assert got_unknown.keys() == want.keys()
+    assert all(f["properties"] == want[k]["properties"] and f.get("id", 0) == want[k].get("id", 0) for k, f in got_unknown.items())

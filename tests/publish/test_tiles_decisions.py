@@ -34,6 +34,8 @@ from landcloud.store.libpq import LoopConnection, LoopPool
 
 from world import BANK, World, build
 
+pytestmark = pytest.mark.usefixtures("version_facts_at_once")  # answers compared across requests
+
 
 @pytest.fixture
 def world(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> World:
@@ -257,6 +259,25 @@ def test_a_cold_tile_made_on_the_event_loop_is_the_full_paths_tile(world: World)
         assert not_modified.status_code == 304 and pool.taken == taken + statements and not_modified.headers["etag"] == etag
     assert full.status_code == 204  # (the last pair: the far tile)
     assert world.get(tile_url("open-dltb"), "daoli").content and world.get(low, "daoli").content
+
+
+@ON_POSTGRESQL
+def test_a_cold_tile_made_on_the_event_loop_reads_the_generation_in_its_own_statement(world: World, engine: sa.Engine) -> None:
+    """PostgreSQL: the tile's statement carries the access generation (`decisions.with_generation`), one round trip and
+    no read of the generation beside it; a change committed before the statement still counts."""
+    app = world.client.app
+    pool = _loop_pool(world)
+    app.state.tile_cache = TileCache(max_bytes=0)  # type: ignore[attr-defined]
+    reader = app.state.generations  # type: ignore[attr-defined]
+    path = tile_url("open-dltb")
+    full = world.get(path, "daoli")  # decided in full, remembered
+    taken, reads = pool.taken, reader.reads
+    lean = world.get(path, "daoli")
+    assert _answer(lean) == _answer(full) and lean.content
+    assert pool.taken == taken + 1 and reader.reads == reads  # made on the loop, no read of its own
+    users.set_active(engine, "daoli", False)
+    assert world.get(path, "daoli").status_code == 401
+    assert pool.taken == taken + 2  # made on the loop again, not answered: the generation it read had moved
 
 
 @ON_POSTGRESQL

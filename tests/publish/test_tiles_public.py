@@ -39,6 +39,9 @@ def lean_cache(client: TestClient) -> PublicTileCache:
     return client.app.state.public_tiles  # type: ignore[attr-defined]
 
 
+pytestmark = pytest.mark.usefixtures("version_facts_at_once")  # answers compared across requests
+
+
 @pytest.fixture
 def world(engine: sa.Engine, settings: Settings, tmp_path: Path, cheap_passwords: None) -> World:
     return build(engine, settings, lean_app(settings), tmp_path)

@@ -35,7 +35,7 @@ from landcloud.codes.schemas import StandardSchema, get_schema, known_alias
 from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
-from landcloud.ingest import collector, string_fields, transformations
+from landcloud.ingest import collector, transformations
 from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
@@ -43,8 +43,8 @@ from landcloud.ingest.overlap_stream import StreamedOverlaps
 from landcloud.ingest.readers import SourceError, SourceInfo, iter_batches, open_source, sample_coordinates
 from landcloud.ingest.report import Finding
 from landcloud.ingest.rules import Batch, Prechecks, RuleConfig, RuleRunner
-from landcloud.ingest.string_fields import StringFields, column_kinds
 from landcloud.ingest.timing import StageClock
+from landcloud.ingest.version_facts import SubmissionFacts, column_kinds
 from landcloud.messages import LandcloudError
 from landcloud.store import tilegeoms
 from landcloud.store.db import commit_checkpoint_beside
@@ -314,7 +314,7 @@ def _run(
     findings: list[Finding] = []
     clock = StageClock()
     streamed: StreamedOverlaps | None = None
-    strings = StringFields(f["name"] for f in fields)
+    facts = SubmissionFacts(f["name"] for f in fields)
     with engine.connect() as conn:
         conn.info["write"] = True
         trans = conn.begin()
@@ -341,7 +341,7 @@ def _run(
             envelope = _Envelope()
             polygonal = _stage_all(
                 conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed,
-                envelope, strings,
+                envelope, facts,
             )
             if streamed is not None and not rules.error_count:
                 streamed.seal()  # the far pairs searched for beside the last writes and the merge
@@ -366,8 +366,8 @@ def _run(
                 findings += overlaps
                 if overlaps:
                     raise _Rejected(findings)
-            if opts.mode == "replace":  # the version's rows are the rows seen (string_fields.py)
-                source[string_fields.KEY] = strings.record()
+            if opts.mode == "replace":  # the version's rows are the rows seen (version_facts.py)
+                facts.record_into(source)
             with clock.stage("summary"):
                 if direct:  # the version is the rows written: counted and measured while they streamed in
                     feature_count, extent = counts.added, envelope.extent()
@@ -454,7 +454,7 @@ def _stage_all(
     direct: bool = False,
     streamed: StreamedOverlaps | None = None,
     envelope: _Envelope | None = None,
-    strings: StringFields | None = None,
+    facts: SubmissionFacts | None = None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal.
 
@@ -462,7 +462,7 @@ def _stage_all(
     (the submission is rejected, and PostGIS would refuse the geometries GEOS found invalid); the
     rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
     stored keys and geometries while no rule has found an error (after one, the submission is rejected
-    without it). `envelope`: grown by every batch's stored envelopes. `strings`: told every batch's values.
+    without it). `envelope`: grown by every batch's stored envelopes. `facts`: told every batch's values.
     """
     polygonal = True
     seen_geometry = False
@@ -479,8 +479,8 @@ def _stage_all(
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
             with clock.stage("rows"):
                 kinds = column_kinds(columns) if columns is not None else None
-                if strings is not None:
-                    strings.see(props, kinds)
+                if facts is not None:
+                    facts.see(props, columns, kinds)
             if not (direct and rules.error_count):
                 with clock.stage("rows"):
                     bounds = shapely.bounds(geoms)
@@ -576,7 +576,7 @@ def _stage_rows(
     C-level maps, each row made by tuple.__new__ (`StageRow._make` is a Python function). 100,000 DLTB rows 0.76 →
     0.63 s (`benchmarks/profiles/ingest-columns.txt` §3). The same rows as row by row (`_stage_row`, and the tests'
     reference: json.dumps text, blake2b over it and the WKB). `bounds`: `shapely.bounds(geoms)`, when the caller has them;
-    `kinds`: `string_fields.column_kinds(columns)`, likewise.
+    `kinds`: `version_facts.column_kinds(columns)`, likewise.
     """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
     if bounds is None:

@@ -1,15 +1,20 @@
-"""Which string fields of a version hold nothing but strings: learnt once per version, off the request path.
+"""What a version's rows hold, for the PostGIS tile statement: learnt once per version, off the request path.
 
-The PostGIS tile statement carries a field declared as a string as a text column only where a row's value is a JSON
-string. The declared types are the newest submission's and rows of older versions keep theirs, so every value is
-tested (`jsonb_typeof`), and a number or boolean goes through the jsonb column instead (`tiles._properties_sql`). Those
-tests were ~1 ms of a 600-feature OSM tile's ~8 ms statement (benchmarks/profiles/tiles-fixed.txt).
+Two facts, each letting a tile be written more cheaply with the same content:
 
-A committed version's rows never change: a later version closes rows (`v_to`), it never edits one. So which fields
-hold only strings (or nulls, or nothing) is settled for good per version: those are carried as `props ->> name` with
-no test. A replacing submission notes it while its rows stream in and records it with the version
-(`ingest.string_fields`); for any other version (incremental, a rollback of one, recorded before that note existed)
-one scan of the version's rows finds it. Either is read on a worker thread the first time a tile of the version asks,
+* which string fields hold nothing but strings. The statement carries a field declared as a string as a text column
+  only where a row's value is a JSON string. The declared types are the newest submission's and rows of older versions
+  keep theirs, so every value is tested (`jsonb_typeof`), and a number or boolean goes through the jsonb column instead
+  (`tiles._properties_sql`). Those tests were ~1 ms of a 600-feature OSM tile's ~8 ms statement
+  (benchmarks/profiles/tiles-fixed.txt); a field known to hold only strings is carried with no test.
+* every property key the rows carry. Where the caller sees all of them, the rows' whole `props` go to ST_AsMVT as
+  they are, rather than an object built per row of the visible fields and each value's type tested: ~10% of a small
+  detail-zoom DLTB tile's statement (benchmarks/profiles/tiles-small.txt §7).
+
+A committed version's rows never change: a later version closes rows (`v_to`), it never edits one. So both are settled
+for good per version. A replacing submission notes them while its rows stream in and records them with the version
+(`ingest.version_facts`); for any other version (incremental, a rollback of one, recorded before those notes existed)
+one scan of the version's rows finds them. Either is read on a worker thread the first time a tile of the version asks,
 on a connection of its own outside the store's pool (it never takes one a request is waiting for); until it has
 answered (and if it fails), tiles test every value as before: the answer changes how fast a tile is made, never what
 it holds. The record answers in a single-row read where the scan read every row (100,000 parcels: 8 ms; a fresh
@@ -23,6 +28,7 @@ import logging
 import threading
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy import text
@@ -30,7 +36,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from landcloud.catalog import datasets as catalog
-from landcloud.ingest.string_fields import recorded as recorded_strings
+from landcloud.ingest.version_facts import recorded as recorded_strings
+from landcloud.ingest.version_facts import recorded_keys
 from landcloud.store.db import store_name
 from landcloud.store.features import feature_store_for
 
@@ -38,8 +45,19 @@ _log = logging.getLogger(__name__)
 _MAX_KEYS = 4096
 Key = tuple[str, str, int, str]  # store (`store_name`), dataset, version, the dataset row's updated_at
 
-_known: dict[Key, frozenset[str]] = {}
-_pending: dict[Key, Future[frozenset[str]]] = {}
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known of a version's rows: the string fields (of those asked about) that hold only strings, and every
+    property key the rows carry (None: not known)."""
+
+    only_strings: frozenset[str] = frozenset()
+    keys: frozenset[str] | None = None
+
+
+NOTHING_KNOWN = Facts()
+_known: dict[Key, Facts] = {}
+_pending: dict[Key, Future[Facts]] = {}
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _engines: dict[str, Engine] = {}  # by URL: the scans' own engines (no pool)
@@ -68,15 +86,24 @@ def scan_sql(engine: Engine, dataset_id: str, version: int, fields: Collection[s
     return f"SELECT {', '.join(tests)} FROM features f WHERE {' AND '.join(clauses)}", params
 
 
-def scan(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> frozenset[str]:
-    """The fields of `fields` that hold only strings (or nulls) in every row of the version: read now."""
+def keys_sql(engine: Engine, dataset_id: str, version: int) -> tuple[str, dict[str, object]]:
+    """Every property key the version's rows carry, one a row."""
+    clauses, params = feature_store_for(engine).conditions(dataset_id, version, None, None, None)
+    return f"SELECT DISTINCT k FROM features f, jsonb_object_keys(f.props) k WHERE {' AND '.join(clauses)}", params
+
+
+def scan(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> Facts:
+    """Both facts of the version's rows, read now (`fields`: the string fields to look at)."""
     names = sorted(set(fields))
-    if not names:
-        return frozenset()
-    sql, params = scan_sql(engine, dataset_id, version, names)
     with _own_engine(engine).connect() as conn:
-        row = conn.execute(text(sql), params).one()
-    return frozenset(name for name, only_strings in zip(names, row, strict=True) if only_strings)
+        strings: frozenset[str] = frozenset()
+        if names:
+            sql, params = scan_sql(engine, dataset_id, version, names)
+            row = conn.execute(text(sql), params).one()
+            strings = frozenset(name for name, only_strings in zip(names, row, strict=True) if only_strings)
+        sql, params = keys_sql(engine, dataset_id, version)
+        keys = frozenset(conn.execute(text(sql), params).scalars())
+    return Facts(strings, keys)
 
 
 def _own_engine(engine: Engine) -> Engine:
@@ -97,22 +124,23 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def recorded(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> frozenset[str] | None:
-    """What the version's submission noted of `fields` (`ingest.string_fields`), read now; None when it noted nothing
-    that answers for all of them (then `scan`)."""
+def recorded(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> Facts | None:
+    """What the version's submission noted (`ingest.version_facts`) of `fields` and of its keys, read now; None when it
+    did not note both, or not of all of `fields` (then `scan`)."""
     with _own_engine(engine).connect() as conn:
         source = catalog.get_version(conn, dataset_id, version).source
-    return recorded_strings(source, fields)
+    strings, keys = recorded_strings(source, fields), recorded_keys(source)
+    return None if strings is None or keys is None else Facts(strings, keys)
 
 
-def _learn(engine: Engine, key: Key, fields: frozenset[str]) -> frozenset[str]:
+def _learn(engine: Engine, key: Key, fields: frozenset[str]) -> Facts:
     try:
         found = recorded(engine, key[1], key[2], fields)
         if found is None:
             found = scan(engine, key[1], key[2], fields)
     except Exception:  # a dropped database, a lost connection: tiles keep testing each value
-        _log.warning("could not learn the string fields of %s version %s", key[1], key[2], exc_info=True)
-        found = frozenset()
+        _log.warning("could not learn what version %s of %s holds", key[2], key[1], exc_info=True)
+        found = NOTHING_KNOWN
     with _lock:
         if len(_known) >= _MAX_KEYS:
             _known.clear()
@@ -121,27 +149,31 @@ def _learn(engine: Engine, key: Key, fields: frozenset[str]) -> frozenset[str]:
     return found
 
 
-def string_fields(
-    engine: Engine, ds: catalog.Dataset, version: int, fields: Collection[str], *, wait: bool = False
-) -> frozenset[str]:
-    """Of `fields` (the declared string fields a tile carries), those known to hold only strings in `version`.
-
-    Empty until the version's scan has run (started here, on a worker thread, the first time; `wait`: run it, or wait
-    for it, now). A field the scan was not asked about counts as not known (the declarations come with a new version or
-    a metadata change, which both set the dataset's `updated_at`, so a new scan).
-    """
-    wanted = frozenset(fields)
-    if not wanted:
-        return frozenset()
+def facts(engine: Engine, ds: catalog.Dataset, version: int, *, wait: bool = False) -> Facts:
+    """What is known of `version`'s rows: nothing until it has been learnt (started here, on a worker thread, the first
+    time; `wait`: learn it, or wait for it, now). The string fields looked at are the ones the dataset declares; a
+    declaration changes with a new version or a metadata change, which both set the dataset's `updated_at`, so the
+    version is learnt anew."""
     key = version_key(engine, ds, version)
     with _lock:
         found = _known.get(key)
         job = _pending.get(key) if found is None else None
         if found is None and job is None:
-            job = _pending[key] = _executor().submit(_learn, engine, key, declared_strings(ds) | wanted)
+            job = _pending[key] = _executor().submit(_learn, engine, key, declared_strings(ds))
     if found is None and wait:
         found = job.result()  # type: ignore[union-attr]
-    return (found or frozenset()) & wanted
+    return found or NOTHING_KNOWN
+
+
+def string_fields(
+    engine: Engine, ds: catalog.Dataset, version: int, fields: Collection[str], *, wait: bool = False
+) -> frozenset[str]:
+    """Of `fields` (the declared string fields a tile carries), those known to hold only strings in `version` (`facts`;
+    a field the dataset does not declare as a string counts as not known)."""
+    wanted = frozenset(fields)
+    if not wanted:
+        return frozenset()
+    return facts(engine, ds, version, wait=wait).only_strings & wanted
 
 
 def forget() -> None:

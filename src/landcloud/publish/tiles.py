@@ -99,6 +99,13 @@ BUFFER = 64
 # (`feature_tilegeoms`, built after each version: store/tilegeoms.py) where the row has one, else simplify on the fly:
 # simplifying on every request was most of a full tile's statement beyond the raw ST_AsMVT (profiles/tiles-gen.txt).
 MIN_FEATURE_CELLS = 1.0  # lines and polygons smaller than this in both directions are left out
+# The PostGIS way hands a shape it does not simplify to ST_AsMVTGeom whole when it has at most this many points (most
+# parcels and buildings): ST_AsMVTGeom clips to the same buffered tile itself, and clipping it first in GEOS too
+# (ST_ClipByBox2D) was 7-10% of a small tile's statement at z11-z14 (profiles/tiles-small.txt §7). Its shape may then
+# differ from the clipped one's by the order of snapping and clipping at the buffer's edge (at most 4 of 4096 units,
+# a quarter pixel, over 400 tiles). A shape of more points is clipped first, so its projection never covers more than
+# the tile (a county's outline at z14, not simplified there, would be projected whole for every tile it crosses).
+CLIP_ABOVE_POINTS = 64
 DETAIL_ZOOM = 12
 DEFAULT_MINZOOM = 0
 DEFAULT_MAXZOOM = 18
@@ -108,7 +115,8 @@ DEFAULT_MAXZOOM = 18
 LOW_ZOOM_FIELDS = CLASS_FIELDS
 KEY_PROPERTY = "_key"
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-RENDER_VERSION = 4  # 2: low-zoom shapes from the pre-generalised copies; 3: z12-z14 too; 4: no ids below the detail zoom
+RENDER_VERSION = 5  # 2: low-zoom shapes from the pre-generalised copies; 3: z12-z14 too; 4: no ids below the detail zoom;
+# 5: PostGIS: shapes of few points clipped by ST_AsMVTGeom alone (CLIP_ABOVE_POINTS), rows' whole props (`whole_props`)
 NUMERIC_KEY = re.compile(r"0|[1-9][0-9]{0,17}")  # (fullmatch) fits a bigint and an MVT uint64 id
 # The same test in SQL, without a regular expression: PostgreSQL's regex engine turns each key into wide characters
 # before it matches, ~0.2-0.4 ms of a thousand-row tile's statement (profiles/tiles-fixed.txt).
@@ -260,6 +268,8 @@ class TilePlan:
     query: BBox | None = None  # the CGCS2000 box rows are read from, when it is not `lonlat`
     copy_level: int | None = None  # the level of the pre-generalised copies (`geo/tilegen.py`) its simplified shapes use
     identified: bool = True  # features carry their key (MVT id or `_key`): see `identified`
+    # PostgreSQL: the rows' `props` go to ST_AsMVT as they are (`whole_props`); part of the key, as the bytes differ
+    whole_props: bool = False
 
     @property
     def etag(self) -> str:
@@ -355,8 +365,9 @@ def plan_tile(
     signature = access_signature(access, attributes)
     if stamp is None:
         stamp = version_stamp(engine, ds, v, conn) if engine is not None else ""
+    whole = engine is not None and whole_props(engine, ds, v, attributes)
     # (repr of a tuple of texts and integers: unambiguous as the JSON text was, made without an encoder per tile)
-    key_text = repr((RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, gcj02))
+    key_text = repr((RENDER_VERSION, ds.id, v, stamp, signature, tms.id, z, x, y, gcj02, whole))
     # a published edition as anyone reads it (the rest: the fields are only looked at when that is so)
     public = access.public and not any(f.get("sensitive") and f["name"] in attributes for f in ds.fields)
     return TilePlan(
@@ -380,7 +391,20 @@ def plan_tile(
         query=gcj02_bbox_to_storage(lonlat) if gcj02 else None,
         copy_level=None if gcj02 or tms.geographic else level_for(z),
         identified=identified(cfg, z),
+        whole_props=whole,
     )
+
+
+def whole_props(engine: Engine, ds: catalog.Dataset, version: int, attributes: tuple[str, ...]) -> bool:
+    """Whether the PostGIS statement hands each row's `props` to ST_AsMVT as they are: every property key the version's
+    rows carry is known (`tile_types.facts`) and is among the tile's attributes (so nothing goes out the caller may not
+    see). The same properties as the object the statement otherwise builds per row (`_properties_sql`), in another key
+    order, so the choice is part of the tile's key: an ETag names exactly one form's bytes. Not with a field named as
+    the key property (`_key` would be written twice)."""
+    if not attributes or KEY_PROPERTY in attributes or engine.dialect.name != "postgresql":
+        return False
+    keys = tile_types.facts(engine, ds, version).keys
+    return keys is not None and keys.issubset(attributes)
 
 
 # -- geometry, the Python way ---------------------------------------------------------------------
@@ -731,12 +755,13 @@ def postgis_tile_sql(
     clipped = "ST_ClipByBox2D(s.geom, ST_MakeEnvelope(:cx0, :cy0, :cx1, :cy1, 4490))"
     envelope = "GREATEST(s.minx, :cx0), GREATEST(s.miny, :cy0), LEAST(s.maxx, :cx1), LEAST(s.maxy, :cy1)"
     if plan.tms.geographic:
-        projected = clipped
+        projected, whole = clipped, "s.geom"
         fallback = f"ST_MakeEnvelope({envelope}, 4490)"
         bounds = "ST_MakeEnvelope(:tx0, :ty0, :tx1, :ty1, 4490)"
     else:
         # CGCS2000 lon/lat taken as WGS 84 (no datum shift), as geo/tiles.py does
         projected = f"ST_Transform(ST_SetSRID({clipped}, 4326), 3857)"
+        whole = "ST_Transform(ST_SetSRID(s.geom, 4326), 3857)"
         fallback = f"ST_Transform(ST_MakeEnvelope({envelope}, 4326), 3857)"
         bounds = "ST_TileEnvelope(CAST(:tz AS integer), CAST(:tx AS integer), CAST(:ty AS integer))"
     on_the_fly = f"ST_SimplifyPreserveTopology({projected}, :tile_tol)"
@@ -749,20 +774,21 @@ def postgis_tile_sql(
             f"{on_the_fly})"
         )
     simplified = (
-        f"CASE WHEN ST_NPoints(s.geom) > GREATEST({SIMPLIFY_ABOVE_POINTS}, (s.maxx - s.minx) / :tile_min_dx + (s.maxy - s.miny) / :tile_min_dy) "
+        f"CASE WHEN s.npoints > GREATEST({SIMPLIFY_ABOVE_POINTS}, (s.maxx - s.minx) / :tile_min_dx + (s.maxy - s.miny) / :tile_min_dy) "
         f"THEN {on_the_fly} "
-        f"ELSE {projected} END"
+        f"WHEN s.npoints > {CLIP_ABOVE_POINTS} THEN {projected} "
+        f"ELSE {whole} END"
     )
     geom = (
         f"COALESCE(ST_AsMVTGeom({simplified}, {bounds}, {EXTENT}, {BUFFER}, true), "
         f"ST_AsMVTGeom(ST_Expand({fallback}, :tile_cell), {bounds}, {EXTENT}, {BUFFER}, true))"
     )
     props = _properties_sql(plan, string_fields, only_strings)
-    # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key is tested once per
-    # row, not once per use.
+    # The rows in id order (the Python way's order); ORDER BY keeps the subquery apart, so the key is tested and the
+    # points counted once per row, not once per use.
     key = f"{_NUMERIC_KEY_SQL} AS tile_numeric, f.fkey, " if plan.identified else ""
     rows = (
-        f"SELECT f.id, {key}f.props, f.geom, f.minx, f.miny, f.maxx, f.maxy "
+        f"SELECT f.id, {key}f.props, f.geom, ST_NPoints(f.geom) AS npoints, f.minx, f.miny, f.maxx, f.maxy "
         f"FROM features f WHERE {' AND '.join(clauses)} ORDER BY f.id"
     )
     fid = ["CASE WHEN s.tile_numeric THEN CAST(s.fkey AS bigint) END AS tile_fid"] if plan.identified else []
@@ -799,10 +825,18 @@ def _properties_sql(plan: TilePlan, string_fields: Collection[str], only_strings
     ST_AsMVT: as text, a full z8-z10 DLTB tile's statement is ~0.8 ms (5%) cheaper (profiles/tiles-cold4.txt). A
     field of `only_strings` (every value of the version a string or null, `tile_types`) is its text column without
     a test of each value: ~1 ms of a 600-feature OSM tile (profiles/tiles-fixed.txt).
+
+    Where the plan says so (`whole_props`: every key the version's rows carry is an attribute of the tile), the rows'
+    `props` go to ST_AsMVT as they are: it keeps their strings, numbers and booleans and leaves out nulls, lists and
+    objects, as the columns above do (a null's key still enters the layer's key table, unused). ~10% of a small
+    detail-zoom DLTB tile's statement (profiles/tiles-small.txt §7).
     """
     value = "(s.props -> CAST(:tile_a{0} AS text))"
     columns, pairs, others = [], [], []
     key_field = KEY_PROPERTY in plan.attributes  # a field of that name: the key (when it is no MVT id) overrides it
+    own_key = [f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"] if plan.identified else []
+    if plan.whole_props:
+        return ", ".join([*own_key, "s.props AS tile_props"])
     for i, name in enumerate(plan.attributes):
         v = value.format(i)
         column = _text_column(name) if name in string_fields and not key_field else None
@@ -820,7 +854,7 @@ def _properties_sql(plan: TilePlan, string_fields: Collection[str], only_strings
         return f"{attrs} AS tile_props"
     # The key as a text column of its own (NULL, so left out, when it is the MVT id), and no jsonb at all when no
     # attribute needs it (OSM below the detail zoom, DLTB's class there): ~0.5 ms of a full tile (profiles/tiles-cold3.txt).
-    out = [*([f"CASE WHEN s.tile_numeric THEN NULL ELSE s.fkey END AS {KEY_PROPERTY}"] if plan.identified else []), *columns]
+    out = [*own_key, *columns]
     if len(others) < len(pairs):
         out.append(f"{attrs} AS tile_props")
     elif others:
@@ -843,8 +877,7 @@ def postgis_statement(engine: Engine, ds: catalog.Dataset, access: Access, plan:
     """A planned tile's statement as PostgreSQL takes it ($1, $2 …) and its values in that order; no I/O (what the
     version's fields hold is asked of `tile_types` without waiting), so it can be made on the event loop too."""
     strings = tile_types.declared_strings(ds)
-    carried = strings.intersection(plan.attributes)
-    only = tile_types.string_fields(engine, ds, plan.version, carried) if carried else frozenset()
+    only = tile_types.facts(engine, ds, plan.version).only_strings.intersection(plan.attributes)
     sql, params = postgis_tile_sql(plan, access, engine, strings, only)
     query, names = _tile_statement(sql)
     return query, [params[name] for name in names]

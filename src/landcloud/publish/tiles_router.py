@@ -19,7 +19,6 @@ everywhere else.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -492,10 +491,11 @@ async def _made_on_loop(
     A cold tile's request on the full path was a worker thread, a pooled connection and its return, and psycopg's
     synchronous execution around the statement (with the layers after this one and the second look at the decision,
     ~a third of a small tile's Python time; benchmarks/profiles/tiles-decisions.txt §7). Here the statement goes to one
-    of a few connections of the loop's own (`store.libpq.LoopPool`) while the shared generation read is on its way: the
-    generation is read after the request came, as on the full path, and the caller confirms the decision with it
-    before anything is answered. The tile is kept in the cache as `get_tile` keeps it, even if the decision then turns
-    out not to stand: its key names its content (the version and the access signature), not who asked.
+    of a few connections of the loop's own (`store.libpq.LoopPool`), the access generation read by the statement
+    itself (`decisions.with_generation`: one round trip, not a second read of the generation beside it): sent after
+    the request came, as on the full path, and the caller confirms the decision with it before anything is answered.
+    The tile is kept in the cache as `get_tile` keeps it, even if the decision then turns out not to stand: its key
+    names its content (the version and the access signature), not who asked.
     """
     if pool is None or not access.visible:
         return None
@@ -506,19 +506,15 @@ async def _made_on_loop(
     if held is None:
         return None
     ok = False
-    run = asyncio.ensure_future(held.run(query, values))
-    try:
-        generation = await reader.current()
-        row = await run
+    try:  # a failure or a cancellation half-way: the connection is let go, not given back for the next
+        row = await held.run(decisions.with_generation(query), values)
         ok = True
     finally:
-        if not ok:  # the read or the statement failed, or this request was cancelled: the statement ends before its
-            run.cancel()  # connection goes, and its own error, if any, is taken (the read's is the one reported)
-            await asyncio.wait([run])
-            if not run.cancelled():
-                run.exception()
         pool.give_back(held, ok)
-    data, count = tile_of_binary_row(row)
+    if row is None:
+        raise RuntimeError("the tile statement gave no row")
+    data, count = tile_of_binary_row(row[:2])
+    generation = decisions.binary_generation(row[2:])
     cache.put(plan.key, CachedTile(data, count))
     return generation, data
 
