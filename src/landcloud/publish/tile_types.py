@@ -29,6 +29,7 @@ import threading
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import text
@@ -43,7 +44,7 @@ from landcloud.store.features import feature_store_for
 
 _log = logging.getLogger(__name__)
 _MAX_KEYS = 4096
-Key = tuple[str, str, int, str]  # store (`store_name`), dataset, version, the dataset row's updated_at
+Key = tuple[str, str, int, datetime | None]  # store (`store_name`), dataset, version, the dataset row's updated_at
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ _engines: dict[str, Engine] = {}  # by URL: the scans' own engines (no pool)
 def version_key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
     """What facts learnt about a version are kept under (here, and `tiles.version_stamp`): a store rebuilt under the
     same dataset ids and version numbers sets `updated_at` anew, so an answer never outlives the version it is about."""
-    return (store_name(engine), ds.id, version, ds.updated_at.isoformat() if ds.updated_at is not None else "")
+    return (store_name(engine), ds.id, version, ds.updated_at)
 
 
 def declared_strings(ds: catalog.Dataset) -> frozenset[str]:
@@ -155,6 +156,9 @@ def facts(engine: Engine, ds: catalog.Dataset, version: int, *, wait: bool = Fal
     declaration changes with a new version or a metadata change, which both set the dataset's `updated_at`, so the
     version is learnt anew."""
     key = version_key(engine, ds, version)
+    found = _known.get(key)  # (every tile plans with it: no lock for what is known)
+    if found is not None:
+        return found
     with _lock:
         found = _known.get(key)
         job = _pending.get(key) if found is None else None

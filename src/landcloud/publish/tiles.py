@@ -298,7 +298,7 @@ def _zoom_not_served(ds: catalog.Dataset, tms: TileMatrixSet, z: int, cfg: TileC
     )
 
 
-_STAMPS: dict[tuple[str, str, int, str], str] = {}
+_STAMPS: dict[tile_types.Key, str] = {}
 _STAMPS_MAX = 4096
 
 
