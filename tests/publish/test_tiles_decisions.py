@@ -222,6 +222,31 @@ def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     assert world.get(path, "daoli").status_code in (403, 404)
 
 
+
+def test_the_layer_plans_a_tile_once_per_remembered_decision(world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map comes back to the same tiles: under one remembered decision the layer before routing plans each tile once
+    (`tiles_router._remembered_plan`); another tile, or a new decision after a change, is planned anew, and every answer
+    is the one the full path gives."""
+    plans = []
+    real_plan = tiles_router.plan_tile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        plans.append(args[4:7])
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(tiles_router, "plan_tile", counted)
+    path, other = tile_url("open-dltb"), tile_url("open-dltb", z=13)
+    first = world.get(path, "daoli")  # decided in full, planned by serve_tile
+    again = [world.get(path, "daoli") for _ in range(3)]
+    assert len(plans) == 2  # the layer planned it once, then took that plan
+    assert all(_answer(a) == _answer(first) for a in again)
+    assert world.get(other, "daoli").status_code == 200 and len(plans) == 3
+    world.get(other, "daoli")
+    assert len(plans) == 3
+    users.set_roles(engine, "daoli", ["viewer"])  # a change: the next request decides anew, then the layer plans anew
+    assert world.get(path, "daoli").status_code == 200
+    assert _answer(world.get(path, "daoli")) == _answer(first) and len(plans) == 5
+
 # tiles are made on the event loop on PostgreSQL only (SQLite's are made in Python, in a worker thread)
 ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgis"])
 

@@ -196,7 +196,8 @@ class DecisionCache:
 
 
 class GenerationReader:
-    """The access generation for code on the event loop (a tile answered or made there, `tiles_router`), without a
+    """The access generation for code on the event loop (a tile answered there from memory or disk, or one outside the
+    data, `tiles_router`; a tile made there reads it in its own statement, `with_generation`), without a
     worker thread or a pooled connection: PostgreSQL through a connection of its own (`store.libpq.LoopPool` of one,
     read straight through libpq: a prepared statement, no cursor), SQLite through a query-only connection of its own
     (a primary-key read of a local file).

@@ -1,7 +1,7 @@
 """PostgreSQL statements from the event loop, straight through libpq (psycopg's `psycopg.pq` layer).
 
 For the few statements a tile request runs on the event loop (the access generation, `access.decisions`; a tile's
-statement, `publish.loop_tiles`): psycopg's asynchronous execution (its generators, cursor and result set-up) cost
+statement, `publish.tiles_router`): psycopg's asynchronous execution (its generators, cursor and result set-up) cost
 ~0.1 ms of CPU a statement more than the synchronous one, three quarters of a one-row read
 (benchmarks/profiles/tiles-decisions.txt §6). Here a statement is sent on the `PGconn` of a psycopg `AsyncConnection`
 (which made the connection: conninfo, authentication, TLS), the socket is awaited with the loop's reader, and the
