@@ -189,6 +189,18 @@ def test_a_cached_tile_is_answered_on_the_event_loop_as_the_full_path_answers_it
     assert [world.get(tile_url("open-dltb"), "prov").status_code for _ in range(2)] == [200, 200]
 
 
+def _counted_plans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """The (z, x, y) of every plan the tile routes and the layer before routing make from now on."""
+    plans: list[tuple[int, int, int]] = []
+    real_plan = tiles_router.plan_tile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        plans.append(args[4:7])
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(tiles_router, "plan_tile", counted)
+    return plans
+
 def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,14 +210,7 @@ def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     app = world.client.app
     app.state.tile_cache = TileCache(max_bytes=0)  # type: ignore[attr-defined]  # keeps nothing: every tile is made
     cache = cache_of(world)
-    plans = []
-    real_plan = tiles_router.plan_tile
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        plans.append(args[4:7])
-        return real_plan(*args, **kwargs)
-
-    monkeypatch.setattr(tiles_router, "plan_tile", counted)
+    plans = _counted_plans(monkeypatch)
     path = tile_url("open-dltb")  # open data: not audited, so the layer looks
     first = world.get(path, "daoli")
     assert first.status_code == 200 and len(plans) == 1  # decided in full, planned by serve_tile
@@ -227,14 +232,7 @@ def test_the_layer_plans_a_tile_once_per_remembered_decision(world: World, engin
     """A map comes back to the same tiles: under one remembered decision the layer before routing plans each tile once
     (`tiles_router._remembered_plan`); another tile, or a new decision after a change, is planned anew, and every answer
     is the one the full path gives."""
-    plans = []
-    real_plan = tiles_router.plan_tile
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        plans.append(args[4:7])
-        return real_plan(*args, **kwargs)
-
-    monkeypatch.setattr(tiles_router, "plan_tile", counted)
+    plans = _counted_plans(monkeypatch)
     path, other = tile_url("open-dltb"), tile_url("open-dltb", z=13)
     first = world.get(path, "daoli")  # decided in full, planned by serve_tile
     again = [world.get(path, "daoli") for _ in range(3)]
