@@ -24,6 +24,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -475,7 +476,7 @@ async def _remembered_tile(request: Request) -> Response | None:
 
 
 _PLANS_MAX = 4096
-_plans: dict[tuple[int, str, str, str, str], tuple[decisions.Remembered, TilePlan]] = {}
+_plans: dict[tuple[int, str, str, str, str], tuple[weakref.ref[decisions.Remembered], TilePlan]] = {}
 
 
 def _remembered_plan(
@@ -488,10 +489,11 @@ def _remembered_plan(
     plan holds changes while the decision is the same object: its dataset row and access, so its version and that
     version's stamp. (The one fact that may be learnt meanwhile, whether the version's whole props go to ST_AsMVT
     (`tiles.whole_props`), then waits for the next decision, at most `decisions.MAX_AGE_S`: the plan is right either
-    way.) On the event loop only; bounded, emptied when full."""
+    way.) On the event loop only; bounded, emptied when full; a decision is held weakly (the decision cache's bound on
+    what decisions hold stays the bound: a county's boundary may be a megabyte)."""
     key = (id(remembered), tms_id, z, y, x)
     found = _plans.get(key)
-    if found is not None and found[0] is remembered:
+    if found is not None and found[0]() is remembered:
         return found[1]
     ds, access = remembered.decision.ds, remembered.decision.access
     try:
@@ -505,7 +507,7 @@ def _remembered_plan(
         return None  # the full path gives the error
     if len(_plans) >= _PLANS_MAX:
         _plans.clear()
-    _plans[key] = (remembered, plan)
+    _plans[key] = (weakref.ref(remembered), plan)
     return plan
 
 
