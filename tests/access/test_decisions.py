@@ -29,6 +29,7 @@ from landcloud.access.tables import users as users_table
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.store import libpq
 from landcloud.store.features import RowFilter
 
 from builders import grid_parcels, publish_edition, write_geojson
@@ -341,3 +342,33 @@ def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnect
     assert second_pid != first_pid
     assert after == generation(engine) and after[0] > before[0] and after[1] == before[1]
 
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_a_statement_carries_the_generation_as_a_read_of_its_own_gives_it(engine: sa.Engine, backend: str) -> None:
+    """`decisions.with_generation`: a tile made on the event loop reads the generation in its own statement (through
+    the loop's libpq connections, results in binary); its last two columns are what `access_generation` reads, a
+    write's bump included; a store without the row says so."""
+    query = "SELECT CAST($1 AS bytea) AS tile, CAST(7 AS bigint) AS n"
+
+    async def carried() -> decisions.Generation:
+        pool = libpq.LoopPool.for_engine(engine, size=1)
+        assert pool is not None
+        held = await pool.take()
+        assert held is not None
+        try:
+            row = await held.run(decisions.with_generation(query), [b"\x1a\x00"])
+        finally:
+            pool.give_back(held, True)
+            pool.close()
+        assert row is not None and row[0] == b"\x1a\x00" and row[1] == (7).to_bytes(8, "big")  # its own columns first
+        return decisions.binary_generation(row[2:])
+
+    with engine.connect() as conn:
+        before = decisions.access_generation(conn)
+    assert asyncio.run(carried()) == before
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE access_changes SET generation = generation + 1 WHERE id = 1"))
+    assert asyncio.run(carried()) == (before[0] + 1, before[1])
+    with pytest.raises(RuntimeError, match="migrations"):
+        decisions.binary_generation([None, None])
