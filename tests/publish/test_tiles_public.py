@@ -26,6 +26,8 @@ from landcloud.publish.public_tiles import PublicTileCache
 
 from world import World, build, parcels, submit
 
+pytestmark = pytest.mark.usefixtures("version_facts_at_once")  # answers compared across requests
+
 EDITION = "open-dltb-public"
 EMPTY = f"/ogc/collections/{EDITION}/tiles/WebMercatorQuad/12/0/0"  # the Atlantic
 CHECK_MS = 300
@@ -37,9 +39,6 @@ def lean_app(settings: Settings, **overrides: object) -> TestClient:
 
 def lean_cache(client: TestClient) -> PublicTileCache:
     return client.app.state.public_tiles  # type: ignore[attr-defined]
-
-
-pytestmark = pytest.mark.usefixtures("version_facts_at_once")  # answers compared across requests
 
 
 @pytest.fixture
