@@ -319,7 +319,7 @@ def test_st_asmvt_carries_the_same_values_whatever_the_fields_declared_types(
     # the numbers and booleans of the other fields declared as strings still go through the jsonb: the same tile
     d = dataclasses.replace(ds, fields=[{**f, "type": "string"} for f in ds.fields])
     tile_types.forget()
-    learnt = tile_types.string_fields(engine, d, ds.current_version, [f["name"] for f in d.fields], wait=True)
+    learnt = tile_types.facts(engine, d, ds.current_version, wait=True).only_strings
     assert learnt == {"ID", "S", 'Q"uote', LONG_NAME}
     sql, _ = postgis_tile_sql(plan, access, engine, {f["name"] for f in d.fields}, learnt)
     assert 'ELSE s.fkey END AS _key, s.props ->> CAST(:tile_a' in sql and sql.count("jsonb_typeof") > 0
@@ -350,10 +350,10 @@ def test_a_field_is_known_to_hold_only_strings_per_version(
     scanned: list[int] = []
     scan = tile_types.scan
     monkeypatch.setattr(tile_types, "scan", lambda e, dsid, v, fields: scanned.append(v) or scan(e, dsid, v, fields))
-    assert tile_types.string_fields(engine, d, 1, ["M", "N", "ID"], wait=True) == {"M", "N", "ID"}
+    assert tile_types.facts(engine, d, 1, wait=True).only_strings & {"M", "N", "ID"} == {"M", "N", "ID"}
     assert scanned == []  # the replacement noted it (ingest.version_facts): no scan of its rows
     assert tile_types.facts(engine, d, 1).keys == {"ID", "M", "N"}
-    assert tile_types.string_fields(engine, d, 2, ["M", "N", "ID"], wait=True) == {"N", "ID"}
+    assert tile_types.facts(engine, d, 2, wait=True).only_strings & {"M", "N", "ID"} == {"N", "ID"}
     assert scanned == [2]  # the incremental version has rows its submission did not see: scanned
     monkeypatch.undo()
     engine.pool.dispose()  # no pooled connection: a scan opens one of its own, outside the pool requests take theirs from

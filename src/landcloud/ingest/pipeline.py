@@ -314,7 +314,8 @@ def _run(
     findings: list[Finding] = []
     clock = StageClock()
     streamed: StreamedOverlaps | None = None
-    facts = SubmissionFacts(f["name"] for f in fields)
+    # a replacement's rows are the rows it sends: it notes what they hold (version_facts.py); an incremental one does not
+    facts = SubmissionFacts(f["name"] for f in fields) if opts.mode == "replace" else None
     with engine.connect() as conn:
         conn.info["write"] = True
         trans = conn.begin()
@@ -366,7 +367,7 @@ def _run(
                 findings += overlaps
                 if overlaps:
                     raise _Rejected(findings)
-            if opts.mode == "replace":  # the version's rows are the rows seen (version_facts.py)
+            if facts is not None:
                 facts.record_into(source)
             with clock.stage("summary"):
                 if direct:  # the version is the rows written: counted and measured while they streamed in
@@ -477,12 +478,11 @@ def _stage_all(
                 if len(present):
                     seen_geometry = True
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
-            with clock.stage("rows"):
-                kinds = column_kinds(columns) if columns is not None else None
-                if facts is not None:
-                    facts.see(props, columns, kinds)
-            if not (direct and rules.error_count):
+            if not (direct and rules.error_count):  # (else rejected: nothing staged, nothing noted)
                 with clock.stage("rows"):
+                    kinds = column_kinds(columns) if columns is not None else None
+                    if facts is not None:
+                        facts.see(props, columns, kinds)
                     bounds = shapely.bounds(geoms)
                     rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds, kinds=kinds)
                 with clock.stage("write"):

@@ -169,17 +169,6 @@ def facts(engine: Engine, ds: catalog.Dataset, version: int, *, wait: bool = Fal
     return found or NOTHING_KNOWN
 
 
-def string_fields(
-    engine: Engine, ds: catalog.Dataset, version: int, fields: Collection[str], *, wait: bool = False
-) -> frozenset[str]:
-    """Of `fields` (the declared string fields a tile carries), those known to hold only strings in `version` (`facts`;
-    a field the dataset does not declare as a string counts as not known)."""
-    wanted = frozenset(fields)
-    if not wanted:
-        return frozenset()
-    return facts(engine, ds, version, wait=wait).only_strings & wanted
-
-
 def forget() -> None:
     """Drop every answer (tests)."""
     with _lock:

@@ -542,10 +542,8 @@ async def _made_on_loop(
         ok = True
     finally:
         pool.give_back(held, ok)
-    if row is None:
-        raise RuntimeError("the tile statement gave no row")
-    data, count = tile_of_binary_row(row[:2])
-    generation = decisions.binary_generation(row[2:])
+    data, count = tile_of_binary_row(row)  # (its first two columns; no row raises)
+    generation = decisions.binary_generation(row[2:])  # type: ignore[index]
     cache.put(plan.key, CachedTile(data, count))
     return generation, data
 
