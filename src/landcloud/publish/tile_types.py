@@ -24,27 +24,20 @@ PostgreSQL only: the Python way reads each value's type as it writes it.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Collection
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
 from landcloud.catalog import datasets as catalog
 from landcloud.ingest.version_facts import recorded as recorded_strings
 from landcloud.ingest.version_facts import recorded_keys
-from landcloud.store.db import store_name
+from landcloud.publish.version_learning import Key, Learnt, own_engine, version_key
 from landcloud.store.features import feature_store_for
 
-_log = logging.getLogger(__name__)
-_MAX_KEYS = 4096
-Key = tuple[str, str, int, datetime | None]  # store (`store_name`), dataset, version, the dataset row's updated_at
+__all__ = ["NOTHING_KNOWN", "Facts", "Key", "declared_strings", "facts", "forget", "keys_sql", "recorded", "scan",
+           "scan_sql", "version_key"]
 
 
 @dataclass(frozen=True)
@@ -57,17 +50,6 @@ class Facts:
 
 
 NOTHING_KNOWN = Facts()
-_known: dict[Key, Facts] = {}
-_pending: dict[Key, Future[Facts]] = {}
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_engines: dict[str, Engine] = {}  # by URL: the scans' own engines (no pool)
-
-
-def version_key(engine: Engine, ds: catalog.Dataset, version: int) -> Key:
-    """What facts learnt about a version are kept under (here, and `tiles.version_stamp`): a store rebuilt under the
-    same dataset ids and version numbers sets `updated_at` anew, so an answer never outlives the version it is about."""
-    return (store_name(engine), ds.id, version, ds.updated_at)
 
 
 def declared_strings(ds: catalog.Dataset) -> frozenset[str]:
@@ -96,7 +78,7 @@ def keys_sql(engine: Engine, dataset_id: str, version: int) -> tuple[str, dict[s
 def scan(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> Facts:
     """Both facts of the version's rows, read now (`fields`: the string fields to look at)."""
     names = sorted(set(fields))
-    with _own_engine(engine).connect() as conn:
+    with own_engine(engine).connect() as conn:
         strings: frozenset[str] = frozenset()
         if names:
             sql, params = scan_sql(engine, dataset_id, version, names)
@@ -107,69 +89,31 @@ def scan(engine: Engine, dataset_id: str, version: int, fields: Collection[str])
     return Facts(strings, keys)
 
 
-def _own_engine(engine: Engine) -> Engine:
-    """An engine on the same database that keeps no connections (NullPool): a scan opens one and closes it."""
-    url = engine.url.render_as_string(hide_password=False)
-    with _lock:
-        own = _engines.get(url)
-        if own is None:
-            own = _engines[url] = sa.create_engine(engine.url, poolclass=NullPool)
-        return own
-
-
-def _executor() -> ThreadPoolExecutor:
-    """The scans' one worker thread (call with `_lock` held)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landcloud-tile-types")
-    return _pool
-
-
 def recorded(engine: Engine, dataset_id: str, version: int, fields: Collection[str]) -> Facts | None:
     """What the version's submission noted (`ingest.version_facts`) of `fields` and of its keys, read now; None when it
     did not note both, or not of all of `fields` (then `scan`)."""
-    with _own_engine(engine).connect() as conn:
+    with own_engine(engine).connect() as conn:
         source = catalog.get_version(conn, dataset_id, version).source
     strings, keys = recorded_strings(source, fields), recorded_keys(source)
     return None if strings is None or keys is None else Facts(strings, keys)
 
 
 def _learn(engine: Engine, key: Key, fields: frozenset[str]) -> Facts:
-    try:
-        found = recorded(engine, key[1], key[2], fields)
-        if found is None:
-            found = scan(engine, key[1], key[2], fields)
-    except Exception:  # a dropped database, a lost connection: tiles keep testing each value
-        _log.warning("could not learn what version %s of %s holds", key[2], key[1], exc_info=True)
-        found = NOTHING_KNOWN
-    with _lock:
-        if len(_known) >= _MAX_KEYS:
-            _known.clear()
-        _known[key] = found
-        _pending.pop(key, None)
-    return found
+    found = recorded(engine, key[1], key[2], fields)
+    return scan(engine, key[1], key[2], fields) if found is None else found
+
+
+_facts: Learnt[Facts, frozenset[str]] = Learnt("what the rows hold", _learn, NOTHING_KNOWN, max_keys=4096)
 
 
 def facts(engine: Engine, ds: catalog.Dataset, version: int, *, wait: bool = False) -> Facts:
-    """What is known of `version`'s rows: nothing until it has been learnt (started here, on a worker thread, the first
-    time; `wait`: learn it, or wait for it, now). The string fields looked at are the ones the dataset declares; a
+    """What is known of `version`'s rows: nothing until it has been learnt (started here, on the learning thread, the
+    first time; `wait`: learn it, or wait for it, now). The string fields looked at are the ones the dataset declares; a
     declaration changes with a new version or a metadata change, which both set the dataset's `updated_at`, so the
     version is learnt anew."""
-    key = version_key(engine, ds, version)
-    found = _known.get(key)  # (every tile plans with it: no lock for what is known)
-    if found is not None:
-        return found
-    with _lock:
-        found = _known.get(key)
-        job = _pending.get(key) if found is None else None
-        if found is None and job is None:
-            job = _pending[key] = _executor().submit(_learn, engine, key, declared_strings(ds))
-    if found is None and wait:
-        found = job.result()  # type: ignore[union-attr]
-    return found or NOTHING_KNOWN
+    return _facts.get(engine, version_key(engine, ds, version), declared_strings(ds), wait=wait)
 
 
 def forget() -> None:
     """Drop every answer (tests)."""
-    with _lock:
-        _known.clear()
+    _facts.forget()

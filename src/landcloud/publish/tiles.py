@@ -75,7 +75,7 @@ from landcloud.geo.mvt import LayerEncoder, type_table
 from landcloud.geo.tilegen import SIMPLIFY_ABOVE_POINTS, SIMPLIFY_CELLS, level_for
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
-from landcloud.publish import tile_types
+from landcloud.publish import tile_occupancy, tile_types
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
 from landcloud.store import tilegeoms
 from landcloud.store.db import read_connection
@@ -959,15 +959,20 @@ def _method(engine: Engine, method: Method) -> str:
     return method
 
 
-def outside_extent(ds: catalog.Dataset, plan: TilePlan) -> bool:
-    """Whether the tile lies wholly outside the version's extent (the min/max of its stored envelopes), so
-    no feature can meet it: an empty tile known without a query. Only for the version whose extent the
-    dataset row holds; strict inequalities, as a feature touching the tile's edge is in the tile."""
+def known_empty(engine: Engine, ds: catalog.Dataset, plan: TilePlan) -> bool:
+    """Whether no feature of the version can meet the tile, known without a query: the tile lies wholly outside the
+    version's extent (the min/max of its stored envelopes; strict inequalities, as a feature touching the tile's edge
+    is in the tile), or over none of the cells its rows' envelopes span (`tile_occupancy`, once learnt). Only for the
+    version the dataset row describes. Empty for every caller, whatever the access."""
     if plan.version != ds.current_version or not ds.extent or len(ds.extent) != 4:
         return False
-    minx, miny, maxx, maxy = plan.query or plan.lonlat  # a GCJ-02 tile reads the CGCS2000 box behind it
+    box = plan.query or plan.lonlat  # a GCJ-02 tile reads the CGCS2000 box behind it
+    minx, miny, maxx, maxy = box
     ex0, ey0, ex1, ey1 = (float(v) for v in ds.extent)
-    return maxx < ex0 or minx > ex1 or maxy < ey0 or miny > ey1
+    if maxx < ex0 or minx > ex1 or maxy < ey0 or miny > ey1:
+        return True
+    grid = tile_occupancy.occupancy(engine, ds, plan.version)
+    return grid is not None and not grid.may_meet(box)
 
 
 def render_planned(
@@ -990,7 +995,7 @@ def render_planned(
     """
     if not access.visible:
         raise gate.not_found(ds.id)
-    if outside_extent(ds, plan):
+    if known_empty(engine, ds, plan):
         audit_tile_read(engine, principal, ds, access, plan, 0, defer=defer)
         return b"", 0
     if _method(engine, method) == "postgis" and not plan.gcj02:

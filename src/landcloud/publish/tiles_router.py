@@ -54,8 +54,8 @@ from landcloud.publish.tiles import (
     audit_tile_read,
     field_types,
     get_tile,
+    known_empty,
     known_stamp,
-    outside_extent,
     plan_tile,
     postgis_statement,
     tile_attributes,
@@ -530,7 +530,7 @@ async def _made_on_loop(
     """
     if pool is None or not access.visible:
         return None
-    if outside_extent(ds, plan):
+    if known_empty(engine, ds, plan):
         return await reader.current(), b""
     query, values = postgis_statement(engine, ds, access, plan)
     held = await pool.take()
