@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-MAX_CELLS = 512  # per axis: at most 256 KiB a grid (a province's box: cells of ~2.5 km, a z12 tile ~ 4 cells wide)
+MAX_CELLS = 256  # per axis: at most 64 KiB a grid (a province's box: cells of ~5 km, a z12 tile ~ 2 cells wide)
 MIN_CELL = 0.002  # degrees (~200 m): finer cells would tell apart no more z14 tiles (~2.4 km at 45° N)
 
 BBox = tuple[float, float, float, float]
