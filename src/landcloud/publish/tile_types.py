@@ -36,9 +36,6 @@ from landcloud.ingest.version_facts import recorded_keys
 from landcloud.publish.version_learning import Key, Learnt, own_engine, version_key
 from landcloud.store.features import feature_store_for
 
-__all__ = ["NOTHING_KNOWN", "Facts", "Key", "declared_strings", "facts", "forget", "keys_sql", "recorded", "scan",
-           "scan_sql", "version_key"]
-
 
 @dataclass(frozen=True)
 class Facts:

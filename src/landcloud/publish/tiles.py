@@ -75,7 +75,7 @@ from landcloud.geo.mvt import LayerEncoder, type_table
 from landcloud.geo.tilegen import SIMPLIFY_ABOVE_POINTS, SIMPLIFY_CELLS, level_for
 from landcloud.geo.tiles import TILE_SIZE, BBox, TileMatrixSet, get_tms
 from landcloud.messages import NotFound
-from landcloud.publish import tile_occupancy, tile_types
+from landcloud.publish import tile_occupancy, tile_types, version_learning
 from landcloud.publish.ogc_crs import gcj02_bbox_to_storage
 from landcloud.store import tilegeoms
 from landcloud.store.db import read_connection
@@ -298,13 +298,13 @@ def _zoom_not_served(ds: catalog.Dataset, tms: TileMatrixSet, z: int, cfg: TileC
     )
 
 
-_STAMPS: dict[tile_types.Key, str] = {}
+_STAMPS: dict[version_learning.Key, str] = {}
 _STAMPS_MAX = 4096
 
 
 def known_stamp(engine: Engine, ds: catalog.Dataset, version: int) -> str | None:
     """`version_stamp` when it is remembered, None when it would have to be read (from the event loop: no I/O)."""
-    return _STAMPS.get(tile_types.version_key(engine, ds, version))
+    return _STAMPS.get(version_learning.version_key(engine, ds, version))
 
 
 def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Connection | None = None) -> str:
@@ -316,7 +316,7 @@ def version_stamp(engine: Engine, ds: catalog.Dataset, version: int, conn: Conne
     it anew, so a remembered stamp never outlives the version it stamps. `conn`: a connection to read it on
     (the request's), else one of the engine's.
     """
-    key = tile_types.version_key(engine, ds, version)
+    key = version_learning.version_key(engine, ds, version)
     stamp = _STAMPS.get(key)
     if stamp is None:
         updated = key[3]
