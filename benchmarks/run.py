@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from rawmvt import RAW_MVT, RAW_MVT_COLUMN, RAW_SETTINGS
 
+from landcloud.geo.tiles import WEB_MERCATOR_QUAD
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 PY = sys.executable
@@ -377,11 +379,13 @@ def fullness(nbytes: int) -> str:
     return "empty" if nbytes == 0 else "< 4 KiB" if nbytes < 4096 else "≥ 4 KiB"
 
 
-def sample_points(gpkg: Path, k: int, seed: int) -> np.ndarray:
+def sample_points(gpkg: Path, k: int, seed: int, wkb: np.ndarray | None = None) -> np.ndarray:
+    """`k` points on the file's features drawn at random (`wkb`: the file's geometries when already read)."""
     import pyogrio.raw
     import shapely
 
-    _, _, wkb, _ = pyogrio.raw.read(gpkg, columns=[])
+    if wkb is None:
+        _, _, wkb, _ = pyogrio.raw.read(gpkg, columns=[])
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(wkb), size=min(k, len(wkb)), replace=k > len(wkb))
     pts = shapely.point_on_surface(shapely.from_wkb(wkb[idx]))
@@ -398,19 +402,13 @@ def bbox_side(gpkg: Path, target: float = 150.0) -> float:
     return float(min(max(np.sqrt(per * target), 0.002), 1.0))
 
 
-def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
-    """The WebMercatorQuad tile (x, y) at zoom `z` that holds a lon/lat point."""
-    n = 2 ** z
-    return int((lon + 180) / 360 * n), int((1 - np.log(np.tan(np.radians(lat)) + 1 / np.cos(np.radians(lat))) / np.pi) / 2 * n)
-
-
 def tile_list(points: np.ndarray, zooms: range, per_zoom: int) -> list[tuple[int, int, int]]:
     """Up to `per_zoom` distinct tiles per zoom that hold the points, in the points' order."""
     out = []
     for z in zooms:
         seen = set()
         for lon, lat in points:
-            x, y = tile_of(lon, lat, z)
+            x, y = WEB_MERCATOR_QUAD.tile_for_lonlat(lon, lat, z)
             if (x, y) not in seen:
                 seen.add((x, y))
                 out.append((z, x, y))
@@ -420,13 +418,6 @@ def tile_list(points: np.ndarray, zooms: range, per_zoom: int) -> list[tuple[int
 
 
 SMALL_POINTS = 800  # points of the features meeting a tile below which its raw tile is likely < 4 KiB (see `more_tiles`)
-
-
-def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
-    """A WebMercatorQuad tile's lon/lat bounds (west, south, east, north)."""
-    n = 2 ** z
-    lat = lambda row: float(np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * row / n)))))  # noqa: E731
-    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
 
 
 def likely_fullness(features: int, points: int) -> str:
@@ -453,12 +444,13 @@ def more_tiles(gpkg: Path, tiles: list[tuple[int, int, int]], zooms: range, per_
     points = shapely.get_num_coordinates(geoms)
     west, south, east, north = shapely.total_bounds(geoms)
     tree = shapely.STRtree(shapely.box(*shapely.bounds(geoms).T))
-    del geoms, wkb
+    del geoms
     rng = np.random.default_rng(seed)
-    candidates = tile_list(sample_points(gpkg, 20 * per_class * len(zooms), seed), zooms, 10 * per_class)
+    candidates = tile_list(sample_points(gpkg, 20 * per_class * len(zooms), seed, wkb), zooms, 10 * per_class)
+    del wkb
     for z in zooms:
-        x0, y0 = tile_of(west, north, z)
-        x1, y1 = tile_of(east, south, z)
+        x0, y0 = WEB_MERCATOR_QUAD.tile_for_lonlat(west, north, z)
+        x1, y1 = WEB_MERCATOR_QUAD.tile_for_lonlat(east, south, z)
         xs = rng.integers(x0 - 2, x1 + 3, 20 * per_class)
         ys = rng.integers(y0 - 2, y1 + 3, 20 * per_class)
         candidates += [(z, int(x), int(y)) for x, y in zip(xs, ys, strict=True)]
@@ -471,7 +463,7 @@ def more_tiles(gpkg: Path, tiles: list[tuple[int, int, int]], zooms: range, per_
     def guess(ts: list[tuple[int, int, int]]) -> list[str]:
         if not ts:
             return []
-        which, hit = tree.query(shapely.box(*np.array([tile_bounds(*t) for t in ts]).T))
+        which, hit = tree.query(shapely.box(*np.array([WEB_MERCATOR_QUAD.tile_bounds_lonlat(*t) for t in ts]).T))
         features = np.bincount(which, minlength=len(ts))
         pts = np.bincount(which, weights=points[hit], minlength=len(ts))
         return [likely_fullness(int(f), int(p)) for f, p in zip(features, pts, strict=True)]

@@ -343,7 +343,6 @@ def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnect
     assert after == generation(engine) and after[0] > before[0] and after[1] == before[1]
 
 
-
 @pytest.mark.parametrize("backend", ["postgis"])
 def test_a_statement_carries_the_generation_as_a_read_of_its_own_gives_it(engine: sa.Engine, backend: str) -> None:
     """`decisions.with_generation`: a tile made on the event loop reads the generation in its own statement (through

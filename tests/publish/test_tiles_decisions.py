@@ -201,6 +201,7 @@ def _counted_plans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]
     monkeypatch.setattr(tiles_router, "plan_tile", counted)
     return plans
 
+
 def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -227,7 +228,6 @@ def test_a_tile_made_on_what_the_layer_looked_up_still_sees_every_change(
     assert world.get(path, "daoli").status_code in (403, 404)
 
 
-
 def test_the_layer_plans_a_tile_once_per_remembered_decision(world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """A map comes back to the same tiles: under one remembered decision the layer before routing plans each tile once
     (`tiles_router._remembered_plan`); another tile, or a new decision after a change, is planned anew, and every answer
@@ -244,6 +244,7 @@ def test_the_layer_plans_a_tile_once_per_remembered_decision(world: World, engin
     users.set_roles(engine, "daoli", ["viewer"])  # a change: the next request decides anew, then the layer plans anew
     assert world.get(path, "daoli").status_code == 200
     assert _answer(world.get(path, "daoli")) == _answer(first) and len(plans) == 5
+
 
 # tiles are made on the event loop on PostgreSQL only (SQLite's are made in Python, in a worker thread)
 ON_POSTGRESQL = pytest.mark.parametrize("backend", ["postgis"])
