@@ -186,21 +186,51 @@ _FEATURE_COLUMNS = "f.id, f.fkey, f.props, {geom} AS wkb, f.v_from, f.v_to, f.ar
 _TEXT_COLUMNS = "f.id, f.fkey, {props} AS props, {geom} AS wkb, {geojson} AS geojson, f.v_from, f.v_to, f.area_m2"
 
 
-def _partitions(result: sa.CursorResult[Any], batch_size: int, wanted: int | None) -> Iterator[Sequence[sa.Row[Any]]]:
-    """The result's rows in batches; for a page tested here (`wanted`: its offset + limit) the first batch
-    is a little more than the page, then each twice the last.
+def _first_batch(wanted: int, batch_size: int) -> int:
+    """The first batch of a page tested here (`wanted`: its offset + limit): a little more than the page.
 
     SQLite narrows a box by envelope only, so a bbox page reads candidates and tests them exactly in
     Python. Taken 5,000 at a time, a 100-feature page decoded and tested every candidate in its box
-    (a dense box of buildings: hundreds), to keep the first 100.
+    (a dense box of buildings: hundreds), to keep the first 100. Each later batch is twice the last.
     """
+    return min(batch_size, max(64, wanted + wanted // 4 + 16))
+
+
+def _partitions(result: sa.CursorResult[Any], batch_size: int, wanted: int | None) -> Iterator[Sequence[sa.Row[Any]]]:
+    """The result's rows in batches (`_first_batch` first for a page tested here)."""
     if wanted is None:
         yield from result.partitions(batch_size)
         return
-    size = min(batch_size, max(64, wanted + wanted // 4 + 16))
+    size = _first_batch(wanted, batch_size)
     while rows := result.fetchmany(size):
         yield rows
         size = min(batch_size, size * 2)
+
+
+class _PageRow(NamedTuple):
+    """A row of a page SQLite returned in one step (`SQLiteFeatureStore._rows_at_once`), as
+    `FeatureStore._row_to_feature` reads a row: by column name."""
+
+    id: int
+    fkey: str
+    props: str
+    wkb: bytes | None
+    v_from: int
+    v_to: int | None
+    area_m2: float | None
+    geojson: None = None  # SQLite does not write GeoJSON
+
+
+# A page's rows as three values: each row's small columns as a JSON array (the area as the shortest text that reads
+# back to the same double: json_array writes 15 significant digits, %!.17g round-trips; the WKB's length), the
+# properties joined by the record separator (a JSON text has no raw control character to meet it), the WKB joined as one
+# blob (group_concat keeps a blob's bytes, NULs included, and skips NULL). The row-by-row JSON with the WKB in hex cost
+# twice as much again (profiles/items-sqlite-16.txt).
+_PAGE_AT_ONCE = (
+    "SELECT json_group_array(json_array(id, fkey, v_from, v_to, "
+    "CASE WHEN area_m2 IS NOT NULL THEN printf('%!.17g', area_m2) END, length(wkb))), "
+    "group_concat(props, char(30)), CAST(group_concat(wkb, '') AS BLOB) FROM ({sql})"
+)
 
 
 class FeatureStore:
@@ -486,12 +516,11 @@ class FeatureStore:
         if conn is None and read_conn is not None and (page or self.kind == "sqlite"):
             conn = read_conn
         to_feature = self._row_to_text_feature if as_text else self._row_to_feature
+        wanted = None if post is None or limit is None else limit + offset
 
         def run(c: Connection) -> Iterator[StoredFeature]:
-            stmt = sa.text(sql) if page else sa.text(sql).execution_options(yield_per=batch_size)
-            result = c.execute(stmt, params)
             skipped = produced = 0
-            for partition in _partitions(result, batch_size, None if post is None or limit is None else limit + offset):
+            for partition in self._batches(c, sql, params, page, batch_size, wanted):
                 feats = [to_feature(r) for r in partition]
                 if post is not None:
                     keep = post(feats)
@@ -511,6 +540,14 @@ class FeatureStore:
         else:
             with connection(self.engine) if page else self.engine.connect() as c:
                 yield from run(c)
+
+    def _batches(
+        self, c: Connection, sql: str, params: dict[str, Any], page: bool, batch_size: int, wanted: int | None
+    ) -> Iterator[Sequence[Any]]:
+        """The statement's rows in batches: a page (`page`: LIMIT in the SQL) in one go; a page tested here (`wanted`)
+        by `_first_batch`; any other read `batch_size` at a time, streamed."""
+        stmt = sa.text(sql) if page else sa.text(sql).execution_options(yield_per=batch_size)
+        yield from _partitions(c.execute(stmt, params), batch_size, wanted)
 
     def get_feature(
         self, dataset_id: str, version: int, fkey: str, conn: Connection | None = None, rows: RowFilter | None = None
@@ -977,6 +1014,46 @@ class SQLiteFeatureStore(FeatureStore):
             f"f.id IN (SELECT r.id FROM {_RTREE} r WHERE r.minx <= :a{i}x1 AND r.maxx >= :a{i}x0 "
             f"AND r.miny <= :a{i}y1 AND r.maxy >= :a{i}y0)"
         )
+
+    def _batches(
+        self, c: Connection, sql: str, params: dict[str, Any], page: bool, batch_size: int, wanted: int | None
+    ) -> Iterator[Sequence[Any]]:
+        """A page's rows in one step (`_rows_at_once`); a page tested here by `LIMIT`/`OFFSET`, a batch a statement (a
+        rare further batch runs the search again); any other read streamed, as on PostgreSQL."""
+        if page:
+            yield self._rows_at_once(c, sql, params)
+            return
+        if wanted is None:
+            yield from super()._batches(c, sql, params, page, batch_size, wanted)
+            return
+        size, start = _first_batch(wanted, batch_size), 0
+        while True:
+            rows = self._rows_at_once(c, f"{sql} LIMIT {size} OFFSET {start}", params)
+            yield rows
+            if len(rows) < size:
+                return
+            start += size
+            size = min(batch_size, size * 2)
+
+    @staticmethod
+    def _rows_at_once(c: Connection, sql: str, params: dict[str, Any]) -> Sequence[Any]:
+        """The rows of a bounded statement (the feature columns), fetched in one step (`_PAGE_AT_ONCE`).
+
+        The sqlite3 module lets the GIL go around every step, one per row: with 16 clients a bbox page's 141 steps each
+        handed the GIL to another thread and waited to get it back (~450 context switches and 3 ms of system time a
+        request; the server's throughput at 16 clients fell below its throughput at one, profiles/items-sqlite-16.txt).
+        The aggregates see the rows of the LIMITed subquery in its order, all three alike."""
+        meta, props, blob = c.execute(sa.text(_PAGE_AT_ONCE.format(sql=sql)), params).one()
+        rows = json.loads(meta)
+        texts = props.split("\x1e") if props is not None else []
+        if len(texts) != len(rows):  # a stored text with a raw record separator (not written by landcloud): row by row
+            return c.execute(sa.text(sql), params).all()
+        out, at = [], 0
+        for (rid, fkey, v_from, v_to, area, size), text in zip(rows, texts):
+            wkb = None if size is None else blob[at:at + size]
+            at += size or 0
+            out.append(_PageRow(rid, fkey, text, wkb, v_from, v_to, None if area is None else float(area)))
+        return out
 
     def _post_filter(self, bbox: BBox | None, rows: RowFilter | None) -> PostFilter | None:
         areas = rows.area_geometries() if rows is not None else []
