@@ -172,6 +172,7 @@ def pygeoapi_server(anchors: Path, work: Path, resources: dict, logdir: Path) ->
 
 
 RAW_HTTP = "raw PostGIS ST_AsMVT over HTTP (Starlette + uvicorn + psycopg2)"
+RAW_DIRECT = "raw PostGIS ST_AsMVT (psycopg, no HTTP)"
 
 
 def rawtiles_server(anchors: Path, dsn: str, layers: dict[str, tuple[str, str]], logdir: Path) -> Server:
@@ -336,6 +337,17 @@ def load_row(samples: list[Sample], planned: int) -> dict:
 def of_kind(samples: list[Sample], kind: dict[int, str], label: str) -> list[Sample]:
     """The samples (in tile order) of the tiles of one fullness class."""
     return [x for i, x in enumerate(samples) if kind.get(i) == label]
+
+
+def per_tile_ratio(mine: list[Sample], theirs: list[float | None], kind: dict[int, str], label: str | None) -> float | None:
+    """The median over the tiles (of one fullness class, or all: `label` None) of each tile's time on one side over its
+    time on the other (`theirs`: seconds in tile order, None where it gave no answer). A tile's two times were taken in
+    one block of the pass, seconds apart, so what the shared machine does between blocks weighs on neither: in eight
+    passes over the 80 small DLTB tiles (two servers, blocks of 10) the ratio of the medians moved 1.19-1.38, the median
+    of the tiles' own ratios 1.17-1.27 (profiles/tiles-small.txt §8)."""
+    pairs = [dt / theirs[i] for i, (_, st, dt, _) in enumerate(mine)
+             if (label is None or kind.get(i) == label) and st in (200, 204) and i < len(theirs) and theirs[i]]
+    return float(np.median(pairs)) if pairs else None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -746,14 +758,19 @@ def main(argv: list[str] | None = None) -> int:
             kind = {i: fullness(n) for i, (_, n) in enumerate(raw)}
             rows = []
             by_fullness: dict[str, list[dict]] = {}
+            theirs = {RAW_DIRECT: [t for t, _ in raw]}  # each anchor's time per tile, for `per_tile_ratio`
+            if rawhttp:
+                theirs[RAW_HTTP] = [dt if st in (200, 204) else None for _, st, dt, _ in samples[RAW_HTTP]]
             for s in landclouds:
                 cold = load_row(samples[s.name], len(tiles))
-                cold.update(target=f"{s.name} cold", anchor=False)
+                cold.update(target=f"{s.name} cold", anchor=False,
+                            per_tile={a: per_tile_ratio(samples[s.name], t, kind, None) for a, t in theirs.items()})
                 for label in sorted(set(kind.values())):
                     mine = of_kind(samples[s.name], kind, label)
                     r = stats([dt for _, st, dt, _ in mine if st in (200, 204)])
                     empty = sum(1 for _, st, _, _ in mine if st == 204)
-                    r.update(target=f"{s.name} cold", anchor=False, extra=f"{empty} of them 204 (empty for landcloud)")
+                    r.update(target=f"{s.name} cold", anchor=False, extra=f"{empty} of them 204 (empty for landcloud)",
+                             per_tile={a: per_tile_ratio(samples[s.name], t, kind, label) for a, t in theirs.items()})
                     by_fullness.setdefault(label, []).append(r)
                 log(f"tiles {key} {s.name}: the same tiles cached, then {TILE_CLIENTS} clients")
                 warm = run_load(s.port, tpaths, 1, prof["time_limit"] * 2, tokens.get(s.name))
@@ -763,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows += [cold, warm, busy]
             if raw:
                 r = stats([t for t, _ in raw])
-                r.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
+                r.update(target=RAW_DIRECT, anchor=True)
                 rows.append(r)
                 http_by_fullness: dict[str, dict] = {}
                 if rawhttp:  # the same statement behind HTTP: what the protocol alone costs a Python server
@@ -777,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
                 for label, frows in by_fullness.items():
                     part = [t for t, n in raw if fullness(n) == label]
                     anchor_row = stats(part)
-                    anchor_row.update(target="raw PostGIS ST_AsMVT (psycopg, no HTTP)", anchor=True)
+                    anchor_row.update(target=RAW_DIRECT, anchor=True)
                     anchors_rows = [anchor_row] + ([http_by_fullness[label]] if label in http_by_fullness else [])
                     comparisons.append({"comparison": "vector tiles WebMercatorQuad, cold, by fullness", "dataset": key,
                                         "variant": f"raw tile {label}: {len(part)} of {len(tiles)} tiles, cold pass side by side",
