@@ -150,7 +150,20 @@ def test_a_bbox_page_reads_about_a_page_of_candidates(engine: sa.Engine, monkeyp
         assert 300 <= converted <= 609
     else:  # exact in SQL: the page only
         assert converted == 100
-    assert [f.fkey for f in store.iter_features("t1", 1, bbox=box, limit=5, offset=1495)] == [f"Q{2 * i:04d}" for i in range(1495, 1500)]
+    statements: list[str] = []
+
+    def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        deep = [f.fkey for f in store.iter_features("t1", 1, bbox=box, limit=5, offset=1495, batch_size=500)]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    assert deep == [f"Q{2 * i:04d}" for i in range(1495, 1500)]
+    # SQLite: the first batch in one step, the rest streamed by one more statement (not a statement a batch, each
+    # searching and sorting the box's candidates again)
+    assert len([st for st in statements if "features f" in st]) == (2 if engine.dialect.name == "sqlite" else 1)
 
 
 def test_a_page_reads_back_each_row_as_a_streamed_read_does(engine: sa.Engine) -> None:

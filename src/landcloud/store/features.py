@@ -1018,22 +1018,25 @@ class SQLiteFeatureStore(FeatureStore):
     def _batches(
         self, c: Connection, sql: str, params: dict[str, Any], page: bool, batch_size: int, wanted: int | None
     ) -> Iterator[Sequence[Any]]:
-        """A page's rows in one step (`_rows_at_once`); a page tested here by `LIMIT`/`OFFSET`, a batch a statement (a
-        rare further batch runs the search again); any other read streamed, as on PostgreSQL."""
+        """A page's rows in one step (`_rows_at_once`); a page tested here its first batch so, the rare rest (a dense box,
+        a deep offset) streamed by one more statement; any other read streamed, as on PostgreSQL."""
         if page:
             yield self._rows_at_once(c, sql, params)
             return
         if wanted is None:
             yield from super()._batches(c, sql, params, page, batch_size, wanted)
             return
-        size, start = _first_batch(wanted, batch_size), 0
+        size = _first_batch(wanted, batch_size)
+        first = self._rows_at_once(c, f"{sql} LIMIT {size}", params)
+        yield first
+        if len(first) < size:
+            return
+        rest = c.execute(sa.text(f"{sql} LIMIT -1 OFFSET {size}"), params)
         while True:
-            rows = self._rows_at_once(c, f"{sql} LIMIT {size} OFFSET {start}", params)
-            yield rows
-            if len(rows) < size:
-                return
-            start += size
             size = min(batch_size, size * 2)
+            if not (rows := rest.fetchmany(size)):
+                return
+            yield rows
 
     @staticmethod
     def _rows_at_once(c: Connection, sql: str, params: dict[str, Any]) -> Sequence[Any]:
