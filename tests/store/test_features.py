@@ -167,7 +167,7 @@ def test_a_bbox_page_reads_about_a_page_of_candidates(engine: sa.Engine, monkeyp
 
 
 def test_a_page_reads_back_each_row_as_a_streamed_read_does(engine: sa.Engine) -> None:
-    """A page (SQLite: one JSON value per batch) gives every column as the streamed read gives it: the WKB byte for
+    """A page (SQLite: fetched in one step, `SQLiteFeatureStore._rows_at_once`) gives every column as the streamed read gives it: the WKB byte for
     byte, the area the same double, the properties' text (quotes, backslashes, CJK) unchanged, in the order asked."""
     awkward = [0.1 + 0.2, 1234.5678901234567, 1e-7, 5e20, None]
     rows = []
@@ -242,7 +242,7 @@ def test_bbox_pages_start_from_the_spatial_index(engine: sa.Engine) -> None:
     statement, parameters = seen[-1]
     with engine.connect() as conn:
         plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
-    scans = [p for p in plan if not p.startswith(("CO-ROUTINE", "SCAN (subquery"))]  # the page is read as one JSON value
+    scans = [p for p in plan if not p.startswith(("CO-ROUTINE", "SCAN (subquery"))]  # the page is aggregated in one step
     assert scans[0].startswith("SCAN r VIRTUAL TABLE"), plan
 
 
