@@ -543,6 +543,11 @@ def versions(pg_dsn: str | None, anchors: Path | None) -> dict:
 
 # ---------------------------------------------------------------- the run
 
+def libpq_dsn(url: str) -> str:
+    """A store's SQLAlchemy URL (postgresql+psycopg://...) as psycopg and libpq take it."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 def settle(url: str) -> None:
     """Write out what the last timed step left in memory before the next is timed: PostgreSQL's dirty buffers (a
     CHECKPOINT) and the kernel's dirty pages (sync). A 1M-parcel submission leaves ~1-2 GB to write back; the plain
@@ -551,7 +556,7 @@ def settle(url: str) -> None:
     if url.startswith("postgresql"):
         import psycopg
 
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        with psycopg.connect(libpq_dsn(url), autocommit=True) as conn:
             conn.execute("CHECKPOINT")
     os.sync()
 
@@ -656,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             r = subprocess.run([str(ROOT / "scripts" / "pg-cluster.sh"), "start", str(pgdir), str(port)], capture_output=True, text=True)
             if r.returncode == 0:
                 pg_url = r.stdout.strip().splitlines()[-1]
-                pg_dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+                pg_dsn = libpq_dsn(pg_url)
                 backends["postgis"] = pg_url
                 (work / "postgis").mkdir()
             else:

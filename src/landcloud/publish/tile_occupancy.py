@@ -1,8 +1,9 @@
 """Where a version's rows are (`geo.occupancy`), learnt once per version: a tile over none of them is empty, known
 without a statement. Both stores: one scan groups the rows' envelopes by their first cell (SQL: at most one row a
 cell crosses, 65,536; 1M parcels on PostgreSQL ~1 s of the database's time and 0.03 s of this process's); learnt on
-the learning thread (`version_learning`), the first time a tile of the version asks. Until then, and for a version the dataset row does not describe (its extent is the current version's),
-only the extent tells a tile empty, as before.
+the learning thread (`version_learning`), the first time a tile of the version asks. Until then, and for a version
+the dataset row does not describe (its extent is the current version's), only the extent tells a tile empty, as
+before.
 """
 
 from __future__ import annotations

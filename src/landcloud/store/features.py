@@ -196,15 +196,19 @@ def _first_batch(wanted: int, batch_size: int) -> int:
     return min(batch_size, max(64, wanted + wanted // 4 + 16))
 
 
+def _doubling(result: sa.CursorResult[Any], size: int, batch_size: int) -> Iterator[Sequence[sa.Row[Any]]]:
+    """The result's rows in batches of `size`, each twice the last up to `batch_size`."""
+    while rows := result.fetchmany(size):
+        yield rows
+        size = min(batch_size, size * 2)
+
+
 def _partitions(result: sa.CursorResult[Any], batch_size: int, wanted: int | None) -> Iterator[Sequence[sa.Row[Any]]]:
     """The result's rows in batches (`_first_batch` first for a page tested here)."""
     if wanted is None:
         yield from result.partitions(batch_size)
         return
-    size = _first_batch(wanted, batch_size)
-    while rows := result.fetchmany(size):
-        yield rows
-        size = min(batch_size, size * 2)
+    yield from _doubling(result, _first_batch(wanted, batch_size), batch_size)
 
 
 class _PageRow(NamedTuple):
@@ -1032,11 +1036,7 @@ class SQLiteFeatureStore(FeatureStore):
         if len(first) < size:
             return
         rest = c.execute(sa.text(f"{sql} LIMIT -1 OFFSET {size}"), params)
-        while True:
-            size = min(batch_size, size * 2)
-            if not (rows := rest.fetchmany(size)):
-                return
-            yield rows
+        yield from _doubling(rest, min(batch_size, size * 2), batch_size)
 
     @staticmethod
     def _rows_at_once(c: Connection, sql: str, params: dict[str, Any]) -> Sequence[Any]:
