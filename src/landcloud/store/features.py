@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
 from landcloud.geo.tilegen import MIN_WKB_BYTES
-from landcloud.store import rtree_bulk, tilegeoms
+from landcloud.store import rtree_bulk, sqlite_rows, tilegeoms
 from landcloud.store.db import BackendKind, backend_of, connection
 
 _log = logging.getLogger(__name__)
@@ -1091,8 +1091,8 @@ class SQLiteFeatureStore(FeatureStore):
 
     def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cur.executemany(
-            "INSERT INTO stage (fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash, op) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        sqlite_rows.insert_rows(
+            cur, "INSERT INTO stage (fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash, op)", 10,
             [(r[0], r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5], r[6]) for r in rows],
         )
         cur.close()
@@ -1113,9 +1113,8 @@ class SQLiteFeatureStore(FeatureStore):
             expected = conn.info.get("stage_expected")
             conn.info["rtree_packed"] = expected is not None and rtree_bulk.pays(rtree_bulk.size(cur, _RTREE), expected)
         last = cur.execute("SELECT coalesce(max(id), 0) FROM features").fetchone()[0]
-        cur.executemany(
-            "INSERT INTO features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        sqlite_rows.insert_rows(
+            cur, "INSERT INTO features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash)", 11,
             [(dataset_id, r[0], version, r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5]) for r in rows],
         )
         if conn.info["rtree_packed"]:  # the batch's entries kept for the packing (reading them back cost ~1.7 s a million)
@@ -1163,7 +1162,7 @@ class SQLiteFeatureStore(FeatureStore):
                 if rtree_bulk.pays(existing, len(ids)):
                     rtree_bulk.rebuild(cur, _RTREE, ids, boxes)
                 else:  # (fewer rows than the source said)
-                    cur.executemany(f"INSERT INTO {_RTREE} (id, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)", zip(ids.tolist(), *boxes.T.tolist()))
+                    sqlite_rows.insert_rows(cur, f"INSERT INTO {_RTREE} (id, minx, maxx, miny, maxy)", 5, list(zip(ids.tolist(), *boxes.T.tolist())))
                 return
             new = int(cur.execute(f"SELECT count(*) {where}", (dataset_id, version)).fetchone()[0])
             if not rtree_bulk.pays(existing, new):

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from landcloud.store.sqlite_rows import insert_rows
+
 CELL = np.dtype([("id", ">i8"), ("box", ">f4", (4,))])  # one cell of a node: id, minx, maxx, miny, maxy
 HEADER = 4  # depth, cell count
 _MAX_CELLS = 51  # rtree.c's RTREE_MAXCELLS: a node's cells at most, whatever the page size
@@ -40,7 +42,7 @@ _AWAY = 1.0 + 1.0 / 8388608.0
 INSERT_US = 10.0
 PACK_US = 2.5
 MIN_NEW = 20_000
-_WRITE_BLOCK = 100_000  # rows of _rowid bound per executemany (bounded memory for a province-sized tree)
+_WRITE_BLOCK = 100_000  # rows of _rowid made into tuples at a time (bounded memory for a province-sized tree)
 
 
 def _outward(d: np.ndarray, down: bool) -> np.ndarray:
@@ -199,10 +201,10 @@ def rebuild(cur: Any, table: str, new_ids: np.ndarray, new_boxes: np.ndarray) ->
     del ids, boxes
     for part in ("node", "rowid", "parent"):
         cur.execute(f"DELETE FROM {table}_{part}")
-    cur.executemany(f"INSERT INTO {table}_node (nodeno, data) VALUES (?, ?)", packed.nodes)
+    insert_rows(cur, f"INSERT INTO {table}_node (nodeno, data)", 2, packed.nodes)
     by_id = np.argsort(packed.leaf_ids)  # (a B-tree filled in key order)
     for rows in _pairs(packed.leaf_ids[by_id], packed.leaf_nodes[by_id]):
-        cur.executemany(f"INSERT INTO {table}_rowid (rowid, nodeno) VALUES (?, ?)", rows)
+        insert_rows(cur, f"INSERT INTO {table}_rowid (rowid, nodeno)", 2, rows)
     for rows in _pairs(packed.child_nodes, packed.parent_nodes):
-        cur.executemany(f"INSERT INTO {table}_parent (nodeno, parentnode) VALUES (?, ?)", rows)
+        insert_rows(cur, f"INSERT INTO {table}_parent (nodeno, parentnode)", 2, rows)
     return len(packed.leaf_ids)

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.geo import parallel, tilegen
 from landcloud.store.db import backend_of
+from landcloud.store.sqlite_rows import insert_rows
 
 _log = logging.getLogger(__name__)
 TABLE = "feature_tilegeoms"
@@ -219,7 +220,7 @@ def _copies_of(rows: list[Any]) -> list[tuple[int, int, bytes]]:
 @contextmanager
 def _writer(engine: Engine) -> Iterator[Callable[[list[tuple[int, int, bytes]]], int]]:
     """Writes a batch's copies in a write transaction of its own (the write lock held for the insert only)."""
-    insert = f"INSERT OR IGNORE INTO {TABLE} (feature_id, level, geom) VALUES (?, ?, ?)"  # (a build running alongside)
+    insert = f"INSERT OR IGNORE INTO {TABLE} (feature_id, level, geom)"  # (a build running alongside)
     with engine.connect() as conn:
         conn.info["write"] = True
 
@@ -227,7 +228,7 @@ def _writer(engine: Engine) -> Iterator[Callable[[list[tuple[int, int, bytes]]],
             if copies:
                 with conn.begin():
                     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                    cur.executemany(insert, copies)
+                    insert_rows(cur, insert, 3, copies)
                     cur.close()
             return len(copies)
 
