@@ -375,6 +375,21 @@ def test_transform_geometries_vectorised_keeps_none_and_z() -> None:
     assert isinstance(single, shapely.Polygon)
 
 
+def test_lonlat_sources_keep_their_geometries() -> None:
+    """CGCS2000 or WGS 84 lon/lat: nothing to convert, so the geometries themselves come back (not rebuilt)."""
+    poly = shapely.Polygon([(126.6, 45.75), (126.603, 45.75), (126.603, 45.752)])
+    pt = shapely.Point(127.0, 46.0, 88.0)
+    for code in (4490, 4326):
+        t = make_transformer(CRS.from_epsg(code))
+        given = np.array([poly, None, pt], dtype=object)
+        out = t.transform_geometries(given)
+        assert out is not given and out.dtype == object
+        assert out[0] is poly and out[1] is None and out[2] is pt
+        assert t.transform_geometries(poly) is poly
+    projected = make_transformer(CRS.from_epsg(4530)).transform_geometries(np.array([poly], dtype=object))
+    assert projected[0] is not poly  # a conversion makes new ones
+
+
 def test_transform_xy_keeps_shape() -> None:
     t = make_transformer(CRS.from_epsg(4530))
     fwd = Transformer.from_crs(4490, 4530, always_xy=True)

@@ -374,8 +374,12 @@ class CoordinateTransformer:
         """Transform shapely geometries (array or single) in one vectorised call.
 
         None stays None; Z values are carried over unchanged (heights are not
-        transformed - the platform's data are 2-D).
+        transformed - the platform's data are 2-D). Already CGCS2000 (or WGS 84)
+        lon/lat: the same geometries (an array: a new array of them), not each one
+        rebuilt from its own coordinates (~0.8 s of CPU a million parcels).
         """
+        if self._func is _identity:
+            return np.array(geoms, dtype=object, copy=True) if isinstance(geoms, np.ndarray) else geoms
 
         def apply(coords: NDArray[np.float64]) -> NDArray[np.float64]:
             out = np.array(coords, dtype=np.float64, copy=True)
