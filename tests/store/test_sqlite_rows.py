@@ -43,7 +43,7 @@ def test_one_statement_per_block_of_rows() -> None:
     con = _db()
     seen = _statements(con)
     sqlite_rows.insert_rows(con.cursor(), "INSERT INTO t (a, b, c)", 3, [(i, i, i) for i in range(1201)])
-    assert len(seen) == 3  # 500 + 500 + 201 (executemany: one per row)
+    assert len(seen) == 6  # 500 + 500 + 128 + 64 + 8 + 1 (executemany: one per row)
     assert con.execute("SELECT count(*), sum(a), min(id), max(id) FROM t").fetchone() == (1201, 1201 * 600, 1, 1201)
 
 
@@ -52,7 +52,7 @@ def test_blocks_stay_within_the_connections_parameter_limit() -> None:
     con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)  # 3 rows of 3 values a statement
     seen = _statements(con)
     sqlite_rows.insert_rows(con.cursor(), "INSERT INTO t (a, b, c)", 3, [(i, -i, str(i)) for i in range(10)])
-    assert len(seen) == 4
+    assert len(seen) == 4  # 3 + 3 + 3 + 1
     assert con.execute("SELECT group_concat(c, ',') FROM (SELECT c FROM t ORDER BY id)").fetchone()[0] == "0,1,2,3,4,5,6,7,8,9"
 
 
@@ -71,3 +71,21 @@ def test_a_refused_row_fails_its_statement_and_the_caller_rolls_back() -> None:
         sqlite_rows.insert_rows(con.cursor(), "INSERT INTO n (v)", 1, [(1,), (None,), (3,)])
     con.execute("ROLLBACK")
     assert con.execute("SELECT count(*) FROM n").fetchone()[0] == 0
+
+
+@given(n=st.integers(0, 5000), per=st.integers(1, 600))
+def test_blocks_cover_the_rows_with_few_sizes(n: int, per: int) -> None:
+    sizes = sqlite_rows.blocks(n, per)
+    assert sum(sizes) == n and all(0 < k <= per for k in sizes)
+    rest = [k for k in sizes if k != per]
+    assert len(rest) == len(set(rest)) and all(k & (k - 1) == 0 for k in rest)  # distinct powers of two
+
+
+def test_a_connection_prepares_few_statements_for_any_batch_sizes() -> None:
+    con = _db()
+    seen = _statements(con)
+    for n in range(1, 601):
+        sqlite_rows.insert_rows(con.cursor(), "INSERT INTO t (a, b, c)", 3, [(i, i, i) for i in range(n)])
+    sizes = {sql.count("),(") + 1 for sql in seen}  # (the trace shows the values bound: count the rows)
+    assert sizes == {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}  # each statement prepared once, then from the cache
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 600 * 601 // 2
