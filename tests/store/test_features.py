@@ -167,8 +167,9 @@ def test_a_bbox_page_reads_about_a_page_of_candidates(engine: sa.Engine, monkeyp
 
 
 def test_a_page_reads_back_each_row_as_a_streamed_read_does(engine: sa.Engine) -> None:
-    """A page (SQLite: fetched in one step, `SQLiteFeatureStore._rows_at_once`) gives every column as the streamed read gives it: the WKB byte for
-    byte, the area the same double, the properties' text (quotes, backslashes, CJK) unchanged, in the order asked."""
+    """A page (SQLite: fetched in one step, `SQLiteFeatureStore._rows_at_once`) gives every column as the streamed read
+    gives it: the WKB byte for byte, the area the same double, the properties' text (quotes, backslashes, CJK)
+    unchanged, in the order asked."""
     awkward = [0.1 + 0.2, 1234.5678901234567, 1e-7, 5e20, None]
     rows = []
     for i in range(12):

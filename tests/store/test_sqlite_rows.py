@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -89,3 +90,15 @@ def test_a_connection_prepares_few_statements_for_any_batch_sizes() -> None:
     sizes = {sql.count("),(") + 1 for sql in seen}  # (the trace shows the values bound: count the rows)
     assert sizes == {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}  # each statement prepared once, then from the cache
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 600 * 601 // 2
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(blobs=st.lists(st.one_of(st.none(), st.binary(max_size=12)), max_size=30))
+def test_joined_blobs_cut_back_as_stored(blobs: list[bytes | None]) -> None:
+    con = sqlite3.connect(":memory:", isolation_level=None)
+    con.execute("CREATE TABLE b (id INTEGER PRIMARY KEY, v BLOB)")
+    con.executemany("INSERT INTO b (v) VALUES (?)", [(v,) for v in blobs])
+    sizes, joined = con.execute(
+        "SELECT json_group_array(length(v)), CAST(group_concat(v, '') AS BLOB) FROM (SELECT v FROM b ORDER BY id)"
+    ).fetchone()
+    assert sqlite_rows.split_joined(joined, json.loads(sizes)) == blobs  # NULs inside, empty blobs, NULLs between

@@ -1051,12 +1051,11 @@ class SQLiteFeatureStore(FeatureStore):
         texts = props.split("\x1e") if props is not None else []
         if len(texts) != len(rows):  # a stored text with a raw record separator (not written by landcloud): row by row
             return c.execute(sa.text(sql), params).all()
-        out, at = [], 0
-        for (rid, fkey, v_from, v_to, area, size), text in zip(rows, texts):
-            wkb = None if size is None else blob[at:at + size]
-            at += size or 0
-            out.append(_PageRow(rid, fkey, text, wkb, v_from, v_to, None if area is None else float(area)))
-        return out
+        wkbs = sqlite_rows.split_joined(blob, [r[5] for r in rows])
+        return [
+            _PageRow(rid, fkey, text, wkb, v_from, v_to, None if area is None else float(area))
+            for (rid, fkey, v_from, v_to, area, _), text, wkb in zip(rows, texts, wkbs)
+        ]
 
     def _post_filter(self, bbox: BBox | None, rows: RowFilter | None) -> PostFilter | None:
         areas = rows.area_geometries() if rows is not None else []

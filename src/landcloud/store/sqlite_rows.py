@@ -1,4 +1,5 @@
-"""Many rows into a SQLite table in few statements: one INSERT with a VALUES list per few hundred rows.
+"""Many rows into and out of SQLite in few steps: an INSERT with a VALUES list per few hundred rows, and the
+blobs a read joined into one (`split_joined`).
 
 Why not `executemany`: Python's sqlite3 lets the GIL go around every `sqlite3_step`, one per row there.
 A submission writes its rows while two other threads (the read-ahead and the overlap rule's GEOS thread)
@@ -47,6 +48,21 @@ def _rows_per_statement(conn: sqlite3.Connection, width: int) -> int:
     """At most ROWS_PER_STATEMENT, and within the connection's limit of bound parameters (32,766 since SQLite 3.32)."""
     limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     return max(1, min(ROWS_PER_STATEMENT, limit // max(1, width)))
+
+
+def split_joined(blob: bytes | None, sizes: Sequence[int | None]) -> list[bytes | None]:
+    """The values `CAST(group_concat(x, '') AS BLOB)` joined into `blob`, cut apart by their `length(x)`s in the same
+    order; None for a NULL (group_concat skips it). How a read gets many rows' blobs in one step (one per row lets the
+    GIL go around each)."""
+    out: list[bytes | None] = []
+    at = 0
+    for size in sizes:
+        if size is None:
+            out.append(None)
+            continue
+        out.append(blob[at : at + size])  # type: ignore[index]  (a size is only given for a joined value)
+        at += size
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.geo import parallel, tilegen
 from landcloud.store.db import backend_of
-from landcloud.store.sqlite_rows import insert_rows
+from landcloud.store.sqlite_rows import insert_rows, split_joined
 
 _log = logging.getLogger(__name__)
 TABLE = "feature_tilegeoms"
@@ -185,7 +185,7 @@ def _versions(conn: Connection, dataset_id: str, version: int | None) -> list[in
     return [int(v) for (v,) in rows]
 
 
-def _batches(engine: Engine, dataset_id: str, version: int | None) -> Iterator[tuple[list[int], list[bytes]]]:
+def _batches(engine: Engine, dataset_id: str, version: int | None) -> Iterator[tuple[list[int], list[bytes | None]]]:
     """The rows to build for, BATCH at a time by id, each read in a short read transaction of its own: (ids, WKBs).
 
     A batch comes back in one step, its ids and WKB lengths as text and the WKBs joined into one blob, as
@@ -210,12 +210,11 @@ def _batches(engine: Engine, dataset_id: str, version: int | None) -> Iterator[t
                 if ids_text is None:
                     break
                 ids = list(map(int, ids_text.split(",")))
-                ends = np.cumsum(np.array(lengths_text.split(","), dtype=np.int64)).tolist()
-                yield ids, [blob[start:end] for start, end in zip([0, *ends[:-1]], ends)]
+                yield ids, split_joined(blob, list(map(int, lengths_text.split(","))))
                 last = ids[-1]
 
 
-def _copies_of(batch: tuple[list[int], list[bytes]]) -> list[tuple[int, int, bytes]]:
+def _copies_of(batch: tuple[list[int], list[bytes | None]]) -> list[tuple[int, int, bytes]]:
     """The copies of a batch of rows as (feature id, level, WKB): GEOS's work, on a worker thread."""
     ids, wkbs = batch
     geoms = shapely.from_wkb(np.array(wkbs, dtype=object), on_invalid="ignore")
