@@ -102,6 +102,52 @@ def test_a_shared_key_among_far_pairs_falls_back(engine: sa.Engine) -> None:
     assert far > 0 and findings is None
 
 
+def spy_relate(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int | None]]:
+    """Record, for every call of the pair test the stream makes, its pairs and how many went to relate
+    (None: no hulls were made for them)."""
+    calls: list[tuple[int, int | None]] = []
+    real = overlap_stream.interiors_meeting
+
+    def spy(ga: np.ndarray, gb: np.ndarray, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+        apart = kw.get("apart")
+        calls.append((len(ga), None if apart is None else int((~apart).sum())))  # type: ignore[operator]
+        return real(ga, gb, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(overlap_stream, "interiors_meeting", spy)
+    return calls
+
+
+def test_a_tessellation_is_settled_by_hull_edges_in_the_stream_and_the_final_pass(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Convex neighbours sharing an edge need no relate, within a window and between batches far apart."""
+    calls = spy_relate(monkeypatch)
+    cells = [shapely.box(ORIGIN[0] + i * CELL, ORIGIN[1] + j * CELL, ORIGIN[0] + (i + 1) * CELL, ORIGIN[1] + (j + 1) * CELL)
+             for i in range(10) for j in range(6)]
+    rows = keyed(cells)
+    rows = rows[:30] + rows[30:][::-1]  # the second half backwards: its neighbours in the first half are far in the file
+    findings, reference, far = stream_and_check(engine, rows, batch=6, window=2)
+    assert findings == [] and reference == [] and far > 0
+    pairs = sum(n for n, _ in calls)
+    related = sum(r for _, r in calls if r is not None)
+    assert all(r is not None for _, r in calls)
+    # 10 x 6 squares: 104 edge neighbours settled; the corner neighbours (90) share no edge and go to relate
+    assert pairs == 104 + 90 and related == 90
+
+
+def test_hulls_are_left_out_where_they_settle_nothing(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discs whose envelopes meet (no shared edges: buildings, not a tessellation): hulls are made for the first
+    batch, then left out until a probe."""
+    calls = spy_relate(monkeypatch)
+    # along a diagonal, 0.9 cells apart in x and y: the envelopes meet, the discs (1.27 cells apart) do not
+    discs = [shapely.Point(ORIGIN[0] + i * CELL * 0.9, ORIGIN[1] + i * CELL * 0.9).buffer(CELL * 0.5, 4) for i in range(60)]
+    findings, _, _ = stream_and_check(engine, keyed(discs), batch=3, window=2)
+    assert findings == []
+    made = [r is not None for _, r in calls]
+    assert made[0] and not any(made[1:15])
+    assert all(r == n for n, r in calls if r is not None)  # none settled: all to relate
+
+
 @hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=damaged_tessellations(), order_seed=st.integers(0, 1000), batch=st.integers(1, 9), window=st.integers(1, 3),
        chunk=st.sampled_from([3, 20_000]), sealed=st.booleans())

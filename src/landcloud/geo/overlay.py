@@ -15,14 +15,21 @@ from landcloud.geo.parallel import in_parts
 INTERIORS_MEET = "T********"
 
 
-def interiors_meeting(ga: np.ndarray, gb: np.ndarray, *, threads: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def interiors_meeting(
+    ga: np.ndarray, gb: np.ndarray, *, threads: bool = True, apart: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions of the pairs (ga[i], gb[i]) whose interiors meet, their intersections).
 
     `threads`: spread GEOS over the machine's cores (`geo.parallel`); False on a thread that is itself
-    the parallel part.
+    the parallel part. `apart`: pairs already known not to meet (`geo.separation`), left out of relate.
     """
+    todo = np.flatnonzero(~apart) if apart is not None else None
+    if todo is not None:
+        ga, gb = ga[todo], gb[todo]
     if threads:
         hit = np.flatnonzero(in_parts(lambda a, b: shapely.relate_pattern(a, b, INTERIORS_MEET), ga, gb))
-        return hit, in_parts(shapely.intersection, ga[hit], gb[hit], cost=10)
-    hit = np.flatnonzero(shapely.relate_pattern(ga, gb, INTERIORS_MEET))
-    return hit, shapely.intersection(ga[hit], gb[hit])
+        inter = in_parts(shapely.intersection, ga[hit], gb[hit], cost=10)
+    else:
+        hit = np.flatnonzero(shapely.relate_pattern(ga, gb, INTERIORS_MEET))
+        inter = shapely.intersection(ga[hit], gb[hit])
+    return (todo[hit] if todo is not None else hit), inter

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from landcloud.geo.area import survey_areas
 from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
+from landcloud.geo.separation import HullEdges, Payoff, apart_codes, apart_pairs, hull_edges, kept_apart
 from landcloud.ingest import overlap
 from landcloud.ingest.overlap import MAX_FINDINGS, overlap_findings
 from landcloud.ingest.report import Finding
@@ -60,6 +61,9 @@ class StreamedOverlaps:
         self.thread_wall_s = 0.0
         self.far_pairs = 0  # pairs decided after the stream (features more than `window - 1` batches apart)
         self._far: Future[tuple[np.ndarray, np.ndarray]] | None = None  # the far pairs' search, once `seal`ed
+        self._made: dict[int, tuple[shapely.STRtree, HullEdges | None]] = {}  # per batch of the window (GEOS thread)
+        self._payoff = Payoff()  # whether the stream's hulls settle enough pairs to be worth making
+        self._far_payoff = Payoff()
 
     def add(self, keys: Sequence[str], geoms: np.ndarray) -> None:
         """One batch in file order: the stored keys and geometries of its rows (missing and empty ones are skipped)."""
@@ -76,11 +80,9 @@ class StreamedOverlaps:
         self._recent.append((seqs, geoms))
         if n == 0 or self._held >= MAX_FINDINGS:
             return
-        window_seqs = np.concatenate([s for s, _ in self._recent])
-        window_geoms = np.concatenate([g for _, g in self._recent])
         while len(self._pending) >= PENDING:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._decide_recent, seqs, geoms, window_seqs, window_geoms))
+        self._pending.append(self._pool.submit(self._decide_recent, [(s, g) for s, g in self._recent if len(s)]))
 
     @contextmanager
     def _thread_clock(self) -> Iterator[None]:
@@ -92,21 +94,48 @@ class StreamedOverlaps:
             self.thread_cpu_s += time.thread_time() - c0
             self.thread_wall_s += time.perf_counter() - w0
 
-    def _decide_recent(self, seqs: np.ndarray, geoms: np.ndarray, window_seqs: np.ndarray, window_geoms: np.ndarray) -> None:
-        """On the GEOS thread: the batch's pairs with the window (itself included), each pair once."""
+    def _decide_recent(self, window: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """On the GEOS thread: the last batch's pairs with the window's (itself included), each pair once.
+
+        Each batch's envelope tree and hull edges (`geo.separation`) are made once, when it comes, and kept for
+        the next `window - 1` batches' pairs with it: a tree over the whole window, built anew for each batch,
+        held the GIL for ~1 s a million parcels (shapely fills a tree under it), while the stream is short of it.
+        """
         with self._thread_clock():
             if self._held >= MAX_FINDINGS:
                 return
-            qi, ti = shapely.STRtree(window_geoms).query(geoms)
-            keep = window_seqs[ti] < seqs[qi]
-            ti, qi = ti[keep], qi[keep]
-            self._decide(window_seqs[ti], seqs[qi], window_geoms[ti], geoms[qi], threads=False)
+            seqs, geoms = window[-1]
+            firsts = [int(s[0]) for s, _ in window]
+            self._made = {first: self._made[first] for first in firsts[:-1] if first in self._made}
+            mine = self._made[firsts[-1]] = (shapely.STRtree(geoms), hull_edges(geoms) if self._payoff.wanted() else None)
+            ts, qs, codes = [], [], []
+            offset = 0
+            for first, (s, g) in zip(firsts, window):
+                tree, hulls = self._made.get(first) or (shapely.STRtree(g), None)
+                qi, ti = tree.query(geoms)
+                if first == firsts[-1]:  # within the batch: each pair once, the earlier feature first
+                    qi, ti = qi[ti < qi], ti[ti < qi]
+                ts.append(ti + offset)
+                qs.append(qi)
+                if mine[1] is not None and hulls is not None:
+                    codes.append(apart_codes(hulls, mine[1], len(geoms), offset_a=offset))
+                offset += len(s)
+            ti, qi = np.concatenate(ts), np.concatenate(qs)
+            apart = None
+            if mine[1] is not None:
+                apart = kept_apart(codes, ti, qi, len(geoms))
+                self._payoff.record(int(apart.sum()), len(apart))
+            window_seqs = np.concatenate([s for s, _ in window])
+            window_geoms = np.concatenate([g for _, g in window])
+            self._decide(window_seqs[ti], seqs[qi], window_geoms[ti], geoms[qi], threads=False, apart=apart)
 
-    def _decide(self, a: np.ndarray, b: np.ndarray, ga: np.ndarray, gb: np.ndarray, threads: bool) -> None:
+    def _decide(
+        self, a: np.ndarray, b: np.ndarray, ga: np.ndarray, gb: np.ndarray, threads: bool, apart: np.ndarray | None = None
+    ) -> None:
         """Keep the pairs (a before b) whose interiors meet by more than the tolerance, with their intersections."""
         if not len(a):
             return
-        hit, inter = interiors_meeting(ga, gb, threads=threads)
+        hit, inter = interiors_meeting(ga, gb, threads=threads, apart=apart)
         if not len(hit):
             return
         big = np.flatnonzero(survey_areas(inter) > self.tolerance)
@@ -188,7 +217,11 @@ class StreamedOverlaps:
             wkbs = np.array([wkb_of[k] for k in keys], dtype=object)
             geoms = in_parts(lambda w: shapely.from_wkb(w, on_invalid="ignore"), wkbs)
             ia, ib = np.searchsorted(seqs, ca), np.searchsorted(seqs, cb)
-            self._decide(ca, cb, geoms[ia], geoms[ib], threads=True)
+            apart = None
+            if self._far_payoff.wanted():
+                apart = apart_pairs(geoms, ia, ib)
+                self._far_payoff.record(int(apart.sum()), len(apart))
+            self._decide(ca, cb, geoms[ia], geoms[ib], threads=True, apart=apart)
             if self._held >= MAX_FINDINGS:
                 break
         return True
