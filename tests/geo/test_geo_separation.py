@@ -210,3 +210,13 @@ def test_payoff_stops_and_probes_again() -> None:
     assert wanted == [False] * (Payoff.PROBE - 1) + [True]
     pay.record(50, 100)  # the probe paid: on again
     assert pay.wanted() and pay.wanted()
+
+
+def test_payoff_settles_a_group_or_leaves_it_to_relate() -> None:
+    squares = np.array([shapely.box(i, 0, i + 1, 1) for i in range(4)])
+    circles = np.array([shapely.Point(i * 0.9, i * 0.9).buffer(0.5, 4) for i in range(4)])
+    pay = Payoff()
+    ia, ib = np.array([0, 1, 2]), np.array([1, 2, 3])
+    assert pay.settle(squares, ia, ib).tolist() == [True, True, True]
+    assert pay.settle(circles, ia, ib).tolist() == [False, False, False]  # none settled: hulls left out
+    assert pay.settle(squares, ia, ib) is None

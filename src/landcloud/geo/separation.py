@@ -205,6 +205,14 @@ class Payoff:
         self._off_for -= 1
         return self._off_for == 0
 
+    def settle(self, geoms: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray | None:
+        """`apart_pairs` for a group of pairs, or None when hulls are left out for it."""
+        if not self.wanted():
+            return None
+        apart = apart_pairs(geoms, ia, ib)
+        self.record(int(apart.sum()), len(apart))
+        return apart
+
     def record(self, settled: int, pairs: int) -> None:
         """A group decided with hulls: `settled` of its `pairs` needed no relate."""
         if pairs and settled < self.MIN_SHARE * pairs:

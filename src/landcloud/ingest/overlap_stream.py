@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from landcloud.geo.area import survey_areas
 from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
-from landcloud.geo.separation import HullEdges, Payoff, apart_codes, apart_pairs, hull_edges, kept_apart
+from landcloud.geo.separation import HullEdges, Payoff, apart_codes, hull_edges, kept_apart
 from landcloud.ingest import overlap
 from landcloud.ingest.overlap import MAX_FINDINGS, overlap_findings
 from landcloud.ingest.report import Finding
@@ -217,10 +217,7 @@ class StreamedOverlaps:
             wkbs = np.array([wkb_of[k] for k in keys], dtype=object)
             geoms = in_parts(lambda w: shapely.from_wkb(w, on_invalid="ignore"), wkbs)
             ia, ib = np.searchsorted(seqs, ca), np.searchsorted(seqs, cb)
-            apart = None
-            if self._far_payoff.wanted():
-                apart = apart_pairs(geoms, ia, ib)
-                self._far_payoff.record(int(apart.sum()), len(apart))
+            apart = self._far_payoff.settle(geoms, ia, ib)
             self._decide(ca, cb, geoms[ia], geoms[ib], threads=True, apart=apart)
             if self._held >= MAX_FINDINGS:
                 break

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from landcloud.geo.overlay import interiors_meeting
 from landcloud.geo.parallel import in_parts
-from landcloud.geo.separation import Payoff, apart_pairs
+from landcloud.geo.separation import Payoff
 from landcloud.geo.tilegen import MIN_WKB_BYTES
 from landcloud.store import rtree_bulk, sqlite_rows, tilegeoms
 from landcloud.store.db import BackendKind, backend_of, connection
@@ -850,11 +850,7 @@ class FeatureStore:
                 geoms[~held] = in_parts(lambda w: shapely.from_wkb(w, on_invalid="ignore"), np.array([rows[i][1] for i in missing], dtype=object))
             held_ids, held_keys, held_geoms = ids, keys, geoms
             ia, ib = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
-            apart = None
-            if payoff.wanted():
-                apart = apart_pairs(geoms, ia, ib)
-                payoff.record(int(apart.sum()), len(apart))
-            hit, inter = interiors_meeting(geoms[ia], geoms[ib], apart=apart)
+            hit, inter = interiors_meeting(geoms[ia], geoms[ib], apart=payoff.settle(geoms, ia, ib))
             if len(hit):
                 yield OverlapChunk(keys[ia[hit]].tolist(), keys[ib[hit]].tolist(), inter)
 
