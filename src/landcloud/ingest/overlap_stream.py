@@ -107,22 +107,23 @@ class StreamedOverlaps:
             seqs, geoms = window[-1]
             firsts = [int(s[0]) for s, _ in window]
             self._made = {first: self._made[first] for first in firsts[:-1] if first in self._made}
-            mine = self._made[firsts[-1]] = (shapely.STRtree(geoms), hull_edges(geoms) if self._payoff.wanted() else None)
+            mine = hull_edges(geoms) if self._payoff.wanted() else None
+            self._made[firsts[-1]] = (shapely.STRtree(geoms), mine)  # (every batch of the window came here first)
             ts, qs, codes = [], [], []
             offset = 0
-            for first, (s, g) in zip(firsts, window):
-                tree, hulls = self._made.get(first) or (shapely.STRtree(g), None)
+            for first, (s, _) in zip(firsts, window):
+                tree, hulls = self._made[first]
                 qi, ti = tree.query(geoms)
                 if first == firsts[-1]:  # within the batch: each pair once, the earlier feature first
                     qi, ti = qi[ti < qi], ti[ti < qi]
                 ts.append(ti + offset)
                 qs.append(qi)
-                if mine[1] is not None and hulls is not None:
-                    codes.append(apart_codes(hulls, mine[1], len(geoms), offset_a=offset))
+                if mine is not None and hulls is not None:
+                    codes.append(apart_codes(hulls, mine, len(geoms), offset_a=offset))
                 offset += len(s)
             ti, qi = np.concatenate(ts), np.concatenate(qs)
             apart = None
-            if mine[1] is not None:
+            if mine is not None:
                 apart = kept_apart(codes, ti, qi, len(geoms))
                 self._payoff.record(int(apart.sum()), len(apart))
             window_seqs = np.concatenate([s for s, _ in window])
