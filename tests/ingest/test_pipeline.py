@@ -8,6 +8,7 @@ import decimal
 import hashlib
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,40 @@ def test_interrupted_first_submission_changes_nothing(engine: sa.Engine, setting
     with pytest.raises(KeyboardInterrupt):
         run_submission(engine, small, path, SubmitOptions(dataset_id="dltb", unit="230102"), progress=stop)
     assert table_counts(engine) == before
+    assert submit(engine, small, path).accepted
+    assert catalog.require_dataset(engine, "dltb").feature_count == 16
+
+
+def test_a_write_the_database_refuses_fails_the_submission_and_changes_nothing(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """A row the database refuses in the middle of the first rows' writes (SQLite: on the stage's writer thread, PostGIS:
+    inside the open COPY) fails the submission with the database's error: nothing stays, no writer thread is left, and
+    the next submission loads."""
+    path = write_geojson(tmp_path / "dltb.geojson", grid_parcels(4))
+    small = settings.model_copy(update={"batch_size": 5})
+    before = table_counts(engine)
+    refused = "230102000012"  # the third batch's second parcel
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON features WHEN NEW.fkey = '{refused}' "
+                                 "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+        else:
+            conn.exec_driver_sql(f"CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN IF NEW.fkey = '{refused}' THEN "
+                                 "RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql")
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON features FOR EACH ROW EXECUTE FUNCTION refuse()")
+    try:
+        with pytest.raises(Exception, match="refused by a trigger"):
+            submit(engine, small, path)
+        assert table_counts(engine) == before
+        with engine.connect() as conn:
+            assert not {"stage_writer", "rtree_new"} & set(conn.info)
+        assert not [t for t in threading.enumerate() if t.name.startswith("landcloud-stage-writer")]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse" if engine.dialect.name == "sqlite" else "DROP TRIGGER refuse ON features")
+            if engine.dialect.name != "sqlite":
+                conn.exec_driver_sql("DROP FUNCTION refuse()")
     assert submit(engine, small, path).accepted
     assert catalog.require_dataset(engine, "dltb").feature_count == 16
 

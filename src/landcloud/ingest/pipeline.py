@@ -48,7 +48,7 @@ from landcloud.ingest.version_facts import SubmissionFacts, column_kinds
 from landcloud.messages import LandcloudError
 from landcloud.store import tilegeoms
 from landcloud.store.db import commit_checkpoint_beside
-from landcloud.store.features import StageRow, feature_store_for
+from landcloud.store.features import StageBatch, StageRow, feature_store_for
 
 Mode = Literal["replace", "incremental"]
 OP_VALUES = {
@@ -336,7 +336,7 @@ def _run(
             version = ds.current_version + 1
             # the first rows of a keyed dataset need no merge: they go straight into the store (rolled back if rejected)
             direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
-            store.begin_stage(conn, (ds.id, version) if direct else None, expected_rows=info.feature_count)
+            store.begin_stage(conn, (ds.id, version) if direct else None, expected_rows=info.feature_count, background=True)
             if direct and opts.overlap_check:  # every current row is new: the rule is decided while they stream in
                 streamed = StreamedOverlaps(settings.overlap_tolerance_m2)
             envelope = _Envelope()
@@ -491,7 +491,7 @@ def _stage_all(
                     envelope.add(bounds)
                 if streamed is not None and not rules.error_count:
                     with clock.stage("overlap_feed"):
-                        streamed.add([r[0] for r in rows], geoms)
+                        streamed.add(rows.fkeys, geoms)
             total += len(props)
             collector.between_batches()
             if progress:
@@ -568,31 +568,28 @@ def _stage_rows(
     columns: dict[str, list[Any]] | None = None,
     bounds: np.ndarray | None = None,
     kinds: dict[str, set[type]] | None = None,
-) -> list[StageRow]:
-    """Rows for the stage; without a key field a feature is identified by its content hash.
+) -> StageBatch:
+    """The batch for the stage; without a key field a feature is identified by its content hash.
 
     Column by column where it can (`columns`: the properties by field, every row with exactly these fields in this
-    order): the JSON texts from one format string per batch (`_props_jsons`), the hashes, boxes and keys through
-    C-level maps, each row made by tuple.__new__ (`StageRow._make` is a Python function). 100,000 DLTB rows 0.76 →
-    0.63 s (`benchmarks/profiles/ingest-columns.txt` §3). The same rows as row by row (`_stage_row`, and the tests'
-    reference: json.dumps text, blake2b over it and the WKB). `bounds`: `shapely.bounds(geoms)`, when the caller has them;
-    `kinds`: `version_facts.column_kinds(columns)`, likewise.
+    order): the JSON texts from one format string per batch (`_props_jsons`), the hashes and keys through C-level
+    maps, no tuple per row (the stores take the columns as they are: `StageBatch`). The same rows as row by row
+    (`_stage_row`, and the tests' reference: json.dumps text, blake2b over it and the WKB). `bounds`:
+    `shapely.bounds(geoms)`, when the caller has them; `kinds`: `version_facts.column_kinds(columns)`, likewise.
     """
     wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
     if bounds is None:
         bounds = shapely.bounds(geoms)
     jsons = _props_jsons(props, columns, kinds)
     if None in wkbs:  # a feature without geometry (rejected later, or a table without one): row by row
-        return [
+        return StageBatch.of([
             _stage_row(p, text, wkb, box, area, op, key_field)
             for p, text, wkb, box, area, op in zip(
                 props, jsons, wkbs, bounds.tolist(), areas.tolist(), ops or repeat("upsert"), strict=False
             )
-        ]
-    chashes = list(map(_HEXDIGEST, map(_BLAKE2B_16, map(bytes.__add__, map(str.encode, jsons), wkbs))))
-    boxes: list[tuple[float, ...] | None] = list(map(tuple, bounds.tolist()))
-    for i in np.flatnonzero(np.isnan(bounds[:, 0])).tolist():  # empty geometries
-        boxes[i] = None
+        ])
+    texts = list(map(str.encode, jsons))
+    chashes = list(map(_HEXDIGEST, map(_BLAKE2B_16, map(bytes.__add__, texts, wkbs))))
     if not key_field:
         fkeys = list(map("h:".__add__, chashes))
     else:
@@ -601,8 +598,7 @@ def _stage_rows(
             fkeys = list(map(str.strip, values))
         else:
             fkeys = ["" if v is None else str(v).strip() for v in values]
-    rows = zip(fkeys, jsons, wkbs, boxes, areas.tolist(), chashes, ops or repeat("upsert"))
-    return list(map(tuple.__new__, repeat(StageRow), rows))  # type: ignore[arg-type]  (StageRow._make is Python)
+    return StageBatch(fkeys, texts, wkbs, bounds, np.asarray(areas, dtype=np.float64), chashes, ops)
 
 
 def _stage_row(

@@ -30,8 +30,13 @@ from landcloud.geo.separation import Payoff
 from landcloud.geo.tilegen import MIN_WKB_BYTES
 from landcloud.store import rtree_bulk, sqlite_rows, tilegeoms
 from landcloud.store.db import BackendKind, backend_of, connection
+from landcloud.store.sqlite_columns import Blobs, Reals, Same, Texts, insert_columns
+from landcloud.store.stage_writer import StageWriter
+from landcloud.store.staged import StageBatch, StageRow
 
 _log = logging.getLogger(__name__)
+
+__all__ = ["FeatureStore", "PostGISFeatureStore", "SQLiteFeatureStore", "StageBatch", "StageRow", "feature_store_for"]
 
 BBox = tuple[float, float, float, float]
 _NO_BOX = (None, None, None, None)
@@ -128,22 +133,6 @@ class RowFilter:
 
 
 PostFilter = Callable[[list["StoredFeature"]], list[bool]]
-
-
-class StageRow(NamedTuple):
-    """One incoming feature, ready to be staged: geometry as WKB in EPSG:4490.
-
-    A named tuple, not a dataclass: a province stages millions of them, and a frozen dataclass's
-    constructor costs several times a tuple's.
-    """
-
-    fkey: str
-    props_json: str
-    wkb: bytes | None
-    bbox: BBox | None
-    area_m2: float | None
-    chash: str
-    op: str = "upsert"  # upsert | add | modify | delete
 
 
 class OverlapChunk(NamedTuple):
@@ -264,7 +253,7 @@ class FeatureStore:
     def _create_stage(self, conn: Connection) -> None:
         raise NotImplementedError
 
-    def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+    def _write_stage(self, conn: Connection, batch: StageBatch) -> None:
         raise NotImplementedError
 
     def _geom_from_stage_sql(self) -> str:
@@ -597,7 +586,9 @@ class FeatureStore:
         return int(row.n), extent
 
     # -- writing a version ---------------------------------------------------------------
-    def begin_stage(self, conn: Connection, direct: tuple[str, int] | None = None, expected_rows: int | None = None) -> None:
+    def begin_stage(
+        self, conn: Connection, direct: tuple[str, int] | None = None, expected_rows: int | None = None, background: bool = False
+    ) -> None:
         """Create the (transaction-local) staging table for one incoming version.
 
         Its indexes are built once the rows are in (`_index_stage`, before the first statement
@@ -610,8 +601,12 @@ class FeatureStore:
 
         `expected_rows`: how many rows the source says it has (None: unknown), for choosing how to
         keep a spatial index up (SQLite: insert per batch, or pack the tree anew after the last).
+
+        `background`: SQLite writes each batch on a thread of its own while the caller goes on (`stage_writer`); the
+        caller then calls `end_stage` on every path, a failure's included, before the connection runs anything else.
         """
         conn.info["stage_direct"] = direct
+        conn.info["stage_background"] = background
         conn.info["stage_expected"] = expected_rows
         conn.info.pop("rtree_packed", None)  # (decided by the first batch of this version)
         conn.info.pop("rtree_new", None)
@@ -634,6 +629,7 @@ class FeatureStore:
         return row is not None
 
     def _index_stage(self, conn: Connection) -> None:
+        self.flush_stage(conn)  # (the first statement that reads the stage)
         if conn.info.get("stage_indexed", True):
             return
         for sql in self._stage_index_sql():
@@ -643,18 +639,23 @@ class FeatureStore:
     def _stage_index_sql(self) -> list[str]:
         return ["CREATE INDEX ix_stage_fkey ON stage (fkey)", "CREATE INDEX ix_stage_chash ON stage (chash)"]
 
-    def stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
-        if not rows:
+    def stage(self, conn: Connection, rows: Sequence[StageRow] | StageBatch) -> None:
+        if not len(rows):
             return
+        batch = StageBatch.of(rows)
         direct = conn.info.get("stage_direct")
         if direct is None:
-            self._write_stage(conn, rows)
+            self._write_stage(conn, batch)
         else:
-            self._write_features(conn, direct[0], direct[1], rows)
-        conn.info["stage_written"] = conn.info.get("stage_written", 0) + len(rows)
+            self._write_features(conn, direct[0], direct[1], batch)
+        conn.info["stage_written"] = conn.info.get("stage_written", 0) + len(batch)
 
-    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, batch: StageBatch) -> None:
         raise NotImplementedError
+
+    def flush_stage(self, conn: Connection) -> None:
+        """Until every batch given to `stage` is written (SQLite writes on a thread of its own), before the
+        connection runs anything else."""
 
     def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
         """Finish the writes of `stage` (PostGIS: the open COPY) before the connection runs anything else;
@@ -1090,18 +1091,37 @@ class SQLiteFeatureStore(FeatureStore):
     def _stage_index_sql(self) -> list[str]:
         return ["CREATE INDEX temp.ix_stage_fkey ON stage (fkey)", "CREATE INDEX temp.ix_stage_chash ON stage (chash)"]
 
-    def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+    def _write_stage(self, conn: Connection, batch: StageBatch) -> None:
+        self._in_order(conn, self._insert_stage, conn, batch)
+
+    def _in_order(self, conn: Connection, write: Callable[..., None], *args: Any) -> None:
+        """`write(*args)` now, or on the stage's writer thread when it writes in the background (`begin_stage`)."""
+        if not conn.info.get("stage_background"):
+            write(*args)
+            return
+        writer = conn.info.get("stage_writer")
+        if writer is None:
+            writer = conn.info["stage_writer"] = StageWriter()
+        writer.submit(write, *args)
+
+    def flush_stage(self, conn: Connection) -> None:
+        writer = conn.info.get("stage_writer")
+        if writer is not None:
+            writer.wait()
+
+    def _insert_stage(self, conn: Connection, batch: StageBatch) -> None:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        sqlite_rows.insert_rows(
-            cur, "INSERT INTO stage (fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash, op)", 10,
-            [(r[0], r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5], r[6]) for r in rows],
-        )
+        ops = Same("upsert") if batch.ops is None else Texts(batch.ops)
+        insert_columns(cur, "INSERT INTO stage (fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash, op)", [*_sqlite_columns(batch), ops])
         cur.close()
 
     def _geom_from_stage_sql(self) -> str:
         return "s.geom"
 
-    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, batch: StageBatch) -> None:
+        self._in_order(conn, self._insert_features, conn, dataset_id, version, batch)
+
+    def _insert_features(self, conn: Connection, dataset_id: str, version: int, batch: StageBatch) -> None:
         # The batch's R*Tree entries go in right after its rows, not in one statement after the last batch:
         # the same inserts (SQLite's R*Tree has no bulk load), but run while the read-ahead and overlap
         # threads work (sqlite3 releases the GIL in each step) instead of alone after the stream (10 s of
@@ -1114,14 +1134,13 @@ class SQLiteFeatureStore(FeatureStore):
             expected = conn.info.get("stage_expected")
             conn.info["rtree_packed"] = expected is not None and rtree_bulk.pays(rtree_bulk.size(cur, _RTREE), expected)
         last = cur.execute("SELECT coalesce(max(id), 0) FROM features").fetchone()[0]
-        sqlite_rows.insert_rows(
-            cur, "INSERT INTO features (dataset_id, fkey, v_from, props, geom, minx, miny, maxx, maxy, area_m2, chash)", 11,
-            [(dataset_id, r[0], version, r[1], r[2], *(r[3] or _NO_BOX), r[4], r[5]) for r in rows],
+        insert_columns(
+            cur, "INSERT INTO features (dataset_id, v_from, fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash)",
+            [Same(dataset_id), Same(version), *_sqlite_columns(batch)],
         )
         if conn.info["rtree_packed"]:  # the batch's entries kept for the packing (reading them back cost ~1.7 s a million)
-            has_box = [i for i, r in enumerate(rows) if r[3]]
-            boxes = np.array([rows[i][3] for i in has_box], dtype=np.float64).reshape(-1, 4)[:, [0, 2, 1, 3]]
-            conn.info.setdefault("rtree_new", []).append((np.array(has_box, dtype=np.int64) + (last + 1), boxes))
+            has_box = np.flatnonzero(~np.isnan(batch.bounds[:, 0]))
+            conn.info.setdefault("rtree_new", []).append((has_box + (last + 1), batch.bounds[has_box][:, [0, 2, 1, 3]]))
         else:
             cur.execute(
                 f"INSERT INTO {_RTREE} (id, minx, maxx, miny, maxy) SELECT id, minx, maxx, miny, maxy "
@@ -1132,6 +1151,12 @@ class SQLiteFeatureStore(FeatureStore):
         cur.close()
 
     def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
+        writer = conn.info.pop("stage_writer", None)
+        if writer is not None:
+            if failed is None:
+                writer.finish()  # a write's error raised here: the caller's failure path ends the stage again, with it
+            else:
+                writer.abandon()
         if failed is not None:  # the entries kept for a packing go with the rows (not held by a pooled connection)
             conn.info.pop("rtree_new", None)
             conn.info.pop("rtree_packed", None)
@@ -1176,6 +1201,12 @@ class SQLiteFeatureStore(FeatureStore):
             rtree_bulk.rebuild(cur, _RTREE, table[:, 0].astype(np.int64), table[:, 1:])
         finally:
             cur.close()
+
+
+def _sqlite_columns(batch: StageBatch) -> list[Texts | Blobs | Reals]:
+    """fkey, props, geom, minx, miny, maxx, maxy, area_m2, chash: a batch's columns as SQLite's store writes them."""
+    return [Texts(batch.fkeys), Texts(batch.props), Blobs(batch.wkbs), *(Reals(batch.bounds[:, k]) for k in range(4)),
+            Reals(batch.areas), Texts(batch.chashes)]
 
 
 _STAGE_COPY_TYPES = ["text", "bytea", "bytea", "float8", "float8", "float8", "float8", "float8", "text", "text"]
@@ -1258,7 +1289,7 @@ class PostGISFeatureStore(FeatureStore):
         # a temporary table is never auto-analysed: without statistics the merge plans for a few rows
         return ["CREATE INDEX ON stage (fkey)", "CREATE INDEX ON stage (chash)", "ANALYZE stage"]
 
-    def _write_stage(self, conn: Connection, rows: Sequence[StageRow]) -> None:
+    def _write_stage(self, conn: Connection, batch: StageBatch) -> None:
         # Binary COPY: WKB goes as bytes (text COPY escapes every byte of it) and numbers unformatted;
         # the JSON goes as text (jsonb's binary format is a version byte and the same text)
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -1267,14 +1298,16 @@ class PostGISFeatureStore(FeatureStore):
         ) as copy:
             copy.set_types(_STAGE_COPY_TYPES)
             write = copy.write_row
-            for r in rows:
-                write((r[0], _JSONB_V1 + r[1].encode(), r[2], *(r[3] or _NO_BOX), r[4], r[5], r[6]))
+            for fkey, props, wkb, box, area, chash, op in zip(
+                batch.fkeys, batch.props, batch.wkbs, batch.boxes(), batch.area_values(), batch.chashes, batch.op_values(), strict=True
+            ):
+                write((fkey, _JSONB_V1 + props, wkb, *(box or _NO_BOX), area, chash, op))
         cur.close()
 
     def _geom_from_stage_sql(self) -> str:
         return "ST_GeomFromWKB(s.geom, 4490)"
 
-    def _write_features(self, conn: Connection, dataset_id: str, version: int, rows: Sequence[StageRow]) -> None:
+    def _write_features(self, conn: Connection, dataset_id: str, version: int, batch: StageBatch) -> None:
         # One binary COPY into the table itself for the whole stream, open until `end_stage`: the server
         # inserts (and updates the shared indexes) while this process reads and checks the next batches,
         # and a psycopg thread does the sending. The server parses each geometry as EWKB (geometry_recv),
@@ -1292,8 +1325,10 @@ class PostGISFeatureStore(FeatureStore):
             copy = conn.info["stage_copy"] = (cur, opened, opened.__enter__())
             copy[2].set_types(_FEATURES_COPY_TYPES)
         write = copy[2].write_row
-        for r in rows:
-            write((dataset_id, r[0], version, _JSONB_V1 + r[1].encode(), _ewkb_4490(r[2]), *(r[3] or _NO_BOX), r[4], r[5]))
+        for fkey, props, wkb, box, area, chash in zip(
+            batch.fkeys, batch.props, batch.wkbs, batch.boxes(), batch.area_values(), batch.chashes, strict=True
+        ):
+            write((dataset_id, fkey, version, _JSONB_V1 + props, _ewkb_4490(wkb), *(box or _NO_BOX), area, chash))
 
     def end_stage(self, conn: Connection, failed: BaseException | None = None) -> None:
         copy = conn.info.pop("stage_copy", None)

@@ -8,6 +8,7 @@ narrow by the R*Tree (a bbox), as the OGC routes do.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable
 from functools import lru_cache
@@ -53,7 +54,17 @@ def _from_wkb(wkb: bytes | None, _srid: int | None = None) -> bytes | None:
 
 
 def register(conn: sqlite3.Connection) -> None:
+    if not _has_pow(conn):  # (SQLite built without its math functions: `sqlite_columns` reads floats with it)
+        conn.create_function("pow", 2, math.pow, deterministic=True)
     conn.create_function("ST_GeomFromWKB", 2, _from_wkb, deterministic=True)
     conn.create_function("ST_GeomFromWKB", 1, _from_wkb, deterministic=True)
     for name, fn in PREDICATES.items():
         conn.create_function(name, 2, _predicate(fn), deterministic=True)
+
+
+def _has_pow(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT pow(2.0, -1074)").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return True
