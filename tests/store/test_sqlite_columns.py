@@ -13,7 +13,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from landcloud.store import sqlite_columns as sc
-from landcloud.store.sqlite_functions import register
+from landcloud.store.sqlite_functions import pow_or_null, register
 
 READ = "SELECT id, a, typeof(a), b, typeof(b), c, typeof(c), d, typeof(d) FROM t ORDER BY id"
 
@@ -96,3 +96,15 @@ def test_a_large_batch_is_cut_into_statements_and_keeps_its_order() -> None:
 def test_columns_of_different_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="different lengths"):
         sc.insert_columns(_db().cursor(), "INSERT INTO t (a, c)", [sc.Texts(["x"]), sc.Reals(np.zeros(2))])
+
+
+def test_floats_read_back_exactly_with_pythons_pow_where_sqlite_has_none() -> None:
+    """A SQLite built without its math functions gets `pow` from Python (`sqlite_functions.register`): the same doubles,
+    NULL for NaN and infinity."""
+    con = _db()
+    con.create_function("pow", 2, pow_or_null, deterministic=True)  # (a user function takes the built-in's place)
+    values = [5e-324, -2.2250738585072014e-308, 1.7976931348623157e308, 0.1 + 0.2, 126.63, float("nan"), float("inf"), 0.0]
+    sc.insert_columns(con.cursor(), "INSERT INTO t (c)", [sc.Reals(np.array(values))])
+    got = [r[0] for r in con.execute("SELECT c FROM t ORDER BY id")]
+    assert [struct.pack("<d", g) if g is not None else None for g in got] == [
+        struct.pack("<d", v) if math.isfinite(v) else None for v in values]

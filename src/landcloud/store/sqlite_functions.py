@@ -55,11 +55,21 @@ def _from_wkb(wkb: bytes | None, _srid: int | None = None) -> bytes | None:
 
 def register(conn: sqlite3.Connection) -> None:
     if not _has_pow(conn):  # (SQLite built without its math functions: `sqlite_columns` reads floats with it)
-        conn.create_function("pow", 2, math.pow, deterministic=True)
+        conn.create_function("pow", 2, pow_or_null, deterministic=True)
     conn.create_function("ST_GeomFromWKB", 2, _from_wkb, deterministic=True)
     conn.create_function("ST_GeomFromWKB", 1, _from_wkb, deterministic=True)
     for name, fn in PREDICATES.items():
         conn.create_function(name, 2, _predicate(fn), deterministic=True)
+
+
+def pow_or_null(x: float | None, y: float | None) -> float | None:
+    """SQLite's own pow where it lacks its math functions: NULL for a NULL argument or a result out of range."""
+    if x is None or y is None:
+        return None
+    try:
+        return math.pow(x, y)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _has_pow(conn: sqlite3.Connection) -> bool:
