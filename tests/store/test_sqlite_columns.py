@@ -108,3 +108,28 @@ def test_floats_read_back_exactly_with_pythons_pow_where_sqlite_has_none() -> No
     got = [r[0] for r in con.execute("SELECT c FROM t ORDER BY id")]
     assert [struct.pack("<d", g) if g is not None else None for g in got] == [
         struct.pack("<d", v) if math.isfinite(v) else None for v in values]
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(-300.0, 300.0), st.just(0.0)), min_size=1, max_size=40), st.integers(-40, 40))
+def test_values_of_one_range_go_as_integers_of_one_scale_and_read_back_exactly(xs: list[float], shift: int) -> None:
+    """Values whose binary exponents lie within 10 of each other (a region's coordinates) take the shorter form, one
+    integer and one product a row; every double still reads back bit for bit. Wider ranges and tiny values (whose scale
+    would overflow) take the exact form."""
+    x = np.ldexp(np.array(xs), shift)
+    exponents = np.frexp(x)[1][x != 0]
+    narrow = not len(exponents) or (int(exponents.max() - exponents.min()) <= 10 and exponents.max() >= -960)  # (not tiny)
+    assert sc._reals("c0", x)[0] == ("scaled" if narrow else "exact")
+    con = _db()
+    sc.insert_columns(con.cursor(), "INSERT INTO t (c)", [sc.Reals(x)])
+    got = [r[0] for r in con.execute("SELECT c FROM t ORDER BY id")]
+    assert [struct.pack("<d", g) for g in got] == [struct.pack("<d", v + 0.0) for v in x.tolist()]
+
+
+def test_texts_of_one_size_are_cut_at_multiples_of_it() -> None:
+    con = _db()
+    keys = [f"2301020000{i:02d}" for i in range(30)]
+    assert sc._Joined.of(sc.Texts(keys)).part("c0", 0, 30)[0] == "fixed"
+    assert sc._Joined.of(sc.Texts(["a", "bb"])).part("c0", 0, 2)[0] == "ends"
+    sc.insert_columns(con.cursor(), "INSERT INTO t (a, b)", [sc.Texts(keys), sc.Blobs([None] * 30)])
+    assert con.execute("SELECT a, b FROM t ORDER BY id").fetchall() == [(k, None) for k in keys]

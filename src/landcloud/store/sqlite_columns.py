@@ -66,20 +66,38 @@ def insert_columns(cur: sqlite3.Cursor, head: str, columns: Sequence[Column], ma
     if n == 0:
         return
     joined = [_Joined.of(c) if isinstance(c, Texts | Blobs) else None for c in columns]
-    sql = _statement(head, tuple(type(c).__name__ for c in columns))
     for start, stop in _ranges(sum((j.sizes for j in joined if j is not None), np.zeros(n, np.int64)), max_bytes):
         params: dict[str, Any] = {"count": stop - start}
+        forms: list[str] = []
         for i, (column, j) in enumerate(zip(columns, joined, strict=True)):
             name = f"c{i}"
             if j is not None:
-                params[name], (params[f"{name}_e"], params[f"{name}_ew"]) = j.part(start, stop)
+                form, part = j.part(name, start, stop)
+                forms.append(f"{type(column).__name__}:{form}")
             elif isinstance(column, Reals):
-                mantissas, exponents = exact_parts(np.asarray(column.values[start:stop], dtype=np.float64))
-                params[f"{name}_m"], params[f"{name}_mw"] = fixed_decimals(mantissas)
-                params[f"{name}_x"], params[f"{name}_xw"] = fixed_decimals(exponents)
+                form, part = _reals(name, np.asarray(column.values[start:stop], dtype=np.float64))
+                forms.append(f"Reals:{form}")
             else:
-                params[name] = column.value  # type: ignore[union-attr]
-        cur.execute(sql, params)
+                forms.append("Same")
+                part = {name: column.value}  # type: ignore[union-attr]
+            params.update(part)
+        cur.execute(_statement(head, tuple(forms)), params)
+
+
+def _reals(name: str, x: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """A float column's form and parameters: "scaled" where every value is an integer times one power of two that
+    fits 63 bits (coordinates of one region: their binary exponents within 10 of each other; none tiny) — one integer and a
+    product a row —, "exact" (`exact_parts`, a NaN or infinity as NULL) otherwise."""
+    if len(x) and np.isfinite(x).all():
+        exponents = np.frexp(x)[1][x != 0]
+        top = int(exponents.max()) if len(exponents) else 0
+        if not len(exponents) or (top - int(exponents.min()) <= 10 and top >= -960):
+            mantissas = (x * 2.0 ** (63 - top)).astype(np.int64)  # exact: |x| < 2**top, bits shifted left only
+            text, width = fixed_decimals(mantissas)
+            return "scaled", {f"{name}_m": text, f"{name}_mw": width, f"{name}_s": 2.0 ** (top - 63)}
+    mantissas, exponents = exact_parts(x)
+    (m_text, m_width), (x_text, x_width) = fixed_decimals(mantissas), fixed_decimals(exponents)
+    return "exact", {f"{name}_m": m_text, f"{name}_mw": m_width, f"{name}_x": x_text, f"{name}_xw": x_width}
 
 
 def _row_count(columns: Sequence[Column]) -> int:
@@ -108,13 +126,19 @@ class _Joined:
             values = [v.encode() for v in values]
         return cls(values, np.fromiter(map(len, values), np.int64, len(values)), False)
 
-    def part(self, start: int, stop: int) -> tuple[bytes, tuple[bytes, int]]:
-        """The values `start:stop` joined, and their running ends (0 first) as fixed-width decimals."""
+    def part(self, name: str, start: int, stop: int) -> tuple[str, dict[str, Any]]:
+        """The values `start:stop` joined, and the form of the statement that cuts them apart: "fixed" when they are
+        all of one size (cut at multiples of it), else "ends" (their running ends, 0 first, as fixed-width decimals)."""
         piece = self.values[start:stop]
         blob = "".join(piece).encode("ascii") if self.text else b"".join(piece)  # type: ignore[arg-type]
+        blob = blob or b"\0"  # (substr reads an empty blob as NULL, even for no bytes)
+        sizes = self.sizes[start:stop]
+        if sizes.min() == sizes.max():
+            return "fixed", {name: blob, f"{name}_w": int(sizes[0])}
         ends = np.zeros(stop - start + 1, np.int64)
-        np.cumsum(self.sizes[start:stop], out=ends[1:])
-        return blob or b"\0", fixed_decimals(ends)  # (substr reads an empty blob as NULL, even for no bytes)
+        np.cumsum(sizes, out=ends[1:])
+        text, width = fixed_decimals(ends)
+        return "ends", {name: blob, f"{name}_e": text, f"{name}_ew": width}
 
 
 def _ranges(sizes: np.ndarray, max_bytes: int) -> Iterator[tuple[int, int]]:
@@ -163,22 +187,23 @@ def _int_at(name: str, index: str) -> str:
     return f"CAST(CAST(substr(:{name}, ({index}) * :{name}w + 1, :{name}w) AS TEXT) AS INTEGER)"
 
 
-def _piece(name: str) -> str:
-    start, end = _int_at(f"{name}_e", "n"), _int_at(f"{name}_e", "n + 1")
-    return f"substr(:{name}, {start} + 1, {end} - {start})"
-
-
-def _expression(kind: str, name: str) -> str:
-    if kind == "Texts":
-        return f"CAST({_piece(name)} AS TEXT)"
-    if kind == "Blobs":
-        return f"nullif({_piece(name)}, x'')"
+def _expression(form: str, name: str) -> str:
+    kind, _, shape = form.partition(":")
+    if kind in ("Texts", "Blobs"):
+        if shape == "fixed":
+            piece = f"substr(:{name}, n * :{name}_w + 1, :{name}_w)"
+        else:
+            start, end = _int_at(f"{name}_e", "n"), _int_at(f"{name}_e", "n + 1")
+            piece = f"substr(:{name}, {start} + 1, {end} - {start})"
+        return f"CAST({piece} AS TEXT)" if kind == "Texts" else f"nullif({piece}, x'')"
     if kind == "Reals":
+        if shape == "scaled":
+            return f"{_int_at(f'{name}_m', 'n')} * :{name}_s"
         return f"{_int_at(f'{name}_m', 'n')} * pow(2.0, nullif({_int_at(f'{name}_x', 'n')}, {_NULL_EXPONENT}))"
     return f":{name}"
 
 
-@functools.lru_cache(maxsize=32)
-def _statement(head: str, kinds: tuple[str, ...]) -> str:
-    values = ", ".join(_expression(kind, f"c{i}") for i, kind in enumerate(kinds))
+@functools.lru_cache(maxsize=128)
+def _statement(head: str, forms: tuple[str, ...]) -> str:
+    values = ", ".join(_expression(form, f"c{i}") for i, form in enumerate(forms))
     return f"WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < :count) {head} SELECT {values} FROM i"
