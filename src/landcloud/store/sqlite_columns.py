@@ -3,11 +3,13 @@
 Why: Python's sqlite3 binds every parameter holding the GIL, and a submission's writing thread shares the GIL
 with the read-ahead and the overlap rule's GEOS thread. Eleven parameters a row (`sqlite_rows.insert_rows`) held
 it 4.1 s of a 1M-parcel submission's ~16 s (py-spy --gil; benchmarks/profiles/ingest-sqlite-1m.txt §14). Here a
-column travels as one blob: texts and blobs joined, with the running ends of their values; integers as
-fixed-width decimal text; floats exactly, as the integer mantissa and binary exponent that `frexp` gives. The
-statement walks the rows with a recursive CTE and cuts each value out with `substr` on a blob (byte offsets, no
-scan) and `CAST`, all inside `sqlite3_step`, which runs without the GIL. 100,000 DLTB rows: the GIL held 0.55 →
-0.15 s.
+column travels as one blob: texts and blobs joined, cut at the running ends of their values (or at multiples of
+their one size); integers as fixed-width decimal text; floats exactly, as integers of one scale where a column's
+values are of one range (a region's coordinates), else as the integer mantissa and binary exponent `frexp` gives.
+The statement walks the rows with a recursive CTE and cuts each value out with `substr` on a blob (byte offsets, no
+scan) and `CAST`, all inside `sqlite3_step`, which runs without the GIL. 100,000 DLTB rows: the writing thread held
+the GIL 0.55 → 0.35 s (most of the rest: making the columns). SQLite's own work grows (~3-4 µs a row against ~1.2 for
+VALUES lists): run it on a thread of its own (`stage_writer`), not on a thread with other work to do.
 
 The rows go in in order (a recursive CTE without ORDER BY takes its queue first in, first out), so an INTEGER
 PRIMARY KEY numbers them as one by one would.
