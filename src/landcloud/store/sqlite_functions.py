@@ -54,7 +54,7 @@ def _from_wkb(wkb: bytes | None, _srid: int | None = None) -> bytes | None:
 
 
 def register(conn: sqlite3.Connection) -> None:
-    if not _has_pow(conn):  # (SQLite built without its math functions: `sqlite_columns` reads floats with it)
+    if not _sqlite_has_pow():  # (SQLite built without its math functions: `sqlite_columns` reads floats with it)
         conn.create_function("pow", 2, pow_or_null, deterministic=True)
     conn.create_function("ST_GeomFromWKB", 2, _from_wkb, deterministic=True)
     conn.create_function("ST_GeomFromWKB", 1, _from_wkb, deterministic=True)
@@ -72,9 +72,14 @@ def pow_or_null(x: float | None, y: float | None) -> float | None:
         return None
 
 
-def _has_pow(conn: sqlite3.Connection) -> bool:
+@lru_cache(maxsize=1)
+def _sqlite_has_pow() -> bool:
+    """Whether the process's SQLite library has its math functions (asked once: every connection shares it)."""
+    probe = sqlite3.connect(":memory:")
     try:
-        conn.execute("SELECT pow(2.0, -1074)").fetchone()
+        probe.execute("SELECT pow(2.0, -1074)").fetchone()
     except sqlite3.OperationalError:
         return False
+    finally:
+        probe.close()
     return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,17 +57,11 @@ class StageBatch:
 
     def boxes(self) -> list[BBox | None]:
         """Each feature's box, None where it has none."""
-        out: list[BBox | None] = list(map(tuple, self.bounds.tolist()))  # type: ignore[arg-type]
-        for i in np.flatnonzero(np.isnan(self.bounds[:, 0])).tolist():
-            out[i] = None
-        return out
+        return _none_where(list(map(tuple, self.bounds.tolist())), np.isnan(self.bounds[:, 0]))
 
     def area_values(self) -> list[float | None]:
         """Each feature's area, None where it has none."""
-        out: list[float | None] = self.areas.tolist()
-        for i in np.flatnonzero(np.isnan(self.areas)).tolist():
-            out[i] = None
-        return out
+        return _none_where(self.areas.tolist(), np.isnan(self.areas))
 
     def op_values(self) -> list[str]:
         return self.ops if self.ops is not None else ["upsert"] * len(self)
@@ -93,3 +87,10 @@ class StageBatch:
             [r.fkey for r in rows], [r.props_json.encode() for r in rows], [r.wkb for r in rows], bounds, areas,
             [r.chash for r in rows], None if all(op == "upsert" for op in ops) else ops,
         )
+
+
+def _none_where(values: list[Any], missing: np.ndarray) -> list[Any]:
+    """`values` with None where `missing` (a few NaN among many: set one by one, not compared one by one)."""
+    for i in np.flatnonzero(missing).tolist():
+        values[i] = None
+    return values
