@@ -338,7 +338,8 @@ def _run(
             direct = opts.mode == "replace" and key_field is not None and not store.has_current_rows(conn, ds.id)
             store.begin_stage(conn, (ds.id, version) if direct else None, expected_rows=info.feature_count, background=True)
             if direct and opts.overlap_check:  # every current row is new: the rule is decided while they stream in
-                streamed = StreamedOverlaps(settings.overlap_tolerance_m2)
+                large = (info.feature_count or 0) >= settings.overlap_process_min_features
+                streamed = StreamedOverlaps(settings.overlap_tolerance_m2, in_process=large)
             envelope = _Envelope()
             polygonal = _stage_all(
                 conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed,
@@ -491,7 +492,7 @@ def _stage_all(
                     envelope.add(bounds)
                 if streamed is not None and not rules.error_count:
                     with clock.stage("overlap_feed"):
-                        streamed.add(rows.fkeys, geoms)
+                        streamed.add(rows.fkeys, geoms, rows.wkbs)
             total += len(props)
             collector.between_batches()
             if progress:
