@@ -470,7 +470,7 @@ def _stage_all(
     seen_geometry = False
     total = 0
     with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock, rules)) as prepared:
-        for start, geoms, props, columns, ops, areas, pre in prepared:
+        for start, geoms, props, columns, ops, areas, pre, source in prepared:
             with clock.stage("rules"):
                 geoms = rules.check(
                     Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre, columns=columns)
@@ -485,7 +485,7 @@ def _stage_all(
                     if facts is not None:
                         facts.see(props, columns, kinds)
                     bounds = shapely.bounds(geoms)
-                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds, kinds=kinds)
+                    rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds, kinds=kinds, source=source)
                 with clock.stage("write"):
                     store.stage(conn, rows)
                 if envelope is not None:
@@ -501,6 +501,34 @@ def _stage_all(
         with clock.stage("number_keys"):
             store.number_duplicate_keys(conn)
     return polygonal and seen_geometry
+
+
+@dataclass
+class SourceWkb:
+    """A batch's WKB as the reader gave it, the rows in the one form GEOS writes (`RawBatch.plain_wkb`), and the
+    geometries parsed from it (before any CRS conversion).
+
+    Why: writing a WKB for each row to store held the GIL ~1 s a million parcels on the submission's busiest
+    thread; for a row whose geometry nothing replaced (no conversion, no repair) and whose bytes are in that
+    form, the source's bytes are GEOS's (`geo.wkb`), so they are stored as they are.
+    """
+
+    wkb: list[bytes | None]
+    plain: np.ndarray
+    parsed: np.ndarray
+
+    def stored(self, geoms: np.ndarray) -> list[bytes | None]:
+        """The WKB each of `geoms` (the batch's, after the rules) is stored as: GEOS's (2-D and Z kept:
+        output_dimension 3), the source's own where they are the same bytes."""
+        same = np.fromiter(map(operator.is_, geoms.tolist(), self.parsed.tolist()), dtype=bool, count=len(geoms))
+        kept = self.plain & same & ~shapely.is_missing(geoms)  # (a value GEOS refused parses as None)
+        redo = np.flatnonzero(~kept)
+        if len(redo) == len(geoms):
+            return shapely.to_wkb(geoms, output_dimension=3).tolist()
+        wkbs = list(self.wkb)
+        for i, wkb in zip(redo.tolist(), shapely.to_wkb(geoms[redo], output_dimension=3).tolist()):
+            wkbs[i] = wkb
+        return wkbs
 
 
 class _Envelope:
@@ -547,13 +575,16 @@ def _prepared_batches(
                     props = list(props)  # (rows made from columns on demand: made once here, the operation taken out)
                     ops = [OP_VALUES.get(str(p.pop(op_field, "") or "").strip().lower(), "upsert") for p in props]
                     columns = {k: v for k, v in columns.items() if k != op_field} if columns is not None else None
+            parsed = geoms
             with clock.stage("crs"):
                 geoms = transformer.transform_geometries(geoms)
             with clock.stage("areas"):
                 areas = survey_areas(geoms)  # once: the area rule compares them with TBMJ, the store keeps them
             with clock.stage("prechecks"):  # validity and jurisdiction (GEOS, beside the per-feature rules)
                 pre = rules.prechecks(geoms)
-            yield raw.start, geoms, props, columns, ops, areas, pre
+            plain = raw.plain_wkb
+            source = SourceWkb(raw.wkb, plain, parsed) if plain is not None and plain.any() else None
+            yield raw.start, geoms, props, columns, ops, areas, pre, source
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
@@ -569,6 +600,7 @@ def _stage_rows(
     columns: dict[str, list[Any]] | None = None,
     bounds: np.ndarray | None = None,
     kinds: dict[str, set[type]] | None = None,
+    source: SourceWkb | None = None,
 ) -> StageBatch:
     """The batch for the stage; without a key field a feature is identified by its content hash.
 
@@ -577,8 +609,9 @@ def _stage_rows(
     maps, no tuple per row (the stores take the columns as they are: `StageBatch`). The same rows as row by row
     (`_stage_row`, and the tests' reference: json.dumps text, blake2b over it and the WKB). `bounds`:
     `shapely.bounds(geoms)`, when the caller has them; `kinds`: `version_facts.column_kinds(columns)`, likewise.
+    `source`: the batch's WKB as read, kept where it is what GEOS would write (`SourceWkb`).
     """
-    wkbs = shapely.to_wkb(geoms, output_dimension=3).tolist()
+    wkbs = source.stored(geoms) if source is not None else shapely.to_wkb(geoms, output_dimension=3).tolist()
     if bounds is None:
         bounds = shapely.bounds(geoms)
     jsons = _props_jsons(props, columns, kinds)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from landcloud.geo.wkb import plain_polygons
 from landcloud.ingest.encoding import (
     EncodingDecision,
     _find_sidecar,
@@ -143,6 +144,9 @@ class RawBatch:
     # the same values by field, when the reader has them as columns (every row has exactly these fields):
     # the rules check column by column, and need not take them out of the rows again
     columns: dict[str, list[Any]] | None = None
+    # per row, whether its WKB is in the one form GEOS writes back byte for byte (`geo.wkb.plain_polygons`): the
+    # store may keep it as it is where nothing changes the geometry; None when the reader did not look
+    plain_wkb: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.wkb)
@@ -729,7 +733,25 @@ def _batch_to_raw(batch: pa.RecordBatch, start: int, geom_idx: int, drop: set[in
         cols.append(_to_python_column(batch.column(i)))
     columns = dict(zip(names, cols))
     plain = all(_plain_column(batch.column(i)) for i in range(batch.num_columns) if i != geom_idx and i not in drop)
-    return RawBatch(start=start, wkb=wkb, properties=ColumnRows(columns, n), plain=plain, columns=columns)
+    plain_wkb = _plain_wkb(batch.column(geom_idx)) if geom_idx >= 0 else None
+    return RawBatch(start=start, wkb=wkb, properties=ColumnRows(columns, n), plain=plain, columns=columns, plain_wkb=plain_wkb)
+
+
+def _plain_wkb(arr: pa.Array) -> np.ndarray | None:
+    """`geo.wkb.plain_polygons` over a WKB column's own buffers (binary or large binary, an extension's storage)."""
+    if isinstance(arr, pa.ExtensionArray):
+        arr = arr.storage
+    if pa.types.is_binary(arr.type):
+        width = np.int32
+    elif pa.types.is_large_binary(arr.type):
+        width = np.int64
+    else:
+        return None
+    validity, offsets, data = arr.buffers()[:3]
+    n = len(arr)
+    offs = np.frombuffer(offsets, dtype=width)[arr.offset : arr.offset + n + 1]
+    present = np.asarray(arr.is_valid()) if validity is not None else None
+    return plain_polygons(np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8), offs, present)
 
 
 def _plain_column(arr: pa.Array | pa.ChunkedArray) -> bool:
