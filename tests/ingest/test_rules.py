@@ -16,6 +16,7 @@ from shapely.geometry import LineString, Polygon, box
 from landcloud.codes.admin import DivisionIndex
 from landcloud.codes.schemas import DLTB, XZQ
 from landcloud.ingest.rules import Batch, RuleConfig, RuleRunner
+from landcloud.ingest.version_facts import column_kinds
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 HLJ_CSV = REFERENCE / "admin_heilongjiang.csv"
@@ -534,26 +535,30 @@ _ROW = st.fixed_dictionaries(
 
 
 @settings(max_examples=250, deadline=None)
-@given(st.lists(_ROW, max_size=24), st.integers(1, 7), st.booleans())
-def test_findings_do_not_depend_on_batches_or_on_the_columns_given(hlj: DivisionIndex, rows: list, size: int, given_columns: bool) -> None:
+@given(st.lists(_ROW, max_size=24), st.integers(1, 7), st.booleans(), st.booleans())
+def test_findings_do_not_depend_on_batches_or_on_the_columns_given(
+    hlj: DivisionIndex, rows: list, size: int, given_columns: bool, given_kinds: bool
+) -> None:
     """The attribute rules decide column by column, each distinct value once (`_flagged`): the same findings, each
     rule's in the same order and under the same caps, whether the rows come one batch or several, and whether the
     reader's columns come with them — for codes given as numbers, blanks, NaN, full-width digits and repeated keys
-    alike. (Findings of different rules interleave batch by batch: geometry rules run before attribute rules.)"""
-    def run(batch_size: int, with_columns: bool) -> list[tuple[Any, ...]]:
+    alike, and whether the columns' types come with them (`Batch.kinds`). (Findings of different rules interleave
+    batch by batch: geometry rules run before attribute rules.)"""
+    def run(batch_size: int, with_columns: bool, with_kinds: bool = False) -> list[tuple[Any, ...]]:
         runner = RuleRunner(RuleConfig(schema=DLTB, divisions=hlj, jurisdiction_code="230100", max_findings_per_rule=5))
         for start in range(0, len(rows), batch_size):
             part = rows[start : start + batch_size]
             columns = None
             if with_columns and part and all(list(p) == list(part[0]) for p in part):
                 columns = {name: [p[name] for p in part] for name in part[0]}
+            kinds = column_kinds(columns) if columns is not None and with_kinds else None
             runner.check(Batch(start=start, geometries=np.full(len(part), None, dtype=object), properties=part,
-                               columns=columns))
+                               columns=columns, kinds=kinds))
         runner.finish()
         return sorted(_all_findings(runner), key=lambda f: f[0])  # (stable: each rule's own order kept)
 
     whole = run(max(1, len(rows)), False)
-    assert run(size, given_columns) == whole
+    assert run(size, given_columns, given_kinds) == whole
     assert run(1, False) == whole
 
 

@@ -472,8 +472,10 @@ def _stage_all(
     with read_ahead(_prepared_batches(info, transformer, op_field, batch_size, clock, rules)) as prepared:
         for start, geoms, props, columns, ops, areas, pre, source in prepared:
             with clock.stage("rules"):
+                kinds = column_kinds(columns) if columns is not None else None  # (the rules, the texts and the facts')
                 geoms = rules.check(
-                    Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre, columns=columns)
+                    Batch(start=start, geometries=geoms, properties=props, areas=areas, prechecked=pre, columns=columns,
+                          kinds=kinds)
                 )
                 present = geoms[~shapely.is_missing(geoms)]
                 if len(present):
@@ -481,7 +483,6 @@ def _stage_all(
                     polygonal = polygonal and bool(np.all(np.isin(shapely.get_type_id(present), (3, 6))))
             if not (direct and rules.error_count):  # (else rejected: nothing staged, nothing noted)
                 with clock.stage("rows"):
-                    kinds = column_kinds(columns) if columns is not None else None
                     if facts is not None:
                         facts.see(props, columns, kinds)
                     bounds = shapely.bounds(geoms)

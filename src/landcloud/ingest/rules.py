@@ -116,6 +116,9 @@ class Batch:
     prechecked: Prechecks | None = None
     # ``properties`` by field, when every row has exactly these fields with these values (the reader's columns)
     columns: dict[str, list[Any]] | None = None
+    # the Python types each of ``columns`` holds (`version_facts.column_kinds`), when the caller has them: the
+    # rules need them too, and each look is a pass over the column
+    kinds: dict[str, set[type]] | None = None
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,8 @@ class RuleRunner:
             values = batch.columns[name]
         else:
             values = [p[name] if name in p else _get(p, name) for p in props_list]
-        if set(map(type, values)) == {str}:
+        given = batch.kinds.get(name) if batch.kinds is not None and batch.columns is not None and name in batch.columns else None
+        if (given if given is not None else set(map(type, values))) == {str}:
             return [v.strip() or None for v in values]
         return [None if _is_null(v) else _key_str(v) for v in values]
 
@@ -521,24 +525,27 @@ class RuleRunner:
 
         # (row in the batch, the rule's place in a feature's checks, what to report, the field)
         events: list[tuple[int, int, str, str]] = []
-        column = _Columns(props_list, batch.columns if uppercase_only else None)
+        column = _Columns(props_list, batch.columns if uppercase_only else None, batch.kinds if uppercase_only else None)
         if key_column:
             events += self._key_events(int(batch.start), keys)
         for order, (name, upper) in enumerate(required, start=1):
-            events += [(i, order, "required", name) for i in _null_rows(column[upper])]
+            events += [(i, order, "required", name) for i in _null_rows(column[upper], column.kinds(upper))]
         codes = len(required) + 1
         if check_codes:
             dlbm = column["DLBM"]
-            events += [(i, codes, "dlbm", "DLBM") for i in _flagged(self._dlbm_bad, self._passed["dlbm"], dlbm)]
+            dlbm_kinds = column.kinds("DLBM")
+            events += [(i, codes, "dlbm", "DLBM") for i in _flagged(self._dlbm_bad, self._passed["dlbm"], dlbm, kinds=[dlbm_kinds])]
             if check_dlmc:
-                rows = _flagged(self._dlmc_bad, self._passed["dlmc"], dlbm, column["DLMC"])
+                rows = _flagged(self._dlmc_bad, self._passed["dlmc"], dlbm, column["DLMC"], kinds=[dlbm_kinds, column.kinds("DLMC")])
                 events += [(i, codes, "dlmc", "DLMC") for i in rows]  # never a row whose DLBM was flagged
         for order, fname in enumerate(unit_fields, start=codes + 1):
-            rows = _flagged(self._unit_bad, self._passed[fname], column[fname], all_good=cfg.divisions.all_known_unit_codes)  # type: ignore[union-attr]
+            rows = _flagged(self._unit_bad, self._passed[fname], column[fname], all_good=cfg.divisions.all_known_unit_codes,  # type: ignore[union-attr]
+                            kinds=[column.kinds(fname)])
             events += [(i, order, "unit", fname) for i in rows]
         if jfield is not None:
             outside = self._outside_jurisdiction_bad if jfield in unit_fields else self._outside_bad
-            rows = _flagged(outside, self._passed["jurisdiction"], column[jfield.upper()], all_good=self._all_within)
+            rows = _flagged(outside, self._passed["jurisdiction"], column[jfield.upper()], all_good=self._all_within,
+                            kinds=[column.kinds(jfield.upper())])
             events += [(i, codes + len(unit_fields) + 1, "jurisdiction", jfield) for i in rows]
         if events:
             events.sort(key=lambda e: (e[0], e[1]))
@@ -655,7 +662,8 @@ class RuleRunner:
     def _check_area(self, batch: Batch, geoms: np.ndarray, usable: np.ndarray, keys: list[str | None]) -> None:
         field_name = self._area_field.upper()  # type: ignore[union-attr]
         column = batch.columns.get(field_name) if batch.columns is not None else None
-        if column is not None and set(map(type, column)) <= {float, int} and all(map(math.isfinite, column)):
+        kinds = batch.kinds.get(field_name) if batch.kinds is not None and column is not None else None
+        if column is not None and (kinds if kinds is not None else set(map(type, column))) <= {float, int} and all(map(math.isfinite, column)):
             # the reader's column of finite numbers (the usual TBMJ): no value is null or not a number
             idxs = np.flatnonzero(usable)
             self._compare_areas(batch, geoms, keys, idxs, np.asarray(column, dtype=np.float64)[idxs])
@@ -786,10 +794,22 @@ class RuleRunner:
 class _Columns:
     """A batch's property columns, each made once (a field may be both required and a code the rules check)."""
 
-    def __init__(self, props_list: list[dict[str, Any]], columns: dict[str, list[Any]] | None = None) -> None:
+    def __init__(
+        self, props_list: list[dict[str, Any]], columns: dict[str, list[Any]] | None = None,
+        kinds: dict[str, set[type]] | None = None,
+    ) -> None:
         self._props = props_list
         self._given = columns  # every row has exactly these fields: an absent one is None in every row
+        self._kinds = kinds if columns is not None else None  # (the given columns' types: `Batch.kinds`)
         self._columns: dict[str, list[Any]] = {}
+
+    def kinds(self, name: str) -> set[type] | None:
+        """The types the column holds, when the caller gave them (None: the column is looked at)."""
+        if self._kinds is None or self._given is None:
+            return None
+        if name not in self._given:
+            return {_NONE_TYPE} if self._props else set()
+        return self._kinds.get(name)
 
     def __getitem__(self, name: str) -> list[Any]:
         if self._given is not None:
@@ -804,10 +824,11 @@ class _Columns:
 _NONE_TYPE = type(None)
 
 
-def _null_rows(column: list[Any]) -> list[int]:
+def _null_rows(column: list[Any], kinds: set[type] | None = None) -> list[int]:
     """The rows whose value is null (`_is_null`). A column of one type of str, float or int without None is
-    cleared without a Python call per row (the usual case: a required field filled in everywhere)."""
-    kinds = set(map(type, column))
+    cleared without a Python call per row (the usual case: a required field filled in everywhere). `kinds`:
+    the types the column holds, when known (`Batch.kinds`)."""
+    kinds = set(kinds) if kinds is not None else set(map(type, column))
     if _NONE_TYPE not in kinds and len(kinds) == 1:
         kind = kinds.pop()
         if kind is int or (kind is str and "" not in map(str.strip, column)):
@@ -822,6 +843,7 @@ def _flagged(
     passed: dict[tuple[type, ...], set[Any]],
     *columns: list[Any],
     all_good: Callable[[set[str]], bool] | None = None,
+    kinds: Sequence[set[type] | None] | None = None,
 ) -> list[int]:
     """The rows i for which ``bad(*(column[i] for column in columns))`` holds.
 
@@ -831,24 +853,25 @@ def _flagged(
     may depend on the type: a code given as a number); a column of mixed types is decided row by row.
     `all_good`: for one column of text, a test of a whole set of new values (None left out: `bad` must not hold
     for it) that is True only when `bad` holds for none of them (a vectorised shortcut; False decides them one
-    by one).
+    by one). `kinds`: per column, the types it holds when known (`Batch.kinds`; None: looked at).
     """
     rows: list[Any] = columns[0] if len(columns) == 1 else list(zip(*columns))
     decide: Callable[[Any], bool] = bad if len(columns) == 1 else (lambda values: bad(*values))
-    kinds = []
-    for column in columns:
-        types = set(map(type, column))
+    one_kinds = []
+    for j, column in enumerate(columns):
+        given = kinds[j] if kinds is not None else None
+        types = set(given) if given is not None else set(map(type, column))
         types.discard(_NONE_TYPE)
-        kinds.append(types.pop() if types else _NONE_TYPE)
+        one_kinds.append(types.pop() if types else _NONE_TYPE)
         if types:  # more than one type: row by row
             return [i for i, v in enumerate(rows) if decide(v)]
     try:
         todo = set(rows)
     except TypeError:  # an unhashable value (a list from a JSON source): row by row
         return [i for i, v in enumerate(rows) if decide(v)]
-    good = passed.setdefault(tuple(kinds), set())
+    good = passed.setdefault(tuple(one_kinds), set())
     todo -= good
-    if all_good is not None and kinds == [str]:
+    if all_good is not None and one_kinds == [str]:
         text = todo - {None}
         if text and all_good(text):
             good |= todo
