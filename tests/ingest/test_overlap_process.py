@@ -149,3 +149,62 @@ def test_closing_without_an_outcome_stops_the_process_at_once() -> None:
     assert child_gone(window)
     assert window._proc.returncode == -signal.SIGKILL and time.perf_counter() - t0 < 5
     window.close()  # twice: nothing left to do
+
+
+def served(frames: list[tuple[bytes, list]]) -> tuple[int, list[tuple[bytes, list[memoryview]]]]:
+    """`serve` as the child runs it, over in-memory pipes: its exit code and the frames it answered."""
+    inp, out = io.BytesIO(), io.BytesIO()
+    for kind, parts in frames:
+        write_frame(inp, kind, parts)
+    inp.seek(0)
+    code = overlap_process.serve(inp, out)
+    out.seek(0)
+    answered = []
+    while (frame := read_frame(out)) is not None:
+        answered.append(frame)
+    return code, answered
+
+
+def test_the_child_loop_answers_in_frames_and_names_what_it_cannot_read() -> None:
+    """The outcome of a layer in one answer, and an error for a frame of a kind the loop does not know."""
+    block = np.array(jittered_grid(5, 5, seed=11) + [shapely.affinity.translate(jittered_grid(5, 5, seed=11)[0], 0.3 * CELL, 0)],
+                     dtype=object)
+    here = WindowOverlaps(TOLERANCE, 2, 1000)
+    frames: list[tuple[bytes, list]] = [(b"I", [b'{"tolerance": %r, "window": 2, "limit": 1000}' % TOLERANCE])]
+    for start in range(0, len(block), 4):
+        frames.append((b"B", list(joined_wkb(shapely.to_wkb(block[start : start + 4]).tolist()))))
+        here.add(block[start : start + 4])
+    code, answered = served([*frames, (b"S", [])])
+    assert code == 0 and [kind for kind, _ in answered] == [b"R"]
+    parts = answered[0][1]
+    far_a, _ = here.far_pairs()
+    a, _, inter = here.hits.arrays()
+    assert len(far_a) > 0
+    assert np.frombuffer(parts[0], dtype=np.int64).tolist() == a.tolist()
+    assert np.frombuffer(parts[4], dtype=np.int64).tolist() == far_a.tolist()
+    assert shapely.to_wkb(split_wkb(parts[2], parts[3])).tolist() == shapely.to_wkb(inter).tolist()
+
+    code, answered = served([frames[0], (b"Q", [])])
+    assert code == 1 and [kind for kind, _ in answered] == [b"E"]
+    assert b"unknown kind b'Q'" in bytes(answered[0][1][0])
+
+
+def test_a_long_traceback_is_clipped_to_its_start_and_end() -> None:
+    text = b"Traceback (most recent call last):\n" + b"x" * 100_000 + b"\nValueError: the end"
+    short = overlap_process.clipped(text, 1000)
+    assert len(short) <= 1000 and short.startswith(b"Traceback") and short.endswith(b"ValueError: the end")
+    assert overlap_process.clipped(b"short") == b"short"
+
+
+def test_a_process_that_cannot_start_leaves_the_rule_to_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from landcloud.ingest import overlap_stream
+
+    def refuse(*args: object, **kw: object) -> None:
+        raise OSError("no python here")
+
+    monkeypatch.setattr(overlap_process.subprocess, "Popen", refuse)
+    streamed = overlap_stream.StreamedOverlaps(TOLERANCE, window=2, in_process=True)
+    try:
+        assert isinstance(streamed._window, overlap_stream.ThreadWindow)
+    finally:
+        streamed.close()

@@ -39,6 +39,9 @@ import landcloud
 from landcloud.geo.overlap_window import WindowOverlaps
 
 PENDING = 2  # batches waiting to be sent at most (each holds its joined WKB)
+# a traceback sent back at most (bytes): while the submission may still be writing batches to the process, an answer
+# larger than the pipe's buffer (64 KiB) would wait for a reader that waits for it in turn
+MAX_ERROR_BYTES = 32_768
 _HEAD = struct.Struct("<cQ")  # kind, payload length
 _COUNT = struct.Struct("<Q")
 _Part = bytes | bytearray | memoryview | np.ndarray
@@ -206,6 +209,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
                 window.add(split_wkb(parts[0], parts[1]))
                 work_s += time.perf_counter() - w0
                 continue
+            if kind != b"S":
+                raise ValueError(f"overlap worker: a frame of unknown kind {kind!r}")
             done = window.hits.held >= window.limit
             far_a, far_b = (np.empty(0, dtype=np.int64),) * 2 if done else window.far_pairs()
             a, b, inter = window.hits.arrays()
@@ -218,10 +223,19 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         return 0
     except BaseException:  # (KeyboardInterrupt too: the parent is told, then the process ends)
         try:
-            write_frame(out, b"E", [traceback.format_exc().encode()])
+            write_frame(out, b"E", [clipped(traceback.format_exc().encode())])
         except OSError:
             pass
         return 1
+
+
+def clipped(text: bytes, limit: int = MAX_ERROR_BYTES) -> bytes:
+    """At most `limit` bytes of `text` (its start and its end, where the exception is named)."""
+    if len(text) <= limit:
+        return text
+    cut = b"\n...\n"
+    half = (limit - len(cut)) // 2
+    return text[:half] + cut + text[len(text) - half :]
 
 
 def main() -> int:

@@ -107,6 +107,16 @@ class ThreadWindow:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _started_window(tolerance_m2: float, window: int, limit: int, in_process: bool) -> _Window:
+    """The process when asked for and it starts; else (or if it cannot start: logged) the thread."""
+    if in_process:
+        try:
+            return ProcessWindow(tolerance_m2, window, limit)
+        except OSError:
+            log.warning("the overlap rule's process could not start; deciding it on a thread instead", exc_info=True)
+    return ThreadWindow(tolerance_m2, window, limit)
+
+
 class StreamedOverlaps:
     """Collects a version's polygons batch by batch and decides the overlap rule between them.
 
@@ -117,7 +127,7 @@ class StreamedOverlaps:
         self.tolerance = tolerance_m2
         self.limit = MAX_FINDINGS
         self._keys: list[str] = []  # per usable feature, in file order
-        self._window: _Window = (ProcessWindow if in_process else ThreadWindow)(tolerance_m2, window, self.limit)
+        self._window: _Window = _started_window(tolerance_m2, window, self.limit, in_process)
         self._hits = OverlapHits(tolerance_m2)
         self.far_pairs = 0  # pairs decided after the stream (features more than `window - 1` batches apart)
         self._far_payoff = Payoff()
