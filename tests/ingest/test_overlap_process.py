@@ -69,7 +69,7 @@ def decide_both_ways(geoms: list[shapely.Geometry], batch: int, window: int, lim
             part = arr[start : start + batch]
             here.add(part)
             there.add(part, shapely.to_wkb(part).tolist())
-        far_a, far_b = here.far_pairs() if here.hits.held < limit else (np.empty(0, dtype=np.int64),) * 2
+        far_a, far_b = here.far_pairs_left()
         mine = (*here.hits.arrays(), far_a, far_b)
         got = there.outcome()
         return mine, got, there

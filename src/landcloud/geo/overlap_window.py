@@ -118,6 +118,12 @@ class WindowOverlaps:
         window_geoms = np.concatenate([g for _, g in window])
         self.hits.decide(window_seqs[ti], seqs[qi], window_geoms[ti], geoms[qi], threads=False, apart=apart)
 
+    def far_pairs_left(self) -> tuple[np.ndarray, np.ndarray]:
+        """`far_pairs`, or none once `limit` overlaps are held (the rest of the layer is not searched)."""
+        if self.hits.held >= self.limit:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return self.far_pairs()
+
     def far_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (earlier, later) whose envelopes meet and whose batches are `window` or more apart.
 

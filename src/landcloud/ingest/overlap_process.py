@@ -30,13 +30,14 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import shapely
 
 import landcloud
 from landcloud.geo.overlap_window import WindowOverlaps
+from landcloud.store.sqlite_rows import split_joined
 
 PENDING = 2  # batches waiting to be sent at most (each holds its joined WKB)
 # a traceback sent back at most (bytes): while the submission may still be writing batches to the process, an answer
@@ -51,11 +52,14 @@ class OverlapWorkerFailed(RuntimeError):
     """The overlap process failed or ended without an answer (its traceback, when it sent one, is the message)."""
 
 
-class Outcome:
+class Outcome(NamedTuple):
     """What the window found: pairs (earlier, later) with their intersections, and the far pairs left to decide."""
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, inter: np.ndarray, far_a: np.ndarray, far_b: np.ndarray) -> None:
-        self.a, self.b, self.inter, self.far_a, self.far_b = a, b, inter, far_a, far_b
+    a: np.ndarray
+    b: np.ndarray
+    inter: np.ndarray
+    far_a: np.ndarray
+    far_b: np.ndarray
 
 
 def write_frame(out: BinaryIO, kind: bytes, parts: Sequence[_Part]) -> None:
@@ -94,10 +98,8 @@ def joined_wkb(wkbs: Sequence[bytes]) -> tuple[np.ndarray, bytes]:
 
 def split_wkb(lengths: memoryview, joined: memoryview) -> np.ndarray:
     """The geometries of `joined_wkb`'s two parts."""
-    ends = np.cumsum(np.frombuffer(lengths, dtype=np.int64))
-    data = bytes(joined)
-    starts = ends - np.frombuffer(lengths, dtype=np.int64)
-    return shapely.from_wkb(np.array([data[s:e] for s, e in zip(starts.tolist(), ends.tolist())], dtype=object))
+    wkbs = split_joined(bytes(joined), np.frombuffer(lengths, dtype=np.int64).tolist())
+    return shapely.from_wkb(np.array(wkbs, dtype=object))
 
 
 class ProcessWindow:
@@ -211,8 +213,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
                 continue
             if kind != b"S":
                 raise ValueError(f"overlap worker: a frame of unknown kind {kind!r}")
-            done = window.hits.held >= window.limit
-            far_a, far_b = (np.empty(0, dtype=np.int64),) * 2 if done else window.far_pairs()
+            far_a, far_b = window.far_pairs_left()
             a, b, inter = window.hits.arrays()
             lengths, joined = joined_wkb(shapely.to_wkb(inter).tolist())
             work_s += time.perf_counter() - w0

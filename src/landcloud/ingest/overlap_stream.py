@@ -83,12 +83,7 @@ class ThreadWindow:
     def seal(self) -> None:
         """The far pairs searched for on the thread from now on, after its last batches."""
         if self._far is None:
-            self._far = self._pool.submit(self._timed, self._far_pairs)
-
-    def _far_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._window.hits.held >= self._window.limit:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        return self._window.far_pairs()
+            self._far = self._pool.submit(self._timed, self._window.far_pairs_left)
 
     def outcome(self) -> Outcome:
         self.seal()
