@@ -97,3 +97,44 @@ def test_shapes_of_few_points_or_many_pixels_get_no_copy() -> None:
     assert {i for i, _, _ in made} == {1}
     # the line is ~9 pixels wide at z8, ~71 at z11: simplified by tiles up to z10 only
     assert {level for _, level, _ in made} == {lv for lv in tilegen.LEVELS if lv <= 10}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 400),
+            st.floats(73.0, 135.0),
+            st.floats(18.0, 53.0),
+            st.floats(0.0, 0.2),
+            st.floats(0.0, 0.2),
+        ),
+        max_size=40,
+    )
+)
+def test_needs_any_is_some_levels_need_and_says_which_shapes_copies_makes_copies_of(
+    shapes: list[tuple[int, float, float, float, float]],
+) -> None:
+    """`needs_any` (what a stream notes to read back) is the union of the levels' `needs_copy`, and the shapes
+    `copies` makes a copy of are exactly those."""
+    points = np.array([s[0] for s in shapes], dtype=np.int64)
+    env = np.array([(x, y, x + w, y + h) for _, x, y, w, h in shapes], dtype=np.float64).reshape(len(shapes), 4)
+    union = np.zeros(len(shapes), dtype=bool)
+    for level in tilegen.LEVELS:
+        union |= tilegen.needs_copy(level, points, env)
+    assert tilegen.needs_any(points, env).tolist() == union.tolist()
+    # shapes of these envelopes and point counts (a ring along the box's edges), a missing and an empty one after them
+    rings = []
+    for n, (x0, y0, x1, y1) in zip(points.tolist(), env.tolist()):
+        if n < 4 or x1 <= x0 or y1 <= y0:
+            rings.append(shapely.Polygon())
+            continue
+        t = np.linspace(0, 4, n - 1, endpoint=False)
+        side, f = np.floor(t).astype(int), t - np.floor(t)
+        xs = np.choose(side, [x0 + f * (x1 - x0), np.full_like(f, x1), x1 - f * (x1 - x0), np.full_like(f, x0)])
+        ys = np.choose(side, [np.full_like(f, y0), y0 + f * (y1 - y0), np.full_like(f, y1), y1 - f * (y1 - y0)])
+        rings.append(shapely.Polygon(np.column_stack((xs, ys))))
+    geoms = np.array([*rings, None, shapely.Polygon()], dtype=object)
+    bounds = shapely.bounds(geoms)
+    made = {i for i, _, _ in tilegen.copies(geoms, bounds)}
+    assert made == set(np.flatnonzero(tilegen.needs_any(shapely.get_num_coordinates(geoms), bounds)).tolist())

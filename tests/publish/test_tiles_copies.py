@@ -260,6 +260,44 @@ def test_the_parallel_build_makes_the_very_copies_of_a_one_at_a_time_build(
     assert tilegeoms.build(engine, "wig", 1).copies == 0
 
 
+def test_a_first_load_reads_back_only_the_rows_that_need_copies(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_parts: int
+) -> None:
+    """SQLite: a dataset's first rows note which of them need copies as they stream in, and the build reads those
+    alone (their ids from their places in the stream), and makes the very copies a read of every row makes. A note
+    that does not fit the version's rows falls back to reading every row."""
+    read: list[int] = []
+    real = tilegeoms._copies_of
+
+    def counted(batch: tuple[list[int], list[bytes | None]]) -> list[tilegeoms.Copy]:
+        read.extend(batch[0])
+        return real(batch)
+
+    monkeypatch.setattr(tilegeoms, "_copies_of", counted)
+    # and three shapes of many points, each wider than those points in pixels of every level: no copy anywhere
+    large = [wiggly(1000 + i, ORIGIN[0] + 2 + i, ORIGIN[1], 0.3, 40) for i in range(3)]
+    load(engine, settings, tmp_path, feats=grid(200) + large)
+    made = snapshot(engine)
+    need = {fid for fid, _ in wanted(engine)}
+    assert set(made) == wanted(engine) and len(made) > 100
+    if engine.dialect.name == "sqlite":
+        assert sorted(read) == sorted(need)  # not a row more, each once, over several batches
+    drop_all(engine)
+    read.clear()
+    assert tilegeoms.build(engine, "wig", 1).copies == len(made) and snapshot(engine) == made  # every row read
+    every = sorted(read)
+    drop_all(engine)
+    read.clear()
+    wrong = tilegeoms.StreamedRows()
+    wrong.add(np.array([None] * 5, dtype=object), np.full((5, 4), np.nan))  # five rows noted: the version has 203
+    assert tilegeoms.build(engine, "wig", 1, wrong).copies == len(made) and snapshot(engine) == made
+    assert sorted(read) == every
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:  # (the full read takes every row long enough to need one: the large ones too)
+            large_ids = {fid for (fid,) in conn.execute(sa.text("SELECT id FROM features WHERE CAST(fkey AS INTEGER) >= 1000"))}
+        assert len(large_ids) == 3 and set(every) - need == large_ids
+
+
 def test_a_failed_part_leaves_the_other_parts_copies_and_the_version(
     engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_parts: int
 ) -> None:

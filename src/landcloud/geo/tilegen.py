@@ -89,6 +89,16 @@ def needs_copy(level: int, points: np.ndarray, envelopes: np.ndarray) -> np.ndar
     return (points > SIMPLIFY_ABOVE_POINTS) & (points > (dx + dy) / pixel_deg(lowest_zoom(level))) & drawn
 
 
+def needs_any(points: np.ndarray, envelopes: np.ndarray) -> np.ndarray:
+    """Which shapes (their point counts, (n, 4) lon/lat envelopes) some level needs a copy of: those `copies` makes a
+    copy of, told without GEOS (a missing or empty shape has no points: none)."""
+    out = np.zeros(len(points), dtype=bool)
+    many = np.flatnonzero(points > SIMPLIFY_ABOVE_POINTS)  # (most parcels have fewer: the levels' tests for the rest)
+    if len(many):
+        out[many] = np.logical_or.reduce([needs_copy(level, points[many], envelopes[many]) for level in LEVELS])
+    return out
+
+
 def to_mercator(xy: np.ndarray) -> np.ndarray:
     """Lon/lat coordinates (n, 2) in EPSG:3857 (latitudes clamped to Web Mercator's ±85.05°), as `geo.tiles` does."""
     lat = np.clip(xy[:, 1], -MAX_LATITUDE, MAX_LATITUDE)

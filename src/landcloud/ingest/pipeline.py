@@ -47,7 +47,7 @@ from landcloud.ingest.timing import StageClock
 from landcloud.ingest.version_facts import SubmissionFacts, column_kinds
 from landcloud.messages import LandcloudError
 from landcloud.store import tilegeoms
-from landcloud.store.db import commit_checkpoint_beside
+from landcloud.store.db import backend_of, commit_checkpoint_beside
 from landcloud.store.features import StageBatch, StageRow, feature_store_for
 
 Mode = Literal["replace", "incremental"]
@@ -341,9 +341,11 @@ def _run(
                 large = (info.feature_count or 0) >= settings.overlap_process_min_features
                 streamed = StreamedOverlaps(settings.overlap_tolerance_m2, in_process=large)
             envelope = _Envelope()
+            # a direct load on SQLite notes which rows need tile copies, so that their build reads those alone
+            copy_rows = tilegeoms.StreamedRows() if direct and backend_of(engine) == "sqlite" else None
             polygonal = _stage_all(
                 conn, store, info, transformer, rules, key_field, op_field, settings.batch_size, progress, clock, direct, streamed,
-                envelope, facts,
+                envelope, facts, copy_rows,
             )
             if streamed is not None and not rules.error_count:
                 streamed.seal()  # the far pairs searched for beside the last writes and the merge
@@ -411,7 +413,7 @@ def _run(
         with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
             store.refresh_statistics(counts.added + counts.changed + counts.removed)
         with clock.stage("tile_copies"):  # the low-zoom tiles' pre-generalised shapes of its rows (committed; never fails it)
-            tilegeoms.build_quietly(engine, ds.id, version)
+            tilegeoms.build_quietly(engine, ds.id, version, copy_rows)
     finally:
         if checkpoint is not None:  # SQLite: the commit's WAL checkpoint, run beside the copies
             with clock.stage("checkpoint"):
@@ -457,6 +459,7 @@ def _stage_all(
     streamed: StreamedOverlaps | None = None,
     envelope: _Envelope | None = None,
     facts: SubmissionFacts | None = None,
+    copy_rows: tilegeoms.StreamedRows | None = None,
 ) -> bool:
     """Read, convert, check and stage every batch; returns whether the layer is polygonal.
 
@@ -465,6 +468,7 @@ def _stage_all(
     rules still run to the end for the report. `streamed`: the overlap rule, fed with each batch's
     stored keys and geometries while no rule has found an error (after one, the submission is rejected
     without it). `envelope`: grown by every batch's stored envelopes. `facts`: told every batch's values.
+    `copy_rows`: told every batch's stored shapes and envelopes (which rows need tile copies).
     """
     polygonal = True
     seen_geometry = False
@@ -487,6 +491,8 @@ def _stage_all(
                         facts.see(props, columns, kinds)
                     bounds = shapely.bounds(geoms)
                     rows = _stage_rows(geoms, areas, props, key_field, ops, columns, bounds=bounds, kinds=kinds, source=source)
+                    if copy_rows is not None:
+                        copy_rows.add(geoms, bounds)
                 with clock.stage("write"):
                     store.stage(conn, rows)
                 if envelope is not None:

@@ -15,6 +15,7 @@ LANDCLOUD_GEOS_THREADS=1 for one at a time; the copies are the same rows and byt
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -243,27 +244,89 @@ def _writer(engine: Engine) -> Iterator[Callable[[list[tuple[int, int, bytes]]],
         yield write
 
 
-def _sqlite(engine: Engine, dataset_id: str, version: int | None, workers: int) -> int:
+class StreamedRows:
+    """Which rows of a version need copies, noted while they stream in, in the order written (`add` per batch), so
+    that the build reads those rows alone (`build(..., streamed=)`) instead of every row of the version: ~15% of DLTB
+    parcels need a copy, and reading a million rows back to find them was ~0.8 s of the calling thread's time after a
+    1M-parcel commit, their parse ~0.7 s of the workers' (benchmarks/profiles/ingest-sqlite-1m.txt §18).
+
+    The build takes the row written k-th as the one of id min(id) + k: a direct load (a dataset's first rows) writes
+    a version's rows with consecutive ids in the stream's order, the write lock held from the first. It checks that
+    first (the version has exactly the rows noted, of consecutive ids) and otherwise reads every row as before. The
+    rows are told apart by `tilegen.needs_any` on the stored shapes' point counts and envelopes: the same test, on
+    the same shapes, as the copies' own, so the same copies are made."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._wanted: list[np.ndarray] = []
+
+    def add(self, geoms: np.ndarray, bounds: np.ndarray) -> None:
+        """The next batch's stored shapes (missing ones included) and their (n, 4) envelopes (`shapely.bounds`)."""
+        wanted = np.flatnonzero(tilegen.needs_any(shapely.get_num_coordinates(geoms), bounds))
+        if len(wanted):
+            self._wanted.append(wanted + self.rows)
+        self.rows += len(geoms)
+
+    def places(self) -> np.ndarray:
+        """The places (0 = the first row written) of the rows that need copies, in order."""
+        return np.concatenate(self._wanted) if self._wanted else np.empty(0, dtype=np.int64)
+
+
+def _streamed_ids(engine: Engine, dataset_id: str, version: int, streamed: StreamedRows) -> np.ndarray | None:
+    """The ids of the rows `streamed` says need copies, or None when the version's rows are not the stream's
+    (not exactly `streamed.rows` rows of consecutive ids)."""
+    with engine.connect() as conn, conn.begin():
+        lo, hi, n = conn.execute(
+            sa.text("SELECT min(id), max(id), count(*) FROM features WHERE dataset_id = :d AND v_from = :n"),
+            {"d": dataset_id, "n": version},
+        ).one()
+    if n != streamed.rows or (n and hi - lo + 1 != n):
+        _log.info("tile copies of %s v%d: %d rows of ids %s..%s, %d streamed: every row read", dataset_id, version, n, lo, hi, streamed.rows)
+        return None
+    return streamed.places() + (lo or 0)
+
+
+def _batches_of(engine: Engine, dataset_id: str, version: int, ids: np.ndarray) -> Iterator[tuple[list[int], list[bytes | None]]]:
+    """`_batches`, for the rows of these ids only (increasing): each batch read by its ids (json_each), in one step."""
+    select = sa.text(
+        "SELECT group_concat(id), group_concat(length(geom)), CAST(group_concat(geom, '') AS BLOB) FROM ("
+        "SELECT f.id, f.geom FROM features f "
+        f"WHERE f.id IN (SELECT value FROM json_each(:ids)) AND {_rows_sql(True)} AND f.geom IS NOT NULL ORDER BY f.id)"
+    )
+    with engine.connect() as conn:
+        for start in range(0, len(ids), BATCH):
+            with conn.begin():
+                ids_text, lengths_text, blob = conn.execute(
+                    select, {"ids": json.dumps(ids[start : start + BATCH].tolist()), "d": dataset_id, "n": version}
+                ).one()
+            if ids_text is not None:
+                yield list(map(int, ids_text.split(","))), split_joined(blob, list(map(int, lengths_text.split(","))))
+
+
+def _sqlite(engine: Engine, dataset_id: str, version: int | None, workers: int, streamed: StreamedRows | None = None) -> int:
     written = 0
+    ids = _streamed_ids(engine, dataset_id, version, streamed) if streamed is not None and version is not None else None
+    rows = _batches(engine, dataset_id, version) if ids is None else _batches_of(engine, dataset_id, version, ids)  # type: ignore[arg-type]
     # (closing: the batches' read connection goes back at once on a failure)
-    with _writer(engine) as write, _InOrder(workers) as jobs, closing(_batches(engine, dataset_id, version)) as batches:
+    with _writer(engine) as write, _InOrder(workers) as jobs, closing(rows) as batches:
         for rows in batches:
             written += sum(write(copies) for copies in jobs.push(_copies_of, rows))
         written += sum(write(copies) for copies in jobs.drain())
     return written
 
 
-def build(engine: Engine, dataset_id: str, version: int | None = None) -> Built:
+def build(engine: Engine, dataset_id: str, version: int | None = None, streamed: StreamedRows | None = None) -> Built:
     """Make the copies the rows written by `version` of a dataset need (every row of it with None) and lack.
 
-    Raises what the database raises (PartsFailed when some of PostGIS's concurrent parts failed); `build_quietly` is
-    the writers' form."""
+    `streamed`: which of the version's rows need copies, noted as a direct load wrote them (SQLite reads those
+    alone; PostGIS finds them in its statement). Raises what the database raises (PartsFailed when some of PostGIS's
+    concurrent parts failed); `build_quietly` is the writers' form."""
     start = time.perf_counter()
     workers = parallel.thread_count()
     if backend_of(engine) == "postgis":
         written = _postgis(engine, dataset_id, version, workers)
     else:
-        written = _sqlite(engine, dataset_id, version, workers)
+        written = _sqlite(engine, dataset_id, version, workers, streamed)
     return Built(written, time.perf_counter() - start)
 
 
@@ -278,11 +341,11 @@ def drop(engine: Engine, dataset_id: str) -> int:
             ).rowcount
 
 
-def build_quietly(engine: Engine, dataset_id: str, version: int) -> Built | None:
+def build_quietly(engine: Engine, dataset_id: str, version: int, streamed: StreamedRows | None = None) -> Built | None:
     """`build` after a committed version: a failure is logged, never raised (the version stands; its tiles simplify on
     the fly until `landcloud tiles build` makes the copies)."""
     try:
-        return build(engine, dataset_id, version)
+        return build(engine, dataset_id, version, streamed)
     except Exception:
         _log.warning("tile copies of %s v%d not built; its tiles simplify on the fly", dataset_id, version, exc_info=True)
         return None
