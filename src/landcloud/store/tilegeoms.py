@@ -246,9 +246,9 @@ def _writer(engine: Engine) -> Iterator[Callable[[list[tuple[int, int, bytes]]],
 
 class StreamedRows:
     """Which rows of a version need copies, noted while they stream in, in the order written (`add` per batch), so
-    that the build reads those rows alone (`build(..., streamed=)`) instead of every row of the version: ~15% of DLTB
-    parcels need a copy, and reading a million rows back to find them was ~0.8 s of the calling thread's time after a
-    1M-parcel commit, their parse ~0.7 s of the workers' (benchmarks/profiles/ingest-sqlite-1m.txt §18).
+    that the build reads those rows alone (`build(..., streamed=)`) instead of every row of the version long enough to
+    need one: ~15% of DLTB parcels need a copy, and SQLite walked all of a version's rows to find them (the build of a
+    1M-parcel version: 0.3-0.8 s less CPU, 0.1-0.3 s less wall; benchmarks/profiles/ingest-sqlite-1m.txt §18).
 
     The build takes the row written k-th as the one of id min(id) + k: a direct load (a dataset's first rows) writes
     a version's rows with consecutive ids in the stream's order, the write lock held from the first. It checks that
@@ -306,9 +306,9 @@ def _batches_of(engine: Engine, dataset_id: str, version: int, ids: np.ndarray) 
 def _sqlite(engine: Engine, dataset_id: str, version: int | None, workers: int, streamed: StreamedRows | None = None) -> int:
     written = 0
     ids = _streamed_ids(engine, dataset_id, version, streamed) if streamed is not None and version is not None else None
-    rows = _batches(engine, dataset_id, version) if ids is None else _batches_of(engine, dataset_id, version, ids)  # type: ignore[arg-type]
+    source = _batches(engine, dataset_id, version) if ids is None else _batches_of(engine, dataset_id, version, ids)  # type: ignore[arg-type]
     # (closing: the batches' read connection goes back at once on a failure)
-    with _writer(engine) as write, _InOrder(workers) as jobs, closing(rows) as batches:
+    with _writer(engine) as write, _InOrder(workers) as jobs, closing(source) as batches:
         for rows in batches:
             written += sum(write(copies) for copies in jobs.push(_copies_of, rows))
         written += sum(write(copies) for copies in jobs.drain())
