@@ -120,6 +120,12 @@ class Batch:
     # rules need them too, and each look is a pass over the column
     kinds: dict[str, set[type]] | None = None
 
+    def kinds_of(self, name: str) -> set[type] | None:
+        """The types the given column `name` holds, when the caller gave them (None: look at the column)."""
+        if self.kinds is None or self.columns is None or name not in self.columns:
+            return None
+        return self.kinds.get(name)
+
 
 @dataclass(frozen=True)
 class Prechecks:
@@ -376,7 +382,7 @@ class RuleRunner:
             values = batch.columns[name]
         else:
             values = [p[name] if name in p else _get(p, name) for p in props_list]
-        given = batch.kinds.get(name) if batch.kinds is not None and batch.columns is not None and name in batch.columns else None
+        given = batch.kinds_of(name)
         if (given if given is not None else set(map(type, values))) == {str}:
             return [v.strip() or None for v in values]
         return [None if _is_null(v) else _key_str(v) for v in values]
@@ -662,7 +668,7 @@ class RuleRunner:
     def _check_area(self, batch: Batch, geoms: np.ndarray, usable: np.ndarray, keys: list[str | None]) -> None:
         field_name = self._area_field.upper()  # type: ignore[union-attr]
         column = batch.columns.get(field_name) if batch.columns is not None else None
-        kinds = batch.kinds.get(field_name) if batch.kinds is not None and column is not None else None
+        kinds = batch.kinds_of(field_name)
         if column is not None and (kinds if kinds is not None else set(map(type, column))) <= {float, int} and all(map(math.isfinite, column)):
             # the reader's column of finite numbers (the usual TBMJ): no value is null or not a number
             idxs = np.flatnonzero(usable)

@@ -186,6 +186,16 @@ def _versions(conn: Connection, dataset_id: str, version: int | None) -> list[in
     return [int(v) for (v,) in rows]
 
 
+def _joined_rows(conn: Connection, select: sa.TextClause, params: dict[str, Any]) -> tuple[list[int], list[bytes | None]] | None:
+    """One batch read in one step, in a short read transaction of its own: `select` gives the ids and the WKB
+    lengths as text and the WKBs joined into one blob; (ids, WKBs), or None when it read no row."""
+    with conn.begin():
+        ids_text, lengths_text, blob = conn.execute(select, params).one()
+    if ids_text is None:
+        return None
+    return list(map(int, ids_text.split(","))), split_joined(blob, list(map(int, lengths_text.split(","))))
+
+
 def _batches(engine: Engine, dataset_id: str, version: int | None) -> Iterator[tuple[list[int], list[bytes | None]]]:
     """The rows to build for, BATCH at a time by id, each read in a short read transaction of its own: (ids, WKBs).
 
@@ -206,13 +216,11 @@ def _batches(engine: Engine, dataset_id: str, version: int | None) -> Iterator[t
         for v in versions:
             last = 0
             while True:
-                with conn.begin():
-                    ids_text, lengths_text, blob = conn.execute(select, {"d": dataset_id, "n": v, "last": last, "batch": BATCH}).one()
-                if ids_text is None:
+                batch = _joined_rows(conn, select, {"d": dataset_id, "n": v, "last": last, "batch": BATCH})
+                if batch is None:
                     break
-                ids = list(map(int, ids_text.split(",")))
-                yield ids, split_joined(blob, list(map(int, lengths_text.split(","))))
-                last = ids[-1]
+                yield batch
+                last = batch[0][-1]
 
 
 def _copies_of(batch: tuple[list[int], list[bytes | None]]) -> list[tuple[int, int, bytes]]:
@@ -295,12 +303,9 @@ def _batches_of(engine: Engine, dataset_id: str, version: int, ids: np.ndarray) 
     )
     with engine.connect() as conn:
         for start in range(0, len(ids), BATCH):
-            with conn.begin():
-                ids_text, lengths_text, blob = conn.execute(
-                    select, {"ids": json.dumps(ids[start : start + BATCH].tolist()), "d": dataset_id, "n": version}
-                ).one()
-            if ids_text is not None:
-                yield list(map(int, ids_text.split(","))), split_joined(blob, list(map(int, lengths_text.split(","))))
+            batch = _joined_rows(conn, select, {"ids": json.dumps(ids[start : start + BATCH].tolist()), "d": dataset_id, "n": version})
+            if batch is not None:
+                yield batch
 
 
 def _sqlite(engine: Engine, dataset_id: str, version: int | None, workers: int, streamed: StreamedRows | None = None) -> int:
