@@ -12,7 +12,8 @@ Both decide membership the same way, so a tile holds the same features either wa
 is in tile (z, x, y) when it intersects the tile (exactly, in EPSG:4490) and its stored
 envelope is at least one pixel (1/256 of the tile) wide or high — points always count. Its
 geometry is clipped to the tile plus a 64/4096 buffer, simplified with a tolerance of half a
-pixel (topology-preserving, so polygons stay valid; only shapes with more points than
+pixel (topology-preserving, so polygons stay valid; the stored copies zooms 8-14 read: Douglas-Peucker where that
+stays valid, `geo.tilegen.simplified`; only shapes with more points than
 SIMPLIFY_ABOVE_POINTS and than pixels in their envelope's half perimeter) and snapped to the 4096 grid; a feature
 that collapses in the snapping is drawn as its (clipped) envelope grown by a pixel, never
 silently dropped. Tiles are y-down (row 0 and MVT y = 0 at the north edge) for both tile
