@@ -598,7 +598,7 @@ def _classes_and_best_sql(source: str, score: str, order: str, granted: bool) ->
     than on the key text), each with a member's id, its policy columns and its number of rows; and the best :top of
     all the matching rows (`part` 1, `rk` their order), which are the page when the caller may see every class in
     full (most searches). The matches are found and joined to their datasets once: PostgreSQL, 10,000 records, a
-    query matching 2,150 of them, two statements of ~12 ms each were ~15 ms as one (benchmarks/analysis.md)."""
+    query matching 2,150 of them, two statements of ~12 ms each were ~15 ms as one (benchmarks/profiles/search-postgis.txt)."""
     cols = ", ".join(POLICY_COLUMNS) + (", granted_id" if granted else "")
     matched = ", ".join(f"d.{c}" for c in POLICY_COLUMNS) + (", CASE WHEN d.id IN :granted THEN d.id END AS granted_id" if granted else "")
     return (
