@@ -134,7 +134,7 @@ def copies(geoms: np.ndarray, envelopes: np.ndarray) -> list[tuple[int, int, sha
 def simplified(shapes: np.ndarray, tolerance: float) -> np.ndarray:
     """Shapes simplified for a copy: a polygon of one ring by Douglas-Peucker where the result is a valid polygon, any
     other shape (and such a polygon where it is not) topology-preservingly — the PostGIS build's rule (DP kept when
-    valid with every part and ring), at about a third of the CPU of the topology-preserving simplifier for all.
+    valid with every part and ring), at about half the CPU of the topology-preserving simplifier for all.
 
     The ring is simplified as a ring alone: GEOS's Douglas-Peucker on a polygon mends an invalid result itself
     (buffer(0)), which could drop a part of it unseen; a ring alone is not mended, so an invalid result shows as such
