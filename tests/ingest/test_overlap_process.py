@@ -3,10 +3,12 @@ the window's on this process's thread, bit for bit), and how it fails: a clear e
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import signal
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from test_overlap import CELL, TOLERANCE, damaged_tessellations, jittered_grid
 
 from landcloud.geo.overlap_window import WindowOverlaps
-from landcloud.ingest import overlap_process
+from landcloud.ingest import collector, overlap_process
 from landcloud.ingest.overlap_process import OverlapWorkerFailed, ProcessWindow, joined_wkb, read_frame, split_wkb, write_frame
 
 parts_strategy = st.lists(
@@ -163,6 +165,36 @@ def served(frames: list[tuple[bytes, list]]) -> tuple[int, list[tuple[bytes, lis
     while (frame := read_frame(out)) is not None:
         answered.append(frame)
     return code, answered
+
+
+def test_the_child_loop_runs_with_the_cyclic_collector_paused_and_collects_young_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While it serves, no automatic pass of the collector (they walked every envelope and tree the window holds);
+    a cycle made meanwhile is freed within a few batches (`collector.between_batches`); the collector is back after."""
+    seen: list[bool] = []
+    freed: list[bool] = []
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a reference cycle: only the collector frees it
+
+    class Watched(WindowOverlaps):
+        def add(self, geoms: np.ndarray) -> None:
+            seen.append(gc.isenabled())
+            cycle = weakref.ref(Node())
+            super().add(geoms)
+            freed.append(cycle)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(overlap_process, "WindowOverlaps", Watched)
+    block = np.array(jittered_grid(6, 6, seed=12), dtype=object)
+    frames: list[tuple[bytes, list]] = [(b"I", [b'{"tolerance": %r, "window": 2, "limit": 1000}' % TOLERANCE])]
+    batches = 2 * collector.EVERY
+    for part in np.array_split(block, batches):
+        frames.append((b"B", list(joined_wkb(shapely.to_wkb(part).tolist()))))
+    assert gc.isenabled()
+    code, answered = served([*frames, (b"S", [])])
+    assert code == 0 and [kind for kind, _ in answered] == [b"R"]
+    assert seen == [False] * batches and gc.isenabled()
+    assert all(ref() is None for ref in freed[: batches - collector.EVERY])  # collected within EVERY batches
 
 
 def test_the_child_loop_answers_in_frames_and_names_what_it_cannot_read() -> None:
