@@ -5,7 +5,8 @@ no keys, so it can run on a thread beside the submission or in a process of its 
 (`ingest.overlap_process`) and give the same verdicts either way. Features are numbered by their
 order among the usable ones (present, not empty) of all batches added; each batch's pairs with the
 `window` batches just before it (itself included) are decided as it comes; pairs of features
-further apart are proposed at the end from the envelopes kept for every feature (32 bytes each).
+further apart are proposed at the end from the envelopes kept for every feature (as box polygons, made as
+each batch comes: the tree over them is built once the stream ends).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class WindowOverlaps:
         self.hits = OverlapHits(tolerance_m2)
         self._recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.window)  # (seqs, geometries) per batch
         self._made: dict[int, tuple[shapely.STRtree, HullEdges | None]] = {}  # per batch of the window
-        self._boxes: list[np.ndarray] = []  # per batch: (n, 4) envelopes
+        self._boxes: list[np.ndarray] = []  # per batch: its envelopes as box polygons (the far pairs' tree's)
         self._sizes: list[int] = []  # features per batch (0 for a batch without usable geometry)
         self._count = 0
         self._payoff = Payoff()  # whether the hulls settle enough pairs to be worth making
@@ -80,7 +81,8 @@ class WindowOverlaps:
         seqs = np.arange(self._count, self._count + n, dtype=np.int64)
         self._count += n
         self._sizes.append(n)
-        self._boxes.append(shapely.bounds(geoms).reshape(n, 4))
+        bounds = shapely.bounds(geoms).reshape(n, 4)
+        self._boxes.append(shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3]))
         self._recent.append((seqs, geoms))
         if n and self.hits.held < self.limit:
             self._decide_recent([(s, g) for s, g in self._recent if len(s)])
@@ -134,9 +136,7 @@ class WindowOverlaps:
         batch = np.repeat(np.arange(len(self._sizes)), self._sizes)
         if not len(batch) or batch[-1] - batch[0] < self.window:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        boxes = np.concatenate(self._boxes)
-        tree = shapely.STRtree(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
-        del boxes
+        tree = shapely.STRtree(np.concatenate(self._boxes))
         out_a, out_b = [], []
         for start in range(0, len(batch), FAR_QUERY):
             qi, ti = tree.query(tree.geometries[start : start + FAR_QUERY])
