@@ -170,19 +170,19 @@ def served(frames: list[tuple[bytes, list]]) -> tuple[int, list[tuple[bytes, lis
 def test_the_child_loop_runs_with_the_cyclic_collector_paused_and_collects_young_cycles(monkeypatch: pytest.MonkeyPatch) -> None:
     """While it serves, no automatic pass of the collector (they walked every envelope and tree the window holds);
     a cycle made meanwhile is freed within a few batches (`collector.between_batches`); the collector is back after."""
-    seen: list[bool] = []
-    freed: list[bool] = []
-
     class Node:
         def __init__(self) -> None:
             self.me = self  # a reference cycle: only the collector frees it
+
+    seen: list[bool] = []
+    freed: list[weakref.ref[Node]] = []  # a cycle made at each batch
 
     class Watched(WindowOverlaps):
         def add(self, geoms: np.ndarray) -> None:
             seen.append(gc.isenabled())
             cycle = weakref.ref(Node())
             super().add(geoms)
-            freed.append(cycle)  # type: ignore[arg-type]
+            freed.append(cycle)
 
     monkeypatch.setattr(overlap_process, "WindowOverlaps", Watched)
     block = np.array(jittered_grid(6, 6, seed=12), dtype=object)
