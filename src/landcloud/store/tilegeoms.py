@@ -186,6 +186,15 @@ def _versions(conn: Connection, dataset_id: str, version: int | None) -> list[in
     return [int(v) for (v,) in rows]
 
 
+def _joined_select(where: str) -> sa.TextClause:
+    """The one-step batch read `_joined_rows` takes: the ids and WKB lengths as text and the WKBs joined into one blob
+    of the rows of features f that `where` (a condition, then its ORDER BY and LIMIT) picks, in its order."""
+    return sa.text(
+        "SELECT group_concat(id), group_concat(length(geom)), CAST(group_concat(geom, '') AS BLOB) FROM ("
+        f"SELECT f.id, f.geom FROM features f WHERE {where})"
+    )
+
+
 def _joined_rows(conn: Connection, select: sa.TextClause, params: dict[str, Any]) -> tuple[list[int], list[bytes | None]] | None:
     """One batch read in one step, in a short read transaction of its own: `select` gives the ids and the WKB
     lengths as text and the WKBs joined into one blob; (ids, WKBs), or None when it read no row."""
@@ -204,11 +213,9 @@ def _batches(engine: Engine, dataset_id: str, version: int | None) -> Iterator[t
     while the copies' workers wanted it (the reads were ~1.3 s of a 1M-parcel version's ~3.8 s build, on the
     thread that also writes the copies). The envelopes are not read: the workers take them from the shapes,
     from which the stored ones were made."""
-    select = sa.text(
-        "SELECT group_concat(id), group_concat(length(geom)), CAST(group_concat(geom, '') AS BLOB) FROM ("
-        "SELECT f.id, f.geom FROM features f "
-        f"WHERE {_rows_sql(True)} AND f.id > :last AND f.geom IS NOT NULL AND length(f.geom) >= {tilegen.MIN_WKB_BYTES} "
-        "ORDER BY f.id LIMIT :batch)"
+    select = _joined_select(
+        f"{_rows_sql(True)} AND f.id > :last AND f.geom IS NOT NULL AND length(f.geom) >= {tilegen.MIN_WKB_BYTES} "
+        "ORDER BY f.id LIMIT :batch"
     )
     with engine.connect() as conn:
         with conn.begin():
@@ -296,11 +303,7 @@ def _streamed_ids(engine: Engine, dataset_id: str, version: int, streamed: Strea
 
 def _batches_of(engine: Engine, dataset_id: str, version: int, ids: np.ndarray) -> Iterator[tuple[list[int], list[bytes | None]]]:
     """`_batches`, for the rows of these ids only (increasing): each batch read by its ids (json_each), in one step."""
-    select = sa.text(
-        "SELECT group_concat(id), group_concat(length(geom)), CAST(group_concat(geom, '') AS BLOB) FROM ("
-        "SELECT f.id, f.geom FROM features f "
-        f"WHERE f.id IN (SELECT value FROM json_each(:ids)) AND {_rows_sql(True)} AND f.geom IS NOT NULL ORDER BY f.id)"
-    )
+    select = _joined_select(f"f.id IN (SELECT value FROM json_each(:ids)) AND {_rows_sql(True)} AND f.geom IS NOT NULL ORDER BY f.id")
     with engine.connect() as conn:
         for start in range(0, len(ids), BATCH):
             batch = _joined_rows(conn, select, {"ids": json.dumps(ids[start : start + BATCH].tolist()), "d": dataset_id, "n": version})
