@@ -136,7 +136,7 @@ def ingest(
         overlap_check=overlap_check,
     )
     try:
-        result = run_submission(engine, get_settings(), path, opts, progress=stderr_progress)
+        result = run_submission(engine, get_settings(), path, opts, progress=stderr_progress, copies_after=True)
     except LandcloudError as exc:
         _fail(exc, 2)
         return
@@ -145,9 +145,25 @@ def ingest(
     if report_html:
         report_html.write_text(render_report(result.report))
     _print_summary(result.report)
+    if result.after is not None:  # said accepted first: the low-zoom tile copies follow (ingest/after_acceptance.py)
+        _build_copies(result.after)
     if result.accepted:
         _rebuild_edition(engine, dataset)
     raise typer.Exit(0 if result.accepted else 1)
+
+
+def _build_copies(after: Any) -> None:
+    """The accepted version's tile copies, said as they start and end (a 1M-parcel layer: seconds)."""
+    typer.echo("building the low-zoom tile copies / 正在生成低层级瓦片概化副本 …")
+    spent = after.run()["tile_copies"]["wall_s"]
+    if after.built is None:
+        typer.echo(
+            f"tile copies not built (logged); tiles simplify on the fly until `landcloud tiles build {after.dataset_id}` / "
+            f"瓦片概化副本未生成（已记录日志），瓦片暂时实时概化，可运行 `landcloud tiles build {after.dataset_id}` 补建",
+            err=True,
+        )
+        return
+    typer.echo(f"tile copies ready / 瓦片概化副本已生成: {after.built.copies}, {spent:.1f} s")
 
 
 def _rebuild_edition(engine: Any, dataset_id: str) -> None:

@@ -23,9 +23,14 @@ from landcloud.catalog import history
 from landcloud.config import Settings
 from landcloud.geo import tilegen
 from landcloud.geo.tiles import WEB_MERCATOR_QUAD
+from landcloud.ingest import submissions
+from landcloud.ingest.pipeline import SubmitOptions, run_submission
+from landcloud.ingest.tables import submissions as submissions_table
 from landcloud.publish import tiles as tiles_mod
 from landcloud.publish.tiles import EXTENT, SIMPLIFY_CELLS, plan_tile, render_tile
 from landcloud.store import tilegeoms
+
+from builders import write_geojson
 
 ALL = Access(True, (Clause(None, None, frozenset(), "owner"),), frozenset(), audited=False)
 ME = system_principal("test")
@@ -349,3 +354,77 @@ def test_jobs_in_order_hold_at_most_their_workers() -> None:
             held.append(len(jobs._queue))
         out += list(jobs.drain())
     assert out == [i * i for i in range(20)] and max(held) == 3
+
+
+# -- accepted first, the copies after (ingest/after_acceptance.py) ----------------------------------------------------
+
+
+def by_key(engine: sa.Engine, dataset_id: str) -> dict[tuple[str, int], bytes]:
+    """`snapshot` keyed by the rows' feature keys (two datasets' rows have different ids)."""
+    with engine.connect() as conn:
+        keys = dict(conn.execute(sa.text("SELECT id, fkey FROM features WHERE dataset_id = :d"), {"d": dataset_id}).all())
+    return {(keys[fid], level): shape for (fid, level), shape in snapshot(engine, dataset_id).items()}
+
+
+def test_a_submission_accepted_before_its_copies_gets_the_copies_of_one_that_waits(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_geojson(tmp_path / "wig.geojson", features())
+    opts = SubmitOptions(dataset_id="wig", unit="230000", key="ID", overlap_check=False)
+    result = run_submission(engine, settings, path, opts, copies_after=True)
+    assert result.accepted and result.version == 1 and result.after is not None
+    assert "tile_copies" not in result.timings and copies(engine) == set()
+    ds = catalog.get_dataset(engine, "wig")
+    assert ds is not None and ds.current_version == 1 and ds.feature_count == 41  # committed and served before them
+    before = drawn(engine)
+    spent = result.after.run()
+    assert copies(engine) == wanted(engine) and result.after.built is not None and result.after.built.copies == len(wanted(engine))
+    assert set(spent) == ({"tile_copies", "checkpoint"} if engine.dialect.name == "sqlite" else {"tile_copies"})
+    assert result.after.run() == spent and result.after.built.copies == len(copies(engine))  # once
+    assert close(drawn(engine), before) <= LIMIT
+    load(engine, settings, tmp_path, dataset_id="waits")  # the same rows, the copies built inside the submission
+    assert by_key(engine, "wig") == by_key(engine, "waits") and len(by_key(engine, "wig")) > 40
+
+
+def test_a_rejected_submission_leaves_nothing_to_follow(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    feats = features()
+    feats[3]["properties"]["ID"] = feats[2]["properties"]["ID"]  # a key twice
+    path = write_geojson(tmp_path / "dup.geojson", feats)
+    result = run_submission(engine, settings, path, SubmitOptions(dataset_id="wig", unit="230000", key="ID", overlap_check=False), copies_after=True)
+    assert not result.accepted and result.after is None and catalog.get_dataset(engine, "wig") is None
+
+
+def test_the_http_submission_is_accepted_before_its_copies_are_built(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    real = tilegeoms.build
+
+    def watched(engine_: sa.Engine, dataset_id: str, version: int | None = None, streamed: Any = None) -> tilegeoms.Built:
+        with engine_.connect() as conn:
+            seen.append(conn.execute(sa.select(submissions_table.c.status).where(submissions_table.c.id == sid)).scalar_one())
+        return real(engine_, dataset_id, version, streamed)
+
+    monkeypatch.setattr(tilegeoms, "build", watched)
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    path = write_geojson(upload / "wig.geojson", features())
+    opts = SubmitOptions(dataset_id="wig", unit="230000", key="ID", overlap_check=False)
+    sid = submissions.create(engine, opts, path.name)
+    submissions.process(engine, settings, sid, path)
+    assert seen == ["accepted"]  # the row said so when the build began
+    assert submissions.get(engine, sid)["status"] == "accepted" and copies(engine) == wanted(engine)
+    assert not upload.exists()  # the upload removed after all of it
+
+
+def test_the_ingest_command_says_accepted_then_builds_the_copies(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
+    path = write_geojson(tmp_path / "wig.geojson", features())
+    env = {"LANDCLOUD_DATA_DIR": str(settings.data_dir), "LANDCLOUD_DATABASE_URL": settings.resolved_database_url, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "landcloud.cli", "ingest", str(path), "--dataset", "wig", "--unit", "230000", "--key", "ID", "--no-overlap-check"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert out.index("已接受 accepted") < out.index("正在生成低层级瓦片概化副本") < out.index(f"瓦片概化副本已生成: {len(wanted(engine))},")
+    assert copies(engine) == wanted(engine)

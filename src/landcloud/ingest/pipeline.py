@@ -36,6 +36,7 @@ from landcloud.config import Settings
 from landcloud.geo.area import survey_areas
 from landcloud.geo.crs import GCJ02, CRSRefused, datum_of, make_transformer
 from landcloud.ingest import collector, transformations
+from landcloud.ingest.after_acceptance import AfterAcceptance
 from landcloud.ingest.ahead import read_ahead
 from landcloud.ingest.crs_detect import decide_crs
 from landcloud.ingest.overlap import find_overlaps
@@ -122,6 +123,8 @@ class SubmissionResult:
     report: dict[str, Any]
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # StageClock.as_dict(): where the time went
+    # accepted with `copies_after`: the tile copies and checkpoint its caller runs once it has said "accepted"
+    after: AfterAcceptance | None = None
 
 
 ProgressFn = Callable[[int], None]
@@ -199,13 +202,17 @@ def run_submission(
     *,
     submission_id: str | None = None,
     progress: ProgressFn | None = None,
+    copies_after: bool = False,
 ) -> SubmissionResult:
-    """Check and load one file as a new version of a dataset; never a partial change."""
+    """Check and load one file as a new version of a dataset; never a partial change.
+
+    `copies_after`: return once the version is committed, its tile copies left to `result.after.run()`, which the
+    caller runs after it has said the submission is accepted (`ingest.after_acceptance`)."""
     validate_options(opts)
     workdir = Path(tempfile.mkdtemp(prefix="landcloud-ingest-", dir=settings.data_dir if settings.data_dir.exists() else None))
     try:
         with collector.paused():  # no cyclic GC passes over the stream's per-feature objects (ingest/collector.py)
-            result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir)
+            result = _run(engine, settings, Path(path), opts, submission_id, progress, workdir, copies_after)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     # a new master version makes a new edition, pending approval: the entry points ask for it after this
@@ -221,6 +228,7 @@ def _run(
     submission_id: str | None,
     progress: ProgressFn | None,
     workdir: Path,
+    copies_after: bool = False,
 ) -> SubmissionResult:
     ds = catalog.get_dataset(engine, opts.dataset_id)
     if ds is not None:
@@ -409,16 +417,16 @@ def _run(
         finally:
             if streamed is not None:
                 streamed.close()
+    # the low-zoom tiles' pre-generalised shapes of its rows, with (SQLite) the commit's WAL checkpoint beside them
+    after = AfterAcceptance(engine, ds.id, version, copy_rows, checkpoint)
     try:
         with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
             store.refresh_statistics(counts.added + counts.changed + counts.removed)
-        with clock.stage("tile_copies"):  # the low-zoom tiles' pre-generalised shapes of its rows (committed; never fails it)
-            tilegeoms.build_quietly(engine, ds.id, version, copy_rows)
     finally:
-        if checkpoint is not None:  # SQLite: the commit's WAL checkpoint, run beside the copies
-            with clock.stage("checkpoint"):
-                checkpoint.join()
-    return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
+        if not copies_after:
+            for name, spent in after.run().items():
+                clock.add(name, spent["wall_s"], spent["cpu_s"])
+    return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict(), after if copies_after else None)
 
 
 def _resolve_overlap_check(opts: SubmitOptions, ds: catalog.Dataset | None, schema: StandardSchema | None) -> SubmitOptions:

@@ -58,8 +58,10 @@ def process(engine: Engine, settings: Settings, sid: str, path: Path) -> None:
         conn.execute(submissions.update().where(submissions.c.id == sid).values(status="running"))
     opts = SubmitOptions(**row.options)
     try:
-        result = run_submission(engine, settings, path, opts, submission_id=sid)
+        result = run_submission(engine, settings, path, opts, submission_id=sid, copies_after=True)
         _finish(engine, sid, "accepted" if result.accepted else "rejected", result.report, result.version)
+        if result.after is not None:  # the version's tile copies once its row says accepted (ingest/after_acceptance.py)
+            result.after.run()
         if result.accepted:  # already a background job: the edition is rebuilt after the submission is recorded
             from landcloud.publish import editions_jobs
 

@@ -82,7 +82,7 @@ def commit_checkpoint_beside(conn: sa.Connection, trans: sa.RootTransaction) -> 
     Why: the commit of a large write (a submission's version) copies every page it wrote from the WAL into the
     database file before it returns (~3 s of a 1M-parcel submission, `benchmarks/profiles/ingest-columns.txt`);
     on a thread of its own (a connection of its own, PASSIVE: it waits for no reader or writer) it runs beside
-    what follows the commit (the tile copies). The caller joins the thread before it reports the write done. Other
+    what follows the commit (the tile copies, `ingest.after_acceptance`, which joins it). Other
     connections' commits meanwhile find the checkpoint busy and skip theirs, as SQLite's automatic checkpoints do.
     The writer's own setting is back to the default when this returns, committed or not. PostgreSQL: the commit, None.
     """
