@@ -29,6 +29,7 @@ from landcloud.ingest.tables import submissions as submissions_table
 from landcloud.publish import tiles as tiles_mod
 from landcloud.publish.tiles import EXTENT, SIMPLIFY_CELLS, plan_tile, render_tile
 from landcloud.store import tilegeoms
+from landcloud.store.features import FeatureStore, PostGISFeatureStore
 
 from builders import write_geojson
 
@@ -384,6 +385,24 @@ def test_a_submission_accepted_before_its_copies_gets_the_copies_of_one_that_wai
     assert close(drawn(engine), before) <= LIMIT
     load(engine, settings, tmp_path, dataset_id="waits")  # the same rows, the copies built inside the submission
     assert by_key(engine, "wig") == by_key(engine, "waits") and len(by_key(engine, "wig")) > 40
+
+
+@pytest.mark.parametrize("copies_after", [False, True])
+def test_a_version_committed_then_failing_still_gets_its_copies(
+    engine: sa.Engine, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copies_after: bool
+) -> None:
+    def fail(self: Any, written: int) -> None:
+        raise RuntimeError("statistics refused")
+
+    monkeypatch.setattr(PostGISFeatureStore, "refresh_statistics", fail)
+    monkeypatch.setattr(FeatureStore, "refresh_statistics", fail)
+    path = write_geojson(tmp_path / "wig.geojson", features())
+    opts = SubmitOptions(dataset_id="wig", unit="230000", key="ID", overlap_check=False)
+    with pytest.raises(RuntimeError, match="statistics refused"):
+        run_submission(engine, settings, path, opts, copies_after=copies_after)
+    ds = catalog.get_dataset(engine, "wig")
+    assert ds is not None and ds.current_version == 1  # committed before it failed
+    assert copies(engine) == wanted(engine) and copies(engine)
 
 
 def test_a_rejected_submission_leaves_nothing_to_follow(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

@@ -422,11 +422,14 @@ def _run(
     try:
         with clock.stage("statistics"):  # PostGIS, a large version: the planner's statistics for its rows (committed)
             store.refresh_statistics(counts.added + counts.changed + counts.removed)
-    finally:
-        if not copies_after:
-            for name, spent in after.run().items():
-                clock.add(name, spent["wall_s"], spent["cpu_s"])
-    return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict(), after if copies_after else None)
+    except BaseException:
+        after.run()  # the version stands, committed: its copies all the same
+        raise
+    if copies_after:
+        return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict(), after)
+    for name, spent in after.run().items():
+        clock.add(name, spent["wall_s"], spent["cpu_s"])
+    return SubmissionResult(True, ds.id, version, report, findings, clock.as_dict())
 
 
 def _resolve_overlap_check(opts: SubmitOptions, ds: catalog.Dataset | None, schema: StandardSchema | None) -> SubmitOptions:
