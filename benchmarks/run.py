@@ -186,6 +186,31 @@ def rawtiles_server(anchors: Path, dsn: str, layers: dict[str, tuple[str, str]],
     return Server("raw-tiles-http", cmd, env, port, "/ready", logdir)
 
 
+FLOOR = "floor: the same tiles from a dict, Starlette + uvicorn in landcloud's venv"
+
+
+def floortiles_server(dsn: str, layers: dict[str, tuple[str, str]], logdir: Path) -> Server:
+    """`floortiles.py`: tiles from memory behind Starlette + uvicorn of landcloud's own venv (httptools, uvloop): what
+    a remembered tile costs the stack itself on this machine now, beside landcloud's cached-tile rows."""
+    port = free_port()
+    env = dict(os.environ, FLOORTILES_DSN=dsn, FLOORTILES_LAYERS=json.dumps(layers))
+    cmd = [PY, "-m", "uvicorn", "floortiles:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    return Server("floor-tiles", cmd, env, port, "/ready", logdir)
+
+
+def against_floor(rows: list[dict], floor: dict) -> None:
+    """Each cached-tile row's server CPU a tile said as a multiple of the floor's, measured in the same run."""
+    base = floor.get("server_cpu_ms_per_tile")
+    if not base:
+        return
+    for r in rows:
+        mine = r.get("server_cpu_ms_per_tile")
+        if mine and r is not floor:
+            r["cpu_vs_floor"] = mine / base
+            r["extra"] = f"{r.get('extra', '')}; {mine / base:.2f}× the floor's CPU"
+
+
 # ---------------------------------------------------------------- load generator
 
 def run_load(port: int, paths: list[str], concurrency: int, time_limit: float, token: str | None = None) -> dict:
@@ -740,10 +765,13 @@ def main(argv: list[str] | None = None) -> int:
             if resources:
                 pyg = pygeoapi_server(anchors, work, resources, work)
                 servers.append(pyg)
-        rawhttp = None
+        rawhttp = floor = None
         if anchors and pg_dsn:
             rawhttp = rawtiles_server(anchors, pg_dsn, {key: (table, RAW_MVT_COLUMN[key]) for key, (_p, _d, table) in data.items()}, work)
             servers.append(rawhttp)
+        if pg_dsn:
+            floor = floortiles_server(pg_dsn, {key: (table, RAW_MVT_COLUMN[key]) for key, (_p, _d, table) in data.items()}, work)
+            servers.append(floor)
         for s in servers:
             s.wait()
         log("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers))
@@ -875,6 +903,15 @@ def main(argv: list[str] | None = None) -> int:
                 r = cached_throughput(s, ppaths, prof["cached_tiles"][1], None, prof["time_limit"])
                 r.update(target=f"{s.name} cached public edition, anonymous, {TILE_CLIENTS} clients", anchor=False)
                 tile_rows[key].append(r)
+        if floor is not None:  # the stack's own cost of a remembered tile, now: what the per-core rows are read against
+            for key, rows in tile_rows.items():
+                zyx = [p.rsplit("/", 3)[1:] for p in tile_sets[key]]  # (z, y, x) of the tiles landcloud was asked for
+                fpaths = [f"/tiles/{key}/{z}/{x}/{y}" for z, y, x in zyx]
+                log(f"tiles {key}: {FLOOR}, {TILE_CLIENTS} clients")
+                r = cached_throughput(floor, fpaths, prof["cached_tiles"][1], None, prof["time_limit"])
+                r.update(target=f"{FLOOR}, {TILE_CLIENTS} clients", anchor=False)
+                rows.append(r)
+                against_floor(rows, r)
     except BaseException:
         for s in servers:
             s.stop()
