@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from landcloud.config import get_settings
 from landcloud.messages import LandcloudError
+
+if TYPE_CHECKING:  # (the command's modules load when it runs: `landcloud --help` stays quick)
+    from landcloud.ingest.after_acceptance import AfterAcceptance
 
 app = typer.Typer(help="landcloud 国土资源云 — the land-resources cloud", no_args_is_help=True, add_completion=False)
 datasets_app = typer.Typer(help="Datasets: list, show, set metadata, versions, diff, rollback, export", no_args_is_help=True)
@@ -152,7 +155,7 @@ def ingest(
     raise typer.Exit(0 if result.accepted else 1)
 
 
-def _build_copies(after: Any) -> None:
+def _build_copies(after: AfterAcceptance) -> None:
     """The accepted version's tile copies, said as they start and end (a 1M-parcel layer: seconds)."""
     typer.echo("building the low-zoom tile copies / 正在生成低层级瓦片概化副本 …")
     spent = after.run()["tile_copies"]["wall_s"]

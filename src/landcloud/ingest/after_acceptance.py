@@ -2,9 +2,9 @@
 the commit's WAL checkpoint, run beside them.
 
 Why apart from the submission: once the version is committed it is whole, checked and served (its tiles simplify on the
-fly until its copies exist, `store.tilegeoms`), and the copies only make low-zoom tiles cheaper; they took 6-7 s of a
-1M-parcel submission on SQLite (~6 s on PostGIS), the time its submitter waited for an answer that was already known.
-An entry point that says "accepted" (the HTTP submission's row, `landcloud submit`'s summary) asks the pipeline for
+fly until its copies exist, `store.tilegeoms`), and the copies only make low-zoom tiles cheaper; they took 6-9 s of a
+1M-parcel submission on SQLite (7-8 s on PostGIS), the time its submitter waited for an answer that was already known.
+An entry point that says "accepted" (the HTTP submission's row, `landcloud ingest`'s summary) asks the pipeline for
 the version without them (`run_submission(..., copies_after=True)`), says so, then runs `AfterAcceptance.run`, as it
 rebuilds the dataset's edition after it (`publish.editions_jobs`). Other writers leave `copies_after` off and get the
 version with its copies, as before. If `run` is never called the version stands; its copies are made by `landcloud

@@ -1,6 +1,6 @@
 """Where a submission spends its time, stage by stage (read, decode, CRS, rules, writes, merge, overlap …).
 
-The benchmark and `landcloud submit --verbose` read it to see which stage to work on next; the
+The benchmark (`benchmarks/store.py ingest`, its "stages") reads it to see which stage to work on next; the
 stages of the streamed part (read → stage) interleave per batch, so each stage accumulates over
 all batches. Wall time and CPU time are both kept: on PostGIS the difference is mostly the
 server's work (and waiting on a busy machine). The CPU is the calling thread's (reading runs on a

@@ -2,7 +2,7 @@
 
 Built after a version is committed, for the rows it wrote, in transactions of their own: a failure (or a store not yet
 migrated) leaves rows without copies, which tiles then simplify on the fly, never a wrong tile (the HTTP submission and
-`landcloud submit` say "accepted" before it starts: `ingest.after_acceptance`). The build runs when
+`landcloud ingest` say "accepted" before it starts: `ingest.after_acceptance`). The build runs when
 nothing else of the submission does, so it spreads over the machine's cores (`geo.parallel.thread_count()`,
 LANDCLOUD_GEOS_THREADS=1 for one at a time; the copies are the same rows and bytes either way):
 - PostGIS: one INSERT ... SELECT per id range of the rows, each on its own connection and in its own transaction, run
