@@ -596,7 +596,7 @@ def ingest_pair(be: str, url: str, env: dict, key: str, path: Path, dsid: str, t
     if not res.get("accepted"):
         raise RuntimeError(f"ingest of {key} rejected on {be}: {res.get('findings')}")
     rss, memory = _submission_peak(res, rss)
-    accepted = wall - res.get("after_acceptance_s", 0.0)
+    accepted = wall - res["after_acceptance_s"]
     rows = [{"target": f"landcloud ingest ({be})", "anchor": False, "median_ms": accepted * 1000, "n": 1,
              "peak_rss_mib": rss, "extra": f"pipeline {res['seconds']:.1f} s, CPU {res['cpu_seconds']:.1f} s{_copies_part(res, wall)}{memory}"}]
     settle(url)
@@ -618,15 +618,11 @@ def _submission_peak(res: dict, reaped: float) -> tuple[float, str]:
 
 
 def _copies_part(res: dict, wall: float) -> str:
-    """The low-zoom tile copies (built after the submission is accepted, as `landcloud submit` and the HTTP submission
+    """The low-zoom tile copies (built after the submission is accepted, as `landcloud ingest` and the HTTP submission
     do; not a check): their time and the whole child's, said, not hidden. The row's time is the child's until the
     acceptance (its wall less what followed it in the child, `after_acceptance_s`)."""
-    stage = (res.get("stages") or {}).get("tile_copies")
-    if not stage:
-        return ""
-    if "after_acceptance_s" not in res:  # (older code: the copies inside the submission)
-        return f", of which tile copies {stage['wall_s']:.1f} s"
-    return f", then tile copies {stage['wall_s']:.1f} s (the child to its end {wall:.1f} s)"
+    stage = res["stages"].get("tile_copies")
+    return f", then tile copies {stage['wall_s']:.1f} s (the child to its end {wall:.1f} s)" if stage else ""
 
 
 def ingest_comparisons(key: str, rows: list[dict]) -> list[dict]:
@@ -766,11 +762,12 @@ def main(argv: list[str] | None = None) -> int:
                 pyg = pygeoapi_server(anchors, work, resources, work)
                 servers.append(pyg)
         rawhttp = floor = None
+        raw_layers = {key: (table, RAW_MVT_COLUMN[key]) for key, (_p, _d, table) in data.items()}  # the plain copies' tables
         if anchors and pg_dsn:
-            rawhttp = rawtiles_server(anchors, pg_dsn, {key: (table, RAW_MVT_COLUMN[key]) for key, (_p, _d, table) in data.items()}, work)
+            rawhttp = rawtiles_server(anchors, pg_dsn, raw_layers, work)
             servers.append(rawhttp)
         if pg_dsn:
-            floor = floortiles_server(pg_dsn, {key: (table, RAW_MVT_COLUMN[key]) for key, (_p, _d, table) in data.items()}, work)
+            floor = floortiles_server(pg_dsn, raw_layers, work)
             servers.append(floor)
         for s in servers:
             s.wait()

@@ -48,7 +48,7 @@ def ingest(url: str, path: str, dataset: str, unit: str, profile: str = "") -> d
     settings = Settings(database_url=url)
     t0 = time.perf_counter()
     opts = SubmitOptions(dataset_id=dataset, unit=unit, title=f"benchmark {dataset}", overlap_check=profile != "no-overlap")
-    # as the HTTP submission and `landcloud submit` run it: accepted once committed, the tile copies after
+    # as the HTTP submission and `landcloud ingest` run it: accepted once committed, the tile copies after
     res = run_submission(engine, settings, path, opts, copies_after=True)
     seconds = time.perf_counter() - t0
     after = res.after.run() if res.after is not None else {}
@@ -57,7 +57,7 @@ def ingest(url: str, path: str, dataset: str, unit: str, profile: str = "") -> d
            # the overlap rule's process (a large layer) counted in: its CPU, and its peak beside this one's (Linux: KiB)
            "cpu_seconds": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
            "self_peak_rss_mib": me.ru_maxrss / 1024, "children_peak_rss_mib": kids.ru_maxrss / 1024,
-           "stages": {**getattr(res, "timings", {}), **after}}  # (no timings before the stage clock: older code)
+           "stages": {**res.timings, **after}}
     if not res.accepted:
         out["findings"] = [f.message_en for f in res.findings[:5]]
         return out

@@ -158,7 +158,7 @@ def ingest(
 def _build_copies(after: AfterAcceptance) -> None:
     """The accepted version's tile copies, said as they start and end (a 1M-parcel layer: seconds)."""
     typer.echo("building the low-zoom tile copies / 正在生成低层级瓦片概化副本 …")
-    spent = after.run()["tile_copies"]["wall_s"]
+    after.run()
     if after.built is None:
         typer.echo(
             f"tile copies not built (logged); tiles simplify on the fly until `landcloud tiles build {after.dataset_id}` / "
@@ -166,7 +166,7 @@ def _build_copies(after: AfterAcceptance) -> None:
             err=True,
         )
         return
-    typer.echo(f"tile copies ready / 瓦片概化副本已生成: {after.built.copies}, {spent:.1f} s")
+    typer.echo(f"tile copies ready / 瓦片概化副本已生成: {after.built.copies}, {after.built.seconds:.1f} s")
 
 
 def _rebuild_edition(engine: Any, dataset_id: str) -> None:
