@@ -12,13 +12,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DataError
+from starlette.middleware import Middleware
 
 from landcloud import __version__
 from landcloud.access.admin_router import router as admin_router
 from landcloud.access.audit_router import router as audit_router
 from landcloud.access.auth_router import router as auth_router
 from landcloud.access.decisions import DecisionCache, GenerationReader
-from landcloud.access.hardening import BodyLimit, RateLimit, SecurityHeaders, origin_of
+from landcloud.access.hardening import NUL_REFUSED, ASGIApp, Hardening, nul_character, origin_of
 from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
 from landcloud.catalog.search_router import router as search_router
@@ -59,7 +61,26 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class LandcloudApp(FastAPI):
+    """FastAPI with layers of its own outside FastAPI's (`edge`, outermost first).
+
+    FastAPI puts an application's middleware inside its own error layer, exception telemetry and body limit, each a
+    coroutine to pass and the first a wrapper around `send`. A tile answered from memory (a public edition's, or a
+    signed-in map's under a remembered decision) needs none of them: it is answered by the edge's tile layers, which
+    report their own failures. The hardening layer goes outermost, so that FastAPI's own 500 carries the security
+    headers too (it did not when hardening sat inside it).
+    """
+
+    edge: list[Middleware]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(getattr(self, "edge", [])):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+def create_app(settings: Settings | None = None) -> LandcloudApp:
     settings = settings or get_settings()
     engine = get_engine(settings)
 
@@ -79,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.gc_freeze:
                 gc.unfreeze()
 
-    app = FastAPI(
+    app = LandcloudApp(
         title="landcloud 国土资源云",
         version=__version__,
         description="The land-resources cloud: one map, one way in, one gate out. 一张图、一个入口、一道闸门。",
@@ -100,6 +121,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if web_errors.wants_page(request):
             return web_errors.error_page(request, exc.status, exc.message.zh, exc.message.en)
         return JSONResponse(status_code=exc.status, content=exc.to_dict())
+
+    @app.exception_handler(DataError)
+    async def value_the_store_refuses(request: Request, exc: DataError) -> Response:
+        """A text with a NUL character (U+0000) in a body: PostgreSQL cannot hold one (psycopg refuses it before the
+        statement is sent, so the transaction is rolled back and nothing is written). The caller's input, so a 400;
+        any other value the store refuses is a fault of ours (500). URLs with one are refused at the edge."""
+        if NUL_REFUSED not in str(exc.orig):
+            raise exc
+        return await landcloud_error(request, nul_character())
 
     web_errors.install(app)
 
@@ -142,14 +172,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     missing = mount_assets(app, settings)
     if missing:
         log.warning("portal libraries missing (run `make install` / `npm ci`): %s", ", ".join(missing))
-    # outermost last: limits and headers apply to every response, errors included
-    app.add_middleware(RememberedTiles)  # innermost: a signed-in map's tiles in memory, before routing
-    if settings.public_tile_cache_mb > 0:  # behind the rate limit and the security headers
+    # outermost first: limits and headers apply to every response, errors included; then the tile layers that answer
+    # from memory before routing (a public edition's tiles, then a signed-in map's under a remembered decision)
+    edge = [Middleware(Hardening, settings=settings, map_origins=origin_of(settings.basemap_url))]
+    if settings.public_tile_cache_mb > 0:
         app.state.public_tiles = PublicTileCache(settings.public_tile_cache_mb << 20, settings.public_tile_check_ms)
-        app.add_middleware(PublicTiles, engine=engine, cache=app.state.public_tiles)
-    app.add_middleware(BodyLimit, settings=settings)
-    app.add_middleware(RateLimit, settings=settings)
-    app.add_middleware(SecurityHeaders, map_origins=origin_of(settings.basemap_url))
+        edge.append(Middleware(PublicTiles, engine=engine, cache=app.state.public_tiles))
+    edge.append(Middleware(RememberedTiles))
+    app.edge = edge
     return app
 
 

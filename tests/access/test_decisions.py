@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -253,38 +256,34 @@ def test_the_decision_cache_is_bounded_by_what_its_areas_hold() -> None:
 
 def test_askers_share_generation_reads_but_never_one_sent_before_they_asked() -> None:
     """Three askers while a read is on its way: they wait for the next read, one for the three; the one who asked
-    first takes the first read's answer."""
+    first takes the first read's answer (`SharedReads`, the PostgreSQL reader's)."""
+    answers: list[asyncio.Future[decisions.Generation]] = []
 
-    class Scripted(decisions.GenerationReader):
-        def __init__(self) -> None:
-            super().__init__(sa.create_engine("sqlite:///unused.sqlite"))
-            self.answers: list[asyncio.Future[decisions.Generation]] = []
-
-        async def _read(self) -> decisions.Generation:
-            answer = asyncio.get_running_loop().create_future()
-            self.answers.append(answer)
-            return await answer
+    async def scripted() -> decisions.Generation:
+        answer = asyncio.get_running_loop().create_future()
+        answers.append(answer)
+        return await answer
 
     async def scenario() -> list[decisions.Generation]:
-        reader = Scripted()
+        reader = decisions.SharedReads(scripted)
         first = asyncio.ensure_future(reader.current())
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert reader.reads == 1 and len(reader.answers) == 1  # sent
+        assert reader.reads == 1 and len(answers) == 1  # sent
         later = [asyncio.ensure_future(reader.current()) for _ in range(3)]
         await asyncio.sleep(0)
         assert reader.reads == 1  # they wait for a read sent after they asked
-        reader.answers[0].set_result((1, "i"))
+        answers[0].set_result((1, "i"))
         for _ in range(3):
             await asyncio.sleep(0)
-        assert reader.reads == 2 and len(reader.answers) == 2 and not any(f.done() for f in later)
-        reader.answers[1].set_result((2, "i"))
+        assert reader.reads == 2 and len(answers) == 2 and not any(f.done() for f in later)
+        answers[1].set_result((2, "i"))
         done = await asyncio.gather(first, *later)
         assert reader._running is None and reader._next is None  # nothing left waiting
         failing = asyncio.ensure_future(reader.current())
         for _ in range(3):
             await asyncio.sleep(0)
-        reader.answers[2].set_exception(RuntimeError("store gone"))
+        answers[2].set_exception(RuntimeError("store gone"))
         with pytest.raises(RuntimeError):
             await failing
         assert reader._running is None
@@ -315,15 +314,20 @@ def _backend_pid(reader: decisions.GenerationReader) -> int:
 @pytest.mark.parametrize("backend", ["postgis"])  # the SQLite reader opens a file, not a connection a server can end
 def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnects(engine: sa.Engine) -> None:
     """PostgreSQL: the reader's own connection, read past psycopg's execution (`libpq.exchange`), ended by the
-    server: that read fails (the tile takes the full path), the next opens a connection, prepares again and reads."""
+    server. Unseen (the loop did not run meanwhile): the read sent on it fails (the tile takes the full path), the next
+    opens a connection, prepares again and reads. Seen while idle (its reader, registered for the connection's life):
+    the connection is let go without the loop spinning on its closed socket, and the next read reconnects."""
     reader = decisions.GenerationReader(engine)
 
-    async def scenario() -> tuple[decisions.Generation, type[BaseException] | None, decisions.Generation, int, int]:
-        before = await reader.current()
-        first_pid = _backend_pid(reader)
+    def terminate(pid: int) -> None:
         with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
-        await asyncio.sleep(0.2)
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    async def scenario() -> tuple[list[decisions.Generation], type[BaseException] | None, list[int], float]:
+        seen = [await reader.current()]
+        pids = [_backend_pid(reader)]
+        terminate(pids[0])
+        time.sleep(0.2)  # the end arrives while the loop does not run: nothing has read it
         failed: type[BaseException] | None = None
         try:
             await reader.current()
@@ -331,16 +335,24 @@ def test_a_generation_read_on_a_lost_connection_fails_and_the_next_one_reconnect
             failed = type(exc)
         with engine.begin() as conn:
             conn.execute(units.units.insert().values(code="239997", name="测试县", level="county", updated_at=clock.now()))
-        after = await reader.current()
-        return before, failed, after, first_pid, _backend_pid(reader)
+        seen.append(await reader.current())
+        pids.append(_backend_pid(reader))
+        terminate(pids[1])
+        cpu = time.process_time()
+        await asyncio.sleep(0.5)  # the loop runs: the connection's reader sees its end
+        cpu = time.process_time() - cpu
+        seen.append(await reader.current())
+        pids.append(_backend_pid(reader))
+        return seen, failed, pids, cpu
 
     try:
-        before, failed, after, first_pid, second_pid = asyncio.run(scenario())
+        seen, failed, pids, idle_cpu = asyncio.run(scenario())
     finally:
         reader.close()
     assert failed is not None and issubclass(failed, psycopg.OperationalError)
-    assert second_pid != first_pid
-    assert after == generation(engine) and after[0] > before[0] and after[1] == before[1]
+    assert len(set(pids)) == 3
+    assert seen[1] == seen[2] == generation(engine) and seen[1][0] > seen[0][0] and seen[1][1] == seen[0][1]
+    assert idle_cpu < 0.25  # not a loop calling the reader of a closed socket again and again
 
 
 @pytest.mark.parametrize("backend", ["postgis"])
@@ -371,3 +383,27 @@ def test_a_statement_carries_the_generation_as_a_read_of_its_own_gives_it(engine
     assert asyncio.run(carried()) == (before[0] + 1, before[1])
     with pytest.raises(RuntimeError, match="migrations"):
         decisions.binary_generation([None, None])
+
+
+def test_the_sqlite_generation_read_does_not_hold_the_event_loop_on_a_locked_store(tmp_path: Path) -> None:
+    """SQLite's read is made at once on the event loop: a store another connection holds locked fails it within
+    `SQLITE_WAIT_S` (the tile takes the full path, which waits in a worker thread), it does not stop the loop for
+    sqlite3's default five seconds."""
+    path = tmp_path / "locked.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE access_changes (id INTEGER PRIMARY KEY, generation INTEGER, instance TEXT)")
+        conn.execute("INSERT INTO access_changes VALUES (1, 7, 'i')")
+    reader = decisions.GenerationReader(sa.create_engine(f"sqlite:///{path}"))
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert asyncio.run(reader.current()) == (7, "i") and reader.reads == 1
+        holder.execute("BEGIN EXCLUSIVE")  # (a rollback journal: an exclusive lock keeps readers out)
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            asyncio.run(reader.current())
+        assert time.monotonic() - started < 1.0
+        holder.execute("ROLLBACK")
+        assert asyncio.run(reader.current()) == (7, "i") and reader.reads == 3
+    finally:
+        holder.close()
+        reader.close()

@@ -28,14 +28,14 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from sqlalchemy.engine import Connection, Engine
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 
 from landcloud import clock
 from landcloud.access import gate
@@ -52,6 +52,7 @@ _ENTRY_OVERHEAD = 2048  # bytes counted per entry besides its boundaries (the da
 Generation = tuple[int, str]  # (generation, instance) of `access_changes`
 Key = tuple[bytes, str]  # (sha256 of the credential, dataset id)
 
+T = TypeVar("T")
 _GENERATION_SQL = "SELECT generation, instance FROM access_changes WHERE id = 1"
 
 
@@ -97,12 +98,27 @@ def _generation_of(row: Any) -> Generation:
 def credential_key(request: Request) -> bytes:
     """What identifies the caller's credential, as `auth.authenticate` chooses it: the Authorization header when
     present (even a malformed one: it is refused there), else the session cookie, else nothing (the public)."""
-    header = request.headers.get("authorization")
-    if header is not None and header.strip():
-        return hashlib.sha256(b"h:" + header.encode("utf-8", "surrogateescape")).digest()
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        return hashlib.sha256(b"c:" + cookie.encode("utf-8", "surrogateescape")).digest()
+    authorization = None
+    cookies: list[bytes] = []
+    for name, value in request.scope["headers"]:
+        if name == b"authorization" and authorization is None:
+            authorization = value
+        elif name == b"cookie":
+            cookies.append(value)
+    return credential_key_of(authorization, cookies)
+
+
+def credential_key_of(authorization: bytes | None, cookies: Sequence[bytes]) -> bytes:
+    """`credential_key` from the request's headers as sent (the layer before routing has no `Request`): the first
+    Authorization header (`Headers.get`), the session cookie of all Cookie headers, the last one counting
+    (`Request.cookies`)."""
+    if authorization is not None and authorization.strip():
+        return hashlib.sha256(b"h:" + authorization).digest()
+    session = None
+    for header in cookies:
+        session = cookie_parser(header.decode("latin-1")).get(SESSION_COOKIE, session)
+    if session:
+        return hashlib.sha256(b"c:" + session.encode("utf-8", "surrogateescape")).digest()
     return b"public"
 
 
@@ -195,61 +211,92 @@ class DecisionCache:
                 self._drop(next(iter(self._entries)))
 
 
-class GenerationReader:
-    """The access generation for code on the event loop (a tile answered there from memory or disk, or one outside the
-    data, `tiles_router`; a tile made there reads it in its own statement, `with_generation`), without a
-    worker thread or a pooled connection: PostgreSQL through a connection of its own (`store.libpq.LoopPool` of one,
-    read straight through libpq: a prepared statement, no cursor), SQLite through a query-only connection of its own
-    (a primary-key read of a local file).
+class SharedReads(Generic[T]):
+    """Reads of one value by concurrent askers on the event loop, shared, and exact: an asker takes the answer of a
+    read sent after it asked, never of one already on its way (which may have been answered from before a change the
+    asker's caller has seen committed). So a read in flight gathers the askers that come meanwhile for the one read
+    that follows it. Worth it where a read is a round trip (PostgreSQL): each asker pays a future and a wake-up."""
 
-    Concurrent askers share reads, and stay exact: an asker takes the answer of a read sent after it asked, never of
-    one already on its way (which may have been answered from before a change the asker's caller has seen committed).
-    So a read in flight gathers the askers that come meanwhile for the one read that follows it.
-    """
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        self._read = read
+        self._running: asyncio.Future[T] | None = None
+        self._next: asyncio.Future[T] | None = None
+        self.reads = 0  # reads sent
 
-    def __init__(self, engine: Engine) -> None:
-        # PostgreSQL: one connection, reads go one at a time (the next gathers the askers that came meanwhile)
-        self._pg = libpq.LoopPool.for_engine(engine, size=1)
-        database = engine.url.database
-        self._path = database if self._pg is None and database not in (None, "", ":memory:") else None
-        self._sqlite: sqlite3.Connection | None = None
-        self._running: asyncio.Future[Generation] | None = None
-        self._next: asyncio.Future[Generation] | None = None
-        self.reads = 0  # reads sent (tests and the bench's notes count them)
-
-    @property
-    def available(self) -> bool:
-        return self._pg is not None or self._path is not None
-
-    async def current(self) -> Generation:
-        """The generation as of a read sent after this call."""
+    async def current(self) -> T:
+        """The value as of a read sent after this call."""
         loop = asyncio.get_running_loop()
         if self._running is not None and self._running.get_loop() is not loop:  # another loop's (a test client's)
             self._running = self._next = None
         if self._running is None:
-            self._running = loop.create_future()
-            loop.create_task(self._read_into(self._running))
-            return await asyncio.shield(self._running)
+            # none out: this asker sends it and waits for it itself (a task and a shielded future of its own were ~40
+            # us of CPU a read: benchmarks/profiles/tiles-edge.txt); the askers that come meanwhile share the next
+            future = self._running = loop.create_future()
+            await self._read_into(future)
+            return future.result()
         if self._next is None:
             self._next = loop.create_future()
         return await asyncio.shield(self._next)
 
-    async def _read_into(self, future: asyncio.Future[Generation]) -> None:
+    async def _read_into(self, future: asyncio.Future[T]) -> None:
         self.reads += 1
         try:
             future.set_result(await self._read())
         except Exception as exc:  # noqa: BLE001 - handed to every asker
             future.set_exception(exc)
             future.exception()  # retrieved: an asker that went away leaves no warning
+        except BaseException:  # the asker that sent it was cancelled (it alone waits on its own read)
+            future.cancel()
+            raise
         finally:
             follow, self._next = self._next, None
             self._running = follow
             if follow is not None:
                 asyncio.get_running_loop().create_task(self._read_into(follow))
 
-    async def _read(self) -> Generation:
-        if self._pg is None:
-            return self._read_sqlite()
+
+class GenerationReader:
+    """The access generation for code on the event loop (a tile answered there from memory or disk, or one outside the
+    data, `tiles_router`; a tile made there reads it in its own statement, `with_generation`), without a
+    worker thread or a pooled connection, always from a read sent after the caller asked.
+
+    PostgreSQL: through a connection of its own (`store.libpq.LoopPool` of one, read straight through libpq: a
+    prepared statement, no cursor), one read at a time, shared by the askers that come while one is out
+    (`SharedReads`). SQLite: through a query-only connection of its own, read at once on the loop: a primary-key read
+    of a local file (~10 us) costs less than an asker's share of a shared read, whose future, task and wake-up were
+    ~10% of a cached signed-in tile's server CPU (benchmarks/profiles/tiles-edge.txt). It waits at most
+    `SQLITE_WAIT_S` for a lock (WAL readers meet one only while another connection recovers the log): the event
+    loop is not held; the tile then takes the full path, which waits in a worker thread.
+    """
+
+    SQLITE_WAIT_S = 0.05
+
+    def __init__(self, engine: Engine) -> None:
+        self._pg = libpq.LoopPool.for_engine(engine, size=1)  # PostgreSQL: one connection, one read at a time
+        database = engine.url.database
+        self._path = database if self._pg is None and database not in (None, "", ":memory:") else None
+        self._sqlite: sqlite3.Connection | None = None
+        self._shared = SharedReads(self._read_pg) if self._pg is not None else None
+        self._sqlite_reads = 0
+
+    @property
+    def available(self) -> bool:
+        return self._pg is not None or self._path is not None
+
+    @property
+    def reads(self) -> int:
+        """Reads sent (tests and the bench's notes count them)."""
+        return self._shared.reads if self._shared is not None else self._sqlite_reads
+
+    async def current(self) -> Generation:
+        """The generation as of a read sent after this call."""
+        if self._shared is not None:
+            return await self._shared.current()
+        self._sqlite_reads += 1
+        return self._read_sqlite()
+
+    async def _read_pg(self) -> Generation:
+        assert self._pg is not None
         held = await self._pg.take()
         if held is None:  # cannot be: one read at a time
             raise RuntimeError("the access generation's connection is in use")
@@ -265,7 +312,7 @@ class GenerationReader:
         if self._path is None:
             raise RuntimeError("an in-memory SQLite store has no generation another connection could read")
         if self._sqlite is None:
-            self._sqlite = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            self._sqlite = sqlite3.connect(self._path, timeout=self.SQLITE_WAIT_S, check_same_thread=False, isolation_level=None)
             self._sqlite.execute("PRAGMA query_only = 1")
         return _generation_of(self._sqlite.execute(_GENERATION_SQL).fetchone())
 

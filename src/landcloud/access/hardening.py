@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from landcloud.config import Settings
 from landcloud.messages import LandcloudError
+from landcloud.web.errors import STATUS_TEXT
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,7 +43,7 @@ async def _json_error(
     send: Send, status: int, code: str, zh: str, en: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
     body = json.dumps(LandcloudError(code, zh, en).to_dict(), ensure_ascii=False).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS, *extra_headers]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -67,97 +68,27 @@ def origin_of(url: str | None) -> list[str]:
     return [f"{parts.scheme}://{parts.netloc}"] if parts.scheme in ("http", "https") and parts.netloc else []
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp, map_origins: list[str] | None = None) -> None:
-        self.app = app
-        self.headers = with_map_origins(SECURITY_HEADERS, map_origins or [])
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        https = scope.get("scheme") == "https"
-        path = scope.get("path", "")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in self.headers if k not in present]
-                if https:
-                    headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-                if path.startswith("/api/auth") or path.startswith("/api/tokens"):
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class BodyLimit:
-    """Refuse request bodies over the limit (submissions have their own, larger one)."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    def _limit(self, path: str) -> int:
-        mb = self.settings.max_upload_mb if path.startswith("/api/submissions") else self.settings.max_request_mb
-        return mb * 1024 * 1024
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self._limit(scope.get("path", ""))
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        too_large = ("请求体过大", "request body too large")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _json_error(send, 413, "request.too_large", *too_large)
-            return
-        received = 0
-        over = started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, over
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    over = True  # the application sees the client go away and reads no further
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if over:
-                return  # whatever the application answers to a cut-off body, the answer is 413
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not over:
-                raise
-        if over and not started:
-            await _json_error(send, 413, "request.too_large", *too_large)
-
-
-
-
 class RateLimit:
-    """Sliding one-minute windows per client IP: sign-in attempts, and anonymous API requests."""
+    """Sliding one-minute windows per client IP: sign-in attempts, and anonymous API requests (tiles apart: one map
+    view asks for dozens at once)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.clock = clock
         self.windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
 
+    def wait(self, scope: Scope, path: str, signed_in: bool) -> float | None:
+        """Records the request in its window, if it is counted; seconds to wait when over the limit, else None."""
+        ip = (scope.get("client") or ("?", 0))[0]
+        if scope.get("method") == "POST" and path in SIGNIN_PATHS:
+            return self._hit("signin", ip, self.settings.rate_limit_signin_per_minute)
+        if signed_in or not (path.startswith("/api") or path.startswith("/ogc")):
+            return None
+        if "/tiles/" in path:
+            return self._hit("tiles", ip, self.settings.rate_limit_tiles_per_minute)
+        return self._hit("public", ip, self.settings.rate_limit_public_per_minute)
+
     def _hit(self, bucket: str, ip: str, per_minute: int) -> float | None:
-        """Records a request; returns seconds to wait when over the limit."""
         now = self.clock()
         window = self.windows[(bucket, ip)]
         while window and now - window[0] >= 60:
@@ -170,25 +101,110 @@ class RateLimit:
                 del self.windows[key]
         return None
 
+
+_TOO_LARGE = ("request.too_large", "请求体过大", "request body too large")
+NUL_REFUSED = "cannot contain NUL"  # psycopg's words for a text with U+0000, which PostgreSQL cannot store
+
+
+def nul_character() -> LandcloudError:
+    return LandcloudError("request.nul_character", "请求中含有空字符（U+0000），无法处理", "the request contains a NUL character (U+0000)")
+
+
+def _has_nul(scope: Scope) -> bool:
+    """A NUL in the path or the query string (as sent, or percent-encoded): no identifier, code or text of ours holds
+    one, and PostgreSQL could not compare with it."""
+    query = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
+
+
+class Hardening:
+    """The application's outermost layer: the rate limits, the request body limits (submissions have their own,
+    larger one) and the security headers on every answer, the application's own 500s included.
+
+    One layer rather than three, each with its own look at the headers and its own wrapper around `send`: a cached
+    tile's whole answer costs the server ~0.15-0.3 ms of CPU, and each layer and wrapper it passes was a few percent
+    of that (benchmarks/profiles/tiles-edge.txt). A request "signed in" for the rate limit presents an Authorization
+    header or a session cookie (a bad one is then refused by authentication, not counted)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, map_origins: list[str] | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.limits = RateLimit(settings)
+        self.headers = with_map_origins(SECURITY_HEADERS, map_origins or [])
+
+    def _body_limit(self, path: str) -> int:
+        mb = self.settings.max_upload_mb if path.startswith("/api/submissions") else self.settings.max_request_mb
+        return mb * 1024 * 1024
+
+    def _secured(self, headers: list[tuple[bytes, bytes]], https: bool, path: str) -> list[tuple[bytes, bytes]]:
+        present = {k.lower() for k, _ in headers}
+        out = list(headers)
+        out += [(k, v) for k, v in self.headers if k not in present]
+        if https:
+            out.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        if path.startswith("/api/auth") or path.startswith("/api/tokens"):
+            out.append((b"cache-control", b"no-store"))
+        return out
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        ip = (scope.get("client") or ("?", 0))[0]
-        headers = dict(scope.get("headers", []))
-        wait = None
-        if scope.get("method") == "POST" and path in SIGNIN_PATHS:
-            wait = self._hit("signin", ip, self.settings.rate_limit_signin_per_minute)
-        elif (path.startswith("/api") or path.startswith("/ogc")) and b"authorization" not in headers and b"landcloud_session=" not in headers.get(b"cookie", b""):
-            if "/tiles/" in path:  # one map view asks for dozens of tiles at once
-                wait = self._hit("tiles", ip, self.settings.rate_limit_tiles_per_minute)
-            else:
-                wait = self._hit("public", ip, self.settings.rate_limit_public_per_minute)
+        signed_in = False
+        declared: bytes | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization" or (name == b"cookie" and b"landcloud_session=" in value):
+                signed_in = True
+            elif name == b"content-length":
+                declared = value
+        https = scope.get("scheme") == "https"
+        started = over = False
+
+        async def secured_send(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # whatever the application answers to a cut-off body, the answer is 413
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = self._secured(list(message.get("headers", [])), https, path)
+            await send(message)
+
+        wait = self.limits.wait(scope, path, signed_in)
         if wait is not None:
-            await _json_error(
-                send, 429, "request.rate_limited", "请求过于频繁，请稍后再试", "too many requests; try again later",
-                ((b"retry-after", str(max(1, int(wait) + 1)).encode()),),
-            )
+            await _json_error(secured_send, 429, "request.rate_limited", "请求过于频繁，请稍后再试", "too many requests; try again later",
+                              ((b"retry-after", str(max(1, int(wait) + 1)).encode()),))
             return
-        await self.app(scope, receive, send)
+        if _has_nul(scope):
+            error = nul_character()
+            await _json_error(secured_send, 400, error.message.code, error.message.zh, error.message.en)
+            return
+        limit = self._body_limit(path)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _json_error(secured_send, 413, *_TOO_LARGE)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True  # the application sees the client go away and reads no further
+                    return {"type": "http.disconnect"}
+            return message
+
+        try:
+            await self.app(scope, counting_receive, secured_send)
+        except Exception:
+            if over:
+                pass  # the 413 below
+            elif started:
+                raise
+            else:  # a layer outside FastAPI's error handling failed (the tile lanes): a 500 in our words, then the log
+                await _json_error(secured_send, 500, "server.error", *STATUS_TEXT[500])
+                raise
+        if over and not started:
+            over = False
+            await _json_error(secured_send, 413, *_TOO_LARGE)

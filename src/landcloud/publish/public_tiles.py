@@ -133,8 +133,8 @@ def anonymous_get(scope: Scope) -> bool:
     return True
 
 
-def _etag_matches(header: bytes | None, etag: bytes | None) -> bool:
-    """If-None-Match against the stored ETag (the route's rule: a list, weak tags, `*`)."""
+def etag_matches(header: bytes | None, etag: bytes | None) -> bool:
+    """If-None-Match against a tile's ETag (a list, weak tags, `*`): the rule of every tile answer."""
     if not header or etag is None:
         return False
     if header.strip() == b"*":
@@ -209,7 +209,7 @@ class PublicTiles:
             if name == b"if-none-match":
                 inm = value
                 break
-        if _etag_matches(inm, entry.etag):
+        if etag_matches(inm, entry.etag):
             headers = [(k, v) for k, v in entry.headers if k in _NOT_MODIFIED_HEADERS]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})

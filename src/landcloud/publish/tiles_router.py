@@ -45,6 +45,7 @@ from landcloud.messages import LandcloudError
 from landcloud.publish import editions
 from landcloud.publish.ogc_crs import gcj02_not_offered
 from landcloud.publish.public_tiles import STATE_KEY as PUBLIC_TILE_STATE
+from landcloud.publish.public_tiles import etag_matches
 from landcloud.publish.tiles import (
     KEY_PROPERTY,
     MEDIA_TYPE,
@@ -88,7 +89,11 @@ _cache_lock = threading.Lock()
 
 def tile_cache(request: Request) -> TileCache:
     """The application's tile cache (memory, and files under the data dir's `tiles/`), made on first use."""
-    state = request.app.state
+    return tile_cache_of(request.app.state)
+
+
+def tile_cache_of(state: Any) -> TileCache:
+    """`tile_cache` for code that has the application's state but no request (the layer before routing)."""
     cache = getattr(state, "tile_cache", None)
     if cache is None:
         with _cache_lock:
@@ -289,15 +294,6 @@ def tilejson(
     return doc
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    tags = [t.strip() for t in header.split(",")]
-    return any((t[2:] if t.startswith("W/") else t) == etag for t in tags)
-
-
 TILE_PATH = "/ogc/collections/{dataset_id}/tiles/{tms_id}/{z}/{y}/{x}"
 _PLAIN_TILE = compile_path(TILE_PATH)[0]  # as Starlette matches it
 
@@ -324,9 +320,20 @@ def tile(
 def _answer_headers(request: Request, ds: catalog.Dataset, plan: TilePlan, version: int | None, gcj02: bool) -> dict[str, str]:
     """A tile answer's caching headers; a tile of the public edition as anyone reads it is marked for the public tiles
     layer to keep (`public_tiles`)."""
+    mark_public(request.scope, ds, plan, version, gcj02)
+    return answer_headers(plan, version)
+
+
+def mark_public(scope: Scope, ds: catalog.Dataset, plan: TilePlan, version: int | None, gcj02: bool) -> None:
+    """Tells `public_tiles.PublicTiles` (in the request's state) that this answer is the public edition's tile as anyone
+    reads it, so that it may keep it."""
     if plan.public and version is None and not gcj02:
         updated = ds.updated_at.isoformat() if ds.updated_at else ""
-        request.scope.setdefault("state", {})[PUBLIC_TILE_STATE] = (ds.id, plan.version, updated)
+        scope.setdefault("state", {})[PUBLIC_TILE_STATE] = (ds.id, plan.version, updated)
+
+
+def answer_headers(plan: TilePlan, version: int | None) -> dict[str, str]:
+    """The caching headers of a tile's answer (200, 204 and 304 alike)."""
     if plan.public:
         cache_control = f"public, max-age={HISTORY_MAX_AGE if version is not None else PUBLIC_MAX_AGE}"
     else:
@@ -361,7 +368,7 @@ def serve_tile(
         reads.close()  # before the tile's own reads: one connection held at a time
     headers = _answer_headers(request, ds, plan, version, gcj02)
     cache = tile_cache(request)
-    if _etag_matches(request.headers.get("if-none-match"), plan.etag):
+    if etag_matches(request.headers.get("if-none-match", "").encode("latin-1"), plan.etag.encode("latin-1")):
         hit = cache.get(plan.key)
         audit_tile_read(engine, principal, ds, access, plan, hit.count if hit else None, defer=reads.after_close, not_modified=True)
         reads.close()
@@ -423,9 +430,48 @@ def _warn_loop_failed() -> None:
         log.warning("tiles: reading the store on the event loop failed; tiles take the full path", exc_info=True)
 
 
-async def _remembered_tile(request: Request) -> Response | None:
-    """The tile, answered on the event loop (by `RememberedTiles`, before routing) under a remembered decision, else
-    None (`serve_tile` answers).
+@dataclass(frozen=True)
+class _Remembered:
+    """A tile's plan under one remembered decision, with its answer's headers as they are sent (`answer_headers`, in
+    the order and spelling Starlette's `Response` gives them: the route's answer, byte for byte)."""
+
+    plan: TilePlan
+    etag: bytes
+    headers: list[tuple[bytes, bytes]]  # ETag, Cache-Control, Vary (a 200 adds its length and type)
+
+    @classmethod
+    def of(cls, plan: TilePlan) -> _Remembered:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer_headers(plan, None).items()]
+        return cls(plan, plan.etag.encode("latin-1"), headers)
+
+    def answer(self, status: int, data: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if status != 200:
+            return status, list(self.headers), b""
+        return 200, [*self.headers, (b"content-length", str(len(data)).encode()), _MEDIA_TYPE_HEADER], data
+
+
+_MEDIA_TYPE_HEADER = (b"content-type", MEDIA_TYPE.encode())
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
+def _request_headers(scope: Scope) -> tuple[bytes | None, list[bytes], bytes | None]:
+    """(Authorization, the Cookie headers, If-None-Match) as `decisions.credential_key` and the route take them."""
+    authorization = if_none_match = None
+    cookies: list[bytes] = []
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif name == b"cookie":
+            cookies.append(value)
+        elif name == b"if-none-match" and if_none_match is None:
+            if_none_match = value
+    return authorization, cookies, if_none_match
+
+
+async def _remembered_tile(scope: Scope, params: dict[str, str]) -> Answer | None:
+    """The tile's answer, made on the event loop (by `RememberedTiles`, before routing) under a remembered decision,
+    else None (`serve_tile` answers).
 
     A map's tiles come back: panning, zooming out and in, another tab. Such a tile of a signed-in caller is already in
     the tile cache and its decision remembered (`access.decisions`); what is left to ask the store is whether that
@@ -435,23 +481,27 @@ async def _remembered_tile(request: Request) -> Response | None:
     of the loop's own (`_made_on_loop`), beside that read. Only what `serve_tile` would answer the same: a remembered
     decision that needs no audit entry, a plan whose version stamp is known; anything else, and any failure, goes to
     it (with what was found here, `_Attempt`, when the decision may still stand).
+
+    On the ASGI scope itself, not a Starlette `Request`, and its answer as ASGI messages, not a `Response`: what is
+    left of such a tile's cost is the Python around it (benchmarks/profiles/tiles-edge.txt).
     """
-    state = request.app.state
+    state = scope["app"].state
     reader: decisions.GenerationReader | None = getattr(state, "generations", None)
     if reader is None or not reader.available:
         return None
-    p = request.path_params
-    key = (decisions.credential_key(request), p["dataset_id"])
+    authorization, cookies, if_none_match = _request_headers(scope)
+    key = (decisions.credential_key_of(authorization, cookies), params["dataset_id"])
     remembered = state.decisions.peek(key)
     if remembered is None or remembered.decision.access.audited:
         return None
     ds, access = remembered.decision.ds, remembered.decision.access
     engine = state.engine
-    plan = _remembered_plan(engine, remembered, p["tms_id"], p["z"], p["y"], p["x"])
-    if plan is None:
+    known = _remembered_plan(engine, remembered, params["tms_id"], params["z"], params["y"], params["x"])
+    if known is None:
         return None
-    cache = tile_cache(request)
-    not_modified = _etag_matches(request.headers.get("if-none-match"), plan.etag)
+    plan = known.plan
+    cache = tile_cache_of(state)
+    not_modified = etag_matches(if_none_match, known.etag)
     loop_pool: LoopPool | None = getattr(state, "loop_pool", None)
     hit = cache.get(plan.key, disk=loop_pool is not None)  # its file too when the tile would be made here
     data = hit.data if hit is not None else b""
@@ -461,7 +511,7 @@ async def _remembered_tile(request: Request) -> Response | None:
         else:
             made = await _made_on_loop(engine, loop_pool, reader, cache, ds, access, plan)
             if made is None:  # to be made by serve_tile: what was found here goes with the request
-                request.scope["state"][_ATTEMPT] = _Attempt(key, remembered, plan)
+                scope.setdefault("state", {})[_ATTEMPT] = _Attempt(key, remembered, plan)
                 return None
             generation, data = made
     except Exception:  # noqa: BLE001 - the full path asks the store itself, and reports what fails
@@ -469,21 +519,21 @@ async def _remembered_tile(request: Request) -> Response | None:
         return None
     if not state.decisions.confirm(key, remembered, generation):
         return None
-    headers = _answer_headers(request, ds, plan, None, False)
+    mark_public(scope, ds, plan, None, False)
     if not_modified:
-        return Response(status_code=304, headers=headers)
-    return _tile_response(data, headers)
+        return known.answer(304, b"")
+    return known.answer(200 if data else 204, data)
 
 
 _PLANS_MAX = 4096
-_plans: dict[tuple[int, str, str, str, str], tuple[weakref.ref[decisions.Remembered], TilePlan]] = {}
+_plans: dict[tuple[int, str, str, str, str], tuple[weakref.ref[decisions.Remembered], _Remembered]] = {}
 
 
 def _remembered_plan(
     engine: Engine, remembered: decisions.Remembered, tms_id: str, z: str, y: str, x: str
-) -> TilePlan | None:
-    """The plan of a tile under a remembered decision (None: the full path answers: a bad index, a stamp not known),
-    made once per decision and tile: a map comes back to the same tiles, and planning one (bounds, attributes, the
+) -> _Remembered | None:
+    """The plan of a tile under a remembered decision, with its answer's headers (`_Remembered`; None: the full path
+    answers: a bad index, a stamp not known), made once per decision and tile: a map comes back to the same tiles, and planning one (bounds, attributes, the
     key's digest; ~15 us) was a tenth of a cached signed-in tile's server CPU (1M parcels, PostGIS: 0.200-0.203 ms
     a tile against 0.173-0.182 with this; benchmarks/profiles/tiles-cached-postgis.txt). Nothing a
     plan holds changes while the decision is the same object: its dataset row and access, so its version and that
@@ -507,8 +557,9 @@ def _remembered_plan(
         return None  # the full path gives the error
     if len(_plans) >= _PLANS_MAX:
         _plans.clear()
-    _plans[key] = (weakref.ref(remembered), plan)
-    return plan
+    known = _Remembered.of(plan)
+    _plans[key] = (weakref.ref(remembered), known)
+    return known
 
 
 async def _made_on_loop(
@@ -561,11 +612,11 @@ class RememberedTiles:
         if scope["type"] == "http" and scope.get("method") == "GET" and not scope.get("query_string"):
             match = _PLAIN_TILE.match(scope.get("path", ""))
             if match is not None:
-                scope.setdefault("state", {})
-                request = Request({**scope, "path_params": match.groupdict()}, receive)  # (a copy; it shares "state")
-                response = await _remembered_tile(request)
-                if response is not None:
-                    await response(scope, receive, send)
+                answer = await _remembered_tile(scope, match.groupdict())
+                if answer is not None:
+                    status, headers, body = answer
+                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)
 

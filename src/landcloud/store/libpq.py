@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg.adapt import PyFormat, Transformer
-from psycopg.pq import ExecStatus, Format
+from psycopg.pq import ConnStatus, ExecStatus, Format
 from psycopg.pq.abc import PGconn
 from sqlalchemy.engine import Engine
 
@@ -46,11 +46,15 @@ def conninfo(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def exchange(loop: asyncio.AbstractEventLoop, pg: PGconn, send: Callable[[PGconn], None]) -> Row | None:
+async def exchange(
+    loop: asyncio.AbstractEventLoop, pg: PGconn, send: Callable[[PGconn], None],
+    readable: Callable[[], Awaitable[None]] | None = None,
+) -> Row | None:
     """One statement's round trip on a libpq connection in non-blocking mode: `send` it, wait for the socket, take the
     results; the first row's values (text or binary, as asked for), or None. A statement's error raises
     `psycopg.DatabaseError` once its results are all read (the connection is then ready for the next); a lost
-    connection raises from libpq (`psycopg.OperationalError`)."""
+    connection raises from libpq (`psycopg.OperationalError`). `readable`: how to wait for the socket (a
+    `LoopConnection`'s reader, registered once), else a reader registered for the wait."""
     send(pg)
     while pg.flush():  # a few bytes: sent at once but for a full socket buffer
         await _ready(loop, pg.socket, write=True)
@@ -59,7 +63,7 @@ async def exchange(loop: asyncio.AbstractEventLoop, pg: PGconn, send: Callable[[
     while True:
         pg.consume_input()
         if pg.is_busy():
-            await _ready(loop, pg.socket)
+            await (readable() if readable is not None else _ready(loop, pg.socket))
             continue
         result = pg.get_result()
         if result is None:
@@ -97,15 +101,25 @@ def text(value: bytes | None) -> str:
 class LoopConnection:
     """One connection of a `LoopPool`, and the statements prepared on it (by text and parameter types), the least
     recently used let go past `MAX_PREPARED` (as psycopg's own cache does: each holds a plan in the server's memory,
-    and a province's datasets, zooms and attribute lists make many texts over a server's life)."""
+    and a province's datasets, zooms and attribute lists make many texts over a server's life).
+
+    Its socket is watched by one reader registered with the loop for the connection's life (`_watch`), not one per
+    wait: uvloop makes, starts, stops and closes a poll handle for each `add_reader`/`remove_reader`, two `epoll_ctl`
+    calls and ~30 us of CPU a statement, half of what the loop spent on a one-row read (the access generation, read
+    for nearly every signed-in tile on PostgreSQL: benchmarks/profiles/tiles-edge.txt)."""
 
     conn: psycopg.AsyncConnection[Any]
     epoch: int  # the pool's when it was opened: one opened under another loop is not counted any more
     prepared: OrderedDict[tuple[str, tuple[int, ...]], bytes] = field(default_factory=OrderedDict)
+    _loop: asyncio.AbstractEventLoop | None = None  # the loop whose reader watches the socket, while one does
+    _fd: int = -1
+    _waiter: asyncio.Future[None] | None = None
 
     async def run(self, query: str, values: Sequence[Any], binary: bool = True) -> Row | None:
         """`query` ($1, $2 … placeholders) with `values`, prepared on this connection on its first run; the first row."""
         loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._watch(loop)
         tx = Transformer.from_context(self.conn)
         params = tx.dump_sequence(values, [PyFormat.AUTO] * len(values))
         types, formats = tuple(tx.types), list(tx.formats)
@@ -115,16 +129,55 @@ class LoopConnection:
         if name is None:
             if len(self.prepared) >= MAX_PREPARED:
                 _, old = self.prepared.popitem(last=False)
-                await exchange(loop, pg, lambda p: p.send_query(b"DEALLOCATE " + old))
+                await exchange(loop, pg, lambda p: p.send_query(b"DEALLOCATE " + old), self._readable)
             name = b"landcloud_" + hashlib.sha1(repr(key).encode()).hexdigest()[:24].encode()
-            await exchange(loop, pg, lambda p: p.send_prepare(name, query.encode(), param_types=types))
+            await exchange(loop, pg, lambda p: p.send_prepare(name, query.encode(), param_types=types), self._readable)
             self.prepared[key] = name
         else:
             self.prepared.move_to_end(key)
         result_format = Format.BINARY if binary else Format.TEXT
         return await exchange(
             loop, pg, lambda p: p.send_query_prepared(name, params, param_formats=formats, result_format=result_format),
+            self._readable,
         )
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.unwatch()
+        self._fd = self.conn.pgconn.socket
+        loop.add_reader(self._fd, self._on_readable)
+        self._loop = loop
+
+    def unwatch(self) -> None:
+        """The socket's reader let go (before the connection is closed: its descriptor may be reused at once)."""
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._fd)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+        self._waiter = None
+
+    async def _readable(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _on_readable(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        # nothing waits: what the server sent between statements (a notice, a setting's new value, the connection's
+        # end) is taken in now, or the loop would call this again at once; a connection that ended is not watched
+        try:
+            self.conn.pgconn.consume_input()
+        except psycopg.Error:
+            self.unwatch()
+            return
+        if self.conn.pgconn.status == ConnStatus.BAD:
+            self.unwatch()
 
 
 class LoopPool:
@@ -162,6 +215,7 @@ class LoopPool:
             if not held.conn.closed:
                 self.taken += 1
                 return held
+            _finish(held)  # the server ended it while it was idle (its reader saw that)
             self._open -= 1
         if self._open >= self.size:
             return None
@@ -200,5 +254,6 @@ class LoopPool:
 
 
 def _finish(held: LoopConnection) -> None:
+    held.unwatch()
     if not held.conn.closed:
         held.conn.pgconn.finish()
