@@ -390,9 +390,11 @@ def test_the_sqlite_generation_read_does_not_hold_the_event_loop_on_a_locked_sto
     `SQLITE_WAIT_S` (the tile takes the full path, which waits in a worker thread), it does not stop the loop for
     sqlite3's default five seconds."""
     path = tmp_path / "locked.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE access_changes (id INTEGER PRIMARY KEY, generation INTEGER, instance TEXT)")
-        conn.execute("INSERT INTO access_changes VALUES (1, 7, 'i')")
+    setup = sqlite3.connect(path)
+    with setup:
+        setup.execute("CREATE TABLE access_changes (id INTEGER PRIMARY KEY, generation INTEGER, instance TEXT)")
+        setup.execute("INSERT INTO access_changes VALUES (1, 7, 'i')")
+    setup.close()
     reader = decisions.GenerationReader(sa.create_engine(f"sqlite:///{path}"))
     holder = sqlite3.connect(path, isolation_level=None)
     try:

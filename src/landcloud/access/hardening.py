@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -136,9 +136,9 @@ class Hardening:
         mb = self.settings.max_upload_mb if path.startswith("/api/submissions") else self.settings.max_request_mb
         return mb * 1024 * 1024
 
-    def _secured(self, headers: list[tuple[bytes, bytes]], https: bool, path: str) -> list[tuple[bytes, bytes]]:
-        present = {k.lower() for k, _ in headers}
-        out = list(headers)
+    def _secured(self, headers: Iterable[tuple[bytes, bytes]], https: bool, path: str) -> list[tuple[bytes, bytes]]:
+        out = list(headers)  # (an ASGI iterable: read once)
+        present = {k.lower() for k, _ in out}
         out += [(k, v) for k, v in self.headers if k not in present]
         if https:
             out.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
@@ -167,7 +167,7 @@ class Hardening:
                 return  # whatever the application answers to a cut-off body, the answer is 413
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = self._secured(list(message.get("headers", [])), https, path)
+                message["headers"] = self._secured(message.get("headers", []), https, path)
             await send(message)
 
         wait = self.limits.wait(scope, path, signed_in)

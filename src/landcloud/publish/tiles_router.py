@@ -430,6 +430,10 @@ def _warn_loop_failed() -> None:
         log.warning("tiles: reading the store on the event loop failed; tiles take the full path", exc_info=True)
 
 
+_MEDIA_TYPE_HEADER = (b"content-type", MEDIA_TYPE.encode())
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
 @dataclass(frozen=True)
 class _Remembered:
     """A tile's plan under one remembered decision, with its answer's headers as they are sent (`answer_headers`, in
@@ -444,14 +448,10 @@ class _Remembered:
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer_headers(plan, None).items()]
         return cls(plan, plan.etag.encode("latin-1"), headers)
 
-    def answer(self, status: int, data: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def answer(self, status: int, data: bytes) -> Answer:
         if status != 200:
             return status, list(self.headers), b""
         return 200, [*self.headers, (b"content-length", str(len(data)).encode()), _MEDIA_TYPE_HEADER], data
-
-
-_MEDIA_TYPE_HEADER = (b"content-type", MEDIA_TYPE.encode())
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
 
 def _request_headers(scope: Scope) -> tuple[bytes | None, list[bytes], bytes | None]:
