@@ -31,6 +31,7 @@ import numpy as np
 from rawmvt import RAW_MVT, RAW_MVT_COLUMN, RAW_SETTINGS
 
 from landcloud.geo.tiles import WEB_MERCATOR_QUAD
+from landcloud.web import http_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -135,7 +136,7 @@ def landcloud_server(name: str, url: str, datadir: Path, logdir: Path) -> Server
     env = dict(os.environ, LANDCLOUD_DATA_DIR=str(datadir), LANDCLOUD_DATABASE_URL=url, LANDCLOUD_SECRET_KEY=TOKEN,
                LANDCLOUD_RATE_LIMIT_PUBLIC_PER_MINUTE="100000000", LANDCLOUD_RATE_LIMIT_TILES_PER_MINUTE="100000000")
     cmd = [PY, "-m", "uvicorn", "landcloud.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]
+           "--log-level", "warning", "--no-access-log", "--http", http_protocol.NAME]  # as `landcloud serve` runs it
     return Server(name, cmd, env, port, "/healthz", logdir)
 
 

@@ -137,6 +137,8 @@ def serve(data_dir: Path, database_url: str, secret_key: str, **env_extra: str) 
     import time
     import urllib.request
 
+    from landcloud.web import http_protocol
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -154,7 +156,7 @@ def serve(data_dir: Path, database_url: str, secret_key: str, **env_extra: str) 
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed when the server stops
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "landcloud.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", "warning", "--http", http_protocol.NAME],  # as `landcloud serve` runs it
         env=env, stdout=subprocess.DEVNULL, stderr=log_file,
     )
     url = f"http://127.0.0.1:{port}"

@@ -34,6 +34,7 @@ from landcloud.publish.features_router import router as features_router
 from landcloud.publish.here_router import router as here_router
 from landcloud.publish.public_tiles import PublicTileCache, PublicTiles
 from landcloud.publish.records_router import router as records_router
+from landcloud.publish.tile_lane import TileLane
 from landcloud.publish.tiles_router import PlainTileRoute, RememberedTiles
 from landcloud.publish.tiles_router import router as tiles_router
 from landcloud.store.db import backend_of
@@ -68,15 +69,22 @@ class LandcloudApp(FastAPI):
     coroutine to pass and the first a wrapper around `send`. A tile answered from memory (a public edition's, or a
     signed-in map's under a remembered decision) needs none of them: it is answered by the edge's tile layers, which
     report their own failures. The hardening layer goes outermost, so that FastAPI's own 500 carries the security
-    headers too (it did not when hardening sat inside it).
+    headers too (it did not when hardening sat inside it). The same layers make the tile lane (`tile_lane`) that
+    landcloud's HTTP protocol asks before any ASGI layer (`web.http_protocol`): only while nothing stands between the
+    hardening layer and the server, and no middleware was added inside FastAPI's.
     """
 
     edge: list[Middleware]
+    tile_lane: TileLane | None = None  # for the HTTP protocol (`web.http_protocol`): made with the edge's layers
 
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = super().build_middleware_stack()
+        layers: dict[type, Any] = {}
         for cls, args, kwargs in reversed(getattr(self, "edge", [])):
-            app = cls(app, *args, **kwargs)
+            app = layers[cls] = cls(app, *args, **kwargs)
+        edge = getattr(self, "edge", [])
+        if edge and edge[0].cls is Hardening and RememberedTiles in layers and not self.user_middleware:  # (none in between)
+            self.tile_lane = TileLane(self.state, layers[Hardening], layers.get(PublicTiles))
         return app
 
 

@@ -81,7 +81,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     from landcloud.store.migrate import upgrade
 
     upgrade(_engine())
-    uvicorn.run("landcloud.app:create_app", factory=True, host=host, port=port, workers=workers)
+    from landcloud.web import http_protocol
+
+    uvicorn.run("landcloud.app:create_app", factory=True, host=host, port=port, workers=workers, http=http_protocol.NAME)
 
 
 @app.command()

@@ -71,7 +71,7 @@ def test_server_errors_carry_the_security_headers(engine: sa.Engine, settings: S
     async def broken(scope: object, params: object) -> None:
         raise RuntimeError("a bug in the lane")
 
-    monkeypatch.setattr(tiles_router, "_remembered_tile", broken)
+    monkeypatch.setattr(tiles_router, "remembered_tile", broken)
     resp = client.get("/ogc/collections/any/tiles/WebMercatorQuad/1/0/0")
     assert resp.status_code == 500 and resp.json()["error"] == "server.error" and resp.json()["message_zh"]
     assert resp.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in resp.headers["content-security-policy"]

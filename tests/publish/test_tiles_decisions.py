@@ -148,7 +148,7 @@ def _answer(resp: Any) -> tuple[int, bytes, dict[str, str | None]]:
 def test_a_cached_tile_is_answered_on_the_event_loop_as_the_full_path_answers_it(
     world: World, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The second request of a tile (in memory, decision remembered) is answered by `_remembered_tile` after one read
+    """The second request of a tile (in memory, decision remembered) is answered by `remembered_tile` after one read
     of the access generation; its answer is the full path's, 200, 204 and 304 alike; a change still counts at once."""
     app = world.client.app
     reader = app.state.generations  # type: ignore[attr-defined]

@@ -39,13 +39,34 @@ SECURITY_HEADERS = [
 SIGNIN_PATHS = ("/api/auth/token", "/api/auth/session")
 
 
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body: a whole answer, as the lanes give one
+SESSION_MENTIONED = b"landcloud_session"  # in a Cookie header: the public tiles treat it as signed in, however spelled
+
+
+def signs_in(name: bytes, value: bytes) -> bool:
+    """Whether a request header makes the request "signed in" for the rate limits: an Authorization header or a
+    session cookie (a bad one is then refused by authentication, not counted)."""
+    return name == b"authorization" or (name == b"cookie" and b"landcloud_session=" in value)
+
+
+def error_answer(status: int, code: str, zh: str, en: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
+    body = json.dumps(LandcloudError(code, zh, en).to_dict(), ensure_ascii=False).encode()
+    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers], body
+
+
 async def _json_error(
     send: Send, status: int, code: str, zh: str, en: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    body = json.dumps(LandcloudError(code, zh, en).to_dict(), ensure_ascii=False).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
+    status, headers, body = error_answer(status, code, zh, en, extra_headers)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+_RATE_LIMITED = ("request.rate_limited", "请求过于频繁，请稍后再试", "too many requests; try again later")
+
+
+def _retry_after(wait: float) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"retry-after", str(max(1, int(wait) + 1)).encode()),)
 
 
 def with_map_origins(headers: list[tuple[bytes, bytes]], origins: list[str]) -> list[tuple[bytes, bytes]]:
@@ -77,10 +98,9 @@ class RateLimit:
         self.clock = clock
         self.windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
 
-    def wait(self, scope: Scope, path: str, signed_in: bool) -> float | None:
+    def wait(self, ip: str, method: str | None, path: str, signed_in: bool) -> float | None:
         """Records the request in its window, if it is counted; seconds to wait when over the limit, else None."""
-        ip = (scope.get("client") or ("?", 0))[0]
-        if scope.get("method") == "POST" and path in SIGNIN_PATHS:
+        if method == "POST" and path in SIGNIN_PATHS:
             return self._hit("signin", ip, self.settings.rate_limit_signin_per_minute)
         if signed_in or not (path.startswith("/api") or path.startswith("/ogc")):
             return None
@@ -136,7 +156,14 @@ class Hardening:
         mb = self.settings.max_upload_mb if path.startswith("/api/submissions") else self.settings.max_request_mb
         return mb * 1024 * 1024
 
-    def _secured(self, headers: Iterable[tuple[bytes, bytes]], https: bool, path: str) -> list[tuple[bytes, bytes]]:
+    def rate_limited(self, client: str | None, method: str, path: str, signed_in: bool) -> Answer | None:
+        """The request counted by the rate limit (`RateLimit.wait`), and the 429 (headers not yet secured) when over
+        it: for a lane that answers before this layer (`publish.tile_lane`)."""
+        wait = self.limits.wait(client or "?", method, path, signed_in)
+        return None if wait is None else error_answer(429, *_RATE_LIMITED, _retry_after(wait))
+
+    def secured(self, headers: Iterable[tuple[bytes, bytes]], https: bool, path: str) -> list[tuple[bytes, bytes]]:
+        """An answer's headers with the security headers it does not set itself."""
         out = list(headers)  # (an ASGI iterable: read once)
         present = {k.lower() for k, _ in out}
         out += [(k, v) for k, v in self.headers if k not in present]
@@ -154,7 +181,7 @@ class Hardening:
         signed_in = False
         declared: bytes | None = None
         for name, value in scope.get("headers", ()):
-            if name == b"authorization" or (name == b"cookie" and b"landcloud_session=" in value):
+            if signs_in(name, value):
                 signed_in = True
             elif name == b"content-length":
                 declared = value
@@ -167,13 +194,12 @@ class Hardening:
                 return  # whatever the application answers to a cut-off body, the answer is 413
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = self._secured(message.get("headers", []), https, path)
+                message["headers"] = self.secured(message.get("headers", []), https, path)
             await send(message)
 
-        wait = self.limits.wait(scope, path, signed_in)
+        wait = self.limits.wait((scope.get("client") or ("?", 0))[0], scope.get("method"), path, signed_in)
         if wait is not None:
-            await _json_error(secured_send, 429, "request.rate_limited", "请求过于频繁，请稍后再试", "too many requests; try again later",
-                              ((b"retry-after", str(max(1, int(wait) + 1)).encode()),))
+            await _json_error(secured_send, 429, *_RATE_LIMITED, _retry_after(wait))
             return
         if _has_nul(scope):
             error = nul_character()

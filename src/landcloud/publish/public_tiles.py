@@ -36,14 +36,13 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.engine import Engine
 
-from landcloud.access.hardening import ASGIApp, Message, Receive, Scope, Send
+from landcloud.access.hardening import SESSION_MENTIONED, ASGIApp, Message, Receive, Scope, Send
 from landcloud.catalog import datasets as catalog
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "landcloud.public_tile"  # the route's word: (dataset id, version, updated_at) of a tile served as the public reads it
 _TILE_PATH = re.compile(r"^/ogc/collections/([^/]+)/tiles/([^/]+)/([0-9]{1,10})/([0-9]{1,10})/([0-9]{1,10})$")
-_SESSION_COOKIE = b"landcloud_session"
 _KEPT_STATUSES = (200, 204)
 _ENTRY_OVERHEAD = 256  # bytes counted per entry besides the body (key, headers)
 
@@ -90,10 +89,12 @@ class PublicTileCache:
             self._facts.clear()
         self._facts[dataset_id] = (read_at, fact)
 
-    def get(self, key: TileKey) -> Stored | None:
+    def get(self, key: TileKey, count_miss: bool = True) -> Stored | None:
+        """The entry (used last: dropped last), counted as a hit; a miss is counted unless the caller will ask again
+        through the layer (`tile_lane`)."""
         entry = self._entries.get(key)
         if entry is None:
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._entries.move_to_end(key)
         self.hits += 1
@@ -128,7 +129,7 @@ def anonymous_get(scope: Scope) -> bool:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             return False
-        if name == b"cookie" and _SESSION_COOKIE in value:  # any mention, however spelled: treat it as signed in
+        if name == b"cookie" and SESSION_MENTIONED in value:  # any mention, however spelled: treat it as signed in
             return False
     return True
 
@@ -147,6 +148,11 @@ def etag_matches(header: bytes | None, etag: bytes | None) -> bool:
 
 
 _NOT_MODIFIED_HEADERS = (b"etag", b"cache-control", b"vary")
+
+
+def not_modified_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A 304's headers from the kept answer's: its validators and caching rules, not its body's."""
+    return [(k, v) for k, v in headers if k in _NOT_MODIFIED_HEADERS]
 
 
 class PublicTiles:
@@ -210,8 +216,7 @@ class PublicTiles:
                 inm = value
                 break
         if etag_matches(inm, entry.etag):
-            headers = [(k, v) for k, v in entry.headers if k in _NOT_MODIFIED_HEADERS]
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(entry.headers)})
             await send({"type": "http.response.body", "body": b""})
             return
         await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})

@@ -25,8 +25,9 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
@@ -36,6 +37,7 @@ from starlette.routing import Match, Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from landcloud.access import decisions, gate
+from landcloud.access.hardening import Answer
 from landcloud.access.policy import Access
 from landcloud.catalog import datasets as catalog
 from landcloud.deps import EngineDep, PrincipalDep, Reads, ReadsDep, close_reads
@@ -409,11 +411,12 @@ class PlainTileRoute(Route):
 
 _warned_at = [-math.inf]
 _ATTEMPT = "landcloud.tile_attempt"
+LANE_TRIED = "landcloud.tile_lane"  # in a request's state: `tile_lane.TileLane.later` looked already (and left _ATTEMPT)
 
 
 @dataclass(frozen=True)
 class _Attempt:
-    """What `_remembered_tile` found for a tile it could not answer (not in memory): the request's decision key, the
+    """What `remembered_tile` found for a tile it could not answer (not in memory): the request's decision key, the
     remembered decision and the tile's plan under it. `serve_tile` confirms that decision with the generation it reads
     and then takes the plan, rather than making both again (~15% of a cold small tile's Python time)."""
 
@@ -431,7 +434,6 @@ def _warn_loop_failed() -> None:
 
 
 _MEDIA_TYPE_HEADER = (b"content-type", MEDIA_TYPE.encode())
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
 
 @dataclass(frozen=True)
@@ -454,11 +456,11 @@ class _Remembered:
         return 200, [*self.headers, (b"content-length", str(len(data)).encode()), _MEDIA_TYPE_HEADER], data
 
 
-def _request_headers(scope: Scope) -> tuple[bytes | None, list[bytes], bytes | None]:
+def _request_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, list[bytes], bytes | None]:
     """(Authorization, the Cookie headers, If-None-Match) as `decisions.credential_key` and the route take them."""
     authorization = if_none_match = None
     cookies: list[bytes] = []
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             if authorization is None:
                 authorization = value
@@ -469,7 +471,63 @@ def _request_headers(scope: Scope) -> tuple[bytes | None, list[bytes], bytes | N
     return authorization, cookies, if_none_match
 
 
-async def _remembered_tile(scope: Scope, params: dict[str, str]) -> Answer | None:
+class _Found(NamedTuple):
+    """What a remembered tile's lane found before the access generation is read: the request's decision key, the
+    remembered decision, the tile's plan under it, the tile if in memory (or on disk), whether the caller has it.
+    (A tuple: made for every such tile, and a frozen dataclass's making is several times slower.)"""
+
+    key: decisions.Key
+    remembered: decisions.Remembered
+    known: _Remembered
+    hit: CachedTile | None
+    not_modified: bool
+
+    def answer(self, state: Any, generation: decisions.Generation, data: bytes) -> Answer | None:
+        """The answer once `generation` is read (sent after the request came), if the decision still stands."""
+        if not state.decisions.confirm(self.key, self.remembered, generation):
+            return None
+        if self.not_modified:
+            return self.known.answer(304, b"")
+        return self.known.answer(200 if data else 204, data)
+
+
+def _found(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str, str]) -> _Found | None:
+    """A remembered decision for the request's credential and dataset, and the tile's plan under it; None: the full path
+    answers (no decision remembered, one that needs an audit entry, a plan that cannot be known here)."""
+    authorization, cookies, if_none_match = _request_headers(headers)
+    key = (decisions.credential_key_of(authorization, cookies), params["dataset_id"])
+    remembered = state.decisions.peek(key)
+    if remembered is None or remembered.decision.access.audited:
+        return None
+    known = _remembered_plan(state.engine, remembered, params["tms_id"], params["z"], params["y"], params["x"])
+    if known is None:
+        return None
+    loop_pool: LoopPool | None = getattr(state, "loop_pool", None)
+    hit = tile_cache_of(state).get(known.plan.key, disk=loop_pool is not None)  # its file too when the tile would be made here
+    return _Found(key, remembered, known, hit, etag_matches(if_none_match, known.etag))
+
+
+def remembered_tile_now(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str, str]) -> Answer | None:
+    """`remembered_tile`'s answer where it needs no waiting: the tile in memory (or the caller's copy current), the
+    access generation read at once (SQLite: `GenerationReader.now`); else None. For the HTTP protocol's lane
+    (`web.http_protocol`), which answers before any ASGI layer and without a coroutine."""
+    reader: decisions.GenerationReader | None = getattr(state, "generations", None)
+    if reader is None or not reader.available:
+        return None
+    found = _found(state, headers, params)
+    if found is None or (found.hit is None and not found.not_modified):
+        return None
+    try:
+        generation = reader.now()
+    except Exception:  # noqa: BLE001 - the full path asks the store itself, and reports what fails
+        _warn_loop_failed()
+        return None
+    if generation is None:
+        return None
+    return found.answer(state, generation, found.hit.data if found.hit is not None else b"")
+
+
+async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = None) -> Answer | None:
     """The tile's answer, made on the event loop (by `RememberedTiles`, before routing) under a remembered decision,
     else None (`serve_tile` answers).
 
@@ -485,44 +543,32 @@ async def _remembered_tile(scope: Scope, params: dict[str, str]) -> Answer | Non
     On the ASGI scope itself, not a Starlette `Request`, and its answer as ASGI messages, not a `Response`: what is
     left of such a tile's cost is the Python around it (benchmarks/profiles/tiles-edge.txt).
     """
-    state = scope["app"].state
+    state = state if state is not None else scope["app"].state
     reader: decisions.GenerationReader | None = getattr(state, "generations", None)
     if reader is None or not reader.available:
         return None
-    authorization, cookies, if_none_match = _request_headers(scope)
-    key = (decisions.credential_key_of(authorization, cookies), params["dataset_id"])
-    remembered = state.decisions.peek(key)
-    if remembered is None or remembered.decision.access.audited:
+    found = _found(state, scope["headers"], params)
+    if found is None:
         return None
-    ds, access = remembered.decision.ds, remembered.decision.access
-    engine = state.engine
-    known = _remembered_plan(engine, remembered, params["tms_id"], params["z"], params["y"], params["x"])
-    if known is None:
-        return None
-    plan = known.plan
-    cache = tile_cache_of(state)
-    not_modified = etag_matches(if_none_match, known.etag)
-    loop_pool: LoopPool | None = getattr(state, "loop_pool", None)
-    hit = cache.get(plan.key, disk=loop_pool is not None)  # its file too when the tile would be made here
-    data = hit.data if hit is not None else b""
+    plan = found.known.plan
+    data = found.hit.data if found.hit is not None else b""
     try:
-        if hit is not None or not_modified:
+        if found.hit is not None or found.not_modified:
             generation = await reader.current()
         else:
-            made = await _made_on_loop(engine, loop_pool, reader, cache, ds, access, plan)
+            made = await _made_on_loop(state.engine, getattr(state, "loop_pool", None), reader, tile_cache_of(state),
+                                       found.remembered.decision.ds, found.remembered.decision.access, plan)
             if made is None:  # to be made by serve_tile: what was found here goes with the request
-                scope.setdefault("state", {})[_ATTEMPT] = _Attempt(key, remembered, plan)
+                scope.setdefault("state", {})[_ATTEMPT] = _Attempt(found.key, found.remembered, plan)
                 return None
             generation, data = made
     except Exception:  # noqa: BLE001 - the full path asks the store itself, and reports what fails
         _warn_loop_failed()
         return None
-    if not state.decisions.confirm(key, remembered, generation):
-        return None
-    mark_public(scope, ds, plan, None, False)
-    if not_modified:
-        return known.answer(304, b"")
-    return known.answer(200 if data else 204, data)
+    answer = found.answer(state, generation, data)
+    if answer is not None:
+        mark_public(scope, found.remembered.decision.ds, plan, None, False)
+    return answer
 
 
 _PLANS_MAX = 4096
@@ -600,7 +646,7 @@ async def _made_on_loop(
 
 
 class RememberedTiles:
-    """The ASGI layer that answers `_remembered_tile`'s tiles before routing (beside `public_tiles.PublicTiles`, inside
+    """The ASGI layer that answers `remembered_tile`'s tiles before routing (beside `public_tiles.PublicTiles`, inside
     the rate limit and the security headers): FastAPI's exception and exit-stack layers, the router and the route's
     request handling were a fifth of such a tile's CPU. Only a GET of the tile path without a query string, as
     `PlainTileRoute` takes it; everything it does not answer goes on to the application unchanged."""
@@ -609,10 +655,10 @@ class RememberedTiles:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") == "GET" and not scope.get("query_string"):
+        if scope["type"] == "http" and scope.get("method") == "GET" and not scope.get("query_string") and LANE_TRIED not in scope.get("state", ()):
             match = _PLAIN_TILE.match(scope.get("path", ""))
             if match is not None:
-                answer = await _remembered_tile(scope, match.groupdict())
+                answer = await remembered_tile(scope, match.groupdict())
                 if answer is not None:
                     status, headers, body = answer
                     await send({"type": "http.response.start", "status": status, "headers": headers})
