@@ -9,6 +9,7 @@ the remembered decision to its clock: the credential's expiry, a grant's start a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import sqlite3
 import time
@@ -229,6 +230,14 @@ def test_the_credential_key_is_the_credential_authentication_chooses() -> None:
     assert decisions.credential_key(_request(cookie="s1")) != decisions.credential_key(_request({"Authorization": "s1"}))
     assert decisions.credential_key(_request()) == decisions.credential_key(_request({"Authorization": "  "})) == b"public"
     assert len(header) == 32 and b"lct_x" not in header  # a digest: no credential kept in memory as sent
+    # the keys of the credentials seen last are kept, not those of long headers (what callers send cannot grow them)
+    kept = decisions._authorization_key.cache_info().currsize, decisions._cookies_key.cache_info().currsize
+    long = b"Bearer " + b"x" * 2000
+    assert decisions.credential_key_of(long, []) == hashlib.sha256(b"h:" + long).digest()
+    cookie = "s9; other=" + "y" * 2000
+    assert decisions.credential_key(_request(cookie=cookie)) == hashlib.sha256(b"c:s9").digest()
+    assert (decisions._authorization_key.cache_info().currsize, decisions._cookies_key.cache_info().currsize) == kept
+    assert decisions.credential_key(_request(cookie="s1")) == decisions.credential_key(_request(cookie="s1"))
 
 
 def test_the_decision_cache_is_bounded_by_what_its_areas_hold() -> None:

@@ -114,26 +114,33 @@ def credential_key_of(authorization: bytes | None, cookies: Sequence[bytes]) -> 
     Authorization header (`Headers.get`), the session cookie of all Cookie headers, the last one counting
     (`Request.cookies`)."""
     if authorization is not None and authorization.strip():
-        return _authorization_key(authorization)
-    return _cookies_key(tuple(cookies)) if cookies else b"public"
+        return (_authorization_key if len(authorization) <= _KEPT_MAX else _authorization_digest)(authorization)
+    if not cookies:
+        return b"public"
+    kept = tuple(cookies)
+    return (_cookies_key if sum(map(len, kept)) <= _KEPT_MAX else _cookies_digest)(kept)
 
 
-# A map's tiles come with the same credential dozens of times: its key (a digest; for cookies, a parse first) is kept
-# for the credentials seen last, a dict look-up instead of ~1 us (~6 us with a cookie) per tile. Bounded; the keys are
-# digests of what the caller sent, nothing decided.
-@lru_cache(maxsize=4096)
-def _authorization_key(authorization: bytes) -> bytes:
+def _authorization_digest(authorization: bytes) -> bytes:
     return hashlib.sha256(b"h:" + authorization).digest()
 
 
-@lru_cache(maxsize=4096)
-def _cookies_key(cookies: tuple[bytes, ...]) -> bytes:
+def _cookies_digest(cookies: tuple[bytes, ...]) -> bytes:
     session = None
     for header in cookies:
         session = cookie_parser(header.decode("latin-1")).get(SESSION_COOKIE, session)
     if session:
         return hashlib.sha256(b"c:" + session.encode("utf-8", "surrogateescape")).digest()
     return b"public"
+
+
+# A map's tiles come with the same credential dozens of times: its key (a digest; for cookies, a parse first) is kept
+# for the 4,096 credentials seen last, a dict look-up instead of ~1 us (~6 us with a cookie) per tile. The keys are
+# digests of what the caller sent, nothing decided; headers longer than `_KEPT_MAX` are digested each time, so that
+# what the caches hold stays under ~10 MB whatever callers send.
+_KEPT_MAX = 1024
+_authorization_key = lru_cache(maxsize=4096)(_authorization_digest)
+_cookies_key = lru_cache(maxsize=4096)(_cookies_digest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,10 +349,11 @@ class GenerationReader:
         if self._sqlite is None:
             self._sqlite = sqlite3.connect(self._path, timeout=self.SQLITE_WAIT_S, check_same_thread=False, isolation_level=None)
             self._sqlite.execute("PRAGMA query_only = 1")
+        if self._stamp is None:
             generation = _generation_of(self._sqlite.execute(_GENERATION_SQL).fetchone())  # (maps the WAL index)
             self._stamp = CommitStamp(self._path)
             return generation
-        stamp = self._stamp() if self._stamp is not None else None
+        stamp = self._stamp()
         seen = self._seen
         if stamp is not None and seen is not None and stamp == seen[0]:
             return seen[1]
