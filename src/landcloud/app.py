@@ -79,10 +79,10 @@ class LandcloudApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = super().build_middleware_stack()
-        layers: dict[type, Any] = {}
-        for cls, args, kwargs in reversed(getattr(self, "edge", [])):
-            app = layers[cls] = cls(app, *args, **kwargs)
         edge = getattr(self, "edge", [])
+        layers: dict[type, Any] = {}
+        for cls, args, kwargs in reversed(edge):
+            app = layers[cls] = cls(app, *args, **kwargs)
         if edge and edge[0].cls is Hardening and RememberedTiles in layers and not self.user_middleware:  # (none in between)
             self.tile_lane = TileLane(self.state, layers[Hardening], layers.get(PublicTiles))
         return app

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from landcloud.access.auth import SESSION_COOKIE
 from landcloud.config import Settings
 from landcloud.messages import LandcloudError
 from landcloud.web.errors import STATUS_TEXT
@@ -40,13 +41,14 @@ SIGNIN_PATHS = ("/api/auth/token", "/api/auth/session")
 
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body: a whole answer, as the lanes give one
-SESSION_MENTIONED = b"landcloud_session"  # in a Cookie header: the public tiles treat it as signed in, however spelled
+SESSION_MENTIONED = SESSION_COOKIE.encode()  # in a Cookie header: the public tiles treat it as signed in, however spelled
+_SESSION_SET = SESSION_MENTIONED + b"="  # as a Cookie header carries the session
 
 
 def signs_in(name: bytes, value: bytes) -> bool:
     """Whether a request header makes the request "signed in" for the rate limits: an Authorization header or a
     session cookie (a bad one is then refused by authentication, not counted)."""
-    return name == b"authorization" or (name == b"cookie" and b"landcloud_session=" in value)
+    return name == b"authorization" or (name == b"cookie" and _SESSION_SET in value)
 
 
 def error_answer(status: int, code: str, zh: str, en: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> Answer:
