@@ -271,3 +271,8 @@ def test_a_failing_lane_leaves_the_answer_to_the_application(world: World, monke
     again = client.get(url, headers=daoli)
     assert served(again) == served(first) and again.status_code == 200
     assert lane(client).answered == 0
+    monkeypatch.undo()
+    monkeypatch.setattr(http_protocol.LandcloudHttp, "_send", broken)  # the lane's answer made, its write failing
+    again = client.get(url, headers=daoli)
+    assert served(again) == served(first) and again.status_code == 200
+    assert lane(client).answered == 1

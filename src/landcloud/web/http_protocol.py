@@ -73,28 +73,36 @@ class LandcloudHttp(HttpToolsProtocol):
         return lane if not self.root_path else None
 
     def on_headers_complete(self) -> None:
+        try:
+            answered = self._lane_first()
+        except Exception:  # noqa: BLE001 - the application answers (and reports its own failures)
+            _lane_failed()
+            answered = False
+        if not answered:
+            super().on_headers_complete()
+
+    def _lane_first(self) -> bool:
+        """Whether the lane answered the request (now, or in a task of its own); nothing is written otherwise. (Any
+        failure here, the lane's or a change in uvicorn's internals, leaves the request to uvicorn, as if no lane.)"""
         lane = self._lane()
         if (
-            lane is not None
-            and (self.cycle is None or self.cycle.response_complete)
-            and not self.pipeline
-            and not self.flow.write_paused
-            and self.parser.get_method() == b"GET"
-            and not self.parser.should_upgrade()
-            and not self._over_limit()
+            lane is None
+            or not (self.cycle is None or self.cycle.response_complete)
+            or self.pipeline
+            or self.flow.write_paused
+            or self.parser.get_method() != b"GET"
+            or self.parser.should_upgrade()
+            or self._over_limit()
         ):
-            try:
-                answer = lane.answer(self.url, self.scope, *self._forwarded())
-            except Exception:  # noqa: BLE001 - the application answers (and reports its own failures)
-                _lane_failed()
-                answer = None
-            if isinstance(answer, tuple):
-                self._write(answer, self._keep_alive())
-                return
-            if answer is not None:
-                self._answer_later(answer)
-                return
-        super().on_headers_complete()
+            return False
+        answer = lane.answer(self.url, self.scope, *self._forwarded())
+        if isinstance(answer, tuple):
+            self._write(answer, self._keep_alive())
+            return True
+        if answer is not None:
+            self._answer_later(answer)
+            return True
+        return False
 
     def _over_limit(self) -> bool:
         """uvicorn's --limit-concurrency reached: its 503, as it would answer."""
@@ -125,8 +133,8 @@ class LandcloudHttp(HttpToolsProtocol):
 
     def _write(self, answer: Answer, keep_alive: bool) -> None:
         """The lane's answer now; then the connection waits for the next request as after any answer."""
-        self._lane_answered = True
         self._send(answer, keep_alive, self.scope, self.url, self.parser.get_http_version())
+        self._lane_answered = True  # (after the write: had it failed, uvicorn takes the request whole)
         self.server_state.total_requests += 1
         if keep_alive and self.timeout_keep_alive_task is None:
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
@@ -183,9 +191,14 @@ class LandcloudHttp(HttpToolsProtocol):
             await self.flow.drain()
         if cycle.disconnected:
             return
-        cycle.response_started = cycle.response_complete = True
         scope = cycle.scope
-        self._send(answer, cycle.keep_alive, scope, scope["raw_path"], scope["http_version"])
+        try:
+            self._send(answer, cycle.keep_alive, scope, scope["raw_path"], scope["http_version"])
+        except Exception:  # noqa: BLE001 - nothing written: the application answers
+            _lane_failed()
+            await cycle.run_asgi(self.app)
+            return
+        cycle.response_started = cycle.response_complete = True
         cycle.message_event.set()
         cycle.on_response()  # uvicorn's: the connection's next request (pipelined), or its keep-alive timer
 
