@@ -36,7 +36,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.engine import Engine
 
-from landcloud.access.hardening import SESSION_MENTIONED, ASGIApp, Message, Receive, Scope, Send
+from landcloud.access.hardening import SESSION_MENTIONED, Answer, ASGIApp, Message, Receive, Scope, Send
 from landcloud.catalog import datasets as catalog
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,13 @@ class Stored:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     etag: bytes | None
+
+    def answer(self, if_none_match: bytes | None) -> Answer:
+        """The kept answer to a request with `if_none_match`: a 304 with its validators and caching rules when the
+        caller's copy is current, else the answer itself."""
+        if etag_matches(if_none_match, self.etag):
+            return 304, [(k, v) for k, v in self.headers if k in _NOT_MODIFIED_HEADERS], b""
+        return self.status, self.headers, self.body
 
 
 class PublicTileCache:
@@ -150,11 +157,6 @@ def etag_matches(header: bytes | None, etag: bytes | None) -> bool:
 _NOT_MODIFIED_HEADERS = (b"etag", b"cache-control", b"vary")
 
 
-def not_modified_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """A 304's headers from the kept answer's: its validators and caching rules, not its body's."""
-    return [(k, v) for k, v in headers if k in _NOT_MODIFIED_HEADERS]
-
-
 class PublicTiles:
     """The ASGI layer: see the module docstring."""
 
@@ -210,17 +212,10 @@ class PublicTiles:
         return fact
 
     async def _replay(self, scope: Scope, send: Send, entry: Stored) -> None:
-        inm = None
-        for name, value in scope.get("headers", ()):
-            if name == b"if-none-match":
-                inm = value
-                break
-        if etag_matches(inm, entry.etag):
-            await send({"type": "http.response.start", "status": 304, "headers": not_modified_headers(entry.headers)})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})
-        await send({"type": "http.response.body", "body": entry.body})
+        inm = next((value for name, value in scope.get("headers", ()) if name == b"if-none-match"), None)
+        status, headers, body = entry.answer(inm)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, tile: tuple[str, str, str, str]) -> None:
         """The normal route answers; its response is kept when it says it served the public edition."""

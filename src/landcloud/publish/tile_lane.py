@@ -24,7 +24,7 @@ from typing import Any
 
 from landcloud.access.hardening import SESSION_MENTIONED, Answer, Hardening, Scope, signs_in
 from landcloud.publish import tiles_router
-from landcloud.publish.public_tiles import PublicTiles, etag_matches, not_modified_headers
+from landcloud.publish.public_tiles import PublicTiles
 
 # as sent, so plain characters only: a percent-encoded or non-ASCII path, or a query string, goes to the application
 _TILE = re.compile(rb"^/ogc/collections/([!$&-.0-9;=@-Z_a-z~]+)/tiles/([!$&-.0-9;=@-Z_a-z~]+)/([0-9]{1,10})/([0-9]{1,10})/([0-9]{1,10})$")
@@ -88,9 +88,7 @@ class TileLane:
         refused = self.hardening.rate_limited(client, "GET", path, False)  # counted only once it is answered here
         if refused is not None:
             return self._secured(refused, https, path)
-        if etag_matches(if_none_match, entry.etag):
-            return self._secured((304, not_modified_headers(entry.headers), b""), https, path)
-        return self._secured((entry.status, entry.headers, entry.body), https, path)
+        return self._secured(entry.answer(if_none_match), https, path)
 
     async def later(self, scope: Scope, params: dict[str, str], path: str, https: bool) -> Answer | None:
         """A signed-in tile whose access generation is a round trip away (PostgreSQL): `RememberedTiles`' answer, with

@@ -456,21 +456,6 @@ class _Remembered:
         return 200, [*self.headers, (b"content-length", str(len(data)).encode()), _MEDIA_TYPE_HEADER], data
 
 
-def _request_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, list[bytes], bytes | None]:
-    """(Authorization, the Cookie headers, If-None-Match) as `decisions.credential_key` and the route take them."""
-    authorization = if_none_match = None
-    cookies: list[bytes] = []
-    for name, value in headers:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value
-        elif name == b"cookie":
-            cookies.append(value)
-        elif name == b"if-none-match" and if_none_match is None:
-            if_none_match = value
-    return authorization, cookies, if_none_match
-
-
 class _Found(NamedTuple):
     """What a remembered tile's lane found before the access generation is read: the request's decision key, the
     remembered decision, the tile's plan under it, the tile if in memory (or on disk), whether the caller has it.
@@ -494,7 +479,7 @@ class _Found(NamedTuple):
 def _found(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str, str]) -> _Found | None:
     """A remembered decision for the request's credential and dataset, and the tile's plan under it; None: the full path
     answers (no decision remembered, one that needs an audit entry, a plan that cannot be known here)."""
-    authorization, cookies, if_none_match = _request_headers(headers)
+    authorization, cookies, if_none_match = decisions.request_credentials(headers)
     key = (decisions.credential_key_of(authorization, cookies), params["dataset_id"])
     remembered = state.decisions.peek(key)
     if remembered is None or remembered.decision.access.audited:
