@@ -202,6 +202,10 @@ def test_large_writes_pack_the_spatial_index_anew(
     pack = rtree_bulk.rebuild
     monkeypatch.setattr(rtree_bulk, "rebuild", lambda cur, table, ids, boxes: (packed.append(len(ids)), pack(cur, table, ids, boxes))[1])
     small = settings.model_copy(update={"batch_size": 7})
+    store = feature_store_for(engine)
+    kept: list[set[str]] = []  # what each merge leaves in its connection's info (the pool hands connections out by timing)
+    monkeypatch.setattr(type(store), "merge_stage", lambda self, conn, *a, orig=type(store).merge_stage: (
+        orig(self, conn, *a), kept.append({"rtree_new", "rtree_packed"} & set(conn.info)))[0])
     assert submit(engine, small, write_geojson(tmp_path / "a.geojson", grid_parcels(6)), dataset_id="first").accepted
     assert packed == [36] and _rtree_is_the_rows(engine) == 36
     east = grid_parcels(2, origin=(HARBIN[0] + 0.05, HARBIN[1]))
@@ -210,7 +214,7 @@ def test_large_writes_pack_the_spatial_index_anew(
     north = grid_parcels(10, origin=(HARBIN[0], HARBIN[1] + 0.05))
     assert submit(engine, small, write_geojson(tmp_path / "c.geojson", north), dataset_id="first").accepted  # (staged)
     assert packed == [36, 100] and _rtree_is_the_rows(engine) == 140
-    store = feature_store_for(engine)
+    assert kept == [set(), set(), set()]  # packed, inserted batch by batch (direct), packed after the merge
     box = (HARBIN[0] + 0.0005, HARBIN[1] + 0.0505, HARBIN[0] + 0.0006, HARBIN[1] + 0.0506)
     assert [f.fkey for f in store.iter_features("first", 2, bbox=box)] == [north[0]["properties"]["BSM"]]
     assert [f.fkey for f in store.iter_features("first", 1, bbox=(HARBIN[0] + 0.0005, HARBIN[1] + 0.0005, HARBIN[0] + 0.0006, HARBIN[1] + 0.0006))]

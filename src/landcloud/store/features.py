@@ -698,7 +698,9 @@ class FeatureStore:
             if conn.info["stage_direct"] != (dataset_id, version) or mode != "replace":
                 raise ValueError("rows were written directly for another version or mode")
             conn.info["stage_direct"] = None
-            if not conn.info.pop("stage_indexed_direct", False):
+            if conn.info.pop("stage_indexed_direct", False):  # each batch's entries went in with it: none kept
+                conn.info.pop("rtree_packed", None)  # (else held by the pooled connection until its next stage)
+            else:
                 self._after_insert(conn, dataset_id, version)
             return MergeCounts(added=conn.info["stage_written"], removed=0, changed=0)
         self._index_stage(conn)
