@@ -107,8 +107,11 @@ def pg_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         admin.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for one module's tests: while Playwright's synchronous API is open, the main thread has its event
+    loop as the running one, and any later test's `asyncio.run` in the same worker would fail ("cannot be called from
+    a running event loop")."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install chromium fonts-wqy-microhei (make test installs it as root)")
     from playwright.sync_api import sync_playwright
