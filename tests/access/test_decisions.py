@@ -14,10 +14,11 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -263,42 +264,47 @@ def test_the_decision_cache_is_bounded_by_what_its_areas_hold() -> None:
     assert len(cache) == 1 and cache.bytes == decisions._ENTRY_OVERHEAD
 
 
-def test_askers_share_generation_reads_but_never_one_sent_before_they_asked() -> None:
-    """Three askers while a read is on its way: they wait for the next read, one for the three; the one who asked
-    first takes the first read's answer (`SharedReads`, the PostgreSQL reader's)."""
-    answers: list[asyncio.Future[decisions.Generation]] = []
+@pytest.mark.parametrize("backend", ["postgis"])  # SQLite reads at once: no read is ever on its way
+def test_askers_share_generation_reads_but_never_one_sent_before_they_asked(engine: sa.Engine) -> None:
+    """PostgreSQL (`store.repeated_read`): an asker while no read is out sends one; two askers while it is out wait
+    for the next read, one for both, sent as soon as the first is back, so a change committed before they asked is
+    what they see; no asker is called from within its own `ask`, and one whose callback fails leaves the others
+    answered."""
+    reader = decisions.GenerationReader(engine)
 
-    async def scripted() -> decisions.Generation:
-        answer = asyncio.get_running_loop().create_future()
-        answers.append(answer)
-        return await answer
+    async def scenario() -> tuple[decisions.Generation, dict[str, tuple[Any, ...]], int]:
+        before = await reader.current()  # (opens the connection)
+        answered: dict[str, tuple[Any, ...]] = {}
 
-    async def scenario() -> list[decisions.Generation]:
-        reader = decisions.SharedReads(scripted)
-        first = asyncio.ensure_future(reader.current())
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert reader.reads == 1 and len(answers) == 1  # sent
-        later = [asyncio.ensure_future(reader.current()) for _ in range(3)]
-        await asyncio.sleep(0)
-        assert reader.reads == 1  # they wait for a read sent after they asked
-        answers[0].set_result((1, "i"))
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert reader.reads == 2 and len(answers) == 2 and not any(f.done() for f in later)
-        answers[1].set_result((2, "i"))
-        done = await asyncio.gather(first, *later)
-        assert reader._running is None and reader._next is None  # nothing left waiting
-        failing = asyncio.ensure_future(reader.current())
-        for _ in range(3):
-            await asyncio.sleep(0)
-        answers[2].set_exception(RuntimeError("store gone"))
-        with pytest.raises(RuntimeError):
-            await failing
-        assert reader._running is None
-        return done
+        def asker(name: str) -> Callable[[decisions.Generation | None, BaseException | None], None]:
+            def answer(generation: decisions.Generation | None, error: BaseException | None) -> None:
+                answered[name] = (generation, error, reader.reads)
+                if name == "b":
+                    raise RuntimeError("this asker's own failure")
+            return answer
 
-    assert asyncio.run(scenario()) == [(1, "i"), (2, "i"), (2, "i"), (2, "i")]
+        assert reader.asks and reader.reads == 1
+        reader.ask(asker("a"))
+        assert reader.reads == 2 and not answered  # sent, not answered from within
+        with engine.begin() as conn:  # committed while a's read may be on its way
+            conn.execute(sa.text("UPDATE access_changes SET generation = generation + 1 WHERE id = 1"))
+        reader.ask(asker("b"))
+        reader.ask(asker("c"))
+        assert reader.reads == 2 and not answered  # they wait for a read sent after they asked
+        deadline = time.monotonic() + 10
+        while len(answered) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return before, answered, reader.reads
+
+    try:
+        before, answered, reads = asyncio.run(scenario())
+    finally:
+        reader.close()
+    bumped = (before[0] + 1, before[1])
+    assert reads == 3 and set(answered) == {"a", "b", "c"}
+    assert answered["a"][0] in (before, bumped) and answered["a"][1] is None
+    assert answered["a"][2] == 3  # the next read was sent before the first read's askers were answered
+    assert answered["b"][:2] == answered["c"][:2] == (bumped, None)
 
 
 def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> None:
@@ -316,8 +322,8 @@ def test_the_generation_reader_reads_what_the_store_holds(engine: sa.Engine) -> 
 
 def _backend_pid(reader: decisions.GenerationReader) -> int:
     """The server process behind the reader's connection (idle between reads)."""
-    assert reader._pg is not None and reader._pg._idle
-    return int(reader._pg._idle[-1].conn.pgconn.backend_pid)
+    assert reader._pg is not None and reader._pg._conn is not None
+    return int(reader._pg._conn.pgconn.backend_pid)
 
 
 @pytest.mark.parametrize("backend", ["postgis"])  # the SQLite reader opens a file, not a connection a server can end

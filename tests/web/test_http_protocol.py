@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,46 @@ def test_a_failing_lane_leaves_the_answer_to_the_application(world: World, monke
     again = client.get(url, headers=daoli)
     assert served(again) == served(first) and again.status_code == 200
     assert lane(client).answered == 1
+
+
+@pytest.mark.parametrize("backend", ["postgis"])  # SQLite's generation is read at once: there is no read to wait for
+def test_postgres_tiles_in_memory_are_confirmed_by_shared_reads(world: World, engine: sa.Engine, backend: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a signed-in tile in memory is answered from the generation read's callback (`tile_lane.Confirming`,
+    no coroutine), byte for byte the application's answer, from 8 connections at once, the clients sharing reads;
+    a pipelined request after one waits its turn; the reader's connection ended by the server, the next tile still
+    has its answer and the one after is answered from a read on a new connection."""
+    client: LiveClient = world.client  # type: ignore[assignment]
+    url, daoli = tile_url("open-dltb"), world.headers("daoli")
+    first = client.get(url, headers=daoli)  # decided by the full path
+    assert client.get(url, headers=daoli).status_code == 200  # the lane's coroutine: the reader's connection opened
+    laned, reader = lane(client), client.app.state.generations
+    later: list[Any] = []
+    coroutine = TileLane.later
+    monkeypatch.setattr(TileLane, "later", lambda self, *args: (later.append(args), coroutine(self, *args))[1])
+    answered, reads = laned.answered, reader.reads
+
+    def six(_: int) -> list[tuple[int, dict[str, str], bytes]]:
+        with httpx.Client(base_url=client.base_url, timeout=30) as own:
+            return [served(own.get(url, headers=daoli)) for _ in range(6)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for six_of in pool.map(six, range(8)) for a in six_of]
+    assert len(answers) == 48 and all(a == served(first) for a in answers) and first.status_code == 200
+    assert later == [] and laned.answered == answered + 48
+    assert 1 <= reader.reads - reads <= 48
+
+    one = f"GET {url} HTTP/1.1\r\nHost: t\r\nAuthorization: {daoli['Authorization']}\r\n\r\n".encode()
+    two = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    raw = _raw(client, one + two + one, answers=3)
+    assert [a.split(b"\r\n", 1)[0] for a in raw[:3]] == [b"HTTP/1.1 200 OK"] * 3 and raw[3] == b"open"
+    assert raw[0].endswith(first.content) and b'"status":"ok"' in raw[1] and undated(raw[0]) == undated(raw[2])
+    assert laned.answered == answered + 49  # the first; the third waited for the second, which the application had
+
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": reader._pg._conn.pgconn.backend_pid})
+    time.sleep(0.3)
+    assert served(client.get(url, headers=daoli)) == served(first)
+    assert len(later) == 1  # the lane's coroutine opened a connection again
+    assert served(client.get(url, headers=daoli)) == served(first)
+    assert len(later) == 1 and laned.answered == answered + 51

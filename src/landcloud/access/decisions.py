@@ -21,17 +21,16 @@ The caller's address is the request's own, never the remembered one's (the audit
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Connection, Engine
@@ -44,6 +43,7 @@ from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
 from landcloud.catalog import datasets as catalog
 from landcloud.store import libpq
+from landcloud.store.repeated_read import RepeatedRead
 from landcloud.store.sqlite_stamp import CommitStamp
 
 MAX_AGE_S = 60.0
@@ -53,7 +53,6 @@ _ENTRY_OVERHEAD = 2048  # bytes counted per entry besides its boundaries (the da
 Generation = tuple[int, str]  # (generation, instance) of `access_changes`
 Key = tuple[bytes, str]  # (sha256 of the credential, dataset id)
 
-T = TypeVar("T")
 _GENERATION_SQL = "SELECT generation, instance FROM access_changes WHERE id = 1"
 
 
@@ -88,6 +87,10 @@ def binary_generation(values: Sequence[bytes | None]) -> Generation:
     if generation is None or instance is None:
         return _generation_of(None)
     return int.from_bytes(generation, "big", signed=True), instance.decode()
+
+
+def _text_generation(row: libpq.Row | None) -> Generation:
+    return _generation_of(None if row is None else [libpq.text(v) for v in row])
 
 
 def _generation_of(row: Any) -> Generation:
@@ -242,74 +245,29 @@ class DecisionCache:
                 self._drop(next(iter(self._entries)))
 
 
-class SharedReads(Generic[T]):
-    """Reads of one value by concurrent askers on the event loop, shared, and exact: an asker takes the answer of a
-    read sent after it asked, never of one already on its way (which may have been answered from before a change the
-    asker's caller has seen committed). So a read in flight gathers the askers that come meanwhile for the one read
-    that follows it. Worth it where a read is a round trip (PostgreSQL): each asker pays a future and a wake-up."""
-
-    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
-        self._read = read
-        self._running: asyncio.Future[T] | None = None
-        self._next: asyncio.Future[T] | None = None
-        self.reads = 0  # reads sent
-
-    async def current(self) -> T:
-        """The value as of a read sent after this call."""
-        loop = asyncio.get_running_loop()
-        if self._running is not None and self._running.get_loop() is not loop:  # another loop's (a test client's)
-            self._running = self._next = None
-        if self._running is None:
-            # none out: this asker sends it and waits for it itself (a task and a shielded future of its own were ~40
-            # us of CPU a read: benchmarks/profiles/tiles-edge.txt); the askers that come meanwhile share the next
-            future = self._running = loop.create_future()
-            await self._read_into(future)
-            return future.result()
-        if self._next is None:
-            self._next = loop.create_future()
-        return await asyncio.shield(self._next)
-
-    async def _read_into(self, future: asyncio.Future[T]) -> None:
-        self.reads += 1
-        try:
-            future.set_result(await self._read())
-        except Exception as exc:  # noqa: BLE001 - handed to every asker
-            future.set_exception(exc)
-            future.exception()  # retrieved: an asker that went away leaves no warning
-        except BaseException:  # the asker that sent it was cancelled (it alone waits on its own read)
-            future.cancel()
-            raise
-        finally:
-            follow, self._next = self._next, None
-            self._running = follow
-            if follow is not None:
-                asyncio.get_running_loop().create_task(self._read_into(follow))
-
-
 class GenerationReader:
     """The access generation for code on the event loop (a tile answered there from memory or disk, or one outside the
     data, `tiles_router`; a tile made there reads it in its own statement, `with_generation`), without a
     worker thread or a pooled connection, always from a read sent after the caller asked.
 
-    PostgreSQL: through a connection of its own (`store.libpq.LoopPool` of one, read straight through libpq: a
-    prepared statement, no cursor), one read at a time, shared by the askers that come while one is out
-    (`SharedReads`). SQLite: through a query-only connection of its own, read at once on the loop: a primary-key read
-    of a local file (~10 us) costs less than an asker's share of a shared read, whose future, task and wake-up were
-    ~10% of a cached signed-in tile's server CPU (benchmarks/profiles/tiles-edge.txt). It waits at most
-    `SQLITE_WAIT_S` for a lock (WAL readers meet one only while another connection recovers the log): the event
-    loop is not held; the tile then takes the full path, which waits in a worker thread.
+    PostgreSQL: through a connection of its own, the statement prepared once and its answers handed to callbacks
+    (`store.repeated_read`: `ask` for the HTTP protocol's lane, `current` for code that awaits), one read at a time,
+    shared by the askers that come while one is out. SQLite: through a query-only connection of its own, read at once
+    on the loop: a primary-key read of a local file (~10 us) costs less than an asker's share of a shared read, whose
+    future, task and wake-up were ~10% of a cached signed-in tile's server CPU (benchmarks/profiles/tiles-edge.txt).
+    It waits at most `SQLITE_WAIT_S` for a lock (WAL readers meet one only while another connection recovers the log):
+    the event loop is not held; the tile then takes the full path, which waits in a worker thread.
     """
 
     SQLITE_WAIT_S = 0.05
 
     def __init__(self, engine: Engine) -> None:
-        self._pg = libpq.LoopPool.for_engine(engine, size=1)  # PostgreSQL: one connection, one read at a time
+        self._pg = RepeatedRead.for_engine(engine, _GENERATION_SQL, _text_generation)  # PostgreSQL
         database = engine.url.database
         self._path = database if self._pg is None and database not in (None, "", ":memory:") else None
         self._sqlite: sqlite3.Connection | None = None
         self._stamp: CommitStamp | None = None
         self._seen: tuple[bytes, Generation] | None = None  # a commit stamp and the generation read after it
-        self._shared = SharedReads(self._read_pg) if self._pg is not None else None
         self._sqlite_reads = 0
 
     @property
@@ -319,36 +277,34 @@ class GenerationReader:
     @property
     def at_once(self) -> bool:
         """Whether `now` reads it (SQLite) rather than a read being a round trip to wait for (PostgreSQL)."""
-        return self._shared is None and self._path is not None
+        return self._pg is None and self._path is not None
 
     @property
     def reads(self) -> int:
         """Reads sent (tests and the bench's notes count them)."""
-        return self._shared.reads if self._shared is not None else self._sqlite_reads
+        return self._pg.reads if self._pg is not None else self._sqlite_reads
 
     async def current(self) -> Generation:
         """The generation as of a read sent after this call."""
-        if self._shared is not None:
-            return await self._shared.current()
+        if self._pg is not None:
+            return await self._pg.current()
         return self._read_sqlite()
 
     def now(self) -> Generation | None:
         """The generation read at once (SQLite), or None where a read is a round trip to wait for (PostgreSQL:
-        `current`). For code that answers without a coroutine (`web.http_protocol`)."""
-        return None if self._shared is not None else self._read_sqlite()
+        `current`, or `ask`). For code that answers without a coroutine (`web.http_protocol`)."""
+        return None if self._pg is not None else self._read_sqlite()
 
-    async def _read_pg(self) -> Generation:
+    @property
+    def asks(self) -> bool:
+        """Whether `ask` can be called now (PostgreSQL, its connection open on the running loop)."""
+        return self._pg is not None and self._pg.ready
+
+    def ask(self, answered: Callable[[Generation | None, BaseException | None], None]) -> None:
+        """PostgreSQL, when `asks`: `answered(generation, None)` called on the loop once a read sent after this call
+        is back (`answered(None, why)` if it failed); never from within this call."""
         assert self._pg is not None
-        held = await self._pg.take()
-        if held is None:  # cannot be: one read at a time
-            raise RuntimeError("the access generation's connection is in use")
-        ok = False
-        try:  # a lost connection, an error, or cancelled half-way: not ok, so the next read opens a new one
-            row = await held.run(_GENERATION_SQL, [], binary=False)
-            ok = True
-        finally:
-            self._pg.give_back(held, ok)
-        return _generation_of(None if row is None else [libpq.text(v) for v in row])
+        self._pg.ask(answered)
 
     def _read_sqlite(self) -> Generation:
         """The generation, or the one read last if the database's commit stamp is what it was before that read

@@ -12,16 +12,19 @@ It answers only what the ASGI path would answer the same, with the same headers 
 `hardening.Hardening`, the caching headers of the tile's plan), and counts what the rate limit counts; anything else
 (no tile path, a query string, a body, a decision not remembered or no longer standing, a tile not in memory, an
 access generation that is a round trip away) is None, and the request goes on to the application unchanged. On
-PostgreSQL a signed-in tile's access generation is a round trip: `later` answers it in a coroutine of its own, still
-ahead of the ASGI layers.
+PostgreSQL a signed-in tile's access generation is a round trip: for a tile in memory `Confirming` asks the
+generation's reader and answers from its callback (no task or coroutine: they were a fifth of such a tile's CPU,
+benchmarks/profiles/tiles-protocol.txt); a tile to be made, or the first tile before the reader's connection is open,
+is answered by `later`, a coroutine of its own, still ahead of the ASGI layers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from landcloud.access.decisions import Generation
 from landcloud.access.hardening import SESSION_MENTIONED, Answer, Hardening, Scope, signs_in
 from landcloud.publish import tiles_router
 from landcloud.publish.public_tiles import PublicTiles
@@ -41,10 +44,11 @@ class TileLane:
         self.round_trip = state.generations.available and not state.generations.at_once
         self.answered = 0  # answers it gave (tests and the bench's notes count them)
 
-    def answer(self, target: bytes, scope: Scope, client: str | None, https: bool) -> Answer | Awaitable[Answer | None] | None:
+    def answer(self, target: bytes, scope: Scope, client: str | None, https: bool
+               ) -> Answer | Confirming | Awaitable[Answer | None] | None:
         """The answer to `GET target` (the request's target as sent; `scope` as the protocol has it so far, its
-        headers and state; `client` and `https` as the proxy headers make them): an answer now, a coroutine for one
-        (`later`), or None (the application answers, with `scope`)."""
+        headers and state; `client` and `https` as the proxy headers make them): an answer now, one to be confirmed by
+        a read (`Confirming`), a coroutine for one (`later`), or None (the application answers, with `scope`)."""
         match = _TILE.match(target)
         if match is None:
             return None
@@ -66,7 +70,7 @@ class TileLane:
         params = {"dataset_id": dataset_id, "tms_id": tms, "z": z, "y": row, "x": col}
         if signed_in:  # not counted by the rate limit (a bad credential is refused by authentication)
             if self.round_trip:
-                return self.later(scope, params, path, https)
+                return self._confirming(scope, headers, params, path, https)
             found = tiles_router.remembered_tile_now(self.state, headers, params)
             return None if found is None else self._secured(found, https, path)
         if mentioned:
@@ -90,6 +94,15 @@ class TileLane:
             return self._secured(refused, https, path)
         return self._secured(entry.answer(if_none_match), https, path)
 
+    def _confirming(self, scope: Scope, headers: list[tuple[bytes, bytes]], params: dict[str, str], path: str, https: bool
+                    ) -> Confirming | Awaitable[Answer | None] | None:
+        found = tiles_router.remembered_found(self.state, headers, params)
+        if found is None:
+            return None
+        if (found.hit is None and not found.not_modified) or not self.state.generations.asks:
+            return self.later(scope, params, path, https)  # made on the loop; or the reader's connection opened
+        return Confirming(self, found, https, path)
+
     async def later(self, scope: Scope, params: dict[str, str], path: str, https: bool) -> Answer | None:
         """A signed-in tile whose access generation is a round trip away (PostgreSQL): `RememberedTiles`' answer, with
         what it leaves in the request's state for the route when there is none (`scope` goes on to the application)."""
@@ -101,3 +114,34 @@ class TileLane:
         self.answered += 1
         status, headers, body = answer
         return status, self.hardening.secured(headers, https, path), body
+
+
+class Confirming:
+    """A signed-in tile in memory (or the caller's copy current) under a remembered decision, answered once a read of the
+    access generation sent after the request came is back, if the decision still stands (PostgreSQL). The protocol
+    calls `start` with what takes the answer (None: the application answers); the reader calls this object back."""
+
+    __slots__ = ("lane", "found", "https", "path", "deliver")
+
+    def __init__(self, lane: TileLane, found: tiles_router.Found, https: bool, path: str) -> None:
+        self.lane, self.found, self.https, self.path = lane, found, https, path
+        self.deliver: Callable[[Answer | None], None] | None = None
+
+    def start(self, deliver: Callable[[Answer | None], None]) -> None:
+        self.deliver = deliver
+        self.lane.state.generations.ask(self)
+
+    def __call__(self, generation: Generation | None, error: BaseException | None) -> None:
+        assert self.deliver is not None
+        answer = None
+        if error is not None:
+            tiles_router.warn_loop_failed(error)
+        else:
+            found = self.found
+            try:
+                answer = found.answer(self.lane.state, generation, found.hit.data if found.hit is not None else b"")  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - the application answers (and reports its own failures)
+                tiles_router.warn_loop_failed(exc)
+            if answer is not None:
+                answer = self.lane._secured(answer, self.https, self.path)
+        self.deliver(answer)

@@ -425,12 +425,13 @@ class _Attempt:
     plan: TilePlan
 
 
-def _warn_loop_failed() -> None:
-    """Logged once a minute at most: while the store cannot be read every tile would say so."""
+def warn_loop_failed(error: BaseException | None = None) -> None:
+    """Logged once a minute at most: while the store cannot be read every tile would say so. (`error`: the failure,
+    when it is not the one being handled.)"""
     now = time.monotonic()
     if now - _warned_at[0] >= 60:
         _warned_at[0] = now
-        log.warning("tiles: reading the store on the event loop failed; tiles take the full path", exc_info=True)
+        log.warning("tiles: reading the store on the event loop failed; tiles take the full path", exc_info=error or True)
 
 
 _MEDIA_TYPE_HEADER = (b"content-type", MEDIA_TYPE.encode())
@@ -456,7 +457,7 @@ class _Remembered:
         return 200, [*self.headers, (b"content-length", str(len(data)).encode()), _MEDIA_TYPE_HEADER], data
 
 
-class _Found(NamedTuple):
+class Found(NamedTuple):
     """What a remembered tile's lane found before the access generation is read: the request's decision key, the
     remembered decision, the tile's plan under it, the tile if in memory (or on disk), whether the caller has it.
     (A tuple: made for every such tile, and a frozen dataclass's making is several times slower.)"""
@@ -476,7 +477,7 @@ class _Found(NamedTuple):
         return self.known.answer(200 if data else 204, data)
 
 
-def _found(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str, str]) -> _Found | None:
+def remembered_found(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str, str]) -> Found | None:
     """A remembered decision for the request's credential and dataset, and the tile's plan under it; None: the full path
     answers (no decision remembered, one that needs an audit entry, a plan that cannot be known here)."""
     authorization, cookies, if_none_match = decisions.request_credentials(headers)
@@ -489,7 +490,7 @@ def _found(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str,
         return None
     loop_pool: LoopPool | None = getattr(state, "loop_pool", None)
     hit = tile_cache_of(state).get(known.plan.key, disk=loop_pool is not None)  # its file too when the tile would be made here
-    return _Found(key, remembered, known, hit, etag_matches(if_none_match, known.etag))
+    return Found(key, remembered, known, hit, etag_matches(if_none_match, known.etag))
 
 
 def remembered_tile_now(state: Any, headers: Iterable[tuple[bytes, bytes]], params: dict[str, str]) -> Answer | None:
@@ -499,13 +500,13 @@ def remembered_tile_now(state: Any, headers: Iterable[tuple[bytes, bytes]], para
     reader: decisions.GenerationReader | None = getattr(state, "generations", None)
     if reader is None or not reader.available:
         return None
-    found = _found(state, headers, params)
+    found = remembered_found(state, headers, params)
     if found is None or (found.hit is None and not found.not_modified):
         return None
     try:
         generation = reader.now()
     except Exception:  # noqa: BLE001 - the full path asks the store itself, and reports what fails
-        _warn_loop_failed()
+        warn_loop_failed()
         return None
     if generation is None:
         return None
@@ -532,7 +533,7 @@ async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = Non
     reader: decisions.GenerationReader | None = getattr(state, "generations", None)
     if reader is None or not reader.available:
         return None
-    found = _found(state, scope["headers"], params)
+    found = remembered_found(state, scope["headers"], params)
     if found is None:
         return None
     plan = found.known.plan
@@ -548,7 +549,7 @@ async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = Non
                 return None
             generation, data = made
     except Exception:  # noqa: BLE001 - the full path asks the store itself, and reports what fails
-        _warn_loop_failed()
+        warn_loop_failed()
         return None
     answer = found.answer(state, generation, data)
     if answer is not None:

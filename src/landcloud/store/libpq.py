@@ -1,7 +1,7 @@
 """PostgreSQL statements from the event loop, straight through libpq (psycopg's `psycopg.pq` layer).
 
-For the few statements a tile request runs on the event loop (the access generation, `access.decisions`; a tile's
-statement, `publish.tiles_router`): psycopg's asynchronous execution (its generators, cursor and result set-up) cost
+For the few statements a tile request runs on the event loop (a tile's statement, `publish.tiles_router`; the access
+generation reads its own way, `store.repeated_read`, whose connection this module sets up): psycopg's asynchronous execution (its generators, cursor and result set-up) cost
 ~0.1 ms of CPU a statement more than the synchronous one, three quarters of a one-row read
 (benchmarks/profiles/tiles-decisions.txt §6). Here a statement is sent on the `PGconn` of a psycopg `AsyncConnection`
 (which made the connection: conninfo, authentication, TLS), the socket is awaited with the loop's reader, and the
@@ -105,8 +105,8 @@ class LoopConnection:
 
     Its socket is watched by one reader registered with the loop for the connection's life (`_watch`), not one per
     wait: uvloop makes, starts, stops and closes a poll handle for each `add_reader`/`remove_reader`, two `epoll_ctl`
-    calls and ~30 us of CPU a statement, half of what the loop spent on a one-row read (the access generation, read
-    for nearly every signed-in tile on PostgreSQL: benchmarks/profiles/tiles-edge.txt)."""
+    calls and ~30 us of CPU a statement, half of what the loop spent on a one-row read (the access generation, then read
+    through this pool: benchmarks/profiles/tiles-edge.txt)."""
 
     conn: psycopg.AsyncConnection[Any]
     epoch: int  # the pool's when it was opened: one opened under another loop is not counted any more

@@ -13,6 +13,10 @@ write, and the request is done. Whatever the lane does not answer goes on exactl
 The lane is asked only when uvicorn would start the request at once (no earlier request of the connection still
 answering, the socket not backed up), never for an upgrade, and only when nothing but uvicorn's own proxy-headers
 layer stands between the server and the application (another wrapper must see every request).
+
+An answer that waits for a read (PostgreSQL's access generation, for a signed-in tile) gets uvicorn's own cycle, so
+that the connection's next request, its end and the server's shutdown are handled as uvicorn does; the answer is then
+written from the read's callback (`_deliver`, no task), or from a task when it is a coroutine's or the application's.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from uvicorn.protocols.utils import get_client_addr
 from uvicorn.server import ServerState
 
 from landcloud.access.hardening import Answer, Scope
-from landcloud.publish.tile_lane import TileLane
+from landcloud.publish.tile_lane import Confirming, TileLane
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,10 @@ class LandcloudHttp(HttpToolsProtocol):
         if isinstance(answer, tuple):
             self._write(answer, self._keep_alive())
             return True
+        if isinstance(answer, Confirming):
+            cycle = self._cycle()
+            answer.start(lambda found: self._deliver(cycle, found))
+            return True
         if answer is not None:
             self._answer_later(answer)
             return True
@@ -159,9 +167,10 @@ class LandcloudHttp(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
 
-    def _answer_later(self, pending: Awaitable[Answer | None]) -> None:
-        """The lane's answer needs waiting (a read that is a round trip): the request gets uvicorn's own cycle, as any
-        other, whose task awaits the lane's answer and sends it, or hands the request to the application."""
+    def _cycle(self) -> RequestResponseCycle:
+        """uvicorn's own cycle for a request whose answer needs waiting (a read that is a round trip), as for any other:
+        the connection's next request (pipelined), its end and the server's shutdown are then handled as uvicorn does,
+        and the application can take the request over whole."""
         self.scope["method"] = "GET"
         if (version := self.parser.get_http_version()) != "1.1":
             self.scope["http_version"] = version
@@ -174,7 +183,24 @@ class LandcloudHttp(HttpToolsProtocol):
             message_event=asyncio.Event(), expect_100_continue=False, keep_alive=self._keep_alive(),
             on_response=self.on_response_complete,
         )
-        task = self.loop.create_task(self._then(cycle, pending))
+        return cycle
+
+    def _deliver(self, cycle: RequestResponseCycle, answer: Answer | None) -> None:
+        """A `Confirming` answer, from the read's callback: sent at once, without a task, when the socket takes it; else
+        (None, or the socket backed up) in a task, as `_answer_later` does."""
+        if answer is not None and not cycle.disconnected and not self.flow.write_paused:
+            if self._sent(cycle, answer):
+                return
+            answer = None
+        if not cycle.disconnected:
+            self._task(self._finish(cycle, answer))
+
+    def _answer_later(self, pending: Awaitable[Answer | None]) -> None:
+        """The lane's answer is a coroutine: a task awaits it and sends it, or hands the request to the application."""
+        self._task(self._then(self._cycle(), pending))
+
+    def _task(self, coroutine: Awaitable[None]) -> None:
+        task = self.loop.create_task(coroutine)  # type: ignore[arg-type]
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
@@ -184,6 +210,9 @@ class LandcloudHttp(HttpToolsProtocol):
         except Exception:  # noqa: BLE001 - the application answers (and reports its own failures)
             _lane_failed()
             answer = None
+        await self._finish(cycle, answer)
+
+    async def _finish(self, cycle: RequestResponseCycle, answer: Answer | None) -> None:
         if answer is None:
             await cycle.run_asgi(self.app)
             return
@@ -191,16 +220,21 @@ class LandcloudHttp(HttpToolsProtocol):
             await self.flow.drain()
         if cycle.disconnected:
             return
+        if not self._sent(cycle, answer):
+            await cycle.run_asgi(self.app)
+
+    def _sent(self, cycle: RequestResponseCycle, answer: Answer) -> bool:
+        """Whether `answer` went out as the cycle's response (False: nothing written, the application answers)."""
         scope = cycle.scope
         try:
             self._send(answer, cycle.keep_alive, scope, scope["raw_path"], scope["http_version"])
         except Exception:  # noqa: BLE001 - nothing written: the application answers
             _lane_failed()
-            await cycle.run_asgi(self.app)
-            return
+            return False
         cycle.response_started = cycle.response_complete = True
         cycle.message_event.set()
         cycle.on_response()  # uvicorn's: the connection's next request (pipelined), or its keep-alive timer
+        return True
 
     def on_body(self, body: bytes) -> None:
         if not self._lane_answered:
