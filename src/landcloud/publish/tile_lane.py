@@ -100,15 +100,17 @@ class TileLane:
         if found is None:
             return None
         if (found.hit is None and not found.not_modified) or not self.state.generations.asks:
-            return self.later(scope, params, path, https)  # made on the loop; or the reader's connection opened
+            return self.later(scope, params, path, https, found)  # made on the loop; or the reader's connection opened
         return Confirming(self, found, https, path)
 
-    async def later(self, scope: Scope, params: dict[str, str], path: str, https: bool) -> Answer | None:
+    async def later(self, scope: Scope, params: dict[str, str], path: str, https: bool,
+                    found: tiles_router.Found | None = None) -> Answer | None:
         """A signed-in tile whose access generation is a round trip away (PostgreSQL): `RememberedTiles`' answer, with
-        what it leaves in the request's state for the route when there is none (`scope` goes on to the application)."""
+        what it leaves in the request's state for the route when there is none (`scope` goes on to the application).
+        `found`: what the lane found already (`tiles_router.remembered_found`)."""
         scope.setdefault("state", {})[tiles_router.LANE_TRIED] = True
-        found = await tiles_router.remembered_tile(scope, params, self.state)
-        return None if found is None else self._secured(found, https, path)
+        answer = await tiles_router.remembered_tile(scope, params, self.state, found)
+        return None if answer is None else self._secured(answer, https, path)
 
     def _secured(self, answer: Answer, https: bool, path: str) -> Answer:
         self.answered += 1

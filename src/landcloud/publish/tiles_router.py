@@ -513,7 +513,7 @@ def remembered_tile_now(state: Any, headers: Iterable[tuple[bytes, bytes]], para
     return found.answer(state, generation, found.hit.data if found.hit is not None else b"")
 
 
-async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = None) -> Answer | None:
+async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = None, found: Found | None = None) -> Answer | None:
     """The tile's answer, made on the event loop (by `RememberedTiles`, before routing) under a remembered decision,
     else None (`serve_tile` answers).
 
@@ -524,7 +524,8 @@ async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = Non
     profiles/tiles-decisions.txt). On PostgreSQL a tile not in memory is made here too, its statement on a connection
     of the loop's own (`_made_on_loop`), beside that read. Only what `serve_tile` would answer the same: a remembered
     decision that needs no audit entry, a plan whose version stamp is known; anything else, and any failure, goes to
-    it (with what was found here, `_Attempt`, when the decision may still stand).
+    it (with what was found here, `_Attempt`, when the decision may still stand). `found`: `remembered_found`'s answer
+    for this request when the caller has it already (the HTTP protocol's lane).
 
     On the ASGI scope itself, not a Starlette `Request`, and its answer as ASGI messages, not a `Response`: what is
     left of such a tile's cost is the Python around it (benchmarks/profiles/tiles-edge.txt).
@@ -533,7 +534,7 @@ async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = Non
     reader: decisions.GenerationReader | None = getattr(state, "generations", None)
     if reader is None or not reader.available:
         return None
-    found = remembered_found(state, scope["headers"], params)
+    found = found or remembered_found(state, scope["headers"], params)
     if found is None:
         return None
     plan = found.known.plan

@@ -134,6 +134,7 @@ class RepeatedRead(Generic[T]):
         if conn is not None:
             if loop is not None and not loop.is_closed():
                 loop.remove_reader(self._fd)  # before the descriptor can be reused
+                loop.remove_writer(self._fd)  # (a read whose send had to wait for the socket)
             conn.pgconn.finish()
         self._fd = -1
         askers, self._out, self._next = self._out + self._next, [], []
