@@ -315,7 +315,10 @@ def test_postgres_tiles_in_memory_are_confirmed_by_shared_reads(world: World, en
 
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": reader._pg._conn.pgconn.backend_pid})
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while reader._pg._conn is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert reader._pg._conn is None  # the end seen by the connection's reader while idle
     assert served(client.get(url, headers=daoli)) == served(first)
     assert len(later) == 1  # the lane's coroutine opened a connection again
     assert served(client.get(url, headers=daoli)) == served(first)

@@ -192,15 +192,20 @@ class RepeatedRead(Generic[T]):
             self.close()
 
     def _answer(self) -> None:
-        """The read is back: the next one sent for the askers who came meanwhile, then this one's askers answered."""
+        """The read is back: the next one sent for the askers who came meanwhile, then this one's askers answered. A
+        statement that failed closes the connection (its askers and the next read's are told): the next read prepares
+        it again on a new one."""
         row, error, self._row, self._error = self._row, self._error, None, None
         askers, self._out = self._out, []
-        if self._next:
-            self._out, self._next = self._next, []
-            self._send()
         value: T | None = None
-        failed: BaseException | None = psycopg.DatabaseError(error) if error is not None else None
-        if failed is None:
+        failed: BaseException | None = None
+        if error is not None:
+            failed = psycopg.DatabaseError(error)
+            self.close(failed)
+        else:
+            if self._next:
+                self._out, self._next = self._next, []
+                self._send()
             try:
                 value = self._convert(row)
             except Exception as exc:  # noqa: BLE001 - handed to every asker

@@ -105,7 +105,7 @@ class LandcloudHttp(HttpToolsProtocol):
             return True
         if isinstance(answer, Confirming):
             cycle = self._cycle()
-            answer.start(lambda found: self._deliver(cycle, found))
+            answer.start(lambda confirmed: self._deliver(cycle, confirmed))
             return True
         if answer is not None:
             self._answer_later(answer)
