@@ -99,7 +99,7 @@ class TileLane:
         found = tiles_router.remembered_found(self.state, headers, params)
         if found is None:
             return None
-        if (found.hit is None and not found.not_modified) or not self.state.generations.asks:
+        if not found.at_hand or not self.state.generations.asks:
             return self.later(scope, params, path, https, found)  # made on the loop; or the reader's connection opened
         return Confirming(self, found, https, path)
 
@@ -141,7 +141,7 @@ class Confirming:
         else:
             found = self.found
             try:
-                answer = found.answer(self.lane.state, generation, found.hit.data if found.hit is not None else b"")  # type: ignore[arg-type]
+                answer = found.answer(self.lane.state, generation, found.data)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - the application answers (and reports its own failures)
                 tiles_router.warn_loop_failed(exc)
             if answer is not None:

@@ -468,6 +468,16 @@ class Found(NamedTuple):
     hit: CachedTile | None
     not_modified: bool
 
+    @property
+    def at_hand(self) -> bool:
+        """Whether the answer needs no tile made: the tile in memory (or on disk), or the caller's copy current."""
+        return self.hit is not None or self.not_modified
+
+    @property
+    def data(self) -> bytes:
+        """The tile found (b"": none, or empty)."""
+        return self.hit.data if self.hit is not None else b""
+
     def answer(self, state: Any, generation: decisions.Generation, data: bytes) -> Answer | None:
         """The answer once `generation` is read (sent after the request came), if the decision still stands."""
         if not state.decisions.confirm(self.key, self.remembered, generation):
@@ -501,7 +511,7 @@ def remembered_tile_now(state: Any, headers: Iterable[tuple[bytes, bytes]], para
     if reader is None or not reader.available:
         return None
     found = remembered_found(state, headers, params)
-    if found is None or (found.hit is None and not found.not_modified):
+    if found is None or not found.at_hand:
         return None
     try:
         generation = reader.now()
@@ -510,7 +520,7 @@ def remembered_tile_now(state: Any, headers: Iterable[tuple[bytes, bytes]], para
         return None
     if generation is None:
         return None
-    return found.answer(state, generation, found.hit.data if found.hit is not None else b"")
+    return found.answer(state, generation, found.data)
 
 
 async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = None, found: Found | None = None) -> Answer | None:
@@ -538,9 +548,9 @@ async def remembered_tile(scope: Scope, params: dict[str, str], state: Any = Non
     if found is None:
         return None
     plan = found.known.plan
-    data = found.hit.data if found.hit is not None else b""
+    data = found.data
     try:
-        if found.hit is not None or found.not_modified:
+        if found.at_hand:
             generation = await reader.current()
         else:
             made = await _made_on_loop(state.engine, getattr(state, "loop_pool", None), reader, tile_cache_of(state),

@@ -1,8 +1,9 @@
 """PostgreSQL statements from the event loop, straight through libpq (psycopg's `psycopg.pq` layer).
 
 For the few statements a tile request runs on the event loop (a tile's statement, `publish.tiles_router`; the access
-generation reads its own way, `store.repeated_read`, whose connection this module sets up): psycopg's asynchronous execution (its generators, cursor and result set-up) cost
-~0.1 ms of CPU a statement more than the synchronous one, three quarters of a one-row read
+generation is read its own way, `store.repeated_read`, on a connection this module opens): psycopg's asynchronous
+execution (its generators, cursor and result set-up) cost ~0.1 ms of CPU a statement more than the synchronous one,
+three quarters of a one-row read
 (benchmarks/profiles/tiles-decisions.txt §6). Here a statement is sent on the `PGconn` of a psycopg `AsyncConnection`
 (which made the connection: conninfo, authentication, TLS), the socket is awaited with the loop's reader, and the
 first row comes back as the values libpq holds. Parameters are dumped by psycopg's own `Transformer`, so a value
@@ -22,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.pq import ConnStatus, ExecStatus, Format
-from psycopg.pq.abc import PGconn
+from psycopg.pq.abc import PGconn, PGresult
 from sqlalchemy.engine import Engine
 
 from landcloud.store.db import POSTGRES_SESSION, backend_of
@@ -68,14 +69,31 @@ async def exchange(
         result = pg.get_result()
         if result is None:
             break
-        if result.status == ExecStatus.TUPLES_OK:
-            if result.ntuples and row is None:
-                row = [result.get_value(0, i) for i in range(result.nfields)]
-        elif result.status != ExecStatus.COMMAND_OK:
-            error = error or (result.error_message or b"").decode("utf-8", "replace").strip()
+        row, error = taken(result, row, error)
     if error is not None:
         raise psycopg.DatabaseError(error)
     return row
+
+
+def taken(result: PGresult, row: Row | None, error: str | None) -> tuple[Row | None, str | None]:
+    """(the first row, the first error) of a statement's results so far, with `result` taken in."""
+    if result.status == ExecStatus.TUPLES_OK:
+        if result.ntuples and row is None:
+            row = [result.get_value(0, i) for i in range(result.nfields)]
+    elif result.status != ExecStatus.COMMAND_OK and error is None:
+        error = (result.error_message or b"").decode("utf-8", "replace").strip()
+    return row, error
+
+
+async def connect(conninfo: str, loop: asyncio.AbstractEventLoop) -> psycopg.AsyncConnection[Any]:
+    """A connection for statements on the event loop: autocommit, with `LOOP_SESSION`'s settings."""
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    try:
+        await exchange(loop, conn.pgconn, lambda p: p.send_query(LOOP_SESSION.encode()))
+    except BaseException:
+        conn.pgconn.finish()
+        raise
+    return conn
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, fd: int, write: bool = False) -> None:
@@ -221,12 +239,7 @@ class LoopPool:
             return None
         self._open += 1
         try:
-            conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-            try:
-                await exchange(loop, conn.pgconn, lambda p: p.send_query(LOOP_SESSION.encode()))
-            except BaseException:
-                conn.pgconn.finish()
-                raise
+            conn = await connect(self.conninfo, loop)
         except BaseException:
             self._open -= 1
             raise

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg.pq import ConnStatus, ExecStatus, Format
+from psycopg.pq import ConnStatus, Format
 from sqlalchemy.engine import Engine
 
 from landcloud.store import libpq
@@ -114,9 +114,8 @@ class RepeatedRead(Generic[T]):
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         epoch = self._epoch
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await libpq.connect(self.conninfo, loop)
         try:
-            await libpq.exchange(loop, conn.pgconn, lambda p: p.send_query(libpq.LOOP_SESSION.encode()))
             await libpq.exchange(loop, conn.pgconn, lambda p: p.send_prepare(_NAME, self._query))
         except BaseException:
             conn.pgconn.finish()
@@ -183,11 +182,7 @@ class RepeatedRead(Generic[T]):
             if result is None:  # the read's results all in
                 self._answer()
                 return
-            if result.status == ExecStatus.TUPLES_OK:
-                if result.ntuples and self._row is None:
-                    self._row = [result.get_value(0, i) for i in range(result.nfields)]
-            elif self._error is None:
-                self._error = (result.error_message or b"").decode("utf-8", "replace").strip()
+            self._row, self._error = libpq.taken(result, self._row, self._error)
         if pg.status == ConnStatus.BAD:
             self.close()
 
