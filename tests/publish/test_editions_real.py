@@ -24,16 +24,12 @@ from landcloud.publish import desensitise, editions, fingerprints
 from landcloud.publish.ogc_crs import GCJ02_URI
 
 from conftest import needs_data
+from outlines import farthest_vertex, hausdorff
 from world import BANK, World, build
 
 ME = system_principal("test")
 METRE_DEG = 1 / 111_000  # a metre in degrees of latitude: the strict bound (a degree of longitude is shorter here)
 METRE_LON = 1 / (111_000 * np.cos(np.radians(54)))  # a metre in degrees of longitude as far north as the province: the loose bound
-
-
-def farthest_vertex(g: shapely.Geometry, outline: shapely.Geometry) -> float:
-    """How far (degrees) the farthest vertex of `g` lies from `outline`'s boundary."""
-    return float(shapely.distance(shapely.points(shapely.get_coordinates(g)), shapely.boundary(outline)).max())
 
 
 def edition_geoms(engine: sa.Engine, dataset_id: str, version: int | None = None) -> dict[str, tuple[dict, shapely.Geometry]]:
@@ -86,14 +82,14 @@ def test_county_boundaries_at_50_m_and_in_gcj02(engine: sa.Engine, settings: Set
     assert gcj["report"]["gcj02_output"]["max_roundtrip_m"] <= editions.GCJ02_CHECK_EPS_M
     stored = edition_geoms(engine, "hlj-public", gcj["version"])
     for key, (_, g) in stored.items():
-        assert shapely.hausdorff_distance(g, got[key][1]) < 0.01 * METRE_DEG
+        assert hausdorff(g, got[key][1]) < 0.01 * METRE_DEG
         assert farthest_vertex(geometry_wgs84_to_gcj02(g), shapely.geometry.shape(raw[key]["geometry"])) < 50 * 1.8 * METRE_LON
     # … and kept at full precision, its GCJ-02 output (OGC API, crs=GCJ-02) lines up with the original GCJ-02 county file
     # to within a metre
     fine = build_edition(engine, settings, "hlj", {**profile, "gcj02": True, "tolerance_m": 0.01})
     exact = edition_geoms(engine, "hlj-public", fine["version"])
     assert len(exact) == report["feature_count"]
-    worst = max(shapely.hausdorff_distance(g, shapely.geometry.shape(raw[key]["geometry"])) for key, (_, g) in exact.items())
+    worst = max(hausdorff(g, shapely.geometry.shape(raw[key]["geometry"])) for key, (_, g) in exact.items())
     assert worst > 100 * METRE_DEG  # stored in CGCS2000: hundreds of metres off the GCJ-02 file
     # none of these is published until approved; the public then reads the approved one only
     assert gate.visible_datasets(engine, ANONYMOUS) == []
@@ -106,7 +102,7 @@ def test_county_boundaries_at_50_m_and_in_gcj02(engine: sa.Engine, settings: Set
     assert resp.status_code == 200 and resp.headers["Content-Crs"] == f"<{GCJ02_URI}>"
     out = {str(f["id"]): shapely.geometry.shape(f["geometry"]) for f in resp.json()["features"]}
     assert set(out) == set(exact)
-    worst = max(shapely.hausdorff_distance(g, shapely.geometry.shape(raw[key]["geometry"])) for key, g in out.items())
+    worst = max(hausdorff(g, shapely.geometry.shape(raw[key]["geometry"])) for key, g in out.items())
     assert worst < METRE_DEG, f"{worst / METRE_DEG:.3f} m"
 
 
