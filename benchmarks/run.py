@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import saturate
 from rawmvt import RAW_MVT, RAW_MVT_COLUMN, RAW_SETTINGS
 
 from landcloud.geo.tiles import WEB_MERCATOR_QUAD
@@ -41,12 +42,13 @@ PROFILES = {
     "smoke": dict(parcels=2_000, prefix="2301", requests=100, time_limit=15.0, tiles_per_zoom=4, tiles_per_class=6, catalog=1_000, catalog_repeats=4,
                   osm=True, osm_bbox="126.60,45.74,126.64,45.77", here_parcels=300,  # central Harbin only: 2,177 of the 19,173 polygons
                   cached_tiles=(120, 2_000),  # cached tile requests with several clients: (signed-in, public edition)
+                  one_core_s=1,  # seconds of each cached row's one-core run (`saturate`)
                   ingest_parcels=5_000),  # the at-size ingest step (1M in `full`), kept alive at a small size
     "full": dict(parcels=100_000, prefix="", requests=1_000, time_limit=60.0, tiles_per_zoom=20, tiles_per_class=40, catalog=10_000, catalog_repeats=20,
-                 osm=True, here_parcels=5_000, cached_tiles=(3_000, 20_000),
+                 osm=True, here_parcels=5_000, cached_tiles=(3_000, 20_000), one_core_s=10,
                  ingest_parcels=1_000_000),  # comparison 3 at the issue's size: the 1M-parcel file, ingest only, at the end
     "full-1m": dict(parcels=1_000_000, prefix="", requests=1_000, time_limit=90.0, tiles_per_zoom=20, tiles_per_class=40, catalog=10_000,
-                    catalog_repeats=20, osm=False, here_parcels=5_000, cached_tiles=(3_000, 20_000)),
+                    catalog_repeats=20, osm=False, here_parcels=5_000, cached_tiles=(3_000, 20_000), one_core_s=10),
 }
 TILE_CLIENTS = 8  # concurrent clients for the cached-tile throughput runs (one server process: one core)
 TOKEN = "benchmark-secret-key-not-for-production"
@@ -409,6 +411,19 @@ def cached_throughput(server: Server, paths: list[str], total: int, token: str |
     r["server_cpu_ms_per_tile"] = cpu * 1000 / done if done else None
     if r["server_cpu_ms_per_tile"]:
         r["extra"] = f"{r['server_cpu_ms_per_tile']:.3f} ms server CPU/tile ≈ {1000 / r['server_cpu_ms_per_tile']:,.0f} tiles/s per core"
+    return r
+
+
+def one_core_row(server: Server, paths: list[str], token: str | None, target: str, seconds: float, work: Path,
+                 pgdir: Path) -> dict | None:
+    """The cached tiles a second of `server` kept busy on one core (`saturate`); None when that cannot be measured here."""
+    why = saturate.why_not()
+    if why is not None:
+        log(f"{target}: the one-core run left out: {why}")
+        return None
+    log(f"{target}: on one core, wrk with {saturate.CONNECTIONS} connections for {seconds:.0f} s")
+    r = saturate.one_core(server.proc.pid, server.port, paths, token, seconds, work, saturate.cluster_pids(pgdir), cpu_seconds)
+    r.update(target=f"{target}, on one core (wrk, {saturate.CONNECTIONS} connections)", anchor=False)
     return r
 
 
@@ -844,6 +859,8 @@ def main(argv: list[str] | None = None) -> int:
                 busy = cached_throughput(s, tpaths, prof["cached_tiles"][0], tokens.get(s.name), prof["time_limit"])
                 busy.update(target=f"{s.name} cached, signed in, {TILE_CLIENTS} clients", anchor=False)
                 rows += [cold, warm, busy]
+                core = one_core_row(s, tpaths, tokens.get(s.name), f"{s.name} cached, signed in", prof["one_core_s"], work, pgdir)
+                rows += [core] if core else []
             if raw:
                 r = stats([t for t, _ in raw])
                 r.update(target=RAW_DIRECT, anchor=True)
@@ -901,6 +918,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = cached_throughput(s, ppaths, prof["cached_tiles"][1], None, prof["time_limit"])
                 r.update(target=f"{s.name} cached public edition, anonymous, {TILE_CLIENTS} clients", anchor=False)
                 tile_rows[key].append(r)
+                core = one_core_row(s, ppaths, None, f"{s.name} cached public edition, anonymous", prof["one_core_s"], work, pgdir)
+                tile_rows[key] += [core] if core else []
         if floor is not None:  # the stack's own cost of a remembered tile, now: what the per-core rows are read against
             for key, rows in tile_rows.items():
                 zyx = [p.rsplit("/", 3)[1:] for p in tile_sets[key]]  # (z, y, x) of the tiles landcloud was asked for
@@ -910,6 +929,10 @@ def main(argv: list[str] | None = None) -> int:
                 r.update(target=f"{FLOOR}, {TILE_CLIENTS} clients", anchor=False)
                 rows.append(r)
                 against_floor(rows, r)
+                core = one_core_row(floor, fpaths, None, FLOOR, prof["one_core_s"], work, pgdir)
+                if core:
+                    rows.append(core)
+                    saturate.against_floor(rows, core)
     except BaseException:
         for s in servers:
             s.stop()
