@@ -61,10 +61,11 @@ def pin(pid: int, cpus: set[int]) -> bool:
     return True
 
 
-def cluster_pids(pgdir: Path) -> list[int]:
-    """The processes of the PostgreSQL cluster in `pgdir` (its postmaster and every child), none when not running."""
+def cluster_pids(datadir: Path) -> list[int]:
+    """The processes of the PostgreSQL cluster of data directory `datadir` (its postmaster and every child), none when
+    not running."""
     try:
-        master = int((pgdir / "postmaster.pid").read_text().split()[0])
+        master = int((datadir / "postmaster.pid").read_text().split()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return []
     pids = [master]
