@@ -190,8 +190,7 @@ def division_at(engine: Engine, lon: float, lat: float, key: IndexKey | None = N
     # the tree gives the boxes that hold the point; the test runs on the boundaries, which are prepared (an index of
     # their edges). `tree.query(point, predicate=...)` would prepare the point instead and walk every edge of each
     # county's outline: ~0.7 ms a request on Heilongjiang's, a tenth of 'what is here' (profiles/here-postgis.txt)
-    near = tree.query(point)
-    hits = [found[int(i)] for i in near if found[int(i)].geom.intersects(point)]
+    hits = [unit for unit in (found[int(i)] for i in tree.query(point)) if unit.geom.intersects(point)]
     if not hits:
         return None
     best = min(hits, key=lambda u: u.size)  # nested units: the smallest is the innermost
