@@ -422,7 +422,8 @@ def one_core_row(server: Server, paths: list[str], token: str | None, target: st
         log(f"{target}: the one-core run left out: {why}")
         return None
     log(f"{target}: on one core, wrk with {saturate.CONNECTIONS} connections for {seconds:.0f} s")
-    r = saturate.one_core(server.proc.pid, server.port, paths, token, seconds, work, saturate.cluster_pids(pgdir / "data"), cpu_seconds)  # (scripts/pg-cluster.sh's layout)
+    store = saturate.cluster_pids(pgdir / "data")  # (scripts/pg-cluster.sh's layout: the data directory inside)
+    r = saturate.one_core(server.proc.pid, server.port, paths, token, seconds, work, store, cpu_seconds)
     r.update(target=f"{target}, on one core (wrk, {saturate.CONNECTIONS} connections)", anchor=False)
     return r
 

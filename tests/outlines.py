@@ -25,12 +25,12 @@ def vertex_distances(g: shapely.Geometry, outline: shapely.Geometry) -> np.ndarr
 def segments(g: shapely.Geometry) -> np.ndarray:
     """The segments of `g`'s linework as two-point lines (a point stays a point): what a vertex's distance is taken to."""
     parts = shapely.get_parts(g)
-    lines = shapely.boundary(parts[shapely.get_dimensions(parts) == 2])
-    lines = np.concatenate([shapely.get_parts(lines), parts[shapely.get_dimensions(parts) == 1]])
+    dimensions = shapely.get_dimensions(parts)
+    lines = np.concatenate([shapely.get_parts(shapely.boundary(parts[dimensions == 2])), parts[dimensions == 1]])
     coords, index = shapely.get_coordinates(lines, return_index=True)
-    same = index[:-1] == index[1:]
+    same = index[:-1] == index[1:]  # consecutive vertices of one line: a segment
     pairs = np.stack([coords[:-1][same], coords[1:][same]], axis=1)
-    return np.concatenate([shapely.linestrings(pairs), parts[shapely.get_dimensions(parts) == 0]])
+    return np.concatenate([shapely.linestrings(pairs), parts[dimensions == 0]])
 
 
 def farthest_vertex(g: shapely.Geometry, outline: shapely.Geometry) -> float:
