@@ -444,3 +444,104 @@ def test_lookups_by_key_go_through_the_key_index(engine: sa.Engine) -> None:
     # the incremental merge's updates (changed, deleted) start from the staged keys, not from every current row
     edits = [details for sql, details in plans if sql.startswith("UPDATE features") and "features.fkey IN (SELECT s.fkey" in sql]
     assert len(edits) == 2 and all(any("SEARCH features USING INDEX ix_features_dataset_fkey" in d[3] for d in e) for e in edits), edits
+
+
+# -- a feature row always has its dataset: a foreign key on SQLite; on PostgreSQL the store's lock per write and
+# triggers on `datasets` (migration 0013), which replaced a key checked row by row
+def _count(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+
+
+def _two_rows() -> list:
+    return [row("A", {"DLBM": "0101"}, square(126.6, 45.7)), row("B", {"DLBM": "0103"}, square(126.61, 45.7))]
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["staged", "direct"])
+def test_rows_of_a_missing_dataset_are_refused_before_any_is_written(engine: sa.Engine, direct: bool) -> None:
+    load(engine, _two_rows())  # another dataset's rows, to see that they stay
+    store = feature_store_for(engine)
+    with engine.connect() as conn, pytest.raises(LookupError, match="no dataset 'ghost'"):
+        with conn.begin():
+            store.begin_stage(conn, ("ghost", 1) if direct else None)
+            store.stage(conn, _two_rows())
+            store.merge_stage(conn, "ghost", 1, "replace")
+    assert _count(engine, "features") == 2
+    assert catalog.get_dataset(engine, "ghost") is None
+
+
+def test_a_rollback_to_a_version_of_a_missing_dataset_is_refused(engine: sa.Engine) -> None:
+    store = feature_store_for(engine)
+    with engine.connect() as conn, pytest.raises(LookupError, match="ghost"), conn.begin():
+        store.restore_version(conn, "ghost", 1, 2)
+
+
+# what each backend says when a dataset's row would leave its features behind
+_KEPT = {"sqlite": "FOREIGN KEY constraint failed", "postgresql": "dataset 't1' still has features"}
+
+
+def test_a_dataset_with_rows_cannot_be_deleted_or_renamed(engine: sa.Engine) -> None:
+    load(engine, _two_rows())
+    for statement in ("DELETE FROM datasets WHERE id = 't1'", "UPDATE datasets SET id = 't2' WHERE id = 't1'"):
+        with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError, match=_KEPT[engine.dialect.name]), conn.begin():
+            conn.exec_driver_sql("DELETE FROM dataset_versions WHERE dataset_id = 't1'")  # (its other reference)
+            conn.exec_driver_sql(statement)
+    assert [v.version for v in catalog.list_versions(engine, "t1")] == [1]
+    assert catalog.require_dataset(engine, "t1").id == "t1"
+    assert _count(engine, "features") == 2
+    # what the key allowed still goes: another column of the row changed, a dataset without rows renamed
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE datasets SET title = 'renamed' WHERE id = 't1'")
+        catalog.create_dataset(conn, "empty", "230100")
+        conn.exec_driver_sql("UPDATE datasets SET id = 'empty2' WHERE id = 'empty'")
+    assert catalog.require_dataset(engine, "t1").title == "renamed"
+    assert catalog.get_dataset(engine, "empty2") is not None
+
+
+def _postgres_only(engine: sa.Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's guard (SQLite keeps its foreign key)")
+
+
+def test_postgres_features_carry_no_per_row_foreign_key(engine: sa.Engine) -> None:
+    """The reason for 0013: a key to `datasets` on `features` is checked for every row of a million-row COPY."""
+    _postgres_only(engine)
+    with engine.connect() as conn:
+        keys = conn.exec_driver_sql(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'features'::regclass AND confrelid = 'datasets'::regclass"
+        ).all()
+    assert keys == []
+
+
+def test_postgres_truncating_datasets_without_their_features_is_refused(engine: sa.Engine) -> None:
+    _postgres_only(engine)
+    load(engine, _two_rows())
+    with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError, match="truncate features with it"), conn.begin():
+        conn.exec_driver_sql("TRUNCATE datasets CASCADE")
+    assert _count(engine, "features") == 2
+    with engine.connect() as conn, conn.begin() as trans:  # both in one statement: allowed (then undone)
+        conn.exec_driver_sql("TRUNCATE features, datasets CASCADE")
+        assert conn.exec_driver_sql("SELECT count(*) FROM datasets").scalar_one() == 0
+        trans.rollback()
+    assert _count(engine, "features") == 2
+
+
+def test_postgres_a_write_holds_its_dataset_until_it_ends(engine: sa.Engine) -> None:
+    """As the key's check did: a concurrent DELETE of the dataset waits for the writing transaction (here: gives up
+    after its lock timeout), and after it commits is refused by the trigger, which sees the committed rows."""
+    _postgres_only(engine)
+    load(engine, _two_rows())
+    store = feature_store_for(engine)
+    with engine.connect() as writer:
+        with writer.begin():
+            store.begin_stage(writer)
+            store.stage(writer, [row("C", {"DLBM": "0201"}, shapely.box(126.62, 45.7, 126.621, 45.701))])
+            store.merge_stage(writer, "t1", 2, "incremental")
+            with engine.connect() as other, pytest.raises(sa.exc.OperationalError, match="lock timeout"), other.begin():
+                other.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+                other.exec_driver_sql("DELETE FROM dataset_versions WHERE dataset_id = 't1'")
+                other.exec_driver_sql("DELETE FROM datasets WHERE id = 't1'")
+        with engine.connect() as other, pytest.raises(sa.exc.IntegrityError, match="still has features"), other.begin():
+            other.exec_driver_sql("DELETE FROM dataset_versions WHERE dataset_id = 't1'")
+            other.exec_driver_sql("DELETE FROM datasets WHERE id = 't1'")
+    assert _count(engine, "features") == 3

@@ -605,6 +605,8 @@ class FeatureStore:
         `background`: SQLite writes each batch on a thread of its own while the caller goes on (`stage_writer`); the
         caller then calls `end_stage` on every path, a failure's included, before the connection runs anything else.
         """
+        if direct is not None:
+            self.hold_dataset(conn, direct[0])
         conn.info["stage_direct"] = direct
         conn.info["stage_background"] = background
         conn.info["stage_expected"] = expected_rows
@@ -615,6 +617,15 @@ class FeatureStore:
         if direct is None:
             self._create_stage(conn)
         conn.info["stage_indexed"] = direct is not None
+
+    _hold_sql = "SELECT 1 FROM datasets WHERE id = :d"
+
+    def hold_dataset(self, conn: Connection, dataset_id: str) -> None:
+        """Before writing rows of `dataset_id`: its row must exist, and (PostgreSQL) stays as it is until this
+        transaction ends. On PostgreSQL this is what the foreign key did for every row (migration 0013): checked
+        once for a whole write, whose rows all carry the one dataset id."""
+        if conn.execute(sa.text(self._hold_sql), {"d": dataset_id}).first() is None:
+            raise LookupError(f"no dataset {dataset_id!r}: its rows cannot be written (没有此数据集，不能写入它的要素)")
 
     def refresh_statistics(self, written: int) -> None:
         """After a committed write of `written` rows: bring the planner's statistics up to date if it was large.
@@ -703,6 +714,7 @@ class FeatureStore:
             else:
                 self._after_insert(conn, dataset_id, version)
             return MergeCounts(added=conn.info["stage_written"], removed=0, changed=0)
+        self.hold_dataset(conn, dataset_id)
         self._index_stage(conn)
         p = {"d": dataset_id, "n": version}
         cur = "features.dataset_id = :d AND features.v_to IS NULL"
@@ -747,6 +759,7 @@ class FeatureStore:
 
     def restore_version(self, conn: Connection, dataset_id: str, source_version: int, new_version: int) -> MergeCounts:
         """Make `new_version` equal to `source_version` by closing and re-inserting rows (rollback)."""
+        self.hold_dataset(conn, dataset_id)
         p = {"d": dataset_id, "n": new_version, "src": source_version}
         src_visible = visible_in("src", "g", self._unindexed)  # (looked up by key in each statement below)
         # current rows whose key is absent from the source version, or present with other content
@@ -1368,6 +1381,9 @@ class PostGISFeatureStore(FeatureStore):
                     conn.exec_driver_sql(self._STATISTICS_SQL)
         except sa.exc.SQLAlchemyError:
             _log.warning("ANALYZE of the features table after a write of %d rows failed", written, exc_info=True)
+
+    # the lock the foreign key's check took (migration 0013): a concurrent DELETE or change of the id waits
+    _hold_sql = "SELECT 1 FROM datasets WHERE id = :d FOR KEY SHARE"
 
     def _ids_condition(self) -> str:
         return "f.id = ANY(CAST({p} AS bigint[]))"

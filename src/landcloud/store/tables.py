@@ -16,6 +16,7 @@ features = sa.Table(
     "features",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # a foreign key on SQLite; on PostgreSQL kept by triggers on `datasets` and the store's lock per write (migration 0013)
     sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), nullable=False),
     sa.Column("fkey", sa.Text, nullable=False),
     sa.Column("v_from", sa.Integer, nullable=False),
