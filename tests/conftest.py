@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from landcloud import clock
 from landcloud.config import Settings
 from landcloud.store.db import create_engine
 from landcloud.store.migrate import upgrade
@@ -193,3 +195,16 @@ def version_facts_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real = tile_types.facts
     monkeypatch.setattr(tile_types, "facts", lambda engine, ds, version, wait=False: real(engine, ds, version, wait=True))
+
+
+@pytest.fixture
+def moved_clock() -> Iterator[list[timedelta]]:
+    """The platform's clock, ahead of the real one by what the test sets as [0] (0 at first): what changes by time
+    alone, with no write. Set back after the test."""
+    real = clock.now()
+    offset = [timedelta(0)]
+    clock.set_clock(lambda: real + offset[0])
+    try:
+        yield offset
+    finally:
+        clock.set_clock(None)

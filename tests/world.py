@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pyotp
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from landcloud.access import units, users
+from landcloud.access import tokens, units, users
+from landcloud.access.tables import grants
 from landcloud.catalog import datasets as catalog
 from landcloud.config import Settings
 from landcloud.ingest.pipeline import SubmitOptions, run_submission
@@ -111,3 +114,22 @@ def build(engine: sa.Engine, settings: Settings, client: TestClient, tmp: Path) 
     ]:
         make_user(engine, settings, world, name, unit, *roles)
     return world
+
+
+def grant_to_bank(engine: sa.Engine, starts_at: datetime, expires_at: datetime, created_at: datetime) -> str:
+    """A grant of hrb-dltb to the bank, written as plain SQL (any path that writes it must count); its id."""
+    grant_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(grants.insert().values(
+            id=grant_id, dataset_id="hrb-dltb", grantee_unit=BANK, purpose="loans", starts_at=starts_at,
+            expires_at=expires_at, created_at=created_at,
+        ))
+    return grant_id
+
+
+def hrb_token(engine: sa.Engine, settings: Settings, world: World, name: str, **kw: Any) -> tuple[dict[str, Any], str]:
+    """A personal read token of the city's user `hrb`, known to `world` as "hrb-token": (the user, the token's id)."""
+    user = users.find_user(engine, "hrb") or {}
+    plaintext, record = tokens.create_token(engine, settings, user, name, ["read"], **kw)
+    world.tokens["hrb-token"] = plaintext
+    return user, str(record["id"])

@@ -19,7 +19,7 @@ from landcloud import __version__
 from landcloud.access.admin_router import router as admin_router
 from landcloud.access.audit_router import router as audit_router
 from landcloud.access.auth_router import router as auth_router
-from landcloud.access.decisions import DecisionCache, GenerationReader
+from landcloud.access.decisions import DecisionCache, GenerationReader, Remembered, RememberedLayers
 from landcloud.access.hardening import NUL_REFUSED, ASGIApp, Hardening, nul_character, origin_of
 from landcloud.access.sharing_router import router as sharing_router
 from landcloud.catalog.router import router as datasets_router
@@ -119,7 +119,8 @@ def create_app(settings: Settings | None = None) -> LandcloudApp:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.decisions = DecisionCache()  # tiles' access decisions, per credential and dataset (access.decisions)
+    app.state.decisions = DecisionCache[Remembered]()  # tiles' access decisions, per credential and dataset (access.decisions)
+    app.state.layer_decisions = DecisionCache[RememberedLayers]()  # 'what is here': the readable datasets, per credential
     app.state.generations = GenerationReader(engine)  # whether they stand, for tiles answered on the event loop
     app.state.loop_pool = LoopPool.for_engine(engine)  # PostgreSQL: connections for tiles made on the event loop
     app.state.landuse_legend = legend(load_overrides(settings.landuse_colours_file))  # read once; a bad file stops the start

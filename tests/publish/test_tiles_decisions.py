@@ -9,7 +9,6 @@ audited dataset's tiles are each audited, with the request's own address.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from landcloud.publish import tiles_router
 from landcloud.publish.tiles import TileCache
 from landcloud.store.libpq import LoopConnection, LoopPool
 
-from world import BANK, World, build
+from world import World, build, grant_to_bank, hrb_token
 
 pytestmark = pytest.mark.usefixtures("version_facts_at_once")  # answers compared across requests
 
@@ -68,21 +67,14 @@ def test_every_change_counts_on_the_next_tile(world: World, engine: sa.Engine, s
     users.set_active(engine, "daoli", True)
 
     # a personal API token, revoked
-    user = users.find_user(engine, "hrb") or {}
-    plaintext, record = tokens.create_token(engine, settings, user, "map", ["read"])
-    world.tokens["hrb-token"] = plaintext
+    user, token_id = hrb_token(engine, settings, world, "map")
     assert [status(world, "hrb-token", path, query) for _ in range(2)] == [200, 200]
-    tokens.revoke_token(engine, user, record["id"])
+    tokens.revoke_token(engine, user, token_id)
     assert status(world, "hrb-token", path, query) == 401
 
     # a grant to the bank: made, then revoked (plain SQL: any path counts)
     assert status(world, "bank", path, query) == 403
-    grant_id = str(uuid.uuid4())
-    with engine.begin() as conn:
-        conn.execute(grants.insert().values(
-            id=grant_id, dataset_id="hrb-dltb", grantee_unit=BANK, purpose="loans", starts_at=clock.now() - timedelta(hours=1),
-            expires_at=clock.now() + timedelta(hours=1), created_at=clock.now(),
-        ))
+    grant_id = grant_to_bank(engine, clock.now() - timedelta(hours=1), clock.now() + timedelta(hours=1), clock.now())
     assert [status(world, "bank", path, query) for _ in range(2)] == [200, 200]
     with engine.begin() as conn:
         conn.execute(grants.update().where(grants.c.id == grant_id).values(revoked_at=clock.now()))
@@ -94,34 +86,25 @@ def test_every_change_counts_on_the_next_tile(world: World, engine: sa.Engine, s
     assert status(world, "prov", path, query) in (403, 404)
 
 
-def test_the_clock_alone_ends_a_remembered_decision(world: World, engine: sa.Engine, settings: Settings) -> None:
+def test_the_clock_alone_ends_a_remembered_decision(
+    world: World, engine: sa.Engine, settings: Settings, moved_clock: list[timedelta]
+) -> None:
     path = tile_url()
     real = clock.now()
-    offset = [timedelta(0)]
-    clock.set_clock(lambda: real + offset[0])
-    try:
-        with engine.begin() as conn:
-            conn.execute(grants.insert().values(
-                id=str(uuid.uuid4()), dataset_id="hrb-dltb", grantee_unit=BANK, purpose="loans",
-                starts_at=real + timedelta(minutes=10), expires_at=real + timedelta(minutes=20), created_at=real,
-            ))
-        user = users.find_user(engine, "hrb") or {}
-        plaintext, _ = tokens.create_token(engine, settings, user, "short", ["read"], expires_days=1)
-        world.tokens["hrb-token"] = plaintext
-        cache = cache_of(world)
-        assert [status(world, "bank", path) for _ in range(2)] == [403, 403]  # not yet begun
-        assert [status(world, "hrb-token", path) for _ in range(2)] == [200, 200]
-        hits = cache.hits
-        offset[0] = timedelta(minutes=10)  # the grant begins: no write, the clock alone
-        assert [status(world, "bank", path) for _ in range(2)] == [200, 200]
-        assert cache.hits == hits + 1
-        offset[0] = timedelta(minutes=20)  # … and ends
-        assert status(world, "bank", path) == 403
-        assert status(world, "hrb-token", path) == 200
-        offset[0] = timedelta(days=1)  # the token's expiry
-        assert status(world, "hrb-token", path) == 401
-    finally:
-        clock.set_clock(None)
+    grant_to_bank(engine, real + timedelta(minutes=10), real + timedelta(minutes=20), real)
+    hrb_token(engine, settings, world, "short", expires_days=1)
+    cache = cache_of(world)
+    assert [status(world, "bank", path) for _ in range(2)] == [403, 403]  # not yet begun
+    assert [status(world, "hrb-token", path) for _ in range(2)] == [200, 200]
+    hits = cache.hits
+    moved_clock[0] = timedelta(minutes=10)  # the grant begins: no write, the clock alone
+    assert [status(world, "bank", path) for _ in range(2)] == [200, 200]
+    assert cache.hits == hits + 1
+    moved_clock[0] = timedelta(minutes=20)  # … and ends
+    assert status(world, "bank", path) == 403
+    assert status(world, "hrb-token", path) == 200
+    moved_clock[0] = timedelta(days=1)  # the token's expiry
+    assert status(world, "hrb-token", path) == 401
 
 
 def test_each_tile_of_an_audited_dataset_is_audited_with_its_own_address(world: World, engine: sa.Engine) -> None:

@@ -17,6 +17,11 @@ always; the next ones take that decision again when all of these hold, and decid
 The key is the credential exactly as sent (its sha256: an `Authorization` header, else the session cookie, else none
 for the public) and the dataset. Only decisions that let the caller read are kept: a refusal is decided every time.
 The caller's address is the request's own, never the remembered one's (the audit log names it).
+
+"What is here" asks the same of every dataset at once: the caller's readable datasets (`gate.readable_datasets`) are
+remembered the same way, in a cache of their own (`decide_layers`), so that a point's request is the generation's read
+and the features' instead of the token's, the caller's facts', the dataset list's and the features'
+(benchmarks/profiles/here-postgis.txt).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 from sqlalchemy.engine import Connection, Engine
@@ -51,7 +56,8 @@ MAX_ENTRIES = 10_000
 MAX_BYTES = 64 << 20  # what the entries' area boundaries may hold in all (a county's is ~0.1-1 MB of WKB)
 _ENTRY_OVERHEAD = 2048  # bytes counted per entry besides its boundaries (the dataset row, the principal, the key)
 Generation = tuple[int, str]  # (generation, instance) of `access_changes`
-Key = tuple[bytes, str]  # (sha256 of the credential, dataset id)
+Key = tuple[bytes, str]  # (sha256 of the credential, dataset id or LAYERS)
+LAYERS = "*layers"  # the key's second part in the cache of readable datasets (`decide_layers`)
 
 _GENERATION_SQL = "SELECT generation, instance FROM access_changes WHERE id = 1"
 
@@ -173,9 +179,46 @@ class Remembered:
         return _ENTRY_OVERHEAD + areas
 
 
-class DecisionCache:
+@dataclasses.dataclass(frozen=True)
+class RememberedLayers:
+    """A caller's readable datasets (as it may know them, with what it may read of each), and its division index's key
+    (`units.division_at`), as `decide_layers` took them."""
+
+    principal: Principal
+    layers: tuple[tuple[catalog.Dataset, Access], ...]
+    index_key: Any
+    generation: Generation
+    until: datetime | None
+    made: float
+
+    @property
+    def size(self) -> int:
+        areas = sum(
+            len(a) for _, access in self.layers for c in access.clauses if c.rows is not None for a in c.rows.areas
+        )
+        return _ENTRY_OVERHEAD * (1 + len(self.layers)) + areas
+
+
+class _Entry(Protocol):
+    """What the cache asks of what it keeps."""
+
+    @property
+    def generation(self) -> Generation: ...
+    @property
+    def until(self) -> datetime | None: ...
+    @property
+    def made(self) -> float: ...
+    @property
+    def size(self) -> int: ...
+
+
+Entry = TypeVar("Entry", bound=_Entry)
+
+
+class DecisionCache(Generic[Entry]):
     """A map of remembered decisions bounded by count and by bytes (least recently used out first); shared by the
-    worker threads."""
+    worker threads. One for the tiles' decisions per dataset (`Remembered`), one for the readable datasets of
+    'what is here' (`RememberedLayers`)."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_age_s: float = MAX_AGE_S,
                  monotonic: Callable[[], float] = time.monotonic, max_bytes: int = MAX_BYTES) -> None:
@@ -183,7 +226,7 @@ class DecisionCache:
         self.max_age_s = max_age_s
         self.max_bytes = max_bytes
         self.monotonic = monotonic
-        self._entries: OrderedDict[Key, Remembered] = OrderedDict()
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -192,7 +235,7 @@ class DecisionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: Key, generation: Generation) -> Remembered | None:
+    def get(self, key: Key, generation: Generation) -> Entry | None:
         """The decision remembered for `key` if it still stands at `generation` and now; else None (and it is dropped)."""
         found = self.peek(key)
         if found is None:
@@ -201,11 +244,11 @@ class DecisionCache:
             return None
         return found if self.confirm(key, found, generation) else None
 
-    def peek(self, key: Key) -> Remembered | None:
+    def peek(self, key: Key) -> Entry | None:
         """The decision remembered for `key`, not yet checked (`confirm` it once the generation is read)."""
         return self._entries.get(key)
 
-    def confirm(self, key: Key, entry: Remembered, generation: Generation) -> bool:
+    def confirm(self, key: Key, entry: Entry, generation: Generation) -> bool:
         """Whether `entry` (from `peek`) still stands at `generation` and now: a hit, or it is dropped."""
         with self._lock:
             kept = self._entries.get(key) is entry
@@ -219,7 +262,7 @@ class DecisionCache:
             self.misses += 1
             return False
 
-    def _stands(self, entry: Remembered, generation: Generation) -> bool:
+    def _stands(self, entry: Entry, generation: Generation) -> bool:
         if entry.generation != generation or self.monotonic() - entry.made >= self.max_age_s:
             return False
         return entry.until is None or clock.now() < entry.until
@@ -231,7 +274,7 @@ class DecisionCache:
     def _drop(self, key: Key) -> None:
         self._bytes -= self._entries.pop(key).size
 
-    def put(self, key: Key, entry: Remembered) -> None:
+    def put(self, key: Key, entry: Entry) -> None:
         """Keep `entry` (not one bigger than the whole bound: it is decided anew each time)."""
         size = entry.size
         with self._lock:
@@ -343,7 +386,7 @@ def _earliest(*times: datetime | None) -> datetime | None:
 
 
 def decide_read(
-    cache: DecisionCache, engine: Engine, request: Request, dataset_id: str, conn: Connection,
+    cache: DecisionCache[Remembered], engine: Engine, request: Request, dataset_id: str, conn: Connection,
     authenticate: Callable[[], Principal], peeked: tuple[Key, Remembered] | None = None,
 ) -> tuple[Principal, catalog.Dataset, Access]:
     """(the caller, the dataset as it may know it, what it may read): `gate.read_decision`'s answer for the caller
@@ -366,3 +409,23 @@ def decide_read(
     until = _earliest(principal.until, decision.changes_at)
     cache.put(key, Remembered(principal, decision, generation, until, cache.monotonic()))
     return principal, decision.ds, decision.access
+
+
+def decide_layers(
+    cache: DecisionCache[RememberedLayers], engine: Engine, request: Request, conn: Connection, authenticate: Callable[[], Principal]
+) -> RememberedLayers:
+    """The caller `authenticate` names, its readable datasets and its division index's key, taken from `cache` while
+    they stand, as `decide_read` takes one dataset's decision (the generation read first, on `conn`). The principal
+    returned carries the request's own address."""
+    generation = access_generation(conn)
+    key = (credential_key(request), LAYERS)
+    found = cache.get(key, generation)
+    if found is not None:
+        return dataclasses.replace(found, principal=dataclasses.replace(found.principal, ip=client_ip(request)))
+    principal = authenticate()
+    viewer = gate.Viewer(engine, principal, conn)
+    layers = tuple(gate.readable_datasets(engine, principal, viewer, conn))
+    until = _earliest(principal.until, viewer.changes_at)
+    entry = RememberedLayers(principal, layers, viewer.index_key, generation, until, cache.monotonic())
+    cache.put(key, entry)
+    return entry

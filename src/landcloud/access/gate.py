@@ -81,10 +81,11 @@ def _facts_of(rows: Sequence[Any]) -> CallerFacts:
     return key, unit, sharing.active_grants_of(rows)
 
 
-def _caller_facts(conn: Connection, principal: Principal) -> CallerFacts:
-    """The division index's key, the caller's unit and its grants in force: one round trip, read on
-    every request (never cached: a revoked grant or a moved unit counts at once)."""
-    return _facts_of(conn.execute(_CALLER_FACTS, _facts_params(principal)).all())
+def _caller_facts_rows(conn: Connection, principal: Principal) -> Sequence[Any]:
+    """The division index's key, the caller's unit and its grants (read back with `_facts_of`): one round trip, read
+    anew for each decision (a revoked grant or a moved unit counts at once; `access.decisions` keeps a decision only
+    under the access generation it was made at)."""
+    return conn.execute(_CALLER_FACTS, _facts_params(principal)).all()
 
 
 def _dataset_and_caller_facts(
@@ -123,12 +124,20 @@ class Viewer:
     decide through this one place.
     """
 
-    def __init__(self, engine: Engine, principal: Principal, conn: Connection | None = None, facts: CallerFacts | None = None) -> None:
-        """`facts`: the caller's facts when already read in this request (`_dataset_and_caller_facts`)."""
+    def __init__(
+        self, engine: Engine, principal: Principal, conn: Connection | None = None, facts: CallerFacts | None = None,
+        changes_at: datetime | None = None,
+    ) -> None:
+        """`facts`: the caller's facts when already read in this request (`_dataset_and_caller_facts`), with
+        `changes_at`, when its grants next change by the clock alone."""
         self.principal = principal
         self.engine = engine
         with connection(conn if conn is not None else engine) as c:  # a few small reads: one connection
-            self.index_key, unit, active = facts if facts is not None else _caller_facts(c, principal)
+            if facts is None:
+                rows = _caller_facts_rows(c, principal)
+                facts, changes_at = _facts_of(rows), sharing.grants_change_at(rows)
+            self.changes_at = changes_at
+            self.index_key, unit, active = facts
             self.index = units_mod.division_index(c, self.index_key)
             self.unit = _unit_view_of(unit, self.index)
             self.grants = _grant_views(c, principal, self.index, active)
@@ -221,6 +230,13 @@ def visible_datasets(
     return out
 
 
+def readable_datasets(
+    engine: Engine, principal: Principal, viewer: Viewer | None = None, conn: Connection | None = None
+) -> list[tuple[catalog.Dataset, Access]]:
+    """The datasets whose data the caller may read and that have a version, as it may know them (`visible_datasets`)."""
+    return [(ds, a) for ds, a in visible_datasets(engine, principal, viewer, conn) if a.visible and ds.current_version > 0]
+
+
 def as_seen(engine: Engine | Connection, ds: catalog.Dataset, access: Access) -> catalog.Dataset:
     """The dataset as this caller may know it: a published edition read by the public shows its
     published version as the current one (count, extent and fields too), never a version pending approval."""
@@ -261,7 +277,7 @@ def _catalogue_entry(engine: Engine, principal: Principal, dataset_id: str, conn
         ds, facts, changes_at = _dataset_and_caller_facts(c, principal, dataset_id)
         if ds is None:
             raise not_found(dataset_id)
-        access = Viewer(engine, principal, c, facts).access(ds)
+        access = Viewer(engine, principal, c, facts, changes_at).access(ds)
         if not in_catalogue(principal, ds, access):
             raise not_found(dataset_id)
         return ReadDecision(as_seen(c, ds, access), access, changes_at)
@@ -466,6 +482,7 @@ def features_at(
     viewer: Viewer | None = None,
     conn: Connection | None = None,
     defer: Defer | None = None,
+    readable: Sequence[tuple[catalog.Dataset, Access]] | None = None,
 ) -> tuple[list[LayerAt], int]:
     """Every readable dataset's features at a point (EPSG:4490 lon/lat): (layers with features, datasets checked).
 
@@ -474,26 +491,22 @@ def features_at(
     tested exactly: polygons must cover the point, points and lines lie within `tolerance_m`.
     Features are shaped like any other read. One audit entry covers the whole request, listing the
     non-public datasets read with their counts; none when every dataset read was public. `conn`: the
-    request's read connection (the dataset list and the features are read on it).
+    request's read connection (the dataset list and the features are read on it). `readable`: the caller's
+    `readable_datasets`, when already decided (`access.decisions.decide_layers`).
     """
     dlat = tolerance_m / 110_574.0
     dlon = tolerance_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
     box: BBox = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
     point = shapely.Point(lon, lat)
-    readable: list[tuple[catalog.Dataset, Access]] = []
-    checked = 0
-    for ds, access in visible_datasets(engine, principal, viewer, conn):  # a published edition as seen: never a version pending
-        if not access.visible or ds.current_version == 0:
-            continue
-        checked += 1
-        if _covers_extent(ds.extent, box):
-            readable.append((ds, access))
+    if readable is None:  # a published edition as seen: never a version pending
+        readable = readable_datasets(engine, principal, viewer, conn)
+    near = [(ds, access) for ds, access in readable if _covers_extent(ds.extent, box)]
     found_per_layer = feature_store_for(engine).features_in_box(
-        [(ds.id, ds.current_version, access.rows) for ds, access in readable], box, conn
+        [(ds.id, ds.current_version, access.rows) for ds, access in near], box, conn
     )
     layers: list[LayerAt] = []
     audited: list[dict[str, Any]] = []
-    for (ds, access), feats in zip(readable, found_per_layer):
+    for (ds, access), feats in zip(near, found_per_layer):
         found = []
         for feat in feats:
             geom = shapely.from_wkb(feat.wkb) if feat.wkb is not None else None
@@ -514,7 +527,7 @@ def features_at(
             action,
             detail={**(detail or {}), "point": [lon, lat], "count": sum(a["count"] for a in audited), "datasets": audited},
         ))
-    return layers, checked
+    return layers, len(readable)
 
 
 def _at_point(geom: shapely.Geometry, point: shapely.Point, lon: float, lat: float, tolerance_m: float) -> bool:

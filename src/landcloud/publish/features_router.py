@@ -141,14 +141,10 @@ def _collection(request: Request, ds: catalog.Dataset, access: Access, engine: A
     }
 
 
-def _readable(engine: Any, principal: Any) -> list[tuple[catalog.Dataset, Access]]:
-    return [(ds, a) for ds, a in gate.visible_datasets(engine, principal) if a.visible and ds.current_version > 0]
-
-
 @router.get("/collections", summary="Collections / 数据集合")
 def collections(request: Request, engine: EngineDep, principal: PrincipalDep, f: str | None = None) -> Response:
     base = base_url(request)
-    items = [_collection(request, ds, a, engine) for ds, a in _readable(engine, principal)]
+    items = [_collection(request, ds, a, engine) for ds, a in gate.readable_datasets(engine, principal)]
     items.append(records.catalog_collection(base))
     body = {"collections": items, "links": [*_f_links(f"{base}/ogc/collections", JSON)]}
     if output_format(request, f) == "html":

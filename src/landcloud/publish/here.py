@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from landcloud import clock
 from landcloud.access import gate
 from landcloud.access import units as units_mod
+from landcloud.access.decisions import RememberedLayers
 from landcloud.access.principal import Principal
 from landcloud.catalog.datasets import THEMES
 from landcloud.codes import landuse
@@ -175,13 +176,19 @@ def what_is_here(
     crs: str | None = None,
     conn: Connection | None = None,
     defer: gate.Defer | None = None,
+    decided: RememberedLayers | None = None,
 ) -> dict[str, Any]:
     """The report for one point (see the module docstring); `conn`: the request's read connection, `defer`: where
-    the audit entry waits for it to be back in the pool (`gate.read_features`)."""
+    the audit entry waits for it to be back in the pool (`gate.read_features`); `decided`: the caller's readable
+    datasets and division index key as `access.decisions.decide_layers` gave them for this request."""
     plon, plat, given = resolve_point(lon, lat, x, y, crs)
-    viewer = gate.Viewer(engine, principal, conn)  # its index key also tells division_at whether its boundaries are current
+    if decided is None:
+        viewer = gate.Viewer(engine, principal, conn)
+        index_key, readable = viewer.index_key, gate.readable_datasets(engine, principal, viewer, conn)
+    else:
+        index_key, readable = decided.index_key, list(decided.layers)
     layers, checked = gate.features_at(
-        engine, principal, plon, plat, tolerance_m=TOLERANCE_M, viewer=viewer, conn=conn, defer=defer
+        engine, principal, plon, plat, tolerance_m=TOLERANCE_M, conn=conn, defer=defer, readable=readable
     )
     out_layers = []
     for layer in layers:
@@ -201,7 +208,7 @@ def what_is_here(
         "point": {"lon": plon, "lat": plat, "crs": STORAGE},
         "input": given,
         "gauss_kruger": gauss_kruger(plon, plat),
-        "division": units_mod.division_at(engine, plon, plat, viewer.index_key),
+        "division": units_mod.division_at(engine, plon, plat, index_key),  # (the key: whether its boundaries are current)
         "layers": out_layers,
         "checked": checked,
         "generated_at": clock.now().isoformat(),

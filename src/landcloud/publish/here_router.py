@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from landcloud.access.decisions import decide_layers
 from landcloud.deps import EngineDep, ReadsDep
 from landcloud.publish.here import what_is_here
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/api/here", tags=["map"])
 
 @router.get("", response_model=dict[str, Any])
 def here(
+    request: Request,
     engine: EngineDep,
     reads: ReadsDep,
     lon: Annotated[float | None, Query(description="经度 / longitude (CGCS2000 unless crs says otherwise)")] = None,
@@ -29,8 +31,12 @@ def here(
     "division", "layers", "checked", "generated_at"}; a point outside every layer gives `layers: []`."""
     # a JSONResponse straight away: the report is plain JSON already, and FastAPI's validation and
     # jsonable_encoder pass over it cost ~10% of the request (benchmarks/profiles/here-*.txt)
-    # authentication, the caller's facts, the dataset list and the features: one connection, in this
-    # worker thread (deps.Reads)
-    report = what_is_here(engine, reads.principal, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn, defer=reads.after_close)
+    # the access generation, then (unless the caller's readable datasets are remembered under it: access.decisions)
+    # authentication, the caller's facts and the dataset list, then the features: one connection, in this worker
+    # thread (deps.Reads)
+    decided = decide_layers(request.app.state.layer_decisions, engine, request, reads.conn, lambda: reads.principal)
+    report = what_is_here(
+        engine, decided.principal, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn, defer=reads.after_close, decided=decided
+    )
     reads.close()  # back to the pool (then the audit entry) before the report is written and sent
     return JSONResponse(report)
