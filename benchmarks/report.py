@@ -15,6 +15,14 @@ def _fmt(v: object, unit: str = "") -> str:
     return f"{v}{unit}"
 
 
+def _whole_set(row: dict, anchor: dict) -> str:
+    """Cold tiles: the time the whole set of tiles took against the anchor's time for the same tiles (their means'
+    ratio; each tile once on either side), beside the medians: what a map's first view waits for is the sum."""
+    if not (row.get("mean_ms") and anchor.get("mean_ms")) or row.get("n") != anchor.get("n"):
+        return ""
+    return f", whole set {row['mean_ms'] / anchor['mean_ms']:.2f}×"
+
+
 def _section(res: dict) -> list[str]:
     m, v = res["machine"], res["versions"]
     out = [f"## Profile `{res['profile']}` — {res['started']} (run took {res['runtime_s']} s)", "",
@@ -33,7 +41,7 @@ def _section(res: dict) -> list[str]:
                 continue
             ratios = "anchor" if r.get("anchor") else "; ".join(
                 f"{r['median_ms'] / a['median_ms']:.2f}× {a['target']}"
-                + (f" (per tile {per:.2f}×)" if (per := (r.get("per_tile") or {}).get(a["target"])) else "")
+                + (f" (per tile {per:.2f}×{_whole_set(r, a)})" if (per := (r.get("per_tile") or {}).get(a["target"])) else "")
                 + (f" (req/s {r['throughput_rps'] / a['throughput_rps']:.2f}×)" if r.get("throughput_rps") and a.get("throughput_rps") else "")
                 for a in anchors if r.get("median_ms")) or "–"
             extra = f" ({r['extra']})" if r.get("extra") else ""
@@ -51,7 +59,8 @@ def write_markdown(path: Path, results_dir: Path) -> None:
              "do not edit by hand. See `benchmarks/README.md` for how to read it. Ratios are medians divided by the anchor's "
              "median (>1 means landcloud is slower); for request runs, the throughput ratio follows in brackets (>1 means landcloud "
              "serves more); for cold tiles, the median of each tile's own ratio follows (per tile: the tile's two times taken in one "
-             "block of the pass, seconds apart). Smoke numbers are tiny runs meant to keep the harness alive, not to compare.", ""]
+             "block of the pass, seconds apart), then the ratio of the whole set's times (whole set: every tile once on either "
+             "side, the sums compared). Smoke numbers are tiny runs meant to keep the harness alive, not to compare.", ""]
     for f in sorted(results_dir.glob("latest-*.json"), key=lambda p: ("smoke" in p.name, p.name != "latest-full.json", p.name)):
         lines += _section(json.loads(f.read_text(encoding="utf-8")))
     analysis = results_dir.parent / "analysis.md"  # hand-written: where landcloud loses, and why
