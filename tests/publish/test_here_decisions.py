@@ -40,12 +40,15 @@ def cache_of(world: World) -> DecisionCache[RememberedLayers]:
     return world.client.app.state.layer_decisions  # type: ignore[attr-defined,no-any-return]
 
 
-def layers(world: World, who: str | None) -> dict[str, int] | int:
-    """The datasets with features at the point and their versions, or the status of a refusal."""
+def layers(world: World, who: str | None) -> dict[str, int]:
+    """The datasets with features at the point, and their versions."""
     resp = world.get("/api/here", who, params=POINT)
-    if resp.status_code != 200:
-        return int(resp.status_code)
+    assert resp.status_code == 200, resp.text
     return {lay["dataset"]: lay["version"] for lay in resp.json()["layers"]}
+
+
+def status(world: World, who: str | None) -> int:
+    return int(world.get("/api/here", who, params=POINT).status_code)
 
 
 def test_a_second_point_is_answered_without_authenticating_again(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,49 +70,49 @@ def test_a_second_point_is_answered_without_authenticating_again(world: World, m
     masked = next(lay for lay in second["layers"] if lay["dataset"] == "hrb-dltb")["features"][0]["properties"]["QLRZJH"]
     assert masked != "230102199001011111"  # shaped as the remembered decision says: masked for the district
     # another credential (the public) is decided on its own
-    assert set(layers(world, None)) == {"open-dltb-public"}  # type: ignore[arg-type]
+    assert set(layers(world, None)) == {"open-dltb-public"}
     assert calls == ["authenticate", "authenticate"]
 
 
 def test_every_change_counts_on_the_next_point(world: World, engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     cache = cache_of(world)
-    assert set(layers(world, "daoli")) == {"hrb-dltb", "daoli-mine", "open-dltb", "open-dltb-public"}  # type: ignore[arg-type]
+    assert set(layers(world, "daoli")) == {"hrb-dltb", "daoli-mine", "open-dltb", "open-dltb-public"}
     hits = cache.hits
-    assert set(layers(world, "daoli")) == {"hrb-dltb", "daoli-mine", "open-dltb", "open-dltb-public"}  # type: ignore[arg-type]
+    assert set(layers(world, "daoli")) == {"hrb-dltb", "daoli-mine", "open-dltb", "open-dltb-public"}
     assert cache.hits == hits + 1
 
     users.set_roles(engine, "daoli", ["secadmin"])  # an administrator reads no data: the public's layers only
-    assert set(layers(world, "daoli")) == {"open-dltb-public"}  # type: ignore[arg-type]
+    assert set(layers(world, "daoli")) == {"open-dltb-public"}
     users.set_roles(engine, "daoli", ["viewer"])
-    assert "hrb-dltb" in layers(world, "daoli")  # type: ignore[operator]
+    assert "hrb-dltb" in layers(world, "daoli")
     users.set_active(engine, "daoli", False)  # a disabled account: its credential is refused
-    assert layers(world, "daoli") == 401
+    assert status(world, "daoli") == 401
     users.set_active(engine, "daoli", True)
 
     # a personal API token, revoked
     user, token_id = hrb_token(engine, settings, world, "map")
-    assert [("hrb-dltb" in layers(world, "hrb-token")) for _ in range(2)] == [True, True]  # type: ignore[operator]
+    assert [("hrb-dltb" in layers(world, "hrb-token")) for _ in range(2)] == [True, True]
     tokens.revoke_token(engine, user, token_id)
-    assert layers(world, "hrb-token") == 401
+    assert status(world, "hrb-token") == 401
 
     # a grant to the bank: made, then revoked (plain SQL: any path counts)
-    assert "hrb-dltb" not in layers(world, "bank")  # type: ignore[operator]
+    assert "hrb-dltb" not in layers(world, "bank")
     grant_id = grant_to_bank(engine, clock.now() - timedelta(hours=1), clock.now() + timedelta(hours=1), clock.now())
-    assert [("hrb-dltb" in layers(world, "bank")) for _ in range(2)] == [True, True]  # type: ignore[operator]
+    assert [("hrb-dltb" in layers(world, "bank")) for _ in range(2)] == [True, True]
     with engine.begin() as conn:
         conn.execute(grants.update().where(grants.c.id == grant_id).values(revoked_at=clock.now()))
-    assert "hrb-dltb" not in layers(world, "bank")  # type: ignore[operator]
+    assert "hrb-dltb" not in layers(world, "bank")
 
     # a new version of a dataset: the next point reads it
-    assert [layers(world, "prov")["hrb-dltb"] for _ in range(2)] == [2, 2]  # type: ignore[index]
+    assert [layers(world, "prov")["hrb-dltb"] for _ in range(2)] == [2, 2]
     feats = grid_parcels(3, origin=(126.6, 45.74))[:1]
     feats[0]["properties"].update(BSM="HRB-A1", ZLDWDM="230102101201", QSDWDM="230102101201", QLRZJH="230102199001011111")
     submit(engine, settings, tmp_path, "hrb-dltb", "230100", feats)
-    assert layers(world, "prov")["hrb-dltb"] == 3  # type: ignore[index]
+    assert layers(world, "prov")["hrb-dltb"] == 3
 
     # the dataset made sensitive: the owner unit only, not the province
     catalog.update_metadata(engine, "hrb-dltb", {"security_level": "sensitive"})
-    assert "hrb-dltb" not in layers(world, "prov")  # type: ignore[operator]
+    assert "hrb-dltb" not in layers(world, "prov")
 
 
 def test_the_clock_alone_ends_remembered_layers(
@@ -119,17 +122,17 @@ def test_the_clock_alone_ends_remembered_layers(
     grant_to_bank(engine, real + timedelta(minutes=10), real + timedelta(minutes=20), real)
     hrb_token(engine, settings, world, "short", expires_days=1)
     cache = cache_of(world)
-    assert [("hrb-dltb" in layers(world, "bank")) for _ in range(2)] == [False, False]  # type: ignore[operator]
-    assert [("hrb-dltb" in layers(world, "hrb-token")) for _ in range(2)] == [True, True]  # type: ignore[operator]
+    assert [("hrb-dltb" in layers(world, "bank")) for _ in range(2)] == [False, False]
+    assert [("hrb-dltb" in layers(world, "hrb-token")) for _ in range(2)] == [True, True]
     hits = cache.hits
     moved_clock[0] = timedelta(minutes=10)  # the grant begins: no write, the clock alone
-    assert [("hrb-dltb" in layers(world, "bank")) for _ in range(2)] == [True, True]  # type: ignore[operator]
+    assert [("hrb-dltb" in layers(world, "bank")) for _ in range(2)] == [True, True]
     assert cache.hits == hits + 1
     moved_clock[0] = timedelta(minutes=20)  # … and ends
-    assert "hrb-dltb" not in layers(world, "bank")  # type: ignore[operator]
-    assert "hrb-dltb" in layers(world, "hrb-token")  # type: ignore[operator]
+    assert "hrb-dltb" not in layers(world, "bank")
+    assert "hrb-dltb" in layers(world, "hrb-token")
     moved_clock[0] = timedelta(days=1)  # the token's expiry
-    assert layers(world, "hrb-token") == 401
+    assert status(world, "hrb-token") == 401
 
 
 def test_each_point_is_audited_with_its_own_address(world: World, engine: sa.Engine) -> None:

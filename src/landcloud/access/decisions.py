@@ -46,6 +46,7 @@ from landcloud.access import gate
 from landcloud.access.auth import SESSION_COOKIE, client_ip
 from landcloud.access.policy import Access
 from landcloud.access.principal import Principal
+from landcloud.access.units import IndexKey
 from landcloud.catalog import datasets as catalog
 from landcloud.store import libpq
 from landcloud.store.repeated_read import RepeatedRead
@@ -186,7 +187,7 @@ class RememberedLayers:
 
     principal: Principal
     layers: tuple[tuple[catalog.Dataset, Access], ...]
-    index_key: Any
+    index_key: IndexKey
     generation: Generation
     until: datetime | None
     made: float

@@ -475,31 +475,28 @@ def features_at(
     principal: Principal,
     lon: float,
     lat: float,
+    readable: Sequence[tuple[catalog.Dataset, Access]],
     *,
     tolerance_m: float = 2.0,
     action: str = "data.here",
     detail: dict[str, Any] | None = None,
-    viewer: Viewer | None = None,
     conn: Connection | None = None,
     defer: Defer | None = None,
-    readable: Sequence[tuple[catalog.Dataset, Access]] | None = None,
 ) -> tuple[list[LayerAt], int]:
     """Every readable dataset's features at a point (EPSG:4490 lon/lat): (layers with features, datasets checked).
 
-    One Viewer decides every dataset; each readable one is read at its current version through the
+    Each readable dataset (one Viewer decided them all) is read at its current version through the
     store with the policy's row filter (a small box around the point, on the spatial index), then
     tested exactly: polygons must cover the point, points and lines lie within `tolerance_m`.
     Features are shaped like any other read. One audit entry covers the whole request, listing the
     non-public datasets read with their counts; none when every dataset read was public. `conn`: the
-    request's read connection (the dataset list and the features are read on it). `readable`: the caller's
-    `readable_datasets`, when already decided (`access.decisions.decide_layers`).
+    request's read connection (the features are read on it). `readable`: the caller's `readable_datasets` (a
+    published edition as seen: never a version pending), as `access.decisions.decide_layers` took them.
     """
     dlat = tolerance_m / 110_574.0
     dlon = tolerance_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
     box: BBox = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
     point = shapely.Point(lon, lat)
-    if readable is None:  # a published edition as seen: never a version pending
-        readable = readable_datasets(engine, principal, viewer, conn)
     near = [(ds, access) for ds, access in readable if _covers_extent(ds.extent, box)]
     found_per_layer = feature_store_for(engine).features_in_box(
         [(ds.id, ds.current_version, access.rows) for ds, access in near], box, conn

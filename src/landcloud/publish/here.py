@@ -22,7 +22,6 @@ from landcloud import clock
 from landcloud.access import gate
 from landcloud.access import units as units_mod
 from landcloud.access.decisions import RememberedLayers
-from landcloud.access.principal import Principal
 from landcloud.catalog.datasets import THEMES
 from landcloud.codes import landuse
 from landcloud.geo.area import survey_areas, to_hectares, to_mu
@@ -167,7 +166,7 @@ def _feature(feat: Any, geom: shapely.Geometry, aliases: dict[str, str]) -> dict
 
 def what_is_here(
     engine: Engine,
-    principal: Principal,
+    decided: RememberedLayers,
     *,
     lon: float | None = None,
     lat: float | None = None,
@@ -176,19 +175,13 @@ def what_is_here(
     crs: str | None = None,
     conn: Connection | None = None,
     defer: gate.Defer | None = None,
-    decided: RememberedLayers | None = None,
 ) -> dict[str, Any]:
-    """The report for one point (see the module docstring); `conn`: the request's read connection, `defer`: where
-    the audit entry waits for it to be back in the pool (`gate.read_features`); `decided`: the caller's readable
-    datasets and division index key as `access.decisions.decide_layers` gave them for this request."""
+    """The report for one point (see the module docstring) for the caller of `decided`: its readable datasets and
+    division index key as `access.decisions.decide_layers` gave them for this request. `conn`: the request's read
+    connection, `defer`: where the audit entry waits for it to be back in the pool (`gate.read_features`)."""
     plon, plat, given = resolve_point(lon, lat, x, y, crs)
-    if decided is None:
-        viewer = gate.Viewer(engine, principal, conn)
-        index_key, readable = viewer.index_key, gate.readable_datasets(engine, principal, viewer, conn)
-    else:
-        index_key, readable = decided.index_key, list(decided.layers)
     layers, checked = gate.features_at(
-        engine, principal, plon, plat, tolerance_m=TOLERANCE_M, conn=conn, defer=defer, readable=readable
+        engine, decided.principal, plon, plat, decided.layers, tolerance_m=TOLERANCE_M, conn=conn, defer=defer
     )
     out_layers = []
     for layer in layers:
@@ -208,7 +201,7 @@ def what_is_here(
         "point": {"lon": plon, "lat": plat, "crs": STORAGE},
         "input": given,
         "gauss_kruger": gauss_kruger(plon, plat),
-        "division": units_mod.division_at(engine, plon, plat, index_key),  # (the key: whether its boundaries are current)
+        "division": units_mod.division_at(engine, plon, plat, decided.index_key),  # (the key: whether its boundaries are current)
         "layers": out_layers,
         "checked": checked,
         "generated_at": clock.now().isoformat(),

@@ -35,8 +35,6 @@ def here(
     # authentication, the caller's facts and the dataset list, then the features: one connection, in this worker
     # thread (deps.Reads)
     decided = decide_layers(request.app.state.layer_decisions, engine, request, reads.conn, lambda: reads.principal)
-    report = what_is_here(
-        engine, decided.principal, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn, defer=reads.after_close, decided=decided
-    )
+    report = what_is_here(engine, decided, lon=lon, lat=lat, x=x, y=y, crs=crs, conn=reads.conn, defer=reads.after_close)
     reads.close()  # back to the pool (then the audit entry) before the report is written and sent
     return JSONResponse(report)
