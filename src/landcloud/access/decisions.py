@@ -163,6 +163,12 @@ _authorization_key = lru_cache(maxsize=4096)(_authorization_digest)
 _cookies_key = lru_cache(maxsize=4096)(_cookies_digest)
 
 
+def _areas_bytes(access: Access | None) -> int:
+    """The WKB of the areas a decision matches rows by (a unit's or a grant region's boundary)."""
+    clauses = access.clauses if access is not None else ()
+    return sum(len(a) for c in clauses if c.rows is not None for a in c.rows.areas)
+
+
 @dataclasses.dataclass(frozen=True)
 class Remembered:
     principal: Principal
@@ -175,9 +181,7 @@ class Remembered:
     def size(self) -> int:
         """Roughly what keeping it costs: a decision that matches rows by area holds the areas' WKB (a unit's or a
         grant region's boundary), each decision a copy of its own."""
-        access = self.decision.access
-        areas = sum(len(a) for c in (access.clauses if access is not None else ()) if c.rows is not None for a in c.rows.areas)
-        return _ENTRY_OVERHEAD + areas
+        return _ENTRY_OVERHEAD + _areas_bytes(self.decision.access)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,10 +198,8 @@ class RememberedLayers:
 
     @property
     def size(self) -> int:
-        areas = sum(
-            len(a) for _, access in self.layers for c in access.clauses if c.rows is not None for a in c.rows.areas
-        )
-        return _ENTRY_OVERHEAD * (1 + len(self.layers)) + areas
+        """As `Remembered.size`, for each dataset kept."""
+        return _ENTRY_OVERHEAD * (1 + len(self.layers)) + sum(_areas_bytes(access) for _, access in self.layers)
 
 
 class _Entry(Protocol):

@@ -69,7 +69,9 @@ def _unit_view_of(unit: dict[str, Any] | None, index: DivisionIndex | None) -> U
 
 _CALLER_FACTS = sharing.with_grants_of(units_mod.INDEX_KEY_AND_UNIT)  # built once: it runs on every request
 _DATASET_AND_CALLER_FACTS = catalog.with_dataset(_CALLER_FACTS)
-CallerFacts = tuple[units_mod.IndexKey, dict[str, Any] | None, list[dict[str, Any]]]
+# the division index's key, the caller's unit, its grants in force, and when those grants next change by the clock
+# alone (`sharing.grants_change_at`; None: no start or end ahead)
+CallerFacts = tuple[units_mod.IndexKey, dict[str, Any] | None, list[dict[str, Any]], datetime | None]
 
 
 def _facts_params(principal: Principal) -> dict[str, Any]:
@@ -78,23 +80,19 @@ def _facts_params(principal: Principal) -> dict[str, Any]:
 
 def _facts_of(rows: Sequence[Any]) -> CallerFacts:
     key, unit = units_mod.index_key_and_unit_of(rows[0])
-    return key, unit, sharing.active_grants_of(rows)
+    return key, unit, sharing.active_grants_of(rows), sharing.grants_change_at(rows)
 
 
-def _caller_facts_rows(conn: Connection, principal: Principal) -> Sequence[Any]:
-    """The division index's key, the caller's unit and its grants (read back with `_facts_of`): one round trip, read
-    anew for each decision (a revoked grant or a moved unit counts at once; `access.decisions` keeps a decision only
-    under the access generation it was made at)."""
-    return conn.execute(_CALLER_FACTS, _facts_params(principal)).all()
+def _caller_facts(conn: Connection, principal: Principal) -> CallerFacts:
+    """The caller's facts: one round trip, read anew for each decision (a revoked grant or a moved unit counts at
+    once; `access.decisions` keeps a decision only under the access generation it was made at)."""
+    return _facts_of(conn.execute(_CALLER_FACTS, _facts_params(principal)).all())
 
 
-def _dataset_and_caller_facts(
-    conn: Connection, principal: Principal, dataset_id: str
-) -> tuple[catalog.Dataset | None, CallerFacts, datetime | None]:
-    """A dataset's row, the caller's facts and when its grants next change by the clock alone
-    (`sharing.grants_change_at`), in one round trip (one snapshot), read on every request."""
+def _dataset_and_caller_facts(conn: Connection, principal: Principal, dataset_id: str) -> tuple[catalog.Dataset | None, CallerFacts]:
+    """A dataset's row and the caller's facts in one round trip (one snapshot), read on every request."""
     rows = conn.execute(_DATASET_AND_CALLER_FACTS, {**_facts_params(principal), "dataset_id": dataset_id}).all()
-    return catalog.dataset_of(rows[0]), _facts_of(rows), sharing.grants_change_at(rows)
+    return catalog.dataset_of(rows[0]), _facts_of(rows)
 
 
 def _grant_views(
@@ -124,20 +122,13 @@ class Viewer:
     decide through this one place.
     """
 
-    def __init__(
-        self, engine: Engine, principal: Principal, conn: Connection | None = None, facts: CallerFacts | None = None,
-        changes_at: datetime | None = None,
-    ) -> None:
-        """`facts`: the caller's facts when already read in this request (`_dataset_and_caller_facts`), with
-        `changes_at`, when its grants next change by the clock alone."""
+    def __init__(self, engine: Engine, principal: Principal, conn: Connection | None = None, facts: CallerFacts | None = None) -> None:
+        """`facts`: the caller's facts when already read in this request (`_dataset_and_caller_facts`)."""
         self.principal = principal
         self.engine = engine
         with connection(conn if conn is not None else engine) as c:  # a few small reads: one connection
-            if facts is None:
-                rows = _caller_facts_rows(c, principal)
-                facts, changes_at = _facts_of(rows), sharing.grants_change_at(rows)
-            self.changes_at = changes_at
-            self.index_key, unit, active = facts
+            # `changes_at`: when the decisions made here change by the clock alone (a grant begins or ends)
+            self.index_key, unit, active, self.changes_at = facts if facts is not None else _caller_facts(c, principal)
             self.index = units_mod.division_index(c, self.index_key)
             self.unit = _unit_view_of(unit, self.index)
             self.grants = _grant_views(c, principal, self.index, active)
@@ -274,13 +265,14 @@ class ReadDecision:
 
 def _catalogue_entry(engine: Engine, principal: Principal, dataset_id: str, conn: Connection | None) -> ReadDecision:
     with connection(conn if conn is not None else engine) as c:  # the dataset and the caller's facts in one statement
-        ds, facts, changes_at = _dataset_and_caller_facts(c, principal, dataset_id)
+        ds, facts = _dataset_and_caller_facts(c, principal, dataset_id)
         if ds is None:
             raise not_found(dataset_id)
-        access = Viewer(engine, principal, c, facts, changes_at).access(ds)
+        viewer = Viewer(engine, principal, c, facts)
+        access = viewer.access(ds)
         if not in_catalogue(principal, ds, access):
             raise not_found(dataset_id)
-        return ReadDecision(as_seen(c, ds, access), access, changes_at)
+        return ReadDecision(as_seen(c, ds, access), access, viewer.changes_at)
 
 
 def dataset_for_catalogue(
